@@ -1,0 +1,101 @@
+"""The buffer's contract: a durable queue between the readers and the uplink.
+
+Two stages live in one SQLite file so that one transaction can move data between them:
+
+    readers --put_reads--> [reads] --take_reads / commit_events--> [outbox] --claim/ack--> uplink
+                                          (pipeline: presence, EPCIS)
+
+* ``put_reads`` returns only once the reads are durable (committed with synchronous=FULL):
+  a read counts as *accepted* from that moment.
+* ``commit_events`` atomically deletes the processed reads, inserts the resulting events and
+  updates the pipeline's persistent state, so a crash can never lose a read nor emit twice.
+* ``claim`` leases outbox rows; ``ack`` deletes them after the broker's PUBACK; ``release``
+  returns them; leases that expire (crash between publish and ack) are released at start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent.model import Read
+
+# Outbox priorities: status and alarm messages are never evicted by bulk reads.
+PRIORITY_EVENT = 0
+PRIORITY_STATUS = 10
+PRIORITY_ALARM = 20
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRead:
+    id: int
+    read: Read
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutEvent:
+    """One message-to-be for the uplink (an EPCIS event object as JSON text, a status...)."""
+
+    kind: str  # "event" | "status" | "alarm"
+    payload: str  # JSON text; for kind "event" an EPCIS event object carrying its eventID
+    priority: int = PRIORITY_EVENT
+    created_at_s: float  # epoch seconds when the event was created
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claimed:
+    id: int
+    kind: str
+    payload: str
+    priority: int
+    created_at_s: float
+    attempts: int  # publish attempts before this claim
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BufferStats:
+    generation: str
+    reads_pending: int
+    events_pending: int
+    events_leased: int
+    oldest_event_age_s: float | None
+    size_bytes: int
+    dropped_total: int
+    dead_letters: int
+    quarantined_files: int
+    disk_full: bool
+
+
+class BufferFullError(Exception):
+    """Raised by put_reads under the backpressure policy while the buffer is full."""
+
+
+class Buffer(Protocol):
+    @property
+    def generation(self) -> str: ...
+
+    async def put_reads(self, reads: Sequence[Read]) -> None: ...
+
+    async def take_reads(self, limit: int) -> list[StoredRead]: ...
+
+    async def commit_events(
+        self,
+        read_ids: Sequence[int],
+        events: Sequence[OutEvent],
+        state: Mapping[str, str | None] | None = None,
+    ) -> None: ...
+
+    async def load_state(self, prefix: str = "") -> dict[str, str]: ...
+
+    async def claim(self, limit: int, *, lease_s: float) -> list[Claimed]: ...
+
+    async def ack(self, ids: Sequence[int]) -> None: ...
+
+    async def release(self, ids: Sequence[int], *, error: str | None = None) -> None: ...
+
+    async def dead_letter(self, ids: Sequence[int], reason: str) -> None: ...
+
+    async def stats(self) -> BufferStats: ...
+
+    async def aclose(self) -> None: ...
