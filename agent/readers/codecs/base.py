@@ -1,0 +1,27 @@
+"""Shared pieces of the pure frame decoders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class DecoderStats:
+    """What a decoder saw on the line. Mutable on purpose: decoders count as they go."""
+
+    frames: int = 0
+    bytes_in: int = 0
+    bytes_discarded: int = 0  # line noise skipped while hunting for a frame start
+    bad_checksums: int = 0
+    oversize: int = 0  # frames whose length field could not be right (or buffer over its cap)
+    wrong_address: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "frames": self.frames,
+            "bytes_in": self.bytes_in,
+            "bytes_discarded": self.bytes_discarded,
+            "bad_checksums": self.bad_checksums,
+            "oversize": self.oversize,
+            "wrong_address": self.wrong_address,
+        }

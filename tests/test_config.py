@@ -1,0 +1,109 @@
+"""Configuration: the minimal config works; bad ones exit 2 naming file, line and field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.config import ConfigError, load_config, parse_config
+
+MINIMAL = """\
+gateway: {id: gw-test, site: lab}
+readers:
+  - {name: r1, driver: r2000, port: /dev/pts/7, baudrate: 115200}
+buffer: {path: ./buffer.db}
+uplink:
+  mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: trace}
+"""
+
+
+def test_minimal_config_from_the_issue_loads_unchanged() -> None:
+    cfg = parse_config(MINIMAL, "minimal.yaml")
+    assert cfg.gateway.id == "gw-test"
+    assert cfg.readers[0].driver == "r2000"
+    assert cfg.readers[0].port == "/dev/pts/7"
+    assert cfg.buffer.synchronous == "FULL"
+    assert cfg.uplink.mqtt.topic_prefix == "trace"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (MINIMAL.replace("gateway: {id: gw-test, site: lab}", "gateway: {id: gw-test}"),
+         "f.yaml:1: gateway.site: required key is missing"),
+        (MINIMAL.replace("baudrate: 115200", "baudrate: fast"),
+         "f.yaml:3: readers[0].baudrate: got 'fast', expected one of"),
+        (MINIMAL.replace("port: 1883", "port: abc"),
+         "f.yaml:6: uplink.mqtt.port: got 'abc', input should be a valid integer"),
+        (MINIMAL.replace("topic_prefix", "topic_prefx"),
+         "f.yaml:6: uplink.mqtt.topic_prefx: unknown key"),
+        (MINIMAL.replace("driver: r2000", "driver: r3000"),
+         "f.yaml:3: readers[0].driver: got 'r3000', expected one of"),
+        (MINIMAL.replace("buffer: {path: ./buffer.db}\n", ""),
+         "f.yaml:1: buffer: required key is missing"),
+        (MINIMAL.replace("{path: ./buffer.db}", "{path: ./b.db, max_size: lots}"),
+         "f.yaml:4: buffer.max_size: expected a size such as 512MiB"),
+        ("gateway: [\n", "f.yaml:2: not valid YAML"),
+    ],
+)
+def test_bad_config_messages(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "f.yaml")
+    assert any(str(i).startswith(expected) for i in info.value.issues), info.value.issues
+
+
+def test_every_error_is_reported_not_only_the_first() -> None:
+    text = MINIMAL.replace("site: lab", "site: ''").replace("port: 1883", "port: 0")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "f.yaml")
+    paths = {i.path for i in info.value.issues}
+    assert {"gateway.site", "uplink.mqtt.port"} <= paths
+
+
+def test_env_references(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("READER_PORT", "/dev/ttyUSB3")
+    cfg = parse_config(MINIMAL.replace("/dev/pts/7", "\"${READER_PORT}\""))
+    assert cfg.readers[0].port == "/dev/ttyUSB3"
+    monkeypatch.delenv("READER_PORT")
+    with pytest.raises(ConfigError, match="environment variable READER_PORT is not set"):
+        parse_config(MINIMAL.replace("/dev/pts/7", "\"${READER_PORT}\""))
+    cfg = parse_config(MINIMAL.replace("/dev/pts/7", "\"${READER_PORT:-/dev/ttyS0}\""))
+    assert cfg.readers[0].port == "/dev/ttyS0"
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("mutation", "needle"),
+    [
+        (("baudrate: 115200", "baudrate: '115200x'"), "readers[0].baudrate"),
+        (("{path: ./buffer.db}", "{}"), "buffer.path: required key is missing"),
+    ],
+)
+def test_cli_exits_2_with_file_line_field_and_no_traceback(
+    tmp_path: Path, mutation: tuple[str, str], needle: str
+) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(MINIMAL.replace(*mutation))
+    for command in ("run", "check-config"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent", command, "-c", str(cfg)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert f"{cfg}:" in proc.stderr
+        assert needle in proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_example_configs_validate() -> None:
+    configs = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        load_config(path)
