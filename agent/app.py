@@ -21,7 +21,7 @@ from agent.uplink.mqtt import MqttUplink, Will
 log = logging.getLogger(__name__)
 
 
-class _Shutdown(Exception):  # noqa: N818 - a signal, not an error
+class _Shutdown(Exception):
     """Raised inside the TaskGroup to stop every task when SIGTERM/SIGINT arrives."""
 
 

@@ -18,7 +18,7 @@ TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
 class _Timex(ctypes.Structure):
     # struct timex from <sys/timex.h> (glibc, 64-bit and 32-bit longs alike): we only read
     # `status` and the return code; the tail is padding the kernel may write into.
-    _fields_ = [  # noqa: RUF012 - ctypes requires a class attribute
+    _fields_ = [
         ("modes", ctypes.c_uint),
         ("offset", ctypes.c_long),
         ("freq", ctypes.c_long),

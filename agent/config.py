@@ -35,7 +35,7 @@ _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def parse_size(value: object) -> int:
     """``512MiB`` / ``2GB`` / ``1048576`` -> bytes."""
     if isinstance(value, bool):
-        raise ValueError("expected a size such as 512MiB or a number of bytes")
+        raise ValueError("expected a size such as 512MiB or a number of bytes")  # noqa: TRY004
     if isinstance(value, int):
         return value
     if isinstance(value, str):

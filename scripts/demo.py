@@ -1,4 +1,4 @@
-"""`make demo`: simulated R2000 reader -> edge-agent -> local Mosquitto -> a subscriber prints events.
+"""`make demo`: simulated R2000 reader -> edge-agent -> local Mosquitto -> printed events.
 
 Starts a private Mosquitto on a free port (or uses MQTT_BROKER=host:port), `reader-sim r2000
 --pty`, and `edge-agent run` against both; prints each EPCIS event as an independent MQTT

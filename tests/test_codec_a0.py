@@ -135,7 +135,8 @@ def test_a0_inside_epc_is_not_a_frame_start() -> None:
 
 def test_address_filter_accepts_own_and_broadcast() -> None:
     d = A0Decoder(address=0x01)
-    frames = d.feed(v("a0 04 01 74 10 d7") + encode(0xFF, 0x74, b"\x10") + encode(0x02, 0x74, b"\x10"))
+    stream = v("a0 04 01 74 10 d7") + encode(0xFF, 0x74, b"\x10") + encode(0x02, 0x74, b"\x10")
+    frames = d.feed(stream)
     assert [f.address for f in frames] == [0x01, 0xFF]
     assert d.stats.wrong_address == 1
 

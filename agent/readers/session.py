@@ -14,7 +14,6 @@ from agent.readers.link import Link, LinkError
 log = logging.getLogger(__name__)
 
 F = TypeVar("F")
-F_co = TypeVar("F_co", covariant=True)
 
 
 class ReaderError(Exception):
@@ -33,12 +32,12 @@ class ReaderCommandError(ReaderError):
     pass
 
 
-class FrameDecoder(Protocol[F_co]):
+class FrameDecoder(Protocol[F]):
     stats: DecoderStats
 
-    def feed(self, data: bytes) -> list[F_co]: ...  # never raises on line noise
+    def feed(self, data: bytes) -> list[F]: ...  # never raises on line noise
 
-    def resync(self) -> list[F_co]: ...
+    def resync(self) -> list[F]: ...
 
     @property
     def pending(self) -> int: ...

@@ -74,9 +74,8 @@ class R2000Reader:
         while True:
             for antenna in antennas:
                 if multi:
-                    await self._check(
-                        a0.Cmd.SET_WORK_ANTENNA, bytes((antenna - 1,)), f"set work antenna {antenna}"
-                    )
+                    await self._check(a0.Cmd.SET_WORK_ANTENNA, bytes((antenna - 1,)),
+                                      f"set work antenna {antenna}")
                 async for read in self._round():
                     yield read
 
