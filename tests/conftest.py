@@ -10,7 +10,7 @@ import pytest
 from tests.mosquitto import Mosquitto, find_mosquitto
 
 MOSQUITTO_MISSING = (
-    "mosquitto broker binary not found on PATH or in /usr/sbin "
+    "mosquitto broker binary not found (MOSQUITTO_BIN, PATH, /usr/sbin) "
     "(apt-get install mosquitto); the MQTT tests need a real broker"
 )
 

@@ -55,7 +55,14 @@ class BrokerError(RuntimeError):
 
 
 def find_mosquitto() -> str | None:
-    """Path of the ``mosquitto`` binary (PATH first, then /usr/sbin), or None."""
+    """Path of the ``mosquitto`` binary, or None.
+
+    ``MOSQUITTO_BIN`` in the environment wins (a path; empty or missing means "none"), then
+    PATH, then /usr/sbin (Debian installs it there, often outside a user's PATH).
+    """
+    override = os.environ.get("MOSQUITTO_BIN")
+    if override is not None:
+        return override if override and os.access(override, os.X_OK) else None
     found = shutil.which("mosquitto")
     if found:
         return found
@@ -219,6 +226,7 @@ class Mosquitto:
             if self._proc.poll() is not None:
                 code = self._proc.returncode
                 self._proc = None
+                self._close_log()
                 raise BrokerError(f"mosquitto exited with code {code} at start\n{self.log_text()}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.2):
@@ -306,6 +314,7 @@ class Mosquitto:
         if self._closed:
             return
         self.kill()
+        self._close_log()
         self._closed = True
         self._tmp.cleanup()
 

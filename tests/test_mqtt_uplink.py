@@ -586,3 +586,55 @@ def test_packet_size_formula() -> None:
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.ContentType = "application/json"
     assert publish_packet_size("a/b", 5, properties=props) == 1 + 1 + 13 + 2 + 16 + 1
+
+
+async def test_held_message_over_a_lowered_limit_is_dropped_not_looped(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The broker comes back with a smaller max_packet_size while paho holds a bigger message:
+    re-sending it would get us disconnected (0x95) after every reconnect, forever."""
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    async with running(mosquitto) as up:
+        assert up.maximum_packet_size is None
+        mosquitto.pause()
+        task = asyncio.create_task(up.publish("big/held", b"x" * 2000, timeout_s=30), name="pub")
+        await until(lambda: up.pending_count == 1)
+        mosquitto.kill()
+        await until(lambda: not up.connected)
+        mosquitto.max_packet_size = 1024
+        mosquitto.start()
+        with pytest.raises(PacketTooLargeError) as exc:
+            await asyncio.wait_for(task, 10)
+        assert exc.value.limit == 1024
+        assert up.maximum_packet_size == 1024
+        await asyncio.sleep(0.5)
+        stats = up.stats()
+        assert up.connected
+        assert (stats.connects, stats.connection_losses, stats.dropped_too_large) == (2, 1, 1)
+        assert up.in_flight == 0
+        assert (await up.publish("big/small", b"y" * 100)).ok
+    assert "oversize" not in mosquitto.log_text()
+    assert len(log_lines(caplog, "exceeds the new maximum packet size 1024")) == 1
+
+
+async def test_connection_changed_and_wait_connected(mosquitto: Mosquitto) -> None:
+    up = MqttUplink(make_cfg(mosquitto), client_id=new_client_id())
+    ev = up.connection_changed
+    assert not up.connected
+    await up.start()
+    await up.start()  # idempotent
+    try:
+        await asyncio.wait_for(ev.wait(), 10)
+        assert up.connected
+        assert await up.wait_connected(0)
+        lost = up.connection_changed
+        assert not lost.is_set()
+        mosquitto.stop()
+        await asyncio.wait_for(lost.wait(), 10)
+        assert not up.connected
+        assert not await up.wait_connected(0.2)
+        mosquitto.start()
+        assert await up.wait_connected(10)
+        assert up.stats().reconnects == 1
+    finally:
+        await up.aclose()
