@@ -90,7 +90,7 @@ async def running(
 
 def assert_no_paho_thread(up: MqttUplink) -> None:
     names = [t.name for t in threading.enumerate()]
-    assert not [n for n in names if n.endswith(up._client_id)], names
+    assert not [n for n in names if n.endswith(up.client_id)], names
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
@@ -492,10 +492,10 @@ asyncio.run(main())
 
 
 async def test_will_is_published_retained_when_the_agent_dies(mosquitto: Mosquitto) -> None:
+    client_id = new_client_id()
     with collect(mosquitto, "status/#") as seen:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WILL_SCRIPT, mosquitto.host, str(mosquitto.port),
-            new_client_id(),
+            sys.executable, "-c", WILL_SCRIPT, mosquitto.host, str(mosquitto.port), client_id,
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
@@ -514,6 +514,7 @@ async def test_will_is_published_retained_when_the_agent_dies(mosquitto: Mosquit
     with collect(mosquitto, "status/#") as later:  # a new subscriber gets the retained will
         got = await in_thread(later.wait_for, lambda m: m.topic == "status/gw")
         assert got[0].retain
+    assert f"Client {client_id} closed its connection." in mosquitto.log_text()
 
 
 async def test_clean_close_does_not_send_the_will(mosquitto: Mosquitto) -> None:
@@ -527,7 +528,9 @@ async def test_clean_close_does_not_send_the_will(mosquitto: Mosquitto) -> None:
         await in_thread(seen.wait_for, lambda m: m.topic == "status/other")
         await asyncio.sleep(0.3)
         assert [m.topic for m in seen.messages] == ["status/other"]
-    assert "disconnected." in mosquitto.log_text()
+    log_text = mosquitto.log_text()
+    assert f"Client {up.client_id} disconnected." in log_text  # DISCONNECT, not a dropped socket
+    assert f"Client {up.client_id} closed its connection." not in log_text
 
 
 async def test_birth_message_on_every_connect(mosquitto: Mosquitto) -> None:

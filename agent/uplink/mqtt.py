@@ -331,6 +331,10 @@ class MqttUplink:
     # ------------------------------------------------------------------ properties
 
     @property
+    def client_id(self) -> str:
+        return self._client_id
+
+    @property
     def connected(self) -> bool:
         return self._connected
 
