@@ -35,6 +35,7 @@ _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 def parse_size(value: object) -> int:
     """``512MiB`` / ``2GB`` / ``1048576`` -> bytes."""
     if isinstance(value, bool):
+        # pydantic turns only ValueError into a validation error, so not TypeError here.
         raise ValueError("expected a size such as 512MiB or a number of bytes")  # noqa: TRY004
     if isinstance(value, int):
         return value
@@ -111,6 +112,11 @@ class MqttConfig(_Model):
     batch_max_delay_ms: Annotated[float, Field(ge=0, le=60000)] = 50.0
     reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
     reconnect_max_s: Annotated[float, Field(gt=0)] = 30.0
+    # Added for the uplink: broker credentials, and how long the broker keeps our session
+    # (MQTT 5 Session Expiry Interval) so a reconnect finds it again.
+    username: str | None = None
+    password: str | None = None
+    session_expiry_s: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] = 24 * 3600
 
     @field_validator("batch_max_bytes", mode="before")
     @classmethod
