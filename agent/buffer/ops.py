@@ -137,7 +137,7 @@ def stats(s: Store) -> BufferStats:
         return None if row is None else row[0]
 
     oldest = one("SELECT created_at_s FROM outbox ORDER BY id LIMIT 1")
-    c = s.counters
+    c = s.counter
     return BufferStats(
         generation=s.generation,
         reads_pending=int(one("SELECT count(*) FROM reads")),
@@ -147,15 +147,15 @@ def stats(s: Store) -> BufferStats:
         size_bytes=s.file_size(),
         dropped_total=s.dropped_total(),
         dead_letters=int(one("SELECT count(*) FROM dead_letters")),
-        quarantined_files=c.get("quarantined_files", 0),
+        quarantined_files=c("quarantined_files"),
         disk_full=s.disk_full,
         transactions=s.transactions,
         used_bytes=s.used_bytes(),
         max_size=s.cfg.max_size,
-        dropped_reads=c.get("dropped_reads", 0),
-        dropped_events=c.get("dropped_events", 0),
-        expired=c.get("expired_events", 0) + c.get("expired_reads", 0),
-        salvaged_rows=c.get("salvaged_rows", 0),
+        dropped_reads=c("dropped_reads"),
+        dropped_events=c("dropped_events"),
+        expired=c("expired_events") + c("expired_reads"),
+        salvaged_rows=c("salvaged_rows"),
     )
 
 

@@ -290,6 +290,7 @@ class Store:
         self._tx_inserted = False
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
+        self._expire()
         for req in reqs:
             req.error = None
             req.result = None
@@ -361,15 +362,18 @@ class Store:
     def used_bytes(self) -> int:
         return limits.used_bytes(self.conn, self.page_size)
 
-    def _maintain(self) -> None:
+    def _expire(self) -> None:
         now = self.clock()
-        dropped: list[limits.Dropped] = []
         if self.cfg.max_age_s is not None and now - self._last_sweep >= _SWEEP_INTERVAL_S:
             self._last_sweep = now
-            dropped += limits.expire(self.conn, now=now, max_age_s=self.cfg.max_age_s)
+            self._record(limits.expire(self.conn, now=now, max_age_s=self.cfg.max_age_s))
+
+    def _maintain(self) -> None:
         if self.cfg.when_full == "drop_oldest":
-            dropped += limits.evict(self.conn, max_size=self.cfg.max_size,
-                                    page_size=self.page_size, now=now)
+            self._record(limits.evict(self.conn, max_size=self.cfg.max_size,
+                                      page_size=self.page_size, now=self.clock()))
+
+    def _record(self, dropped: list[limits.Dropped]) -> None:
         for d in dropped:
             name = ("expired_" if d.reason == "max_age" else "dropped_") + d.what
             self.count(name, d.count)
@@ -378,10 +382,14 @@ class Store:
                       f"{self.cfg.max_size} bytes)", d.count, d.what.replace("_", " "),
                       d.first_id, d.last_id, self.dropped_total())
 
+    def counter(self, name: str) -> int:
+        """A counter including what the current transaction added."""
+        return self.counters.get(name, 0) + self._tx_counters.get(name, 0)
+
     def dropped_total(self) -> int:
         names = ("dropped_events", "dropped_reads", "dropped_dead_letters", "expired_events",
                  "expired_reads", "undecodable_reads")
-        return sum(self.counters.get(n, 0) + self._tx_counters.get(n, 0) for n in names)
+        return sum(self.counter(n) for n in names)
 
     def file_size(self) -> int:
         total = 0
