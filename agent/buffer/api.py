@@ -65,10 +65,45 @@ class BufferStats:
     dead_letters: int
     quarantined_files: int
     disk_full: bool
+    # Additions to the contract (defaults keep older constructors valid):
+    transactions: int = 0  # write transactions committed since open (group commit: one per batch)
+    used_bytes: int = 0  # bytes of live pages (page_count - freelist_count) * page_size
+    max_size: int = 0  # the configured limit on used_bytes
+    dropped_reads: int = 0  # reads evicted from the `reads` stage because the buffer was full
+    dropped_events: int = 0  # outbox rows evicted because the buffer was full
+    expired: int = 0  # reads and events dropped because they were older than max_age_s
+    salvaged_rows: int = 0  # rows carried over from quarantined (corrupt) files
 
 
-class BufferFullError(Exception):
-    """Raised by put_reads under the backpressure policy while the buffer is full."""
+class BufferStoreError(Exception):
+    """Base of the buffer's errors."""
+
+
+class BufferOpenError(BufferStoreError):
+    """The buffer file cannot be opened; the message says where, what is wrong and how to fix it."""
+
+
+class BufferClosedError(BufferStoreError):
+    """The buffer was closed (or its writer thread stopped); nothing more is accepted."""
+
+
+class BufferCorruptError(BufferStoreError):
+    """The database file turned out corrupt during operation (it is quarantined and salvaged)."""
+
+
+class BufferFullError(BufferStoreError):
+    """Raised by put_reads under the backpressure policy while the buffer is full.
+
+    Nothing of the refused call was stored: hold the reads (or pause the readers) and retry.
+    """
+
+
+class BufferDiskFullError(BufferFullError):
+    """Raised by put_reads while the disk (or the file's page limit) is full (SQLITE_FULL).
+
+    A subclass of :class:`BufferFullError`, so a caller that pauses on backpressure pauses here
+    too. Nothing of the refused call was stored; everything committed before stays.
+    """
 
 
 class Buffer(Protocol):

@@ -1,0 +1,129 @@
+"""Keeping the buffer bounded: eviction at max_size, expiry at max_age, giving space back.
+
+Everything here runs on the writer thread inside the batch's transaction (except ``reclaim``,
+which runs right after a commit), so a drop is committed together with the rows that caused it.
+Priority rows (status, alarms: ``priority > 0``) are never dropped here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.buffer.schema import Conn
+
+_UNLEASED = "(lease_until_s IS NULL OR lease_until_s <= :now)"
+
+# What full eviction drops, in this order, each oldest (lowest id) first:
+#  1. bulk events not on lease (the oldest observations: the uplink is what is behind),
+#  2. reads still waiting for the pipeline,
+#  3. dead letters,
+#  4. bulk events on lease (in flight to the broker right now).
+EVICTION_ORDER: tuple[tuple[str, str, str], ...] = (
+    ("events", "outbox", f"priority = 0 AND {_UNLEASED}"),
+    ("reads", "reads", "1"),
+    ("dead_letters", "dead_letters", "1"),
+    ("events", "outbox", "priority = 0"),
+)
+LOW_WATER = 0.95  # eviction frees down to this fraction of max_size, so it does not run per row
+_MIN_CHUNK = 32
+_MAX_CHUNK = 5000
+_EXPIRE_CHUNK = 1000
+RECLAIM_KEEP_PAGES = 256  # free pages kept for reuse rather than given back to the filesystem
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    what: str  # "events" | "reads" | "dead_letters"
+    reason: str  # "full" | "max_age"
+    count: int
+    first_id: int
+    last_id: int
+
+
+def page_counts(conn: Conn) -> tuple[int, int]:
+    """(page_count, freelist_count) as the current transaction sees them."""
+    row = conn.execute("SELECT * FROM pragma_page_count(), pragma_freelist_count()").fetchone()
+    return int(row[0]), int(row[1])
+
+
+def used_bytes(conn: Conn, page_size: int) -> int:
+    pages, free = page_counts(conn)
+    return (pages - free) * page_size
+
+
+def evict(conn: Conn, *, max_size: int, page_size: int, now: float) -> list[Dropped]:
+    """Drop the oldest evictable rows until used bytes are below LOW_WATER * max_size."""
+    used = used_bytes(conn, page_size)
+    if used <= max_size:
+        return []
+    target = int(max_size * LOW_WATER)
+    per_row = 256.0  # bytes freed per row dropped, re-estimated as we go
+    out: list[Dropped] = []
+    for what, table, pred in EVICTION_ORDER:
+        first = last = -1
+        count = 0
+        while used > target:
+            n = int(min(_MAX_CHUNK, max(_MIN_CHUNK, (used - target) / per_row + 1)))
+            ids = [r[0] for r in conn.execute(
+                f"SELECT id FROM {table} WHERE {pred} ORDER BY id LIMIT :n",  # noqa: S608
+                {"now": now, "n": n}).fetchall()]
+            if not ids:
+                break
+            conn.execute(f"DELETE FROM {table} WHERE {pred} AND id BETWEEN :lo AND :hi",  # noqa: S608
+                         {"now": now, "lo": ids[0], "hi": ids[-1]})
+            first = ids[0] if first < 0 else first
+            last = ids[-1]
+            count += len(ids)
+            after = used_bytes(conn, page_size)
+            if after < used:
+                per_row = max(16.0, (used - after) / len(ids))
+            used = after
+        if count:
+            out.append(Dropped(what, "full", count, first, last))
+        if used <= target:
+            break
+    return out
+
+
+def expire(conn: Conn, *, now: float, max_age_s: float) -> list[Dropped]:
+    """Drop bulk events and (clock-synced) reads older than max_age_s, oldest id first.
+
+    Age is looked at in id order: each round takes the oldest rows and drops the expired ones
+    among them, and stops at a round with none expired.
+    """
+    cutoff = now - max_age_s
+    plans = (
+        ("events", "outbox", f"priority = 0 AND {_UNLEASED}", "created_at_s", cutoff),
+        ("reads", "reads", "clock_synced = 1", "read_at_us", int(cutoff * 1_000_000)),
+    )
+    out: list[Dropped] = []
+    for what, table, pred, col, limit in plans:
+        while True:
+            rows = conn.execute(
+                f"SELECT id, {col} FROM {table} WHERE {pred} ORDER BY id LIMIT :n",  # noqa: S608
+                {"now": now, "n": _EXPIRE_CHUNK}).fetchall()
+            old = [r[0] for r in rows if r[1] < limit]
+            if not old:
+                break
+            conn.execute(
+                f"DELETE FROM {table} WHERE {pred} AND {col} < :limit "  # noqa: S608
+                "AND id BETWEEN :lo AND :hi",
+                {"now": now, "limit": limit, "lo": old[0], "hi": old[-1]})
+            out.append(Dropped(what, "max_age", len(old), old[0], old[-1]))
+            if len(rows) < _EXPIRE_CHUNK:
+                break
+    return out
+
+
+def reclaim(conn: Conn) -> int:
+    """Give free pages back to the filesystem when they are many; return the pages freed.
+
+    Runs outside a transaction. ``PRAGMA incremental_vacuum(N)`` must go through executescript
+    (or be stepped to the end): a plain execute frees a single page.
+    """
+    pages, free = page_counts(conn)
+    if free <= RECLAIM_KEEP_PAGES or free * 4 < pages:
+        return 0
+    n = free - RECLAIM_KEEP_PAGES
+    conn.executescript(f"PRAGMA incremental_vacuum({n});")
+    return n

@@ -1,0 +1,163 @@
+"""The buffer's operations, each run on the writer thread inside a batch transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agent.buffer.api import BufferFullError, BufferStats, Claimed, OutEvent, StoredRead
+from agent.buffer.rows import READ_COLUMNS, ReadRow, decode_read
+from agent.buffer.store import Rejected, Store
+
+_INSERT_READ = f"INSERT INTO reads ({READ_COLUMNS}) VALUES ({', '.join('?' * 12)})"  # noqa: S608
+_SELECT_READS = f"SELECT id, {READ_COLUMNS} FROM reads WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
+_INSERT_EVENT = "INSERT INTO outbox (kind, payload, priority, created_at_s) VALUES (?, ?, ?, ?)"
+
+
+def put_reads(s: Store, rows: Sequence[ReadRow]) -> None:
+    if s.cfg.when_full == "backpressure":
+        used = s.used_bytes()
+        if used >= s.cfg.max_size:
+            raise Rejected(BufferFullError(
+                f"buffer full: {used} of {s.cfg.max_size} bytes used (when_full: backpressure); "
+                f"nothing of this call was stored; pause the readers and retry"))
+    s.conn.executemany(_INSERT_READ, rows)
+    s.inserted()
+
+
+def take_reads(s: Store, limit: int, after_id: int) -> list[StoredRead]:
+    out: list[StoredRead] = []
+    bad: list[int] = []
+    for row in s.conn.execute(_SELECT_READS, (after_id, limit)).fetchall():
+        try:
+            out.append(StoredRead(int(row[0]), decode_read(tuple(row[1:]))))
+        except (TypeError, ValueError, OverflowError):
+            bad.append(int(row[0]))
+    if bad:  # cannot happen with rows we wrote; never drop silently if it does
+        s.conn.executemany("DELETE FROM reads WHERE id = ?", [(i,) for i in bad])
+        s.count("undecodable_reads", len(bad))
+        s.note("buffer: dropped %d undecodable reads, ids %s", len(bad), bad[:20])
+    return out
+
+
+def commit_events(s: Store, read_ids: Sequence[int], events: Sequence[OutEvent],
+                  state: Mapping[str, str | None] | None) -> None:
+    conn = s.conn
+    if read_ids:
+        conn.executemany("DELETE FROM reads WHERE id = ?", [(i,) for i in read_ids])
+    if events:
+        conn.executemany(_INSERT_EVENT, [
+            (e.kind, e.payload, e.priority, e.created_at_s) for e in events])
+        s.inserted()
+    if state:
+        upserts = [(k, v) for k, v in state.items() if v is not None]
+        deletes = [(k,) for k, v in state.items() if v is None]
+        if upserts:
+            conn.executemany("INSERT INTO state (key, value) VALUES (?, ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value", upserts)
+        if deletes:
+            conn.executemany("DELETE FROM state WHERE key = ?", deletes)
+
+
+def put_events(s: Store, events: Sequence[OutEvent]) -> list[int]:
+    ids = [int(s.conn.execute(_INSERT_EVENT + " RETURNING id",
+                              (e.kind, e.payload, e.priority, e.created_at_s)).fetchone()[0])
+           for e in events]
+    s.inserted()
+    return ids
+
+
+def load_state(s: Store, prefix: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in s.conn.execute(
+            "SELECT key, value FROM state WHERE key >= ? ORDER BY key", (prefix,)).fetchall():
+        if not str(key).startswith(prefix):
+            break
+        out[str(key)] = str(value)
+    return out
+
+
+def claim(s: Store, limit: int, lease_s: float) -> list[Claimed]:
+    now = s.clock()
+    # An expired lease (publish attempted, no ack in time) counts as an attempt.
+    rows = s.conn.execute(
+        "UPDATE outbox SET lease_until_s = :until, "
+        "attempts = attempts + (lease_until_s IS NOT NULL), "
+        "last_error = CASE WHEN lease_until_s IS NOT NULL "
+        "THEN 'lease expired before ack' ELSE last_error END "
+        "WHERE id IN (SELECT id FROM outbox "
+        "WHERE lease_until_s IS NULL OR lease_until_s <= :now "
+        "ORDER BY priority DESC, id LIMIT :limit) "
+        "RETURNING id, kind, payload, priority, created_at_s, attempts",
+        {"until": now + lease_s, "now": now, "limit": limit}).fetchall()
+    rows.sort(key=lambda r: (-r[3], r[0]))
+    return [Claimed(id=r[0], kind=r[1], payload=r[2], priority=r[3], created_at_s=r[4],
+                    attempts=r[5]) for r in rows]
+
+
+def ack(s: Store, ids: Sequence[int]) -> int:
+    before = _changes(s)
+    s.conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+    return _changes(s) - before
+
+
+def release(s: Store, ids: Sequence[int], error: str | None) -> None:
+    s.conn.executemany(
+        "UPDATE outbox SET lease_until_s = NULL, attempts = attempts + 1, "
+        "last_error = coalesce(?, last_error) WHERE id = ? AND lease_until_s IS NOT NULL",
+        [(error, i) for i in ids])
+
+
+def dead_letter(s: Store, ids: Sequence[int], reason: str) -> None:
+    conn = s.conn
+    now = s.clock()
+    conn.executemany(
+        "INSERT OR REPLACE INTO dead_letters (id, kind, payload, priority, created_at_s, "
+        "attempts, last_error, reason, dead_at_s) SELECT id, kind, payload, priority, "
+        "created_at_s, attempts, last_error, ?, ? FROM outbox WHERE id = ?",
+        [(reason, now, i) for i in ids])
+    conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+    n = int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+    excess = n - s.dead_letters_max
+    if excess > 0:
+        old = [r[0] for r in conn.execute(
+            "SELECT id FROM dead_letters ORDER BY id LIMIT ?", (excess,)).fetchall()]
+        conn.execute("DELETE FROM dead_letters WHERE id BETWEEN ? AND ?", (old[0], old[-1]))
+        s.count("dropped_dead_letters", len(old))
+        s.note("buffer: more than %d dead letters: dropped the oldest %d, ids %d..%d",
+               s.dead_letters_max, len(old), old[0], old[-1])
+
+
+def stats(s: Store) -> BufferStats:
+    conn = s.conn
+    now = s.clock()
+
+    def one(sql: str, params: Any = ()) -> Any:
+        row = conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    oldest = one("SELECT created_at_s FROM outbox ORDER BY id LIMIT 1")
+    c = s.counter
+    return BufferStats(
+        generation=s.generation,
+        reads_pending=int(one("SELECT count(*) FROM reads")),
+        events_pending=int(one("SELECT count(*) FROM outbox")),
+        events_leased=int(one("SELECT count(*) FROM outbox WHERE lease_until_s > ?", (now,))),
+        oldest_event_age_s=None if oldest is None else max(0.0, now - float(oldest)),
+        size_bytes=s.file_size(),
+        dropped_total=s.dropped_total(),
+        dead_letters=int(one("SELECT count(*) FROM dead_letters")),
+        quarantined_files=c("quarantined_files"),
+        disk_full=s.disk_full,
+        transactions=s.transactions,
+        used_bytes=s.used_bytes(),
+        max_size=s.cfg.max_size,
+        dropped_reads=c("dropped_reads"),
+        dropped_events=c("dropped_events"),
+        expired=c("expired_events") + c("expired_reads"),
+        salvaged_rows=c("salvaged_rows"),
+    )
+
+
+def _changes(s: Store) -> int:
+    return int(s.conn.execute("SELECT total_changes()").fetchone()[0])

@@ -1,0 +1,173 @@
+"""Schema of the buffer file, its migrations and the connection settings.
+
+The schema version is ``PRAGMA user_version``: the number of migration steps applied. A new
+step is appended to :data:`MIGRATIONS` (never edit a released one); :func:`migrate` applies the
+missing steps, each in its own transaction together with the new user_version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+# ------------------------------------------------------------------------- connection protocol
+
+
+class Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Conn(Protocol):
+    """What the buffer needs of a DB-API connection in autocommit mode.
+
+    ``sqlite3.Connection(isolation_level=None)`` satisfies it; the power-cut test adapts an
+    apsw connection (running over a VFS that loses unsynced writes) to it.
+    """
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Any], /) -> Cursor: ...
+
+    def executescript(self, sql_script: str, /) -> Cursor: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
+
+# ------------------------------------------------------------------------- migrations
+
+_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+);
+-- Stage 1: reads as the readers reported them (see rows.py for the encoding).
+CREATE TABLE reads (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          INTEGER NOT NULL,
+    reader        TEXT NOT NULL,
+    read_at_us    INTEGER NOT NULL,
+    clock_synced  INTEGER NOT NULL,
+    epc           BLOB,
+    antenna       INTEGER,
+    rssi_dbm      REAL,
+    pc            INTEGER,
+    phase         INTEGER,
+    frequency_khz INTEGER,
+    data          BLOB,
+    symbology     TEXT
+);
+-- Stage 2: messages for the uplink. lease_until_s NULL = available.
+CREATE TABLE outbox (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind          TEXT NOT NULL,
+    payload       TEXT NOT NULL,
+    priority      INTEGER NOT NULL,
+    created_at_s  REAL NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    lease_until_s REAL,
+    last_error    TEXT
+);
+CREATE INDEX outbox_order ON outbox (priority DESC, id);
+CREATE INDEX outbox_leased ON outbox (lease_until_s) WHERE lease_until_s IS NOT NULL;
+-- Rows the uplink gave up on: kept for a technician, never retried automatically.
+CREATE TABLE dead_letters (
+    id           INTEGER PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    payload      TEXT NOT NULL,
+    priority     INTEGER NOT NULL,
+    created_at_s REAL NOT NULL,
+    attempts     INTEGER NOT NULL,
+    last_error   TEXT,
+    reason       TEXT NOT NULL,
+    dead_at_s    REAL NOT NULL
+);
+-- The pipeline's persistent key-value state (a rowid table so that salvage can read it back).
+CREATE TABLE state (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+"""
+
+MIGRATIONS: list[str] = [_V1]
+"""Step i (0-based) takes the schema from user_version i to i + 1."""
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Columns per table as the current schema has them (salvage and tools read these).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "reads": (
+        "id", "kind", "reader", "read_at_us", "clock_synced", "epc", "antenna", "rssi_dbm", "pc",
+        "phase", "frequency_khz", "data", "symbology",
+    ),
+    "outbox": (
+        "id", "kind", "payload", "priority", "created_at_s", "attempts", "lease_until_s",
+        "last_error",
+    ),
+    "dead_letters": (
+        "id", "kind", "payload", "priority", "created_at_s", "attempts", "last_error", "reason",
+        "dead_at_s",
+    ),
+    "state": ("key", "value"),
+    "counters": ("name", "value"),
+    "meta": ("key", "value"),
+}
+
+
+class SchemaTooNewError(Exception):
+    def __init__(self, found: int) -> None:
+        super().__init__(
+            f"the file has schema version {found}, newer than this agent knows "
+            f"({SCHEMA_VERSION}); it was written by a newer agent"
+        )
+        self.found = found
+
+
+def user_version(conn: Conn) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(conn: Conn) -> int:
+    """Apply the missing migration steps; return the number applied."""
+    current = user_version(conn)
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNewError(current)
+    for version in range(current, SCHEMA_VERSION):
+        # executescript commits anything pending first; the step and its version are one
+        # transaction, so a crash leaves either the old or the new version, never a half.
+        script = f"BEGIN IMMEDIATE;\n{MIGRATIONS[version]}\nPRAGMA user_version = {version + 1};\n"
+        try:
+            conn.executescript(script + "COMMIT;")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION - current
+
+
+# ------------------------------------------------------------------------- connection settings
+
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024  # the WAL is truncated to this after a checkpoint
+BUSY_TIMEOUT_MS = 5000  # tools (stats/export/purge) may hold a lock briefly
+
+
+def configure(conn: Conn, synchronous: str) -> None:
+    """Settings for the writer connection. auto_vacuum only takes on a new (empty) file."""
+    if synchronous not in ("FULL", "EXTRA", "NORMAL"):
+        raise ValueError(f"unsupported synchronous setting {synchronous!r}")
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise OSError(f"the filesystem does not support SQLite's WAL mode (journal_mode={mode})")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+    conn.execute("PRAGMA temp_store = MEMORY")

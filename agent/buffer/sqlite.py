@@ -1,0 +1,207 @@
+"""SqliteBuffer: the durable buffer (see api.py for the contract and docs/buffer.md).
+
+One sqlite3 connection lives on one dedicated writer thread (writer.py); every method here
+turns into a request on its queue and awaits the request's future, which is resolved only after
+the batch's transaction committed. With ``synchronous=FULL`` (the default) a returned
+``put_reads`` / ``commit_events`` / ``ack`` survives a power cut.
+
+A cancelled call may still be committed (the request was already queued): treat cancellation
+as "unknown", never as "not stored". Delivery is at least once; duplicates carry the same ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+from agent.buffer import ops
+from agent.buffer.api import BufferStats, Claimed, OutEvent, StoredRead
+from agent.buffer.rows import encode_read
+from agent.buffer.schema import Conn
+from agent.buffer.store import Connect, Store
+from agent.buffer.writer import WriterThread
+from agent.config import BufferConfig
+from agent.model import Read
+
+
+def sqlite3_connect(path: str) -> Conn:
+    """The default connection: stdlib sqlite3, autocommit (we issue BEGIN/COMMIT ourselves)."""
+    return sqlite3.connect(path, isolation_level=None, timeout=5.0)
+
+
+class SqliteBuffer:
+    """The durable buffer. Create with ``await SqliteBuffer.open(cfg)``; close with ``aclose``."""
+
+    def __init__(
+        self,
+        cfg: BufferConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        connect: Connect = sqlite3_connect,
+        check_at_open: bool = True,
+        dead_letters_max: int = 10_000,
+    ) -> None:
+        self._cfg = cfg
+        self._store = Store(cfg, clock=clock, rng=rng or random.SystemRandom(),
+                            connect=connect, check_at_open=check_at_open,
+                            dead_letters_max=dead_letters_max)
+        self._writer: WriterThread[Store] = WriterThread(
+            self._store, Store.run_batch, commit_interval_s=cfg.commit_interval_ms / 1000.0)
+        self._reads_ready = asyncio.Event()
+        self._events_ready = asyncio.Event()
+
+    @classmethod
+    async def open(
+        cls,
+        cfg: BufferConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        connect: Connect = sqlite3_connect,
+        check_at_open: bool = True,
+        dead_letters_max: int = 10_000,
+    ) -> Self:
+        """Start the writer thread, check/migrate the file, release stale leases.
+
+        Raises BufferOpenError with a message a technician can act on. A corrupt file is
+        quarantined and salvaged (an alarm row is queued), not raised.
+        """
+        self = cls(cfg, clock=clock, rng=rng, connect=connect, check_at_open=check_at_open,
+                   dead_letters_max=dead_letters_max)
+        self._writer.start()
+        try:
+            await self._writer.submit(Store.open, "open", in_transaction=False)
+        except BaseException:
+            await self._writer.stop(Store.close)
+            raise
+        self._reads_ready.set()
+        self._events_ready.set()
+        return self
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Commit what is queued, checkpoint, close the connection and end the thread."""
+        await self._writer.stop(Store.close)
+
+    @property
+    def generation(self) -> str:
+        return self._store.generation
+
+    @property
+    def transactions(self) -> int:
+        """Transactions committed since open (group commit: one per batch of requests)."""
+        return self._store.transactions
+
+    async def _call(self, fn: Callable[[Store], Any], name: str, rows: int = 1) -> Any:
+        return await self._writer.submit(fn, name, rows=rows)
+
+    # ------------------------------------------------------------------ reads stage
+
+    async def put_reads(self, reads: Sequence[Read]) -> None:
+        """Store reads; returns once they are committed (durable with synchronous=FULL).
+
+        Raises BufferFullError (backpressure policy, buffer full) or BufferDiskFullError (a
+        subclass: the disk is full); nothing of the call was stored then.
+        """
+        rows = [encode_read(r) for r in reads]
+        if not rows:
+            return
+        await self._call(lambda s: ops.put_reads(s, rows), "put_reads", len(rows))
+        self._reads_ready.set()
+
+    async def take_reads(self, limit: int, *, after_id: int = 0) -> list[StoredRead]:
+        """The oldest stored reads (id order), without removing them; ``after_id`` skips ahead."""
+        self._reads_ready.clear()
+        result: list[StoredRead] = await self._call(
+            lambda s: ops.take_reads(s, limit, after_id), "take_reads")
+        return result
+
+    async def wait_for_reads(self) -> None:
+        """Addition: wait until put_reads committed something since the last take_reads."""
+        await self._reads_ready.wait()
+
+    async def commit_events(
+        self,
+        read_ids: Sequence[int],
+        events: Sequence[OutEvent],
+        state: Mapping[str, str | None] | None = None,
+    ) -> None:
+        """Atomically: delete the processed reads, queue the events, update the state."""
+        _check_events(events)
+        ids = list(read_ids)
+        evs = list(events)
+        st = dict(state) if state else None
+        await self._call(lambda s: ops.commit_events(s, ids, evs, st), "commit_events",
+                         len(ids) + len(evs))
+        if evs:
+            self._events_ready.set()
+
+    async def put_events(self, events: Sequence[OutEvent]) -> list[int]:
+        """Addition: queue messages that come from no read (status, alarms); returns their ids."""
+        _check_events(events)
+        evs = list(events)
+        ids: list[int] = await self._call(lambda s: ops.put_events(s, evs), "put_events",
+                                          len(evs))
+        self._events_ready.set()
+        return ids
+
+    async def load_state(self, prefix: str = "") -> dict[str, str]:
+        result: dict[str, str] = await self._call(lambda s: ops.load_state(s, prefix),
+                                                  "load_state")
+        return result
+
+    # ------------------------------------------------------------------ outbox
+
+    async def claim(self, limit: int, *, lease_s: float) -> list[Claimed]:
+        """Lease up to ``limit`` rows: priority first, then oldest first."""
+        self._events_ready.clear()
+        result: list[Claimed] = await self._call(lambda s: ops.claim(s, limit, lease_s), "claim")
+        return result
+
+    async def wait_for_events(self) -> None:
+        """Addition: wait until events were queued since the last claim (use a timeout too:
+        expired leases make rows claimable again without any new event)."""
+        await self._events_ready.wait()
+
+    async def ack(self, ids: Sequence[int]) -> None:
+        """The broker confirmed these: delete them (one transaction for the whole list)."""
+        idl = list(ids)
+        if idl:
+            await self._call(lambda s: ops.ack(s, idl), "ack", len(idl))
+
+    async def release(self, ids: Sequence[int], *, error: str | None = None) -> None:
+        """Publishing failed: make them available again, count the attempt, keep the error."""
+        idl = list(ids)
+        if idl:
+            await self._call(lambda s: ops.release(s, idl, error), "release", len(idl))
+            self._events_ready.set()
+
+    async def dead_letter(self, ids: Sequence[int], reason: str) -> None:
+        """Move rows to dead_letters: kept and counted, never retried automatically."""
+        idl = list(ids)
+        if idl:
+            await self._call(lambda s: ops.dead_letter(s, idl, reason), "dead_letter", len(idl))
+
+    async def stats(self) -> BufferStats:
+        result: BufferStats = await self._call(ops.stats, "stats")
+        return result
+
+
+def _check_events(events: Sequence[OutEvent]) -> None:
+    for e in events:
+        if e.priority < 0:
+            raise ValueError(f"event priority must be >= 0, got {e.priority}")
+        if not isinstance(e.payload, str) or not isinstance(e.kind, str):
+            raise TypeError("event kind and payload must be str")

@@ -1,0 +1,423 @@
+"""The synchronous engine behind SqliteBuffer. Everything here runs on the writer thread.
+
+A batch of requests runs in ONE transaction (group commit):
+
+    BEGIN IMMEDIATE; request 1; request 2; ...; evict / expire; COMMIT
+
+* A request that fails on its own data (a bad value, a constraint) rolls the transaction back;
+  the batch runs again without it, so only its own future fails.
+* A request refused before it wrote anything (backpressure) just fails; the batch goes on.
+* An error of the file or the machine (disk full, I/O error) rolls back and the requests are
+  retried one transaction each, so that what still fits (acks, small commits) goes through.
+* SQLITE_CORRUPT / SQLITE_NOTADB: the file is quarantined, salvaged into a fresh one, an alarm
+  is queued, and the batch runs again on the fresh file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.buffer import faults, limits
+from agent.buffer.api import (
+    PRIORITY_ALARM,
+    BufferCorruptError,
+    BufferDiskFullError,
+    BufferOpenError,
+    BufferStoreError,
+)
+from agent.buffer.salvage import salvage
+from agent.buffer.schema import Conn, SchemaTooNewError, configure, migrate
+from agent.buffer.writer import Request
+from agent.config import BufferConfig
+
+log = logging.getLogger("agent.buffer")
+
+Connect = Callable[[str], Conn]
+
+COUNTER_NAMES = (
+    "dropped_events", "dropped_reads", "dropped_dead_letters", "expired_events", "expired_reads",
+    "quarantined_files", "salvaged_rows", "undecodable_reads",
+)
+_SWEEP_INTERVAL_S = 1.0
+
+
+class Rejected(Exception):  # noqa: N818 - a control-flow signal, not an error of its own
+    """Raised by an operation that refuses a request before writing anything."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _RequestFailed(Exception):  # noqa: N818
+    def __init__(self, request: Request[Store], error: BaseException) -> None:
+        super().__init__(str(error))
+        self.request = request
+        self.error = error
+
+
+class _CorruptFileError(Exception):
+    pass
+
+
+class Store:
+    def __init__(self, cfg: BufferConfig, *, clock: Callable[[], float], rng: random.Random,
+                 connect: Connect, check_at_open: bool = True,
+                 dead_letters_max: int = 10_000) -> None:
+        self.cfg = cfg
+        self.path = Path(cfg.path)
+        self.clock = clock
+        self.rng = rng
+        self._connect = connect
+        self.check_at_open = check_at_open
+        self.dead_letters_max = dead_letters_max
+        self._conn: Conn | None = None
+        self.generation = ""
+        self.page_size = 4096
+        self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
+        self.transactions = 0
+        self.disk_full = False
+        self._last_sweep = float("-inf")
+        self._full_warned = False
+        # per-transaction scratch, discarded on rollback
+        self._tx_counters: dict[str, int] = {}
+        self._tx_notes: list[tuple[str, tuple[Any, ...]]] = []
+        self._tx_inserted = False
+
+    @property
+    def conn(self) -> Conn:
+        if self._conn is None:
+            raise BufferStoreError("the buffer file is not open")
+        return self._conn
+
+    # ------------------------------------------------------------------ open / close
+
+    def open(self) -> None:
+        faults.preflight(self.path)
+        try:
+            self._conn = self._open_checked()
+        except _CorruptFileError as exc:
+            log.error("buffer file %s is corrupt (%s); quarantining and salvaging it",  # noqa: TRY400
+                      self.path, exc)
+            self._conn = self._replace_corrupt(str(exc))
+        self._load()
+        released = self._release_stale_leases()
+        log.info("buffer %s open: generation %s, %d stale leases released",
+                 self.path, self.generation, released)
+
+    def _open_checked(self) -> Conn:
+        try:
+            conn = self._connect(str(self.path))
+        except Exception as exc:
+            raise faults.open_error(self.path, exc) from exc
+        try:
+            configure(conn, self.cfg.synchronous)
+            if self.check_at_open:
+                _quick_check(conn)
+            migrate(conn)
+            self._ensure_meta(conn)
+        except _CorruptFileError:
+            conn.close()
+            raise
+        except SchemaTooNewError as exc:
+            conn.close()
+            raise BufferOpenError(f"buffer file {self.path}: {exc}; upgrade the agent, or move "
+                                  f"the file away to start an empty buffer") from exc
+        except Exception as exc:
+            _close_quietly(conn)
+            if faults.is_corrupt(exc):
+                raise _CorruptFileError(f"{type(exc).__name__}: {exc}") from exc
+            raise faults.open_error(self.path, exc) from exc
+        return conn
+
+    def _ensure_meta(self, conn: Conn) -> None:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        if row is None:
+            gen = _new_generation(self.rng)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", [
+                ("generation", gen), ("created_at", _iso(self.clock()))])
+            conn.executemany("INSERT OR IGNORE INTO counters (name, value) VALUES (?, 0)",
+                             [(n,) for n in COUNTER_NAMES])
+            conn.execute("COMMIT")
+
+    def _load(self) -> None:
+        conn = self.conn
+        self.generation = str(
+            conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
+        self.page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        for name, value in conn.execute("SELECT name, value FROM counters").fetchall():
+            self.counters[str(name)] = int(value)
+
+    def _release_stale_leases(self) -> int:
+        # Only this process writes the file, so every lease found at start is a dead process's.
+        # The publish may have happened (at least once): count it as an attempt.
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+            n = len(self.conn.execute(
+                "UPDATE outbox SET lease_until_s = NULL, attempts = attempts + 1, "
+                "last_error = 'lease held by a previous run, released at start' "
+                "WHERE lease_until_s IS NOT NULL RETURNING id").fetchall())
+            self.conn.execute("COMMIT")
+        except Exception as exc:
+            self._rollback_quietly()
+            if not faults.is_full(exc):
+                raise
+            self._set_disk_full(True, exc)
+            return 0  # they expire by themselves (claim takes expired leases)
+        return n
+
+    def close(self) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except Exception as exc:
+            log.warning("buffer: final checkpoint failed (%s); the WAL is replayed at next start",
+                        exc)
+        conn.close()
+
+    # ------------------------------------------------------------------ corruption
+
+    def _replace_corrupt(self, reason: str) -> Conn:
+        now = self.clock()
+        moved = faults.quarantine(self.path, now)
+        try:
+            conn = self._connect(str(self.path))
+            configure(conn, self.cfg.synchronous)
+            migrate(conn)
+            self._ensure_meta(conn)
+            report = salvage(moved, conn)
+            conn.execute("BEGIN IMMEDIATE")
+            gen = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0]
+            counters = dict.fromkeys(COUNTER_NAMES, 0)
+            for k, v in report.counters.items():
+                if k in counters:
+                    counters[k] = v
+            counters["quarantined_files"] += 1
+            counters["salvaged_rows"] += report.total
+            conn.executemany("UPDATE counters SET value = ? WHERE name = ?",
+                             [(v, k) for k, v in counters.items()])
+            if report.previous_generation:
+                conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES "
+                             "('previous_generation', ?)", (report.previous_generation,))
+            alarm = {
+                "type": "buffer_corrupt",
+                "detail": "the buffer file was corrupt; it was moved aside and its readable "
+                          "rows were copied into a new file",
+                "path": str(self.path),
+                "quarantined_as": str(moved),
+                "reason": reason,
+                "detected_at": _iso(now),
+                "salvaged_rows": report.rows,
+                "salvaged_total": report.total,
+                "invalid_rows": report.invalid_rows,
+                "unreadable_id_ranges": {t: r[:20] for t, r in report.skipped.items()},
+                "salvage_error": report.error,
+                "generation": gen,
+                "previous_generation": report.previous_generation,
+            }
+            conn.execute("INSERT INTO outbox (kind, payload, priority, created_at_s) "
+                         "VALUES ('alarm', ?, ?, ?)",
+                         (json.dumps(alarm, sort_keys=True), PRIORITY_ALARM, now))
+            conn.execute("COMMIT")
+        except Exception as exc:
+            raise BufferOpenError(
+                f"buffer file {self.path} was corrupt and moved to {moved}, but a new file "
+                f"could not be made: {exc}") from exc
+        log.error("buffer: quarantined corrupt file as %s; salvaged %d rows %s (unreadable id "
+                  "ranges: %s); new generation %s", moved, report.total, report.rows,
+                  report.skipped or "none", gen)
+        return conn
+
+    def _recover(self, exc: BaseException) -> None:
+        log.error("buffer: the file turned out corrupt during operation (%s)", exc)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            _close_quietly(conn)
+        self._conn = self._replace_corrupt(f"{type(exc).__name__} during operation: {exc}")
+        self._load()
+
+    # ------------------------------------------------------------------ batches
+
+    def run_batch(self, batch: list[Request[Store]]) -> None:
+        pending = list(batch)
+        recovered = False
+        while pending:
+            try:
+                self._transaction(pending)
+            except _RequestFailed as failed:
+                self._rollback_quietly()
+                pending.remove(failed.request)
+                failed.request.error = self._translate(failed.error)
+            except Exception as exc:
+                self._rollback_quietly()
+                if faults.is_corrupt(exc) and not recovered:
+                    recovered = True
+                    self._recover(exc)  # then run the batch again on the fresh file
+                    continue
+                if len(pending) > 1:
+                    for req in pending:
+                        self._alone(req)
+                    return
+                pending[0].error = self._translate(exc)
+                return
+            else:
+                return
+
+    def _alone(self, req: Request[Store]) -> None:
+        try:
+            self._transaction([req])
+        except _RequestFailed as failed:
+            self._rollback_quietly()
+            req.error = self._translate(failed.error)
+        except Exception as exc:
+            self._rollback_quietly()
+            req.error = self._translate(exc)
+
+    def _transaction(self, reqs: list[Request[Store]]) -> None:
+        self._tx_counters = {}
+        self._tx_notes = []
+        self._tx_inserted = False
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        self._expire()
+        for req in reqs:
+            req.error = None
+            req.result = None
+            try:
+                req.result = req.fn(self)
+            except Rejected as rej:
+                req.error = rej.error
+            except Exception as exc:
+                if faults.is_environmental(exc):
+                    raise
+                raise _RequestFailed(req, exc) from exc
+        self._maintain()
+        conn.execute("COMMIT")
+        self.transactions += 1
+        for k, v in self._tx_counters.items():
+            self.counters[k] = self.counters.get(k, 0) + v
+        for msg, args in self._tx_notes:
+            log.warning(msg, *args)
+        if self._tx_inserted and self.disk_full:
+            self._set_disk_full(False, None)
+        try:
+            limits.reclaim(conn)
+        except Exception as exc:  # giving space back is an optimisation; retried next time
+            log.debug("buffer: incremental_vacuum failed: %s", exc)
+
+    def _rollback_quietly(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except Exception as exc:
+                log.debug("buffer: rollback failed: %s", exc)
+
+    def _translate(self, exc: BaseException) -> BaseException:
+        if isinstance(exc, BufferStoreError | ValueError | TypeError):
+            return exc
+        if faults.is_full(exc):
+            self._set_disk_full(True, exc)
+            err: BaseException = BufferDiskFullError(
+                f"buffer file {self.path}: the disk is full (SQLITE_FULL); nothing of this call "
+                f"was stored, everything stored before is kept; hold the data and retry")
+        elif faults.is_corrupt(exc):
+            err = BufferCorruptError(f"buffer file {self.path}: {exc}")
+        else:
+            err = BufferStoreError(f"buffer file {self.path}: {type(exc).__name__}: {exc}")
+        err.__cause__ = exc
+        return err
+
+    def _set_disk_full(self, full: bool, exc: BaseException | None) -> None:
+        if full == self.disk_full:
+            return
+        self.disk_full = full
+        if full:
+            log.error("buffer: DISK FULL writing %s (%s); new reads are refused until space "
+                      "returns; everything already stored is kept", self.path, exc)
+        else:
+            log.warning("buffer: disk space is back; %s accepts reads again", self.path)
+
+    def count(self, name: str, n: int) -> None:
+        self._tx_counters[name] = self._tx_counters.get(name, 0) + n
+        self.conn.execute("UPDATE counters SET value = value + ? WHERE name = ?", (n, name))
+
+    def note(self, msg: str, *args: Any) -> None:
+        """A warning logged once the transaction has committed."""
+        self._tx_notes.append((msg, args))
+
+    def inserted(self) -> None:
+        self._tx_inserted = True
+
+    def used_bytes(self) -> int:
+        return limits.used_bytes(self.conn, self.page_size)
+
+    def _expire(self) -> None:
+        now = self.clock()
+        if self.cfg.max_age_s is not None and now - self._last_sweep >= _SWEEP_INTERVAL_S:
+            self._last_sweep = now
+            self._record(limits.expire(self.conn, now=now, max_age_s=self.cfg.max_age_s))
+
+    def _maintain(self) -> None:
+        if self.cfg.when_full == "drop_oldest":
+            self._record(limits.evict(self.conn, max_size=self.cfg.max_size,
+                                      page_size=self.page_size, now=self.clock()))
+
+    def _record(self, dropped: list[limits.Dropped]) -> None:
+        for d in dropped:
+            name = ("expired_" if d.reason == "max_age" else "dropped_") + d.what
+            self.count(name, d.count)
+            self.note("buffer: %s: dropped %d %s, ids %d..%d (oldest first); %d dropped in all",
+                      "older than max_age_s" if d.reason == "max_age" else "full (max_size "
+                      f"{self.cfg.max_size} bytes)", d.count, d.what.replace("_", " "),
+                      d.first_id, d.last_id, self.dropped_total())
+
+    def counter(self, name: str) -> int:
+        """A counter including what the current transaction added."""
+        return self.counters.get(name, 0) + self._tx_counters.get(name, 0)
+
+    def dropped_total(self) -> int:
+        names = ("dropped_events", "dropped_reads", "dropped_dead_letters", "expired_events",
+                 "expired_reads", "undecodable_reads")
+        return sum(self.counter(n) for n in names)
+
+    def file_size(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.path.getsize(f"{self.path}{suffix}")
+        return total
+
+
+def _quick_check(conn: Conn) -> None:
+    """Raise _CorruptFileError if quick_check finds a problem (it may also raise by itself)."""
+    rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+    if rows != ["ok"]:
+        raise _CorruptFileError("quick_check: " + "; ".join(rows[:5]))
+
+
+def _close_quietly(conn: Conn) -> None:
+    try:
+        conn.close()
+    except Exception as exc:
+        log.debug("buffer: close failed: %s", exc)
+
+
+def _new_generation(rng: random.Random) -> str:
+    import uuid
+
+    return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
