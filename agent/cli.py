@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if cfg is None:
         return EXIT_CONFIG
     from agent.app import Agent
-    from agent.buffer.sqlite import BufferOpenError
+    from agent.buffer.api import BufferOpenError
 
     async def main() -> None:
         stop = asyncio.Event()

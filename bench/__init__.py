@@ -1,1 +1,1 @@
-"""Benchmarks: `make bench` / `python -m bench`. Numbers go to docs/benchmarks.md, not into tests."""
+"""Benchmarks: `make bench` runs them; the numbers go to docs/benchmarks.md, not into tests."""

@@ -1,4 +1,4 @@
-"""Real processes for end-to-end tests: `reader-sim` on a pty, `edge-agent run`, buffer inspection."""
+"""Real processes for end-to-end tests: reader-sim on a pty, edge-agent run, buffer inspection."""
 
 from __future__ import annotations
 
@@ -103,8 +103,7 @@ def write_config(
                             "publish_timeout_s": 5, "reconnect_min_s": 0.1,
                             "reconnect_max_s": 1.0, **(mqtt or {})}},
     }
-    for key, value in (extra or {}).items():
-        cfg[key] = value
+    cfg.update(extra or {})
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -181,7 +180,7 @@ def durable_collector(broker: Mosquitto, topic: str, client_id: str) -> Any:
     collector = Collector()
     subscribed = threading.Event()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    props = Properties(PacketTypes.CONNECT)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = 3600
 
     def on_connect(c: paho.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:

@@ -49,7 +49,7 @@ COUNTER_NAMES = (
 _SWEEP_INTERVAL_S = 1.0
 
 
-class Rejected(Exception):  # noqa: N818 - a control-flow signal, not an error of its own
+class Rejected(Exception):
     """Raised by an operation that refuses a request before writing anything."""
 
     def __init__(self, error: BaseException) -> None:
@@ -57,7 +57,7 @@ class Rejected(Exception):  # noqa: N818 - a control-flow signal, not an error o
         self.error = error
 
 
-class _RequestFailed(Exception):  # noqa: N818
+class _RequestFailed(Exception):
     def __init__(self, request: Request[Store], error: BaseException) -> None:
         super().__init__(str(error))
         self.request = request

@@ -78,11 +78,11 @@ class UplinkError(Exception):
     """Base of the uplink's errors."""
 
 
-class UplinkNotConnected(UplinkError):  # noqa: N818 (name fixed by the API brief)
+class UplinkNotConnected(UplinkError):
     """publish() was called while the broker connection is down; nothing was handed to paho."""
 
 
-class PublishTimeout(UplinkError):  # noqa: N818 (name fixed by the API brief)
+class PublishTimeout(UplinkError):
     """No PUBACK within the timeout. The message may still be delivered later (at least once)."""
 
 
