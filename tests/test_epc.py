@@ -179,9 +179,9 @@ def test_sgln_extension_zero_means_no_extension() -> None:
     ("hex_", "reason"),
     [
         ("E2801160600002054CC2094D", "unknown header 0xE2"),
-        ("307C00000000000000000001", "sgtin-96: invalid partition 7"),
-        ("3077FFFFFC00004000000001", "sgtin-96: company prefix overflows"),
-        ("3074257BF7FFFFC000000001", "sgtin-96: item reference overflows"),
+        ("307C00000000000000000001", "invalid partition 7 (sgtin-96)"),
+        ("3077FFFFFC00004000000001", "company prefix overflows 10^7 (sgtin-96)"),
+        ("3074257BF7FFFFC000000001", "item reference overflows 10^6 (sgtin-96)"),
         ("3074257BF7194E4000001A", "truncated"),
         ("3074257BF7194E4000001A8", "truncated"),  # odd length: 92 bits
         ("3674257BF6B7A659B2C2BF10000000000000000000000000", "truncated"),  # 192 < 198 bits
@@ -196,11 +196,11 @@ def test_sgln_extension_zero_means_no_extension() -> None:
         ("F974257BF7194E4000001A85", "TDS 2.x '+' scheme SSCC+"),
         ("FD74257BF7194E4000001A85", "TDS 2.x '++' scheme SGTIN++"),
         ("E674257BF7194E4000001A85", "TDS 2.x '++' scheme CPI++"),
-        ("3174257BF4499602D2000001", "sscc-96: non-zero reserved bits"),
+        ("3174257BF4499602D2000001", "non-zero reserved bits after the serial reference (sscc-96)"),
         # SGLN-96 partition 0 has a 1-bit, 0-digit location reference: it must be 0 (§14.4.3)
-        (f"{(0x32 << 88) | (1 << 41):024X}", "sgln-96: location reference overflows 10^0"),
+        (f"{(0x32 << 88) | (1 << 41):024X}", "location reference overflows 10^0 (sgln-96)"),
         # GRAI-96 partition 0: 4-bit, 0-digit asset type
-        (f"{(0x33 << 88) | (1 << 38) | 1234:024X}", "grai-96: asset type overflows 10^0"),
+        (f"{(0x33 << 88) | (1 << 38) | 1234:024X}", "asset type overflows 10^0 (grai-96)"),
     ],
 )
 def test_not_decodable_gives_raw_uri(hex_: str, reason: str) -> None:
@@ -213,6 +213,49 @@ def test_not_decodable_gives_raw_uri(hex_: str, reason: str) -> None:
     assert (d.scheme, d.tag_uri, d.filter_value, d.gtin, d.digital_link, d.element_string) == (
         None,
     ) * 6
+
+
+@pytest.mark.parametrize(
+    ("hex_", "scheme", "urn", "dl"),
+    [
+        # docs/gs1-epcis.md §1.8 "other E.3 rows": recognised, left raw, URN side still works
+        (
+            "2D74257BF4499602D2000000",
+            "GSRN-96",
+            "urn:epc:id:gsrn:0614141.1234567890",
+            "https://id.gs1.org/8018/061414112345678902",
+        ),
+        ("2E74257BF4499602D2000000", "GSRNP-96", None, None),
+        (
+            "2C74257BF46072000000162E",
+            "GDTI-96",
+            "urn:epc:id:gdti:0614141.12345.5678",
+            "https://id.gs1.org/253/06141411234525678",
+        ),
+        (
+            "3C74257BF400C0E680003039",
+            "CPI-96",
+            "urn:epc:id:cpi:0614141.98765.12345",
+            "https://id.gs1.org/8010/061414198765/8011/12345",
+        ),
+        (
+            "3F74F4E4E612640000019907",
+            "SGCN-96",
+            "urn:epc:id:sgcn:4012345.67890.04711",
+            "https://id.gs1.org/255/401234567890104711",
+        ),
+        ("2F320434147455900000162E", "USDoD-96", "urn:epc:id:usdod:CAGEY.5678", None),
+    ],
+)
+def test_other_e3_rows_are_recognised_but_raw(
+    hex_: str, scheme: str, urn: str | None, dl: str | None
+) -> None:
+    d = decode_epc(hex_)
+    assert d.uri == f"urn:epc:raw:96.x{hex_}"
+    assert d.raw_reason == f"scheme {scheme} (header 0x{hex_[:2]}) not supported"
+    if urn is not None:
+        assert hex_to_tag_encodable(hex_).epc_uri == urn  # what a decoder would give
+        assert urn_to_digital_link(urn) == dl
 
 
 def test_negative_vectors_are_rejected_by_the_oracle_too() -> None:
@@ -249,7 +292,7 @@ def test_sgtin198_string_rules(serial_codes: list[int], reason: str) -> None:
         serial |= code << (133 - 7 * i)
     bits = (0x36 << 190) | (3 << 187) | (5 << 184) | (614141 << 160) | (712345 << 140) | serial
     d = decode_epc(f"{bits << 10:052X}")
-    assert d.raw_reason == f"sgtin-198: {reason}"
+    assert d.raw_reason == f"{reason} (sgtin-198)"
 
 
 def test_giai202_asset_reference_length_limit() -> None:
@@ -259,7 +302,7 @@ def test_giai202_asset_reference_length_limit() -> None:
         ref |= ord("A") << (141 - 7 * i)
     bits = (0x38 << 194) | (0 << 188) | (1 << 148) | ref
     d = decode_epc(f"{bits << 6:052X}")
-    assert d.raw_reason == "giai-202: asset reference longer than 18 characters"
+    assert d.raw_reason == "asset reference longer than 18 characters (giai-202)"
     ok = decode_epc(f"{(bits & ~(0x7F << (141 - 7 * 18))) << 6:052X}")
     assert ok.uri == "urn:epc:id:giai:000000000001." + "A" * 18
 

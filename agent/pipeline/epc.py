@@ -530,7 +530,7 @@ def _decode(epc_hex: str, pc: int | None) -> EpcIdentity:
     try:
         return decoder(bits, scheme_bits, hex_digits, scheme)
     except _Invalid as exc:
-        return _raw(hex_digits, nbits, f"{scheme}: {exc}")
+        return _raw(hex_digits, nbits, f"{exc} ({scheme})")
 
 
 _decode_cached = lru_cache(maxsize=DECODE_CACHE_SIZE)(_decode)
