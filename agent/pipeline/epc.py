@@ -502,7 +502,6 @@ def _decode(epc_hex: str, pc: int | None) -> EpcIdentity:
     if hex_digits.strip(_HEX_CHARS):
         return _raw("", 0, "not hexadecimal")
     nbits = 4 * len(hex_digits)
-    afi: int | None = None
     if pc is not None:
         pc_bits = 16 * (pc >> PC_LENGTH_SHIFT)
         if nbits < pc_bits:
