@@ -1,0 +1,545 @@
+"""CBV 2.0 EPCIS event hash: the ``eventID`` ``ni:///sha-256;<hex>?ver=CBV2.0``.
+
+Pure functions, no I/O. The hash is SHA-256 over a *pre-hash string* (RFC 6920 ``ni`` URI); the
+pre-hash canonicalisation is the CBV 2.0 "EPCIS Event Hash ID" as implemented by the reference
+RalphTro/epcis-event-hash-generator (docs/gs1-epcis.md §3.5). Where its README and its code
+differ, we follow the code, because its published ``*.hashes`` are what other parties check
+against:
+
+* Canonical property order (reference ``PROP_ORDER``): eventTime, eventTimeZoneOffset,
+  certificationInfo, parentID, epcList, inputEPCList, childEPCs, quantityList,
+  childQuantityList, inputQuantityList, outputEPCList, outputQuantityList, action,
+  transformationID, bizStep, disposition, persistentDisposition (set, unset), readPoint (id),
+  bizLocation (id), sensorElementList (sensorMetadata, sensorReport in their field order).
+  Note certificationInfo right after the time zone and parentID *before* epcList.
+* Everything else - bizTransactionList, sourceList, destinationList, ilmd, user extensions and
+  whatever an ordered element left over - is rendered generically (``key=value``, children
+  appended) and these strings are sorted together at the end. So ``destinationList`` comes
+  before ``sourceList`` and a ``{namespace}local`` extension after ``ilmd``.
+* Elements of bizTransactionList / sourceList / destinationList keep ``type`` before the
+  identifier and are not sorted inside; the elements themselves are sorted.
+* List values (``epc=...``, quantity elements, sensor reports, ...) are sorted as strings.
+* User extensions inside readPoint / bizLocation / sensor elements whose namespace ends with
+  ``/`` are appended right after their parent's fields; other nested extensions end up in the
+  sorted tail under their parent's name (a quirk of the reference, reproduced on purpose).
+* Values: whitespace stripped; ``urn:epcglobal:cbv:{bizstep,disp,btt,sdt,er}:`` and bare CBV
+  words -> ``https://ref.gs1.org/cbv/...``, CBV measurement types / exceptions ->
+  ``https://gs1.org/voc/...``; anything ``float()`` accepts is written without trailing zeros
+  (``600.0`` -> ``600``, ``12.10`` -> ``12.1``); EPC URNs and Digital Links -> constrained
+  canonical Digital Link (see :mod:`agent.pipeline.digital_link`); ``prefix:local`` keys ->
+  ``{namespace}local`` and ``prefix:local`` values -> ``namespace + local`` for the prefixes
+  in ``context``.
+* Times (elements whose name contains "time" but not "offset", in the ordered part only):
+  UTC, exactly three fractional digits, the third rounded up when the fourth is 5-9 (README
+  rule 9), ``Z``.
+* ``eventID``, ``recordTime``, ``errorDeclaration`` (and ``comment`` / ``rdfs:comment``) are
+  not hashed.
+
+Deliberate differences from the reference, all outside what the agent emits: JSON ``true`` /
+``false`` hash as ``true`` / ``false`` (the XML lexical form; the reference's JSON path writes
+``True``), ``null`` members are treated as absent, a time without offset is taken as UTC (the
+reference uses the machine's local zone), an exact half millisecond rounds up (README rule 9;
+the reference's ``round()`` goes to even), the type of a bizTransaction / source / destination
+comes first whatever the JSON key order, and the bare-word expansion that the reference does
+across a whole document (JSON-LD expansion, then replacing any string equal to the tail of an
+expanded CBV term) is done within the one event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any, Final
+
+from agent.pipeline.digital_link import canonical_digital_link
+
+__all__ = ["HASH_VERSION", "event_hash", "jsonld_prefixes", "prehash_string"]
+
+HASH_VERSION: Final = "CBV2.0"
+
+# --- Vocabularies (CBV 2.0 §7; EPCIS 2.0 JSON-LD context term definitions) ----------------------
+
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _vocabulary_terms(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_CBV: Final = "https://ref.gs1.org/cbv/"
+_GS1_VOC: Final = "https://gs1.org/voc/"
+_STANDARD_PREFIXES: Final = {  # prefixes the EPCIS 2.0 JSON-LD context defines
+    "epcis": "https://ref.gs1.org/epcis/",
+    "cbv": _CBV,
+    "cbvmda": "urn:epcglobal:cbv:mda:",
+    "gs1": _GS1_VOC,
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+    "owl": "http://www.w3.org/2002/07/owl#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "dcterms": "http://purl.org/dc/terms/",
+}
+_BIZ_STEPS: Final = _vocabulary_terms(
+    "accepting arriving assembling collecting commissioning consigning "
+    "creating_class_instance cycle_counting decommissioning departing destroying "
+    "disassembling dispensing encoding entering_exiting holding inspecting installing killing "
+    "loading other packing picking receiving removing repackaging repairing replacing "
+    "reserving retail_selling sampling sensor_reporting shipping staging_outbound "
+    "stock_taking stocking storing transporting unloading unpacking void_shipping"
+)
+_DISPOSITIONS: Final = _vocabulary_terms(
+    "active available completeness_verified completeness_inferred conformant container_closed "
+    "container_open damaged destroyed dispensed disposed encoded expired in_progress "
+    "in_transit inactive mismatch_instance mismatch_class mismatch_quantity needs_replacement "
+    "no_pedigree_match non_conformant non_sellable_other partially_dispensed recalled "
+    "reserved retail_sold returned sellable_accessible sellable_not_accessible stolen "
+    "unavailable unknown"
+)
+_BIZ_TRANSACTION_TYPES: Final = _vocabulary_terms(
+    "bol cert desadv inv pedigree po poc prodorder recadv rma testprd testres upevt"
+)
+_SOURCE_DESTINATION_TYPES: Final = _vocabulary_terms("owning_party possessing_party location")
+_ERROR_REASONS: Final = _vocabulary_terms("did_not_occur incorrect_data")
+_MEASUREMENT_TYPES: Final = _vocabulary_terms(
+    "AbsoluteHumidity AbsorbedDose AbsorbedDoseRate Acceleration Altitude AmountOfSubstance "
+    "AmountOfSubstancePerUnitVolume Angle AngularAcceleration AngularMomentum AngularVelocity "
+    "Area Capacitance Conductance Conductivity Count Density Dimensionless DoseEquivalent "
+    "DoseEquivalentRate DynamicViscosity ElectricCharge ElectricCurrent "
+    "ElectricCurrentDensity ElectricFieldStrength Energy Exposure Force Frequency Illuminance "
+    "Inductance Irradiance KinematicViscosity Length LinearMomentum Luminance LuminousFlux "
+    "LuminousIntensity MagneticFlux MagneticFluxDensity MagneticVectorPotential Mass "
+    "MassConcentration MassFlowRate MassPerAreaTime MemoryCapacity MolalityOfSolute "
+    "MolarEnergy MolarMass MolarVolume Power Pressure RadiantFlux RadiantIntensity "
+    "Radioactivity RelativeHumidity Resistance Resistivity SolidAngle SpecificVolume Speed "
+    "SurfaceDensity SurfaceTension Temperature Time Torque Voltage Volume VolumeFlowRate "
+    "VolumeFraction VolumetricFlux Wavenumber"
+)
+_SENSOR_EXCEPTIONS: Final = _vocabulary_terms("ALARM_CONDITION ERROR_CONDITION")
+_COMPONENTS: Final = _vocabulary_terms(
+    "altitude axial_distance azimuth easting elevation_angle height latitude longitude "
+    "northing polar_angle spherical_radius x y z"
+)
+# Only expanded values under these two roots take part in the bare-word replacement.
+_EXPANDED_ROOTS: Final = ("https://ref.gs1.org/cbv", "https://gs1.org/voc")
+_CBV_URNS: Final = (  # CBV 2.0 §6: URN forms of the standard vocabularies -> Web URIs
+    ("urn:epcglobal:cbv:bizstep:", _CBV + "BizStep-"),
+    ("urn:epcglobal:cbv:disp:", _CBV + "Disp-"),
+    ("urn:epcglobal:cbv:btt:", _CBV + "BTT-"),
+    ("urn:epcglobal:cbv:sdt:", _CBV + "SDT-"),
+    ("urn:epcglobal:cbv:er:", _CBV + "ER-"),
+)
+
+# --- Canonical property order (reference PROP_ORDER) --------------------------------------------
+_Order = tuple[tuple[str, "_Order | None"], ...]
+_EPC: Final[_Order] = (("epc", None),)
+_QUANTITY: Final[_Order] = (
+    ("quantityElement", (("epcClass", None), ("quantity", None), ("uom", None))),
+)
+_SENSOR_METADATA: Final[_Order] = tuple(
+    (name, None)
+    for name in _words(
+        "time startTime endTime deviceID deviceMetadata rawData dataProcessingMethod bizRules"
+    )
+)
+_SENSOR_REPORT: Final[_Order] = tuple(
+    (name, None)
+    for name in _words(
+        "type exception deviceID deviceMetadata rawData dataProcessingMethod time microorganism "
+        "chemicalSubstance value component stringValue booleanValue hexBinaryValue uriValue "
+        "minValue maxValue meanValue sDev percRank percValue uom coordinateReferenceSystem"
+    )
+)
+_SENSOR_ELEMENT: Final[_Order] = (
+    ("sensorMetadata", _SENSOR_METADATA),
+    ("sensorReport", _SENSOR_REPORT),
+)
+_EVENT_ORDER: Final[_Order] = (
+    ("eventTime", None),
+    ("eventTimeZoneOffset", None),
+    ("certificationInfo", None),
+    ("parentID", None),
+    ("epcList", _EPC),
+    ("inputEPCList", _EPC),
+    ("childEPCs", _EPC),
+    ("quantityList", _QUANTITY),
+    ("childQuantityList", _QUANTITY),
+    ("inputQuantityList", _QUANTITY),
+    ("outputEPCList", _EPC),
+    ("outputQuantityList", _QUANTITY),
+    ("action", None),
+    ("transformationID", None),
+    ("bizStep", None),
+    ("disposition", None),
+    ("persistentDisposition", (("set", None), ("unset", None))),
+    ("readPoint", (("id", None),)),
+    ("bizLocation", (("id", None),)),
+    ("sensorElementList", (("sensorElement", _SENSOR_ELEMENT),)),
+)
+_NOT_HASHED: Final = frozenset({"eventID", "recordTime", "errorDeclaration", "type"})
+_SKIPPED_KEYS: Final = frozenset({"#text", "comment", "rdfs:comment"})
+_PAIR_LISTS: Final = frozenset({"bizTransactionList", "sourceList", "destinationList"})
+_PAIR_IDS: Final = frozenset({"bizTransaction", "source", "destination"})
+
+
+# --- The event as a tree (the reference's JSON -> XML data model alignment) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Node:
+    """One element: name (namespace-expanded), text value, children in input order."""
+
+    name: str
+    value: str
+    children: tuple[_Node | _Pair, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    """One bizTransaction / source / destination: ``type`` first, then the identifier."""
+
+    members: tuple[_Node, ...]
+
+
+_Child = _Node | _Pair
+
+
+class _Converter:
+    """Mapping/list/scalar JSON -> ``_Node`` trees, with key and value expansion."""
+
+    __slots__ = ("_context", "_vocabulary")
+
+    def __init__(self, context: Mapping[str, str], vocabulary: frozenset[str]) -> None:
+        self._context = context
+        self._vocabulary = vocabulary
+
+    def key(self, key: str) -> str:
+        prefix, colon, local = key.partition(":")
+        namespace = self._context.get(prefix) if colon else None
+        return key if namespace is None else "{" + namespace + "}" + local
+
+    def scalar(self, value: Any) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if not isinstance(value, str):
+            return str(value)
+        text = _replace_bare_word(value, self._vocabulary)
+        prefix, colon, local = text.partition(":")
+        namespace = self._context.get(prefix) if colon else None
+        return text if namespace is None else namespace + local
+
+    def children(self, mapping: Mapping[str, Any]) -> tuple[_Child, ...]:
+        nodes: list[_Node] = []
+        for key, value in mapping.items():
+            if key in _SKIPPED_KEYS or value is None:
+                continue
+            name = self.key(str(key))
+            if isinstance(value, list | tuple):
+                nodes.extend(self.node(name, item) for item in value if item is not None)
+            else:
+                nodes.append(self.node(name, value))
+        return _align(nodes)
+
+    def node(self, name: str, value: Any) -> _Node:
+        if isinstance(value, Mapping):
+            text = self.scalar(value["#text"]) if value.get("#text") is not None else ""
+            return _Node(name, text, self.children(value))
+        if isinstance(value, list | tuple):  # a list inside a list: unnamed children
+            return _Node(name, "", tuple(self.node("", v) for v in value if v is not None))
+        return _Node(name, self.scalar(value))
+
+
+def _align(nodes: list[_Node]) -> tuple[_Child, ...]:
+    """Reproduce the reference's JSON -> XML model corrections on one level.
+
+    ``xList: [a, b]`` becomes ``xList`` with children ``x=a``, ``x=b`` (``inputEPC`` /
+    ``outputEPC`` renamed ``epc``, quantity elements ``quantityElement``); ``childEPCs`` items
+    become ``epc`` children; source / destination / bizTransaction elements become pairs.
+    """
+    out: list[_Child] = []
+    lists: dict[str, list[_Node]] = {}
+    child_epcs: list[_Child] = []
+    for node in nodes:
+        if node.name.endswith("List"):
+            lists.setdefault(node.name, []).append(node)
+        elif node.name == "childEPCs":
+            child_epcs.append(_Node("epc", node.value))
+        else:
+            out.append(_renamed(node))
+    for name, items in lists.items():
+        if name in _PAIR_LISTS:
+            out.append(_Node(name, "", tuple(_pair(item) for item in items)))
+        else:
+            out.append(
+                _Node(
+                    name, "", tuple(_renamed(_Node(name[:-4], i.value, i.children)) for i in items)
+                )
+            )
+    if child_epcs:
+        out.append(_Node("childEPCs", "", tuple(child_epcs)))
+    return tuple(out)
+
+
+def _renamed(node: _Node) -> _Node:
+    name = node.name
+    if name in ("inputEPC", "outputEPC"):
+        name = "epc"
+    elif name in ("inputQuantity", "outputQuantity", "childQuantity") or (
+        name == "quantity" and node.children
+    ):
+        name = "quantityElement"
+    return node if name == node.name else _Node(name, node.value, node.children)
+
+
+def _pair(element: _Node) -> _Pair:
+    members = [c for c in element.children if isinstance(c, _Node)]
+    members.sort(key=lambda c: c.name != "type")  # stable: type first, the rest as given
+    return _Pair(tuple(members))
+
+
+# --- Bare CBV words ------------------------------------------------------------------------------
+
+
+def _walk_strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _walk_strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _walk_strings(item)
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [] if value is None else [value]
+
+
+def _mappings(value: Any) -> list[Mapping[str, Any]]:
+    return [v for v in _as_list(value) if isinstance(v, Mapping)]
+
+
+def _vocabulary(event: Mapping[str, Any], context: Mapping[str, str]) -> frozenset[str]:
+    """The expanded CBV / GS1 vocabulary IRIs of this event (what JSON-LD expansion yields).
+
+    Values of vocabulary-typed fields are expanded from bare words or CURIEs; every literal
+    string already under a vocabulary root counts too.
+    """
+    found: set[str] = set()
+
+    def expand(value: Any, terms: frozenset[str], base: str) -> None:
+        if not isinstance(value, str):
+            return
+        if value in terms:
+            found.add(base + value)
+            return
+        prefix, colon, local = value.partition(":")
+        namespace = (_STANDARD_PREFIXES.get(prefix) or context.get(prefix)) if colon else None
+        if namespace is not None and not local.startswith("//"):
+            found.add(namespace + local)
+
+    expand(event.get("bizStep"), _BIZ_STEPS, _CBV + "BizStep-")
+    expand(event.get("disposition"), _DISPOSITIONS, _CBV + "Disp-")
+    for persistent in _mappings(event.get("persistentDisposition")):
+        for key in ("set", "unset"):
+            for value in _as_list(persistent.get(key)):
+                expand(value, _DISPOSITIONS, _CBV + "Disp-")
+    for element in _mappings(event.get("bizTransactionList")):
+        expand(element.get("type"), _BIZ_TRANSACTION_TYPES, _CBV + "BTT-")
+    for key in ("sourceList", "destinationList"):
+        for element in _mappings(event.get(key)):
+            expand(element.get("type"), _SOURCE_DESTINATION_TYPES, _CBV + "SDT-")
+    for sensor_element in _mappings(event.get("sensorElementList")):
+        for report in _mappings(sensor_element.get("sensorReport")):
+            expand(report.get("type"), _MEASUREMENT_TYPES, _GS1_VOC)
+            expand(report.get("exception"), _SENSOR_EXCEPTIONS, _GS1_VOC)
+            expand(report.get("component"), _COMPONENTS, _CBV + "Comp-")
+    for declaration in _mappings(event.get("errorDeclaration")):
+        expand(declaration.get("reason"), _ERROR_REASONS, _CBV + "ER-")
+    found.update(_walk_strings(event))
+    return frozenset(v for v in found if v.startswith(_EXPANDED_ROOTS))
+
+
+def _replace_bare_word(value: str, vocabulary: frozenset[str]) -> str:
+    """A string equal to the tail (after '-' or '/') of exactly one expanded term -> that term."""
+    if not value or not vocabulary:
+        return value
+    dash, slash = "-" + value, "/" + value
+    matches = [term for term in vocabulary if term.endswith(dash) or term.endswith(slash)]
+    return matches[0] if len(matches) == 1 else value
+
+
+# --- Value canonicalisation ----------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def _canonical_value(text: str) -> str:
+    """CBV URN vocabularies -> Web URIs, numbers without trailing zeros, GS1 IDs -> canonical DL."""
+    for urn, web in _CBV_URNS:
+        if urn in text:
+            text = text.replace(urn, web)
+    text = _canonical_number(text)
+    return canonical_digital_link(text) or text
+
+
+def _canonical_number(text: str) -> str:
+    """Anything ``float()`` accepts, written as the reference does (``1.0`` -> ``1``).
+
+    Like the reference this goes through a binary double, so long digit strings lose precision
+    (``"12345678901234567890"`` -> ``"12345678901234567168"``); NaN and infinities are left as
+    written (the reference leaves NaN and fails on infinities).
+    """
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if number.is_integer():
+        return str(int(number))
+    if number != number or number in (float("inf"), float("-inf")):
+        return text
+    return str(number)
+
+
+_TIMESTAMP: Final = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]+))?)?"
+    r"\s*(?:([Zz])|([+-])([0-9]{2}):?([0-9]{2})?)?"
+)
+
+
+def _utc_millis(text: str) -> str | None:
+    """ISO 8601 date-time -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (README rules 8 and 9), or None.
+
+    Three fractional digits; the third is rounded up when the fourth is 5-9. No offset = UTC.
+    """
+    m = _TIMESTAMP.fullmatch(text)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second, fraction, _z, sign, off_h, off_m = m.groups()
+    offset = timedelta(hours=int(off_h or 0), minutes=int(off_m or 0))
+    tz = timezone(-offset if sign == "-" else offset) if sign else UTC
+    digits = fraction or ""
+    millis = int(digits[:3].ljust(3, "0")) + (len(digits) > 3 and digits[3] >= "5")
+    try:
+        moment = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=tz
+        )
+        moment = (moment + timedelta(milliseconds=millis)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+# --- Rendering -----------------------------------------------------------------------------------
+
+
+def _is_time(name: str) -> bool:
+    lowered = name.lower()
+    return "time" in lowered and "offset" not in lowered
+
+
+def _render_ordered(children: tuple[_Child, ...], order: _Order) -> tuple[str, tuple[_Child, ...]]:
+    """Render ``children`` in ``order``; return the text and the children not (fully) consumed.
+
+    README rule "user extensions in standard fields with an extension point": extension
+    elements (``{namespace/}local``) are appended after the parent's ordered fields - except at
+    event level (recognised, like the reference does, by an ``eventTime`` / ``action`` child).
+    """
+    rest = list(children)
+    extensions: list[_Child] = []
+    if len(rest) > 1 and not any(
+        isinstance(c, _Node) and ("eventTime" in c.name or "action" in c.name) for c in rest
+    ):
+        extensions = [c for c in rest if isinstance(c, _Node) and "{" in c.name and "/}" in c.name]
+        rest = [c for c in rest if not any(c is e for e in extensions)]
+    text = ""
+    for name, sub_order in order:
+        parts: list[str] = []
+        remaining: list[_Child] = []
+        for child in rest:
+            if not isinstance(child, _Node) or child.name != name:
+                remaining.append(child)
+                continue
+            part, leftover = _render_ordered_node(child, sub_order)
+            if part:
+                parts.append(part)
+            if leftover is not None:
+                remaining.append(leftover)
+        rest = remaining
+        parts.sort()
+        text += "".join(parts)
+    if extensions:
+        text += _render_generic(tuple(extensions))
+    return text, tuple(rest)
+
+
+def _render_ordered_node(node: _Node, sub_order: _Order | None) -> tuple[str, _Node | None]:
+    if sub_order is None:
+        inner, rest = "", node.children
+    else:
+        inner, rest = _render_ordered(node.children, sub_order)
+    value = node.value.strip()
+    if value:
+        value = (_utc_millis(value) or value) if _is_time(node.name) else _canonical_value(value)
+    text = node.name + ("=" + value if value else "") + inner if (value or inner) else ""
+    return text, (_Node(node.name, node.value, rest) if rest else None)
+
+
+def _render_generic(children: tuple[_Child, ...]) -> str:
+    """``name=value`` + rendered children, siblings sorted (the parts of a pair are not)."""
+    parts: list[str] = []
+    for child in children:
+        if isinstance(child, _Pair):
+            parts.append(_render_generic(child.members))
+            continue
+        value = child.value.strip()
+        rendered_value = "=" + _canonical_value(value) if value else ""
+        parts.append(child.name + rendered_value + _render_generic(child.children))
+    if len(parts) > 1 and not any(isinstance(c, _Node) and c.name in _PAIR_IDS for c in children):
+        parts.sort()
+    return "".join(parts)
+
+
+# --- Public API ----------------------------------------------------------------------------------
+
+
+def prehash_string(event: Mapping[str, Any], context: Mapping[str, str] | None = None) -> str:
+    """The CBV 2.0 pre-hash string of one EPCIS 2.0 JSON(-LD) event.
+
+    ``context``: prefix -> namespace IRI for the CURIEs used in the event, i.e. the object
+    entries of the document's ``@context`` (see :func:`jsonld_prefixes`), e.g.
+    ``{"tea": "https://ns.trace-edge-agent.org/epcis/1#"}``.
+    """
+    prefixes = dict(context or {})
+    converter = _Converter(prefixes, _vocabulary(event, prefixes))
+    event_type = event.get("type")
+    children = converter.children(event)
+    ordered, rest = _render_ordered(children, _EVENT_ORDER)
+    tail = _render_generic(
+        tuple(c for c in rest if not (isinstance(c, _Node) and c.name in _NOT_HASHED))
+    )
+    type_text = event_type if isinstance(event_type, str) else ""
+    return "eventType=" + type_text + ordered + tail
+
+
+def event_hash(event: Mapping[str, Any], context: Mapping[str, str] | None = None) -> str:
+    """The CBV 2.0 event hash ID: ``ni:///sha-256;<64 hex>?ver=CBV2.0`` (RFC 6920)."""
+    digest = hashlib.sha256(prehash_string(event, context).encode("utf-8")).hexdigest()
+    return f"ni:///sha-256;{digest}?ver={HASH_VERSION}"
+
+
+def jsonld_prefixes(at_context: Any) -> dict[str, str]:
+    """Prefix -> IRI mapping from the object entries of a JSON-LD ``@context`` (list or object).
+
+    URL entries (the standard EPCIS context) contribute nothing, as in the reference.
+    """
+    prefixes: dict[str, str] = {}
+    for entry in _as_list(at_context):
+        if isinstance(entry, Mapping):
+            prefixes.update({k: v for k, v in entry.items() if isinstance(v, str)})
+    return prefixes
