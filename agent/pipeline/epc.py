@@ -203,7 +203,7 @@ _UNSUPPORTED_SCHEMES: Final[dict[int, str]] = {
 }
 
 
-class _Invalid(Exception):  # noqa: N818  (internal control flow, never escapes this module)
+class _Invalid(Exception):
     """A validity check of TDS §14.4 failed; the message becomes ``raw_reason``."""
 
 
