@@ -120,6 +120,9 @@ def test_terminator_and_idle_timeout_together() -> None:
     f = BarcodeFramer(CR, idle_s=None)
     assert f.feed(b"TW", now_s=0.0) == []
     assert f.flush_idle(10.0) == []  # no timeout framing configured
+    assert f.resync() == []  # the session's idle resync drops the fragment instead
+    assert (f.stats.partial_timeouts, f.stats.bytes_discarded, f.pending) == (1, 2, 0)
+    assert f.feed(b"OK\r") == [Scan(b"OK", None)]
 
 
 def test_oversize_scan_is_dropped_whole_and_counted() -> None:

@@ -168,12 +168,21 @@ class BarcodeFramer:
         return self.resync()
 
     def resync(self) -> list[Scan]:
-        """The line went idle: whatever is pending is a whole scan (scanner without a suffix)."""
+        """The line went idle: whatever is pending is a whole scan (scanner without a suffix).
+
+        With timeout framing off (``idle_s=None``) a pending fragment without its terminator is
+        dropped instead, and counted in ``stats.partial_timeouts``.
+        """
         piece = bytes(self._buf)
         self._buf.clear()
         if self._skipping:
             self._skipping = False
             self.stats.bytes_discarded += len(piece)
+            return []
+        if self.idle_s is None:
+            if piece:
+                self.stats.partial_timeouts += 1
+                self.stats.bytes_discarded += len(piece)
             return []
         return self._emit(piece)
 
