@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from serial import Serial
+
 
 class FakeClock:
     """A monotonic clock the test moves by hand."""
@@ -76,3 +78,85 @@ def mcrf4xx(data: bytes) -> int:
         for _ in range(8):
             crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
     return crc
+
+
+class SimProcess:
+    """``python -m readersim ...`` as a subprocess, with an unbuffered stdout line reader."""
+
+    def __init__(self, *args: str) -> None:
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = Path(__file__).resolve().parent.parent
+        env = dict(os.environ)
+        env["PYTHONPATH"] = f"{root / 'firmware-sim'}{os.pathsep}{root}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "readersim", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        self._pending = b""
+
+    def line(self, timeout_s: float = 10.0) -> str:
+        """Next stdout line (without newline); fails the test after ``timeout_s``."""
+        import os
+        import select
+        import time
+
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            assert left > 0, "no line from reader-sim in time"
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 4096)
+                assert chunk, f"reader-sim exited: {self.stop()[1]}"
+                self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode()
+
+    def stop(self, sig: int | None = None) -> tuple[int, str]:
+        """Signal the process (SIGTERM by default); return (exit code, stderr)."""
+        import signal
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM if sig is None else sig)
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err.decode(errors="replace")
+
+
+def read_a0_frames(port: Serial, count: int, timeout_s: float = 5.0) -> list[bytes]:
+    """Read ``count`` A0 frames from a pyserial port (resyncing on noise)."""
+    import time
+
+    buf = b""
+    frames: list[bytes] = []
+    deadline = time.monotonic() + timeout_s
+    while len(frames) < count:
+        assert time.monotonic() < deadline, f"only {len(frames)} of {count} frames in time"
+        buf += port.read(max(1, port.in_waiting))
+        while len(buf) >= 2:
+            start = buf.find(b"\xa0")
+            if start < 0:
+                buf = b""
+                break
+            buf = buf[start:]
+            if len(buf) < 2 or len(buf) < buf[1] + 2:
+                break
+            frame = buf[: buf[1] + 2]
+            if sum(frame) & 0xFF:
+                buf = buf[1:]
+                continue
+            frames.append(frame)
+            buf = buf[len(frame) :]
+    return frames
