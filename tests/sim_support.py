@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from serial import Serial
 
@@ -160,3 +161,20 @@ def read_a0_frames(port: Serial, count: int, timeout_s: float = 5.0) -> list[byt
             frames.append(frame)
             buf = buf[len(frame) :]
     return frames
+
+
+class _Driven(Protocol):
+    def poll(self, limit: int = 64) -> list[bytes]: ...
+
+    def next_due_s(self) -> float | None: ...
+
+
+def drive(dev: _Driven, clock: FakeClock, seconds: float) -> list[bytes]:
+    """Move the clock from due time to due time for ``seconds``; collect every frame sent."""
+    end = clock.now_s + seconds
+    out = dev.poll()
+    while (due := dev.next_due_s()) is not None and due <= end:
+        clock.now_s = max(clock.now_s, due)
+        out += dev.poll()
+    clock.now_s = end
+    return out + dev.poll()

@@ -19,7 +19,7 @@ from readersim.r2000 import (
     frequency_mhz,
 )
 
-from tests.sim_support import FakeClock, a0_frames, decode_a0_tag, h
+from tests.sim_support import FakeClock, a0_frames, decode_a0_tag, drive, h
 
 IND903_EPC = h("e2 00 30 16 66 13 01 21 15 50 74 ef")
 RODINBELL_EPC = h("30 09 66 37 81 db 02 97 48 76 fc 6a")
@@ -40,12 +40,7 @@ def make(
 
 def run(dev: R2000Device, clock: FakeClock, request: bytes, seconds: float = 2.0) -> list[bytes]:
     """Feed a request and collect every frame sent within ``seconds``."""
-    out = dev.feed(request)
-    end = clock.now_s + seconds
-    while (due := dev.next_due_s()) is not None and due <= end:
-        clock.now_s = max(clock.now_s, due)
-        out += dev.poll()
-    return out
+    return dev.feed(request) + drive(dev, clock, seconds)
 
 
 # -- checksum and framing (§1.4) -----------------------------------------------------------------

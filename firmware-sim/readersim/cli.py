@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from readersim.chafon import ChafonConfig, ChafonDevice
 from readersim.device import Clock, Device
 from readersim.faults import (
     DeviceFaults,
@@ -274,6 +275,51 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="shortest inventory round (default 0.04)",
     )
+
+    chafon = sub.add_parser("chafon", help="Chafon / UHFReader18 / UHFReader288 reader")
+    _common(chafon, "chafon")
+    _rfid(chafon)
+    g = chafon.add_argument_group("chafon")
+    g.add_argument("--address", type=_int, default=0x00, help="reader address (default 0x00)")
+    g.add_argument(
+        "--model",
+        choices=["288", "18"],
+        default="288",
+        help="UHFReader288 (Ant + RSSI) or UHFReader18 frames (default %(default)s)",
+    )
+    g.add_argument(
+        "--antennas",
+        type=_int_list,
+        default=(1,),
+        metavar="LIST",
+        help="connected antenna ports (default 1)",
+    )
+    g.add_argument(
+        "--ports",
+        type=int,
+        choices=[1, 4, 8],
+        default=None,
+        help="antenna ports of the reader (default 4, or 8 if --antennas needs)",
+    )
+    g.add_argument(
+        "--scan-mode",
+        action="store_true",
+        help="start in scan mode: push 0xEE frames without being asked",
+    )
+    g.add_argument(
+        "--tags-per-frame",
+        type=int,
+        default=1,
+        metavar="N",
+        help="tags packed in one 0x01 answer frame (default %(default)s)",
+    )
+    g.add_argument(
+        "--scan-time",
+        type=int,
+        default=10,
+        metavar="N",
+        help="inventory scan time in units of 100 ms (default %(default)s)",
+    )
     return parser
 
 
@@ -373,9 +419,48 @@ def _r2000_plan(args: argparse.Namespace) -> Plan:
     return Plan(_spec(args), factory, summary)
 
 
+def _chafon_plan(args: argparse.Namespace) -> Plan:
+    antennas = args.antennas
+    ports = args.ports or (4 if max(antennas) <= 4 else 8)
+    config = ChafonConfig(
+        model=args.model,
+        address=args.address,
+        baud=args.baud,
+        ports=ports,
+        connected_antennas=frozenset(antennas),
+        tags_per_frame=args.tags_per_frame,
+        scan_time_100ms=args.scan_time,
+        read_rate_per_s=_read_rate(args),
+        min_round_s=0.0 if args.saturate else 0.04,
+        scan_mode=args.scan_mode,
+        saturate=args.saturate,
+    )
+    tags = generated_tags(
+        args.tags,
+        seed=args.seed,
+        antennas=args.tag_antennas,
+        company_prefix=args.company_prefix,
+    )
+    population = Population(tags)
+    faults = _device_faults(args)
+
+    def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
+        return ChafonDevice(
+            config, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s
+        )
+
+    summary = (
+        f"chafon UHFReader{config.model}: address 0x{config.address:02X}, antennas "
+        f"{sorted(config.connected_antennas)}, {len(tags)} tags, {config.baud} baud"
+    )
+    return Plan(_spec(args), factory, summary)
+
+
 def build_plan(args: argparse.Namespace) -> Plan:
     if args.device == "r2000":
         return _r2000_plan(args)
+    if args.device == "chafon":
+        return _chafon_plan(args)
     raise ValueError(f"unknown device {args.device!r}")
 
 

@@ -32,6 +32,8 @@ class Emission:
 
 Job = Iterator[Emission]
 
+IDLE_POLL_S = 0.01  # how soon an auto job that found nothing to do is tried again
+
 
 @dataclass(slots=True)
 class DeviceStats:
@@ -93,6 +95,7 @@ class ScheduledDevice(ABC):
         self._peek: Emission | None = None
         self._busy_until_s = self.epoch_s
         self._mute_until_s = float("-inf")
+        self._wake_s: float | None = None
         self.stats = DeviceStats()
 
     # -- the public face ------------------------------------------------------------------------
@@ -151,7 +154,7 @@ class ScheduledDevice(ABC):
             return self._silence_end(now)
         if self._peek is None:
             self._peek = self._advance(now)
-        return None if self._peek is None else self._peek.due_s
+        return self._wake_s if self._peek is None else self._peek.due_s
 
     # -- for subclasses -------------------------------------------------------------------------
 
@@ -164,7 +167,10 @@ class ScheduledDevice(ABC):
         """A job that answers ``command``, starting no earlier than ``t0_s``."""
 
     def _auto_job(self, t0_s: float) -> Job | None:
-        """Work the device does on its own when idle (scan mode, saturation). None = idle."""
+        """Work the device does on its own when idle (scan mode, saturation). None = idle.
+
+        A job may set ``self._busy_until_s`` to hold the next job back (a round's minimum time).
+        """
         return None
 
     def _on_abort(self) -> None:  # noqa: B027 - optional hook
@@ -192,9 +198,11 @@ class ScheduledDevice(ABC):
         self._queue.clear()
         self._current = None
         self._peek = None
+        self._wake_s = None
         self._on_abort()
 
     def _advance(self, now_s: float) -> Emission | None:
+        self._wake_s = None
         idle_jobs = 0
         while True:
             if self._current is None:
@@ -202,13 +210,16 @@ class ScheduledDevice(ABC):
                 if self._queue:
                     self._current = self._start(self._queue.popleft(), t0)
                 else:
+                    if t0 > now_s:  # the last job keeps the device busy: look again then
+                        self._wake_s = t0
+                        return None
+                    if idle_jobs >= 2:  # auto jobs that emit nothing and take no time
+                        self._wake_s = now_s + IDLE_POLL_S
+                        return None
                     self._current = self._auto_job(t0)
                     if self._current is None:
                         return None
                     idle_jobs += 1
-                    if idle_jobs > 1:  # an auto job that emits nothing: wait for the next poll
-                        self._current = None
-                        return None
             emission = next(self._current, None)
             if emission is not None:
                 return emission
