@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from readersim.barcode import DEFAULT_SCANS, BarcodeConfig, BarcodeDevice, parse_code
 from readersim.chafon import ChafonConfig, ChafonDevice
 from readersim.device import Clock, Device
 from readersim.faults import (
@@ -320,6 +321,40 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="inventory scan time in units of 100 ms (default %(default)s)",
     )
+
+    barcode = sub.add_parser("barcode", help="barcode scanner in serial line mode")
+    _common(barcode, "barcode")
+    g = barcode.add_argument_group("barcode")
+    g.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="a code to scan, AIM identifier first, <GS> or \\x1d for GS "
+        "(repeatable; default: GS1 DataMatrix, GS1-128 SSCC, EAN-13, Code 128)",
+    )
+    g.add_argument(
+        "--terminator",
+        choices=["cr", "crlf", "none"],
+        default="crlf",
+        help="suffix after each scan; none = timeout framing (default %(default)s)",
+    )
+    g.add_argument(
+        "--interval",
+        type=_seconds,
+        default=1.0,
+        metavar="S",
+        help="seconds from one scan to the next (default %(default)s)",
+    )
+    g.add_argument(
+        "--quiet-gap",
+        type=_seconds,
+        default=0.15,
+        metavar="S",
+        help="silence after an unterminated scan (default %(default)s)",
+    )
+    g.add_argument("--random-order", action="store_true", help="scan codes in random order")
+    g.add_argument("--no-aim", action="store_true", help="do not send AIM identifiers")
     return parser
 
 
@@ -456,11 +491,34 @@ def _chafon_plan(args: argparse.Namespace) -> Plan:
     return Plan(_spec(args), factory, summary)
 
 
+def _barcode_plan(args: argparse.Namespace) -> Plan:
+    scans = tuple(parse_code(text) for text in args.code) or DEFAULT_SCANS
+    config = BarcodeConfig(
+        scans=scans,
+        terminator=args.terminator,
+        send_aim=not args.no_aim,
+        interval_s=args.interval,
+        quiet_gap_s=args.quiet_gap,
+        order="random" if args.random_order else "cycle",
+        baud=args.baud,
+        saturate=args.saturate,
+    )
+    faults = _device_faults(args)
+
+    def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
+        return BarcodeDevice(config, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s)
+
+    summary = f"barcode scanner: {len(scans)} codes every {config.interval_s} s, {args.baud} baud"
+    return Plan(_spec(args), factory, summary)
+
+
 def build_plan(args: argparse.Namespace) -> Plan:
     if args.device == "r2000":
         return _r2000_plan(args)
     if args.device == "chafon":
         return _chafon_plan(args)
+    if args.device == "barcode":
+        return _barcode_plan(args)
     raise ValueError(f"unknown device {args.device!r}")
 
 
