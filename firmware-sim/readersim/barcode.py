@@ -117,7 +117,9 @@ class BarcodeDevice(ScheduledDevice):
             self._next += 1
         frame = self.frame(scan)
         yield Emission(t0, frame)
-        line_s = 10 * len(frame) / self._baud
-        gap_s = cfg.quiet_gap_s if cfg.terminator == "none" else 0.0
         interval_s = 0.0 if cfg.saturate else cfg.interval_s
-        self._busy_until_s = t0 + max(interval_s, line_s + gap_s)
+        quiet_s = 0.0
+        if cfg.terminator == "none":
+            # Timeout framing: the line must stay quiet after the scan has gone out.
+            quiet_s = 10 * len(frame) / self._baud + cfg.quiet_gap_s
+        self._busy_until_s = t0 + max(interval_s, quiet_s)

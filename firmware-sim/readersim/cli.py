@@ -33,6 +33,7 @@ from readersim.faults import (
 )
 from readersim.population import Population, generated_tags
 from readersim.r2000 import R2000Config, R2000Device
+from readersim.scenario import Scenario, load_scenario
 from readersim.server import DeviceFactory, ServeSpec, serve
 
 log = logging.getLogger("readersim")
@@ -94,6 +95,12 @@ def _common(parser: argparse.ArgumentParser, device: str) -> None:
         help="line rate used to pace writes, 8N1 (default %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of every random choice")
+    parser.add_argument(
+        "--scenario",
+        type=Path,
+        metavar="FILE",
+        help="YAML scenario: tags over time, read rates, faults (flags add to it)",
+    )
     parser.add_argument("--saturate", action="store_true", help="stream as fast as the line allows")
     parser.add_argument(
         "--log-level",
@@ -234,6 +241,13 @@ def _rfid(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="times each tag is read per round (default %(default)s)",
     )
+    group.add_argument(
+        "--min-round-s",
+        type=_seconds,
+        default=None,
+        metavar="S",
+        help="shortest inventory round (default 0.04)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -268,13 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["v3", "v2.2"],
         default="v3",
         help="end-of-inventory summary format (default %(default)s)",
-    )
-    g.add_argument(
-        "--min-round-s",
-        type=_seconds,
-        default=None,
-        metavar="S",
-        help="shortest inventory round (default 0.04)",
     )
 
     chafon = sub.add_parser("chafon", help="Chafon / UHFReader18 / UHFReader288 reader")
@@ -342,9 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--interval",
         type=_seconds,
-        default=1.0,
+        default=None,
         metavar="S",
-        help="seconds from one scan to the next (default %(default)s)",
+        help="seconds from one scan to the next (default 1.0)",
     )
     g.add_argument(
         "--quiet-gap",
@@ -367,7 +374,17 @@ class Plan:
     summary: str
 
 
-def _device_faults(args: argparse.Namespace) -> DeviceFaults:
+def _scenario(args: argparse.Namespace) -> Scenario:
+    if args.scenario is None:
+        return Scenario()
+    scenario = load_scenario(args.scenario, seed=args.seed)
+    if scenario.device not in (None, args.device):
+        raise ValueError(f"{args.scenario}: scenario is for {scenario.device}, not {args.device}")
+    return scenario
+
+
+def _device_faults(args: argparse.Namespace, scenario: Scenario) -> DeviceFaults:
+    base = scenario.device_faults
     silent: tuple[Window, ...] = ()
     if args.silent_after is not None:
         silent = (Window(start_s=args.silent_after, duration_s=args.silent_for),)
@@ -378,62 +395,59 @@ def _device_faults(args: argparse.Namespace) -> DeviceFaults:
             errors = (ErrorInjection(code=args.error_code, windows=(window,)),)
         else:
             errors = (ErrorInjection(code=args.error_code, probability=args.error_rate),)
-    return DeviceFaults(silent=silent, errors=errors)
+    return DeviceFaults(silent=base.silent + silent, errors=base.errors + errors)
 
 
-def _line_faults(args: argparse.Namespace) -> LineFaults:
+def _line_faults(args: argparse.Namespace, scenario: Scenario) -> LineFaults:
+    base = scenario.line_faults
     return LineFaults(
-        garbage_probability=args.garbage,
-        split_probability=args.split,
-        drop_byte_probability=args.drop_byte,
-        bad_checksum_probability=args.bad_checksum,
-        bad_vector_probability=args.bad_vectors,
-        bursts=tuple(GarbageBurst(at_s=t, size_bytes=64) for t in args.garbage_at),
+        garbage_probability=args.garbage or base.garbage_probability,
+        garbage_max_bytes=base.garbage_max_bytes,
+        split_probability=args.split or base.split_probability,
+        split_gap_s=base.split_gap_s,
+        drop_byte_probability=args.drop_byte or base.drop_byte_probability,
+        bad_checksum_probability=args.bad_checksum or base.bad_checksum_probability,
+        bad_vector_probability=args.bad_vectors or base.bad_vector_probability,
+        bursts=base.bursts + tuple(GarbageBurst(at_s=t, size_bytes=64) for t in args.garbage_at),
     )
 
 
-def _spec(args: argparse.Namespace) -> ServeSpec:
-    vanish: tuple[Window, ...] = ()
+def _spec(args: argparse.Namespace, scenario: Scenario) -> ServeSpec:
+    vanish: tuple[Window, ...] = scenario.vanish
     if args.vanish_after is not None:
-        vanish = (Window(start_s=args.vanish_after, duration_s=args.vanish_for),)
+        vanish += (Window(start_s=args.vanish_after, duration_s=args.vanish_for),)
     host, port = args.tcp if args.tcp else ("127.0.0.1", 0)
     return ServeSpec(
         transport="tcp" if args.tcp else "pty",
         host=host,
         port=port,
         link=args.link,
-        line_faults=_line_faults(args),
+        line_faults=_line_faults(args, scenario),
         vanish=vanish,
         seed=args.seed,
     )
 
 
-def _read_rate(args: argparse.Namespace) -> float:
+def _read_rate(args: argparse.Namespace, scenario: Scenario) -> float:
     if args.saturate:
         return float("inf")
-    if args.read_rate is None:
+    rate = args.read_rate if args.read_rate is not None else scenario.read_rate_per_s
+    if rate is None:
         return 200.0
-    return float("inf") if args.read_rate == 0 else float(args.read_rate)
+    return float("inf") if rate == 0 else float(rate)
 
 
-def _r2000_plan(args: argparse.Namespace) -> Plan:
-    antennas = args.antennas or (1, 2, 3, 4)
-    ports = args.ports or (4 if max(antennas) <= 4 else 8 if max(antennas) <= 8 else 16)
-    major, _, minor = args.firmware.partition(".")
-    min_round_s = args.min_round_s
-    if min_round_s is None:
-        min_round_s = 0.0 if args.saturate else 0.04
-    config = R2000Config(
-        address=args.address,
-        firmware=(int(major), int(minor or 0)),
-        ports=ports,
-        connected_antennas=frozenset(antennas),
-        baud=args.baud,
-        summary_version=args.summary,
-        read_rate_per_s=_read_rate(args),
-        min_round_s=min_round_s,
-        saturate=args.saturate,
-    )
+def _min_round_s(args: argparse.Namespace, scenario: Scenario) -> float:
+    if args.saturate:
+        return 0.0
+    if args.min_round_s is not None:
+        return float(args.min_round_s)
+    return 0.04 if scenario.min_round_s is None else scenario.min_round_s
+
+
+def _population(args: argparse.Namespace, scenario: Scenario) -> Population:
+    if scenario.tags is not None:
+        return Population(scenario.tags, cycle_s=scenario.cycle_s)
     tags = generated_tags(
         args.tags,
         seed=args.seed,
@@ -441,20 +455,40 @@ def _r2000_plan(args: argparse.Namespace) -> Plan:
         company_prefix=args.company_prefix,
         reads_per_round=args.reads_per_round,
     )
-    population = Population(tags)
-    faults = _device_faults(args)
+    return Population(tags, cycle_s=scenario.cycle_s)
+
+
+def _r2000_plan(args: argparse.Namespace) -> Plan:
+    scenario = _scenario(args)
+    antennas = args.antennas or (1, 2, 3, 4)
+    ports = args.ports or (4 if max(antennas) <= 4 else 8 if max(antennas) <= 8 else 16)
+    major, _, minor = args.firmware.partition(".")
+    config = R2000Config(
+        address=args.address,
+        firmware=(int(major), int(minor or 0)),
+        ports=ports,
+        connected_antennas=frozenset(antennas),
+        baud=args.baud,
+        summary_version=args.summary,
+        read_rate_per_s=_read_rate(args, scenario),
+        min_round_s=_min_round_s(args, scenario),
+        saturate=args.saturate,
+    )
+    population = _population(args, scenario)
+    faults = _device_faults(args, scenario)
 
     def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
         return R2000Device(config, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s)
 
     summary = (
         f"r2000 reader: address 0x{config.address:02X}, {ports} ports, antennas "
-        f"{sorted(config.connected_antennas)}, {len(tags)} tags, {config.baud} baud"
+        f"{sorted(config.connected_antennas)}, {len(population.tags)} tags, {config.baud} baud"
     )
-    return Plan(_spec(args), factory, summary)
+    return Plan(_spec(args, scenario), factory, summary)
 
 
 def _chafon_plan(args: argparse.Namespace) -> Plan:
+    scenario = _scenario(args)
     antennas = args.antennas
     ports = args.ports or (4 if max(antennas) <= 4 else 8)
     config = ChafonConfig(
@@ -465,19 +499,13 @@ def _chafon_plan(args: argparse.Namespace) -> Plan:
         connected_antennas=frozenset(antennas),
         tags_per_frame=args.tags_per_frame,
         scan_time_100ms=args.scan_time,
-        read_rate_per_s=_read_rate(args),
-        min_round_s=0.0 if args.saturate else 0.04,
+        read_rate_per_s=_read_rate(args, scenario),
+        min_round_s=_min_round_s(args, scenario),
         scan_mode=args.scan_mode,
         saturate=args.saturate,
     )
-    tags = generated_tags(
-        args.tags,
-        seed=args.seed,
-        antennas=args.tag_antennas,
-        company_prefix=args.company_prefix,
-    )
-    population = Population(tags)
-    faults = _device_faults(args)
+    population = _population(args, scenario)
+    faults = _device_faults(args, scenario)
 
     def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
         return ChafonDevice(
@@ -486,30 +514,34 @@ def _chafon_plan(args: argparse.Namespace) -> Plan:
 
     summary = (
         f"chafon UHFReader{config.model}: address 0x{config.address:02X}, antennas "
-        f"{sorted(config.connected_antennas)}, {len(tags)} tags, {config.baud} baud"
+        f"{sorted(config.connected_antennas)}, {len(population.tags)} tags, {config.baud} baud"
     )
-    return Plan(_spec(args), factory, summary)
+    return Plan(_spec(args, scenario), factory, summary)
 
 
 def _barcode_plan(args: argparse.Namespace) -> Plan:
-    scans = tuple(parse_code(text) for text in args.code) or DEFAULT_SCANS
+    scenario = _scenario(args)
+    scans = tuple(parse_code(text) for text in args.code) or scenario.barcode_codes
+    interval_s = args.interval if args.interval is not None else scenario.barcode_interval_s
     config = BarcodeConfig(
-        scans=scans,
+        scans=scans or DEFAULT_SCANS,
         terminator=args.terminator,
         send_aim=not args.no_aim,
-        interval_s=args.interval,
+        interval_s=1.0 if interval_s is None else interval_s,
         quiet_gap_s=args.quiet_gap,
         order="random" if args.random_order else "cycle",
         baud=args.baud,
         saturate=args.saturate,
     )
-    faults = _device_faults(args)
+    faults = _device_faults(args, scenario)
 
     def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
         return BarcodeDevice(config, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s)
 
-    summary = f"barcode scanner: {len(scans)} codes every {config.interval_s} s, {args.baud} baud"
-    return Plan(_spec(args), factory, summary)
+    summary = (
+        f"barcode scanner: {len(config.scans)} codes every {config.interval_s} s, {args.baud} baud"
+    )
+    return Plan(_spec(args, scenario), factory, summary)
 
 
 def build_plan(args: argparse.Namespace) -> Plan:
