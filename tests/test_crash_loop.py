@@ -38,7 +38,7 @@ def _integrity(db: Path) -> str:
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    rng = random.Random(20261128)  # noqa: S311 - test schedule, not cryptography
+    rng = random.Random(20261128)
     sim = SimProcess(["r2000", "--pty", "--tags", "8", "--saturate", "--seed", "11"],
                      tmp_path / "sim.log")
     db = tmp_path / "buffer.db"
