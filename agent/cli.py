@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from agent import __version__
@@ -66,9 +67,24 @@ def _load(path: str) -> AgentConfig | None:
         return None
 
 
+def _secure(cfg: AgentConfig) -> bool:
+    """Refuse insecure uplink settings (exit 2) unless allowed; print the warnings."""
+    from agent.uplink.security import check_security
+
+    report = check_security(cfg)
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    if report.errors:
+        print(f"security error ({len(report.errors)} problem(s)):", file=sys.stderr)
+        for problem in report.errors:
+            print(f"  {problem}", file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
-    if cfg is None:
+    if cfg is None or not _secure(cfg):
         return EXIT_CONFIG
     from agent.app import Agent
     from agent.buffer.api import BufferOpenError
@@ -78,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Agent(cfg).run(stop)
+        await Agent(cfg, config_path=Path(args.config)).run(stop)
 
     try:
         asyncio.run(main())
@@ -90,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
-    if cfg is None:
+    if cfg is None or not _secure(cfg):
         return EXIT_CONFIG
     print(f"{args.config}: OK ({len(cfg.readers)} reader(s), broker "
           f"{cfg.uplink.mqtt.host}:{cfg.uplink.mqtt.port})")

@@ -7,6 +7,7 @@ Values may reference environment variables as ``${NAME}`` (or ``${NAME:-default}
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Iterator
@@ -15,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -98,6 +106,23 @@ class BufferConfig(_Model):
         return parse_size(v)
 
 
+class TlsConfig(_Model):
+    """TLS towards the broker. ``enabled`` None means: on for any host that is not loopback."""
+
+    enabled: bool | None = None
+    ca: Path | None = None  # CA bundle (PEM); None = the system trust store
+    cert: Path | None = None  # client certificate (PEM) for mutual TLS
+    key: Path | None = None  # its private key (PEM); must not be group/world readable
+    key_password_file: Path | None = None
+    # Certificate and hostname verification. Turning it off needs allow_insecure: true.
+    verify: bool = True
+
+
+class BrokerAddress(_Model):
+    host: Annotated[str, Field(min_length=1)]
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None  # default: 8883 with TLS, else 1883
+
+
 class MqttConfig(_Model):
     host: Annotated[str, Field(min_length=1)]
     port: Annotated[int, Field(ge=1, le=65535)] = 1883
@@ -115,8 +140,59 @@ class MqttConfig(_Model):
     # Added for the uplink: broker credentials, and how long the broker keeps our session
     # (MQTT 5 Session Expiry Interval) so a reconnect finds it again.
     username: str | None = None
-    password: str | None = None
+    # Plain passwords in the file work but log a warning: prefer password_file / password_env.
+    password: Annotated[str | None, Field(repr=False)] = None
     session_expiry_s: Annotated[int, Field(ge=0, le=0xFFFFFFFF)] = 24 * 3600
+    # ---- issue 6 (uplink) additions; every default keeps the minimal config working.
+    protocol: Literal["5", "3.1.1"] = "5"  # 3.1.1 cannot report refusals (see docs/uplink.md)
+    password_file: Path | None = None
+    password_env: str | None = None
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    # Refuse insecure settings (plaintext to a non-loopback host, verify off) unless true.
+    allow_insecure: bool = False
+    # Further brokers tried in order after host/port (the first broker); fail back when the
+    # first answers again (probed every failback_probe_s while on another one).
+    failover: list[BrokerAddress] = Field(default_factory=list)
+    failback_probe_s: Annotated[float, Field(gt=0)] = 60.0
+    # Backlog drain limit (token bucket, events per second); None = unlimited.
+    drain_rate_events_s: Annotated[float, Field(gt=0)] | None = None
+    # Publish attempts before a message refused with a transient code is dead-lettered.
+    max_attempts: Annotated[int, Field(ge=1)] = 10
+    retry_min_s: Annotated[float, Field(gt=0)] = 1.0
+    retry_max_s: Annotated[float, Field(gt=0)] = 60.0
+    quota_pause_s: Annotated[float, Field(ge=0)] = 5.0  # after PUBACK 0x97 Quota exceeded
+    compression: Literal["none", "gzip"] = "none"
+    health_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    cert_expiry_warn_days: Annotated[int, Field(ge=0)] = 30
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> MqttConfig:
+        if self.compression != "none" and self.protocol != "5":
+            raise ValueError("compression needs protocol \"5\" (the content type and "
+                             "content-encoding are MQTT 5 properties)")
+        sources = [n for n, v in (("password", self.password),
+                                  ("password_file", self.password_file),
+                                  ("password_env", self.password_env)) if v is not None]
+        if len(sources) > 1:
+            raise ValueError(f"give only one of {', '.join(sources)}")
+        if (self.tls.cert is None) != (self.tls.key is None):
+            raise ValueError("tls.cert and tls.key go together (mutual TLS needs both)")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        if self.tls.enabled is not None:
+            return self.tls.enabled
+        return not is_loopback(self.host)
+
+    @property
+    def brokers(self) -> list[tuple[str, int]]:
+        """(host, port) in failover order; the first is host/port."""
+        default = 8883 if self.tls_enabled else 1883
+        first = self.port if "port" in self.model_fields_set or not self.tls_enabled else 8883
+        out = [(self.host, first)]
+        out += [(b.host, b.port if b.port is not None else default) for b in self.failover]
+        return out
 
     @field_validator("batch_max_bytes", mode="before")
     @classmethod
@@ -124,8 +200,33 @@ class MqttConfig(_Model):
         return parse_size(v)
 
 
+class CommandsConfig(_Model):
+    """Remote commands on {prefix}/{site}/{gateway}/cmd/#, HMAC-SHA256 signed."""
+
+    enabled: bool = False
+    secret_file: Path | None = None
+    secret_env: str | None = None
+    max_skew_s: Annotated[float, Field(gt=0)] = 300.0
+
+    @model_validator(mode="after")
+    def _secret(self) -> CommandsConfig:
+        if self.enabled and (self.secret_file is None) == (self.secret_env is None):
+            raise ValueError("commands.enabled needs exactly one of secret_file or secret_env")
+        return self
+
+
 class UplinkConfig(_Model):
     mqtt: MqttConfig
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class AgentConfig(_Model):

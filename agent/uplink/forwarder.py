@@ -1,14 +1,27 @@
 """Claim -> publish (QoS 1) -> ack after PUBACK. A row leaves the buffer only when the broker
-confirmed it with a success reason code (< 0x80, MQTT 5 §3.4.2.1)."""
+confirmed it with a success reason code (< 0x80, MQTT 5 §3.4.2.1).
+
+Reason-code policy (docs/uplink.md): success < 0x80 -> ack; 0x95 on a batch -> split;
+permanent refusals (0x87, 0x90, 0x99, 0x95 on a single event) -> dead letters at once;
+0x97 Quota exceeded -> pause ``quota_pause_s`` and halve the drain rate; any other refusal
+(0x80, 0x83, ...) -> retried with full-jitter backoff, dead-lettered after ``max_attempts``
+refusals. Timeouts and lost connections are not refusals: the rows go again, with the same
+eventIDs, for as long as it takes.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
+import random
+import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.buffer.api import Buffer, Claimed
 from agent.clock import utcnow
@@ -19,8 +32,10 @@ from agent.uplink.mqtt import PublishResult, PublishTimeout, UplinkNotConnected
 log = logging.getLogger(__name__)
 
 # MQTT 5 reason codes that will never succeed on retry: dead-letter (kept, counted, visible).
-PERMANENT_REFUSALS = frozenset({0x87, 0x90, 0x99})
+PERMANENT_REFUSALS = frozenset({0x87, 0x90, 0x99})  # not authorized, bad topic, bad format
 PACKET_TOO_LARGE = 0x95
+QUOTA_EXCEEDED = 0x97
+CONTENT_ENCODING = "content-encoding"  # MQTT 5 user property naming the payload's encoding
 
 
 class Publisher(Protocol):
@@ -44,6 +59,8 @@ class Publisher(Protocol):
         retain: bool = False,
         content_type: str | None = None,
         timeout_s: float | None = None,
+        user_properties: Sequence[tuple[str, str]] = (),
+        correlation_data: bytes | None = None,
     ) -> PublishResult: ...
 
 
@@ -72,6 +89,87 @@ def build_document(payloads: Sequence[str], created: datetime) -> bytes:
     return (head[:-1] + ',"epcisBody":{"eventList":[' + ",".join(payloads) + "]}}").encode()
 
 
+class TokenBucket:
+    """Events-per-second limit with a one-second burst; ``rate`` None = unlimited.
+
+    ``take(n)`` may run into debt (a batch larger than the burst) and then sleeps it off, so
+    the long-run rate holds whatever the batch size.
+    """
+
+    def __init__(self, rate: float | None, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+        self.configured = rate
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._tokens = rate or 0.0
+        self._last = clock()
+        self._recent: deque[tuple[float, int]] = deque()
+
+    @property
+    def burst(self) -> float:
+        return max(1.0, self.rate or 0.0)
+
+    async def take(self, n: int) -> None:
+        now = self._clock()
+        self._recent.append((now, n))
+        while self._recent and self._recent[0][0] < now - 5.0:
+            self._recent.popleft()
+        if self.rate is None:
+            return
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= n
+        if self._tokens < 0:
+            await self._sleep(-self._tokens / self.rate)
+
+    def observed_rate(self) -> float:
+        if not self._recent:
+            return 0.0
+        span = max(1.0, self._clock() - self._recent[0][0])
+        return sum(n for _t, n in self._recent) / span
+
+    def shrink(self, floor: float = 1.0) -> float:
+        """Halve the rate (after Quota exceeded); an unlimited bucket starts from what it
+        observed. Returns the new rate."""
+        base = self.rate if self.rate is not None else self.observed_rate()
+        self.rate = max(floor, base / 2)
+        self._tokens = min(self._tokens, 0.0)
+        return self.rate
+
+    def recover(self) -> None:
+        """After a success: grow back by 2% towards the configured rate (or unlimited)."""
+        if self.rate is None or self.rate == self.configured:
+            return
+        self.rate *= 1.02
+        if self.configured is not None and self.rate >= self.configured:
+            self.rate = self.configured
+        elif self.configured is None and self.rate > 1e6:
+            self.rate = None
+
+
+@dataclass(slots=True)
+class ForwarderStats:
+    delivered_events: int
+    delivered_messages: int
+    refused_messages: int
+    dead_lettered: int
+    last_refusal: str | None
+    drain_rate_events_s: float | None
+    paused_s: float
+    publish_latency_ms_p50: float | None  # publish() -> PUBACK
+    publish_latency_ms_p99: float | None
+    event_latency_ms_p50: float | None  # event created -> PUBACK
+    event_latency_ms_p99: float | None
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
 class Forwarder:
     def __init__(
         self,
@@ -83,6 +181,8 @@ class Forwarder:
         wake: asyncio.Event,
         now: Callable[[], datetime] = utcnow,
         idle_poll_s: float = 0.5,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
     ) -> None:
         self._buffer = buffer
         self._uplink = uplink
@@ -90,10 +190,16 @@ class Forwarder:
         self._topics = topic_map
         self._wake = wake
         self._now = now
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._idle_poll_s = idle_poll_s
         self._inflight = 0
         self._slot_free = asyncio.Condition()
         self._paused_until = 0.0
+        self._bucket = TokenBucket(cfg.drain_rate_events_s)
+        self._refusals: dict[int, int] = {}  # row id -> transient refusals in this run
+        self._publish_ms: deque[float] = deque(maxlen=1000)
+        self._event_ms: deque[float] = deque(maxlen=1000)
         self.delivered_events = 0
         self.delivered_messages = 0
         self.refused_messages = 0
@@ -113,6 +219,26 @@ class Forwarder:
             limit = min(limit, broker - 512)  # room for the topic and properties
         return max(1024, limit)
 
+    @property
+    def bucket(self) -> TokenBucket:
+        return self._bucket
+
+    def stats(self) -> ForwarderStats:
+        loop_now = asyncio.get_running_loop().time()
+        return ForwarderStats(
+            delivered_events=self.delivered_events,
+            delivered_messages=self.delivered_messages,
+            refused_messages=self.refused_messages,
+            dead_lettered=self.dead_lettered,
+            last_refusal=self.last_refusal,
+            drain_rate_events_s=self._bucket.rate,
+            paused_s=round(max(0.0, self._paused_until - loop_now), 3),
+            publish_latency_ms_p50=_pct(self._publish_ms, 0.5),
+            publish_latency_ms_p99=_pct(self._publish_ms, 0.99),
+            event_latency_ms_p50=_pct(self._event_ms, 0.5),
+            event_latency_ms_p99=_pct(self._event_ms, 0.99),
+        )
+
     async def _acquire_slot(self) -> None:
         async with self._slot_free:
             await self._slot_free.wait_for(lambda: self._inflight < self.window)
@@ -122,6 +248,28 @@ class Forwarder:
         async with self._slot_free:
             self._inflight -= 1
             self._slot_free.notify_all()
+
+    def _lease_s(self) -> float:
+        return self._cfg.publish_timeout_s * 2 + 5 + self._cfg.batch_max_delay_ms / 1000
+
+    async def _fill(self, claimed: list[Claimed]) -> list[Claimed]:
+        """Fewer than batch_max_events: wait up to batch_max_delay_ms for more."""
+        loop = asyncio.get_running_loop()
+        limit = self._cfg.batch_max_events
+        deadline = loop.time() + self._cfg.batch_max_delay_ms / 1000
+        while len(claimed) < limit:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            if not self._wake.is_set():
+                try:
+                    async with asyncio.timeout(remaining):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            self._wake.clear()
+            claimed += await self._buffer.claim(limit - len(claimed), lease_s=self._lease_s())
+        return claimed
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -135,7 +283,7 @@ class Forwarder:
                 await self._acquire_slot()
                 self._wake.clear()
                 claimed = await self._buffer.claim(self._cfg.batch_max_events,
-                                                   lease_s=self._cfg.publish_timeout_s * 2 + 5)
+                                                   lease_s=self._lease_s())
                 if not claimed:
                     await self._release_slot()
                     try:
@@ -144,6 +292,9 @@ class Forwarder:
                     except TimeoutError:
                         pass
                     continue
+                if len(claimed) < self._cfg.batch_max_events and self._cfg.batch_max_delay_ms:
+                    claimed = await self._fill(claimed)
+                await self._bucket.take(len(claimed))
                 tg.create_task(self._deliver(claimed), name=f"deliver-{claimed[0].id}")
 
     async def _deliver(self, claimed: list[Claimed]) -> None:
@@ -158,8 +309,14 @@ class Forwarder:
         finally:
             await self._release_slot()
 
-    async def _send_events(self, events: list[Claimed]) -> None:
+    def _encode(self, events: list[Claimed]) -> bytes:
         payload = build_document([c.payload for c in events], self._now())
+        if self._cfg.compression == "gzip":
+            payload = gzip.compress(payload, compresslevel=6, mtime=0)
+        return payload
+
+    async def _send_events(self, events: list[Claimed]) -> None:
+        payload = self._encode(events)
         if len(payload) > self.max_payload and len(events) > 1:
             half = len(events) // 2  # an oversized batch is split, not rejected
             await self._send_events(events[:half])
@@ -169,13 +326,18 @@ class Forwarder:
             await self._dead_letter(events, f"a single event of {len(payload)} bytes exceeds the "
                                     f"maximum payload of {self.max_payload} bytes")
             return
-        await self._send(events, self._topics["event"], payload, CONTENT_TYPE)
+        await self._send(events, self._topics["event"], payload, CONTENT_TYPE,
+                         gzipped=self._cfg.compression == "gzip")
 
-    async def _send(self, rows: list[Claimed], topic: str, payload: bytes, ctype: str) -> None:
+    async def _send(self, rows: list[Claimed], topic: str, payload: bytes, ctype: str,
+                    *, gzipped: bool = False) -> None:
         ids = [c.id for c in rows]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             result = await self._uplink.publish(
-                topic, payload, qos=1, content_type=ctype, timeout_s=self._cfg.publish_timeout_s
+                topic, payload, qos=1, content_type=ctype, timeout_s=self._cfg.publish_timeout_s,
+                user_properties=[(CONTENT_ENCODING, "gzip")] if gzipped else (),
             )
         except (PublishTimeout, UplinkNotConnected) as exc:
             # Not confirmed: the rows stay and go again; a duplicate carries the same eventIDs.
@@ -183,28 +345,59 @@ class Forwarder:
             return
         if result.ok:
             await self._buffer.ack(ids)
+            self._publish_ms.append((loop.time() - started) * 1000)
+            self._event_ms.append(max(0.0, self._clock() - rows[0].created_at_s) * 1000)
+            for i in ids:
+                self._refusals.pop(i, None)
+            self._bucket.recover()
             self.delivered_messages += 1
             self.delivered_events += len(rows)
             return
+        await self._refused(rows, topic, result)
+
+    async def _refused(self, rows: list[Claimed], topic: str, result: PublishResult) -> None:
+        ids = [c.id for c in rows]
+        code = result.reason_code
         self.refused_messages += 1
-        what = f"reason code 0x{result.reason_code:02X} {result.reason}"
+        what = f"reason code 0x{code:02X} {result.reason}"
         self.last_refusal = what
         span = f"rows {ids[0]}..{ids[-1]}" if len(ids) > 1 else f"row {ids[0]}"
-        if result.reason_code == PACKET_TOO_LARGE and len(rows) > 1:
+        loop = asyncio.get_running_loop()
+        if code == PACKET_TOO_LARGE and len(rows) > 1:
             log.warning("broker refused %s on %s as too large; splitting", span, topic)
             half = len(rows) // 2
             await self._send_events(rows[:half])
             await self._send_events(rows[half:])
             return
-        if result.reason_code in PERMANENT_REFUSALS or result.reason_code == PACKET_TOO_LARGE:
+        if code in PERMANENT_REFUSALS or code == PACKET_TOO_LARGE:
             log.error("broker refused %s on %s: %s; moved to dead letters", span, topic, what)
             await self._dead_letter(rows, what)
             return
-        log.warning("broker refused %s on %s: %s; kept, retrying after a pause", span, topic, what)
+        if code == QUOTA_EXCEEDED:
+            rate = self._bucket.shrink()
+            self._paused_until = max(self._paused_until, loop.time() + self._cfg.quota_pause_s)
+            log.warning("broker refused %s on %s: %s; pausing %g s, drain rate now %.0f "
+                        "events/s", span, topic, what, self._cfg.quota_pause_s, rate)
+            await self._buffer.release(ids, error=what)
+            return
+        attempts = 1 + max(self._refusals.get(i, 0) for i in ids)
+        if attempts >= self._cfg.max_attempts:
+            log.error("broker refused %s on %s: %s, %d times; moved to dead letters", span,
+                      topic, what, attempts)
+            await self._dead_letter(rows, f"{what} (after {attempts} attempts)")
+            return
+        for i in ids:
+            self._refusals[i] = attempts
+        cap = min(self._cfg.retry_max_s, self._cfg.retry_min_s * 2 ** (attempts - 1))
+        delay = self._rng.uniform(0, cap)
+        log.warning("broker refused %s on %s: %s (attempt %d of %d); retrying in %.1f s", span,
+                    topic, what, attempts, self._cfg.max_attempts, delay)
         await self._buffer.release(ids, error=what)
-        loop = asyncio.get_running_loop()
-        self._paused_until = max(self._paused_until, loop.time() + 2.0)
+        self._paused_until = max(self._paused_until, loop.time() + delay)
 
     async def _dead_letter(self, rows: list[Claimed], reason: str) -> None:
-        await self._buffer.dead_letter([c.id for c in rows], reason)
+        ids = [c.id for c in rows]
+        await self._buffer.dead_letter(ids, reason)
+        for i in ids:
+            self._refusals.pop(i, None)
         self.dead_lettered += len(rows)

@@ -36,18 +36,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
+from agent.uplink.security import build_ssl_context, resolve_password
+
+_CS_DISCONNECTING: Final = _ConnectionState.MQTT_CS_DISCONNECTING
+_CS_DISCONNECTED: Final = _ConnectionState.MQTT_CS_DISCONNECTED
 
 __all__ = [
     "InboundMessage",
@@ -205,20 +213,87 @@ def _accept_out_of_spec_puback_codes() -> None:
 _accept_out_of_spec_puback_codes()
 
 
-class _PahoClient(paho.Client):
-    """paho's client, remembering why the last connection attempt failed.
+def describe_connect_error(exc: OSError) -> str:
+    """One line naming the layer that failed: DNS, TLS or TCP."""
+    if isinstance(exc, socket.gaierror):
+        return f"DNS: {exc.strerror or exc}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS: server certificate verify failed: {exc.verify_message or exc.reason or exc}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or exc}"
+    return f"TCP: {exc.strerror or exc or type(exc).__name__}"
 
-    paho swallows the OSError of a failed attempt and calls ``on_connect_fail`` without it.
+
+class _PahoClient(paho.Client):
+    """paho's client with our reconnect policy, run inside paho's own thread:
+
+    * full-jitter backoff ``uniform(0, min(max, min * 2**attempt))`` instead of paho's plain
+      doubling (``_reconnect_wait`` is the hook paho's loop calls between attempts);
+    * an ordered broker list: a failed attempt moves to the next broker, a lost connection
+      is first retried on the same one; ``failback()`` asks for the first broker next;
+    * remembers why the last attempt failed (paho swallows the OSError).
     """
 
     last_connect_error: str | None = None
+    brokers: tuple[tuple[str, int], ...] = ()
+    broker_index = 0
+    last_attempt_failed = False
+    backoff_attempt = 0
+    jitter_min_s = 0.5
+    jitter_max_s = 30.0
+    rng: random.Random = random.Random()  # noqa: S311 - jitter, not cryptography
+    skip_wait = False
+    in_handshake = False
 
     def reconnect(self) -> MQTTErrorCode:
+        if self.brokers:
+            if self.skip_wait:  # fail back: first broker, now
+                self.broker_index = 0
+            elif self.last_attempt_failed:
+                self.broker_index = (self.broker_index + 1) % len(self.brokers)
+            self._host, self._port = self.brokers[self.broker_index]
+        self.skip_wait = False
+        self.last_attempt_failed = True  # until a CONNACK says otherwise
+        self.in_handshake = False
         try:
             return super().reconnect()
         except OSError as exc:
-            self.last_connect_error = exc.strerror or str(exc) or type(exc).__name__
+            reason = describe_connect_error(exc)
+            if self.in_handshake and not reason.startswith("TLS"):
+                reason = f"TLS handshake: {reason.removeprefix('TCP: ')}"
+            self.last_connect_error = reason
             raise
+
+    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
+        """paho's own, minus its leak: a failed handshake left the SSLSocket open. Our
+        context always checks the hostname (or, with verify off, nothing at all)."""
+        ctx = self._ssl_context
+        if ctx is None:
+            raise ValueError("TLS requested without an SSL context")
+        ssl_sock = ctx.wrap_socket(tcp_sock, server_hostname=self._host,
+                                   do_handshake_on_connect=False)
+        self.in_handshake = True
+        try:
+            ssl_sock.settimeout(self._connect_timeout)
+            ssl_sock.do_handshake()
+        except BaseException:
+            ssl_sock.close()
+            raise
+        self.in_handshake = False
+        return ssl_sock
+
+    def _reconnect_wait(self) -> None:
+        if self.skip_wait:
+            return
+        cap = min(self.jitter_max_s, self.jitter_min_s * 2 ** min(self.backoff_attempt, 30))
+        self.backoff_attempt += 1
+        deadline = time.monotonic() + self.rng.uniform(0, cap)
+        while (self._state not in (_CS_DISCONNECTING, _CS_DISCONNECTED)
+               and not self._thread_terminate and not self.skip_wait):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.2))
 
 
 @dataclass(slots=True)
@@ -263,6 +338,7 @@ class MqttUplink:
         will: Will | None = None,
         birth: Will | None = None,
         logger: logging.Logger | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         if not client_id:
             raise ValueError("client_id must not be empty: a persistent session needs a stable id")
@@ -271,7 +347,6 @@ class MqttUplink:
         self._will = will
         self._birth = birth
         self._log = logger or log
-        self._where = f"{cfg.host}:{cfg.port}"
 
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started = False
@@ -279,6 +354,7 @@ class MqttUplink:
         self._closing = False
         self._connected = False
         self._fail_logged = False
+        self._fail_seen: set[tuple[str, str]] = set()
         self._attempt_failed = False
         self._changed = asyncio.Event()
         self._slot_free = asyncio.Event()
@@ -301,20 +377,29 @@ class MqttUplink:
         self._late_acks = 0
         self._dropped_too_large = 0
 
-        c = _PahoClient(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=paho.MQTTv5,
-            reconnect_on_failure=True,
-        )
+        self._v5 = cfg.protocol == "5"
+        self._brokers = tuple(cfg.brokers)
+        if self._v5:
+            c = _PahoClient(CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=paho.MQTTv5, reconnect_on_failure=True)
+        else:  # 3.1.1: persistent session = clean session off
+            c = _PahoClient(CallbackAPIVersion.VERSION2, client_id=client_id,
+                            protocol=paho.MQTTv311, clean_session=False,
+                            reconnect_on_failure=True)
         c.suppress_exceptions = True  # second line of defence behind _guarded
+        c.brokers = self._brokers
+        c.jitter_min_s = cfg.reconnect_min_s
+        c.jitter_max_s = cfg.reconnect_max_s
+        c.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._paho_log = self._log.getChild("paho")
         self._last_paho_error: str | None = None  # written by paho's thread, read by it too
         c.on_log = self._cb_log
         if cfg.username is not None:
-            c.username_pw_set(cfg.username, cfg.password)
-        # paho annotates the delays as int; it does float arithmetic with them.
-        c.reconnect_delay_set(cfg.reconnect_min_s, cfg.reconnect_max_s)  # type: ignore[arg-type]
+            c.username_pw_set(cfg.username, resolve_password(cfg))
+        if cfg.tls_enabled:
+            c.tls_set_context(build_ssl_context(cfg))
+            if not cfg.tls.verify:
+                c.tls_insecure_set(True)
         c.max_inflight_messages_set(self._window)
         c.max_queued_messages_set(self._window)
         if will is not None:
@@ -402,17 +487,66 @@ class MqttUplink:
             return
         self._loop = asyncio.get_running_loop()
         self._started = True
-        props = _properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self._cfg.session_expiry_s
-        self._client.connect_async(
-            self._cfg.host,
-            self._cfg.port,
-            keepalive=self._cfg.keepalive_s,
-            clean_start=False,
-            properties=props,
-        )
+        host, port = self._brokers[0]
+        if self._v5:
+            props = _properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self._cfg.session_expiry_s
+            self._client.connect_async(host, port, keepalive=self._cfg.keepalive_s,
+                                       clean_start=False, properties=props)
+        else:
+            self._client.connect_async(host, port, keepalive=self._cfg.keepalive_s)
         self._client.loop_start()
-        self._log.debug("uplink: connecting to %s as %s", self._where, self._client_id)
+        self._log.debug("uplink: connecting to %s as %s (MQTT %s, TLS %s)", self._where,
+                        self._client_id, self._cfg.protocol,
+                        "on" if self._cfg.tls_enabled else "off")
+
+    @property
+    def _where(self) -> str:
+        host, port = self.broker
+        return f"{host}:{port}"
+
+    @property
+    def broker(self) -> tuple[str, int]:
+        """The broker of the current (or last) connection."""
+        return self._brokers[self._client.broker_index]
+
+    @property
+    def on_primary(self) -> bool:
+        return self._client.broker_index == 0
+
+    def set_birth(self, birth: Will | None) -> None:
+        """Replace the message published after each connect (e.g. with a fresh depth)."""
+        self._birth = birth
+
+    async def failback_probe(self, *, interval_s: float | None = None,
+                             connect_timeout_s: float = 5.0) -> None:
+        """Run forever: while connected to a failover broker, probe the first broker every
+        ``interval_s`` (TCP connect); when it answers, leave the current broker with a
+        DISCONNECT 0x00 (no will) and reconnect to the first one at once."""
+        interval = self._cfg.failback_probe_s if interval_s is None else interval_s
+        if len(self._brokers) < 2:
+            return
+        host, port = self._brokers[0]
+        while not self._closed:
+            await asyncio.sleep(interval)
+            if self._closed or not self._connected or self.on_primary:
+                continue
+            try:
+                async with asyncio.timeout(connect_timeout_s):
+                    _r, w = await asyncio.open_connection(host, port)
+                w.close()
+                await w.wait_closed()
+            except (OSError, TimeoutError):
+                self._log.debug("uplink: first broker %s:%d still unreachable", host, port)
+                continue
+            if self._closed or not self._connected or self.on_primary:
+                continue
+            self._log.info("uplink: first broker %s:%d answers again; failing back from %s",
+                           host, port, self._where)
+            self._client.skip_wait = True
+            self._client._send_disconnect(  # paho internal: DISCONNECT without leaving the loop
+                ReasonCode(PacketTypes.DISCONNECT, identifier=0) if self._v5 else None
+            )
 
     async def wait_connected(self, timeout_s: float | None = None) -> bool:
         """Wait until connected; False on timeout or if the uplink is closed."""
@@ -489,8 +623,13 @@ class MqttUplink:
         retain: bool = False,
         content_type: str | None = None,
         timeout_s: float | None = None,
+        user_properties: Sequence[tuple[str, str]] = (),
+        correlation_data: bytes | None = None,
     ) -> PublishResult:
         """Send one QoS 1 message and return the broker's PUBACK.
+
+        MQTT 5 properties (content type, user properties, correlation data) are left out over
+        MQTT 3.1.1, which has none.
 
         Raises :class:`UplinkNotConnected` if the connection is down (nothing is queued),
         :class:`PacketTooLargeError` if the packet exceeds the broker's Maximum Packet Size,
@@ -505,9 +644,15 @@ class MqttUplink:
         if not self._connected:
             raise UplinkNotConnected(f"not connected to {self._where}")
         props: Properties | None = None
-        if content_type is not None:
+        if self._v5 and (content_type is not None or user_properties
+                         or correlation_data is not None):
             props = _properties(PacketTypes.PUBLISH)
-            props.ContentType = content_type
+            if content_type is not None:
+                props.ContentType = content_type
+            if user_properties:
+                props.UserProperty = list(user_properties)
+            if correlation_data is not None:
+                props.CorrelationData = correlation_data
         size = publish_packet_size(topic, len(payload), qos=qos, properties=props)
         self._check_size(topic, size)
         timeout = self._cfg.publish_timeout_s if timeout_s is None else timeout_s
@@ -609,6 +754,8 @@ class MqttUplink:
         if reason_code.is_failure:
             self._post(self._on_connect_failed, f"refused by broker: {reason_code}")
             return
+        self._client.last_attempt_failed = False
+        self._client.backoff_attempt = 0
         receive_max = getattr(properties, "ReceiveMaximum", None) or MQTT_DEFAULT_RECEIVE_MAXIMUM
         max_packet = getattr(properties, "MaximumPacketSize", None)
         window = max(1, min(self._cfg.inflight_window, int(receive_max)))
@@ -710,6 +857,7 @@ class MqttUplink:
         self._connects += 1
         self._connected = True
         self._fail_logged = False
+        self._fail_seen.clear()
         self._receive_maximum = receive_max
         self._maximum_packet_size = max_packet
         self._window = window
@@ -741,11 +889,13 @@ class MqttUplink:
             return  # paho reports a refused CONNACK both as on_connect and on_disconnect
         self._attempt_failed = True
         self._connect_failures += 1
-        if not self._fail_logged:
+        key = (self._where, reason)
+        if key not in self._fail_seen:  # once per (broker, reason) until the next connect
+            self._fail_seen.add(key)
             self._fail_logged = True
             self._log.warning(
-                "uplink: connect failed: %s (%s); retrying every %g..%g s",
-                reason, self._where, self._cfg.reconnect_min_s, self._cfg.reconnect_max_s,
+                "uplink: connect failed: %s (%s); retrying with full-jitter backoff up to %g s",
+                reason, self._where, self._cfg.reconnect_max_s,
             )
         else:
             self._log.debug("uplink: connect failed again: %s", reason)

@@ -1,0 +1,194 @@
+"""Uplink security: start-time checks (exit code 2), secrets from files or the environment,
+the TLS context, and certificate expiry.
+
+Nothing here logs a password, a key or a secret: messages name the file or variable only.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import ssl
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from agent.config import AgentConfig, MqttConfig, is_loopback
+
+__all__ = [
+    "CertExpiry",
+    "SecurityReport",
+    "build_ssl_context",
+    "cert_expiry",
+    "check_security",
+    "read_secret",
+    "resolve_password",
+]
+
+
+class SecretError(Exception):
+    """A secret (password, command key) could not be read; the message names where from."""
+
+
+@dataclass(slots=True)
+class SecurityReport:
+    errors: list[str] = field(default_factory=list)  # refuse to start (exit code 2)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _readable_file(path: Path, what: str, errors: list[str]) -> bool:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        errors.append(f"{what} {path}: cannot read it ({exc.strerror})")
+        return False
+    if not stat.S_ISREG(st.st_mode):
+        errors.append(f"{what} {path}: not a regular file")
+        return False
+    if not os.access(path, os.R_OK):
+        errors.append(f"{what} {path}: not readable by this user")
+        return False
+    return True
+
+
+def _private_file(path: Path, what: str, errors: list[str]) -> None:
+    if not _readable_file(path, what, errors):
+        return
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        errors.append(
+            f"{what} {path}: permissions {stat.filemode(mode)} let other users read it; "
+            f"run: chmod 600 {path}"
+        )
+
+
+def check_security(cfg: AgentConfig) -> SecurityReport:
+    """Everything that must be true before the agent may start; errors mean exit code 2."""
+    m = cfg.uplink.mqtt
+    r = SecurityReport()
+    insecure: list[str] = []
+    if not m.tls_enabled:
+        remote = [f"{h}:{p}" for h, p in m.brokers if not is_loopback(h)]
+        if remote:
+            insecure.append(f"TLS is off towards {', '.join(remote)} (not loopback): "
+                            "credentials and events would cross the network in plain text")
+    elif not m.tls.verify:
+        insecure.append("tls.verify is false: the broker's certificate and hostname are "
+                        "not checked (anyone in the path can impersonate it)")
+    for problem in insecure:
+        if m.allow_insecure:
+            r.warnings.append(f"insecure (allowed by allow_insecure: true): {problem}")
+        else:
+            r.errors.append(f"uplink.mqtt: {problem}; fix it or set allow_insecure: true")
+    if m.tls_enabled:
+        if m.tls.ca is not None:
+            _readable_file(m.tls.ca, "uplink.mqtt.tls.ca", r.errors)
+        if m.tls.cert is not None:
+            _readable_file(m.tls.cert, "uplink.mqtt.tls.cert", r.errors)
+        if m.tls.key is not None:
+            _private_file(m.tls.key, "uplink.mqtt.tls.key", r.errors)
+        if m.tls.key_password_file is not None:
+            _private_file(m.tls.key_password_file, "uplink.mqtt.tls.key_password_file", r.errors)
+    if m.password is not None:
+        r.warnings.append("uplink.mqtt.password is written in the configuration file; "
+                          "prefer password_file or password_env")
+    if m.password_file is not None:
+        _private_file(m.password_file, "uplink.mqtt.password_file", r.errors)
+    if m.password_env is not None and m.password_env not in os.environ:
+        r.errors.append(f"uplink.mqtt.password_env: environment variable {m.password_env} "
+                        "is not set")
+    c = cfg.uplink.commands
+    if c.enabled:
+        if c.secret_file is not None:
+            _private_file(c.secret_file, "uplink.commands.secret_file", r.errors)
+        if c.secret_env is not None and c.secret_env not in os.environ:
+            r.errors.append(f"uplink.commands.secret_env: environment variable {c.secret_env} "
+                            "is not set")
+    return r
+
+
+def read_secret(file: Path | None, env: str | None, what: str) -> str | None:
+    """The secret from a file (trailing newline stripped) or an environment variable."""
+    if file is not None:
+        try:
+            return file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise SecretError(f"{what}: cannot read {file} ({exc.strerror})") from exc
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise SecretError(f"{what}: environment variable {env} is not set")
+        return value
+    return None
+
+
+def resolve_password(cfg: MqttConfig) -> str | None:
+    if cfg.password is not None:
+        return cfg.password
+    return read_secret(cfg.password_file, cfg.password_env, "uplink.mqtt password")
+
+
+def build_ssl_context(cfg: MqttConfig) -> ssl.SSLContext:
+    """Verified TLS (CA file or the system store, hostname checked), client cert if given."""
+    t = cfg.tls
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                     cafile=str(t.ca) if t.ca is not None else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not t.verify:  # refused at start unless allow_insecure (check_security)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if t.cert is not None and t.key is not None:
+        key_password = read_secret(t.key_password_file, None, "uplink.mqtt.tls.key_password_file")
+        ctx.load_cert_chain(str(t.cert), str(t.key), password=key_password)
+    return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class CertExpiry:
+    name: str  # "client" | "ca"
+    path: str
+    not_after: datetime | None  # None: could not be read
+    days_left: float | None
+
+    @property
+    def expired(self) -> bool:
+        return self.days_left is not None and self.days_left < 0
+
+
+def _not_after(path: Path) -> datetime | None:
+    text: str | None = None
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if decode is not None:  # CPython's own PEM decoder (first certificate of the file)
+        try:
+            text = str(decode(str(path))["notAfter"])
+        except (OSError, ssl.SSLError, KeyError, ValueError):
+            text = None
+    if text is None:
+        try:
+            out = subprocess.run(  # noqa: S603 - fixed argv, no shell
+                ["/usr/bin/openssl", "x509", "-noout", "-enddate", "-in", str(path)],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        text = out.strip().removeprefix("notAfter=")
+    try:
+        return datetime.fromtimestamp(ssl.cert_time_to_seconds(text), UTC)
+    except ValueError:
+        return None
+
+
+def cert_expiry(cfg: MqttConfig, now: datetime) -> list[CertExpiry]:
+    """Expiry of the client certificate and the CA (first certificate of the bundle)."""
+    out: list[CertExpiry] = []
+    if not cfg.tls_enabled:
+        return out
+    for name, path in (("client", cfg.tls.cert), ("ca", cfg.tls.ca)):
+        if path is None:
+            continue
+        na = _not_after(path)
+        days = None if na is None else math.floor((na - now).total_seconds() / 86400 * 10) / 10
+        out.append(CertExpiry(name, str(path), na, days))
+    return out

@@ -1,0 +1,344 @@
+"""Robust delivery, in-process: a real SqliteBuffer + Forwarder + MqttUplink against real
+Mosquitto brokers (restart mid-stream, long outage, ACL refusal, failover and back), and the
+reason-code policy, batching, compression and drain rate against a scripted publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.buffer.api import OutEvent
+from agent.buffer.sqlite import SqliteBuffer
+from agent.config import BufferConfig, MqttConfig
+from agent.uplink.forwarder import Forwarder, TokenBucket, topics
+from agent.uplink.mqtt import MqttUplink, PublishResult
+from tests.harness import durable_collector
+from tests.mosquitto import Mosquitto, Received
+
+SITE, GW = "lab", "gw1"
+EVENTS = f"trace/{SITE}/{GW}/events"
+
+
+def mqtt_cfg(*brokers: Mosquitto, **kw: Any) -> MqttConfig:
+    base: dict[str, Any] = {
+        "host": brokers[0].host, "port": brokers[0].port,
+        "failover": [{"host": b.host, "port": b.port} for b in brokers[1:]],
+        "reconnect_min_s": 0.05, "reconnect_max_s": 0.3, "publish_timeout_s": 5.0,
+        "keepalive_s": 10, "batch_max_events": 50, "batch_max_delay_ms": 0,
+    }
+    base.update(kw)
+    return MqttConfig.model_validate(base)
+
+
+def ev(n: int) -> OutEvent:
+    body = {"type": "ObjectEvent", "eventID": f"ev-{n}", "action": "OBSERVE", "n": n}
+    return OutEvent(kind="event", payload=json.dumps(body), created_at_s=time.time())
+
+
+async def fill(buffer: SqliteBuffer, numbers: range, kind: str = "event") -> None:
+    events = [ev(n) if kind == "event" else
+              OutEvent(kind=kind, payload=json.dumps({"alarm": n}), created_at_s=time.time())
+              for n in numbers]
+    for i in range(0, len(events), 500):
+        await buffer.commit_events([], events[i:i + 500])
+
+
+def event_ids(messages: Sequence[Received]) -> list[str]:
+    out: list[str] = []
+    for m in messages:
+        doc = json.loads(m.payload)
+        out += [e["eventID"] for e in doc["epcisBody"]["eventList"]]
+    return out
+
+
+@dataclass
+class Rig:
+    buffer: SqliteBuffer
+    uplink: MqttUplink
+    forwarder: Forwarder
+    wake: asyncio.Event
+
+
+@asynccontextmanager
+async def rig(tmp_path: Path, cfg: MqttConfig) -> AsyncIterator[Rig]:
+    buffer = await SqliteBuffer.open(BufferConfig(path=tmp_path / "buffer.db"))
+    uplink = MqttUplink(cfg, client_id=f"edge-deliv-{os.getpid()}-{id(cfg):x}")
+    wake = asyncio.Event()
+    fwd = Forwarder(buffer, uplink, cfg, topics(cfg, SITE, GW), wake=wake, idle_poll_s=0.05)
+    await uplink.start()
+    task = asyncio.create_task(fwd.run(), name="forwarder")
+    try:
+        yield Rig(buffer, uplink, fwd, wake)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await uplink.aclose()
+        await buffer.aclose()
+
+
+async def until(cond: Callable[[], Any], timeout_s: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = cond()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout_s}s: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def drained(buffer: SqliteBuffer) -> bool:
+    s = await buffer.stats()
+    return s.events_pending + s.events_leased == 0
+
+
+# ----------------------------------------------------------------------------- real brokers
+
+
+async def test_broker_restart_mid_stream_loses_nothing(mosquitto: Mosquitto,
+                                                       tmp_path: Path) -> None:
+    n = 3000
+    with durable_collector(mosquitto, EVENTS, f"collector-{os.getpid()}") as seen:
+        async with rig(tmp_path, mqtt_cfg(mosquitto)) as r:
+            await fill(r.buffer, range(n))
+            await until(lambda: r.forwarder.delivered_events > 300, what="first deliveries")
+            await asyncio.to_thread(mosquitto.restart)  # graceful: sessions persist
+            await until(lambda: drained(r.buffer), 60, "backlog drained after restart")
+            assert r.uplink.stats().reconnects >= 1
+            await asyncio.to_thread(seen.wait_count, 1, None, 1.0)
+            await until(lambda: len(set(event_ids(seen.messages))) == n, 30,
+                        "every event at the subscriber")
+    ids = event_ids(seen.messages)
+    assert set(ids) == {f"ev-{i}" for i in range(n)}  # nothing lost
+    payload_by_id: dict[str, str] = {}
+    for m in seen.messages:  # duplicates (at least once) only with identical events
+        for e in json.loads(m.payload)["epcisBody"]["eventList"]:
+            text = json.dumps(e, sort_keys=True)
+            assert payload_by_id.setdefault(e["eventID"], text) == text
+
+
+async def test_long_outage_grows_the_buffer_not_memory(mosquitto: Mosquitto,
+                                                       tmp_path: Path) -> None:
+    cfg = mqtt_cfg(mosquitto, inflight_window=8, publish_timeout_s=1.0)
+    async with rig(tmp_path, cfg) as r:
+        assert await r.uplink.wait_connected(10)
+        await asyncio.to_thread(mosquitto.stop)
+        await fill(r.buffer, range(5000))
+        held = getattr(r.uplink._client, "_out_messages", {})
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:  # paho's queue and our window stay bounded
+            assert r.uplink.in_flight <= 8
+            assert len(held) <= 8
+            await asyncio.sleep(0.05)
+        stats = await r.buffer.stats()
+        assert stats.events_pending + stats.events_leased >= 4900  # still in the buffer
+        await asyncio.to_thread(mosquitto.start)
+        await until(lambda: drained(r.buffer), 60, "backlog drained after the outage")
+        assert r.forwarder.delivered_events >= 5000
+
+
+async def test_acl_refusal_goes_to_dead_letters_and_the_stream_continues(
+    mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path
+) -> None:
+    broker = mosquitto_factory(users={"edge": "pw"}, acl=["user edge", f"topic write {EVENTS}"])
+    cfg = mqtt_cfg(broker, username="edge", password="pw")
+    async with rig(tmp_path, cfg) as r:
+        await fill(r.buffer, range(1), kind="alarm")  # alarms topic: denied by the ACL
+        await fill(r.buffer, range(200))
+        await until(lambda: drained(r.buffer), 20, "buffer drained")
+        stats = await r.buffer.stats()
+        assert stats.dead_letters == 1
+        assert r.forwarder.dead_lettered == 1
+        assert r.forwarder.delivered_events == 200
+        assert r.forwarder.last_refusal is not None
+        assert "0x87" in r.forwarder.last_refusal
+
+
+async def test_failover_to_the_second_broker_and_back(
+    mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path
+) -> None:
+    first, second = mosquitto_factory(), mosquitto_factory()
+    cfg = mqtt_cfg(first, second)
+    async with rig(tmp_path, cfg) as r:
+        probe = asyncio.create_task(r.uplink.failback_probe(interval_s=0.2))
+        try:
+            assert await r.uplink.wait_connected(10)
+            assert r.uplink.on_primary
+            await asyncio.to_thread(first.stop)
+            await until(lambda: r.uplink.connected and not r.uplink.on_primary, 20,
+                        "connected to the second broker")
+            assert r.uplink.broker == (second.host, second.port)
+            await fill(r.buffer, range(100))
+            await until(lambda: drained(r.buffer), 20, "delivered via the second broker")
+            await asyncio.to_thread(first.start)
+            await until(lambda: r.uplink.connected and r.uplink.on_primary, 20, "failed back")
+            await fill(r.buffer, range(100, 200))
+            await until(lambda: drained(r.buffer), 20, "delivered via the first broker again")
+            assert r.forwarder.delivered_events == 200
+        finally:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
+
+
+# ----------------------------------------------------------------------------- policy
+
+
+@dataclass
+class ScriptedPublisher:
+    """Answers PUBACKs from a script of reason codes (then success)."""
+
+    codes: list[int] = field(default_factory=list)
+    sent: list[tuple[str, bytes, str | None, tuple[tuple[str, str], ...]]] = field(
+        default_factory=list)
+    connected: bool = True
+    receive_maximum: int = 65535
+    maximum_packet_size: int | None = None
+
+    async def wait_connected(self, timeout_s: float | None = None) -> bool:
+        return True
+
+    async def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+                      content_type: str | None = None, timeout_s: float | None = None,
+                      user_properties: Sequence[tuple[str, str]] = (),
+                      correlation_data: bytes | None = None) -> PublishResult:
+        self.sent.append((topic, payload, content_type, tuple(user_properties)))
+        code = self.codes.pop(0) if self.codes else 0
+        return PublishResult(code, f"code {code:#x}")
+
+
+@asynccontextmanager
+async def scripted(tmp_path: Path, pub: ScriptedPublisher, **kw: Any) -> AsyncIterator[Rig]:
+    cfg = MqttConfig.model_validate({"host": "127.0.0.1", "batch_max_delay_ms": 0,
+                                     "retry_min_s": 0.01, "retry_max_s": 0.02, **kw})
+    buffer = await SqliteBuffer.open(BufferConfig(path=tmp_path / "buffer.db"))
+    wake = asyncio.Event()
+    fwd = Forwarder(buffer, pub, cfg, topics(cfg, SITE, GW), wake=wake, idle_poll_s=0.01)
+    task = asyncio.create_task(fwd.run())
+    try:
+        yield Rig(buffer, None, fwd, wake)  # type: ignore[arg-type]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await buffer.aclose()
+
+
+async def test_transient_refusals_retry_then_dead_letter_after_max_attempts(
+    tmp_path: Path
+) -> None:
+    pub = ScriptedPublisher(codes=[0x80, 0x83, 0x80])
+    async with scripted(tmp_path, pub, max_attempts=3) as r:
+        await fill(r.buffer, range(1))
+        await until(lambda: drained(r.buffer), 10)
+        assert len(pub.sent) == 3
+        assert r.forwarder.dead_lettered == 1
+        assert (await r.buffer.stats()).dead_letters == 1
+    pub = ScriptedPublisher(codes=[0x80, 0x83])  # recovers before max_attempts
+    (tmp_path / "b").mkdir()
+    async with scripted(tmp_path / "b", pub, max_attempts=3) as r:
+        await fill(r.buffer, range(1))
+        await until(lambda: drained(r.buffer), 10)
+        assert r.forwarder.dead_lettered == 0
+        assert r.forwarder.delivered_events == 1
+
+
+@pytest.mark.parametrize("code", [0x87, 0x90, 0x99])
+async def test_permanent_refusals_dead_letter_at_once(tmp_path: Path, code: int) -> None:
+    pub = ScriptedPublisher(codes=[code])
+    async with scripted(tmp_path, pub) as r:
+        await fill(r.buffer, range(3))
+        await until(lambda: drained(r.buffer), 10)
+        assert len(pub.sent) == 1
+        assert r.forwarder.dead_lettered == 3
+
+
+async def test_packet_too_large_splits_then_dead_letters_a_single_event(tmp_path: Path) -> None:
+    pub = ScriptedPublisher(codes=[0x95, 0x00, 0x95])  # batch of 2 -> [1] ok, [1] refused
+    async with scripted(tmp_path, pub) as r:
+        await fill(r.buffer, range(2))
+        await until(lambda: drained(r.buffer), 10)
+        assert r.forwarder.delivered_events == 1
+        assert r.forwarder.dead_lettered == 1
+
+
+async def test_quota_exceeded_pauses_and_shrinks_the_rate(tmp_path: Path) -> None:
+    pub = ScriptedPublisher(codes=[0x97])
+    async with scripted(tmp_path, pub, drain_rate_events_s=1000, quota_pause_s=0.3) as r:
+        await fill(r.buffer, range(5))
+        t0 = time.monotonic()
+        await until(lambda: drained(r.buffer), 10)
+        assert time.monotonic() - t0 >= 0.25  # paused
+        assert r.forwarder.bucket.rate is not None
+        assert r.forwarder.bucket.rate < 1000
+        assert r.forwarder.dead_lettered == 0
+        assert r.forwarder.delivered_events == 5
+
+
+async def test_batch_waits_up_to_max_delay_but_not_when_full(tmp_path: Path) -> None:
+    pub = ScriptedPublisher()
+    async with scripted(tmp_path, pub, batch_max_delay_ms=300, batch_max_events=10) as r:
+        await fill(r.buffer, range(1))
+        await asyncio.sleep(0.05)
+        await fill(r.buffer, range(1, 3))
+        r.wake.set()
+        await until(lambda: drained(r.buffer), 5)
+        assert len(pub.sent) == 1  # three events, one document
+        assert len(json.loads(pub.sent[0][1])["epcisBody"]["eventList"]) == 3
+        pub.sent.clear()
+        await fill(r.buffer, range(10, 20))  # a full batch: no waiting
+        t0 = time.monotonic()
+        r.wake.set()
+        await until(lambda: len(pub.sent) == 1, 5)
+        assert time.monotonic() - t0 < 0.25
+
+
+async def test_gzip_declared_by_content_type_and_user_property(tmp_path: Path) -> None:
+    pub = ScriptedPublisher()
+    async with scripted(tmp_path, pub, compression="gzip") as r:
+        await fill(r.buffer, range(20))
+        await until(lambda: drained(r.buffer), 5)
+    topic, payload, ctype, props = pub.sent[0]
+    assert topic == EVENTS
+    assert ctype == "application/ld+json"
+    assert ("content-encoding", "gzip") in props
+    doc = json.loads(gzip.decompress(payload))
+    assert doc["type"] == "EPCISDocument"
+
+
+async def test_drain_rate_limits_the_backlog(tmp_path: Path) -> None:
+    pub = ScriptedPublisher()
+    async with scripted(tmp_path, pub, drain_rate_events_s=400, batch_max_events=40) as r:
+        await fill(r.buffer, range(1000))
+        t0 = time.monotonic()
+        await until(lambda: drained(r.buffer), 20)
+        elapsed = time.monotonic() - t0
+    assert 1.3 <= elapsed <= 6.0, elapsed  # (1000 - 400 burst) / 400 = 1.5 s
+
+
+async def test_token_bucket_shrink_and_recover() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+        now[0] += s
+
+    b = TokenBucket(100.0, clock=lambda: now[0], sleep=sleep)
+    await b.take(100)
+    await b.take(50)
+    assert slept == [pytest.approx(0.5)]
+    assert b.shrink() == 50.0
+    for _ in range(100):
+        b.recover()
+    assert b.rate == 100.0
