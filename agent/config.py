@@ -132,7 +132,7 @@ class MqttConfig(_Model):
     # In-flight QoS 1 messages; the broker's Receive Maximum caps it further.
     inflight_window: Annotated[int, Field(ge=1, le=65535)] = 20
     publish_timeout_s: Annotated[float, Field(gt=0)] = 30.0
-    batch_max_events: Annotated[int, Field(ge=1, le=10000)] = 100
+    batch_max_events: Annotated[int, Field(ge=1, le=10000)] = 500
     batch_max_bytes: int = 128 * 1024
     batch_max_delay_ms: Annotated[float, Field(ge=0, le=60000)] = 50.0
     reconnect_min_s: Annotated[float, Field(gt=0)] = 0.5
