@@ -31,7 +31,8 @@ def test_birth_health_and_offline(tmp_path: Path, mosquitto: Mosquitto) -> None:
             health = seen.wait_for(lambda m: m.topic == HEALTH, 20)[0]
             h = json.loads(health.payload)
             assert "r1" in h["readers"]
-            assert "buffer" in h and "uplink" in h
+            assert "buffer" in h
+            assert "uplink" in h
         finally:
             assert agent.stop() == 0, agent.log_text()
             sim.stop()
@@ -39,7 +40,8 @@ def test_birth_health_and_offline(tmp_path: Path, mosquitto: Mosquitto) -> None:
     # Retained: a newcomer learns the last state at once.
     with collect(mosquitto, STATUS) as late:
         (last,) = late.wait_for(lambda m: True, 5)
-        assert last.retain and _state(last) == "offline"
+        assert last.retain
+        assert _state(last) == "offline"
 
 
 def test_last_will_on_sigkill(tmp_path: Path, mosquitto: Mosquitto) -> None:
