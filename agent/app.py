@@ -46,7 +46,8 @@ class Agent:
         )
         ingest = Ingest(buffer)
         pipeline = Pipeline(
-            buffer, timezone=cfg.gateway.timezone, wake=ingest.accepted, clock=time.time
+            buffer, timezone=cfg.gateway.timezone, wake=ingest.accepted, clock=time.time,
+            readers=cfg.readers,
         )
         forwarder = Forwarder(
             buffer, uplink, cfg.uplink.mqtt, topic_map, wake=pipeline.produced
