@@ -15,11 +15,11 @@ from agent.pipeline.mapping import EventMapping, PresenceParams, ReaderPlan
 
 T0 = 1_800_000_000.0  # epoch seconds, 2027-01-15
 # SGTIN-96 0614141.812345.<serial> (TDS E.3 style) with serial n
-SGTIN_PREFIX = "3074257BF7194E"
+SGTIN_PREFIX = "3074257BF7194E4"
 
 
 def sgtin_hex(n: int) -> str:
-    return f"{SGTIN_PREFIX}{n:010X}"
+    return f"{SGTIN_PREFIX}{n:09X}"
 
 
 def read(t: float, epc: str, *, reader: str = "dock", antenna: int | None = 1,
