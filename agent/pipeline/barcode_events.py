@@ -6,6 +6,8 @@
   quantity: 1}]`` (class level, one item scanned)
 * GTIN alone (EAN/UPC, ITF-14, ...)  -> ``quantityList: [{epcClass: .../01/{gtin14}, quantity: 1}]``
 * lot (AI 10) / expiry (AI 17)       -> ``ilmd: {cbvmda:lotNumber, cbvmda:itemExpirationDate}``
+  at ``action: ADD`` points (the schema allows ILMD only there); elsewhere ``tea:lotNumber`` /
+  ``tea:itemExpirationDate`` in the read detail
 * anything else (not GS1)            -> ``epcList: []`` and the raw data in ``tea:barcode``:
   nothing is dropped, the cloud decides (docs/gs1-epcis.md §4: keep non-GS1 codes verbatim).
 
@@ -130,8 +132,17 @@ def barcode_event(
         detail["tea:symbology"] = read.symbology
     if data.error:
         detail["tea:parseError"] = data.error
+    ilmd = data.ilmd
+    if mapping.action != "ADD":
+        # EPCIS 2.0 allows ILMD only where instances are created (action ADD; the schema
+        # enforces it): elsewhere lot and expiry stay with the read, in our namespace.
+        if "cbvmda:lotNumber" in ilmd:
+            detail["tea:lotNumber"] = ilmd["cbvmda:lotNumber"]
+        if "cbvmda:itemExpirationDate" in ilmd:
+            detail["tea:itemExpirationDate"] = ilmd["cbvmda:itemExpirationDate"]
+        ilmd = {}
     return object_event(
         event_time=iso_ms(read.read_at), timezone=timezone, mapping=mapping,
         action=mapping.action, epc_list=data.epc_list, quantity_list=data.quantity_list,
-        ilmd=data.ilmd or None, extensions={"tea:reads": [detail]},
+        ilmd=ilmd or None, extensions={"tea:reads": [detail]},
     )
