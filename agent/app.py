@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from agent import __version__
+from agent import __version__, systemd
 from agent.buffer.sqlite import SqliteBuffer
 from agent.config import AgentConfig
 from agent.pipeline.ingest import Ingest
@@ -60,9 +60,11 @@ class Agent:
         await uplink.start()
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(ingest.run(), name="ingest")
-                tg.create_task(pipeline.run(), name="pipeline")
-                tg.create_task(forwarder.run(), name="forwarder")
+                critical = [
+                    tg.create_task(ingest.run(), name="ingest"),
+                    tg.create_task(pipeline.run(), name="pipeline"),
+                    tg.create_task(forwarder.run(), name="forwarder"),
+                ]
                 for rc in cfg.readers:
                     if not rc.enabled:
                         continue
@@ -72,9 +74,18 @@ class Agent:
                         supervise_reader(rc, ingest.put, status), name=f"reader-{rc.name}"
                     )
                 tg.create_task(_wait_for_stop(stop), name="stop-signal")
+                # A reader unplugged or a broker outage is not unhealthy (a restart fixes
+                # neither); a core task that ended, or a blocked event loop, is.
+                tg.create_task(
+                    systemd.watchdog_loop(lambda: not any(t.done() for t in critical)),
+                    name="watchdog",
+                )
+                tg.create_task(self._report_status(ingest, forwarder, uplink), name="sd-status")
+                systemd.ready(self._status_line(ingest, forwarder, uplink))
         except* _Shutdown:
             log.info("shutting down")
         finally:
+            systemd.stopping("stopping: committing accepted reads, closing the buffer")
             # Readers are stopped: commit what they handed over, then turn it into events.
             # Whatever is not yet delivered stays in the buffer for the next start.
             try:
@@ -88,6 +99,25 @@ class Agent:
                 "stopped: %d reads accepted, %d events delivered in %d messages this run",
                 ingest.accepted_total, forwarder.delivered_events, forwarder.delivered_messages,
             )
+
+
+    def _status_line(self, ingest: Ingest, forwarder: Forwarder, uplink: MqttUplink) -> str:
+        up = sum(1 for r in self.readers.values() if r.state == "connected")
+        broker = "connected" if uplink.connected else "disconnected"
+        return (f"readers {up}/{len(self.readers)} connected, broker {broker}, "
+                f"{ingest.accepted_total} reads accepted, "
+                f"{forwarder.delivered_events} events delivered")
+
+    async def _report_status(
+        self, ingest: Ingest, forwarder: Forwarder, uplink: MqttUplink
+    ) -> None:
+        last = ""
+        while True:
+            await asyncio.sleep(5)
+            line = self._status_line(ingest, forwarder, uplink)
+            if line != last:
+                systemd.status(line)
+                last = line
 
 
 async def _wait_for_stop(stop: asyncio.Event) -> None:

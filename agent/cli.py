@@ -51,6 +51,9 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # pyserial-asyncio logs a traceback at DEBUG when a vanished port cannot be flushed: that is
+    # an expected unplug, which our supervisor reports in one line.
+    logging.getLogger("serial_asyncio_fast").setLevel(logging.INFO)
 
 
 def _load(path: str) -> AgentConfig | None:

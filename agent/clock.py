@@ -5,12 +5,14 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
 
+TIMESYNCD_FLAG = "/run/systemd/timesync/synchronized"
 STA_UNSYNC = 0x0040  # <linux/timex.h>: clock not synchronised
 TIME_ERROR = 5  # adjtimex() return value: clock not synchronised
 
@@ -98,7 +100,12 @@ class SyncState:
         if now - self._checked_at >= self._ttl_s:
             self._checked_at = now
             kernel = kernel_clock_synchronised()
-            self._value = True if kernel is None else kernel
+            if kernel is None:
+                # The kernel could not be asked (a seccomp filter, a non-Linux host). Fall back
+                # to systemd-timesyncd's flag file; if that is absent too, we cannot vouch for
+                # the clock, so events are marked unsynchronised rather than falsely trusted.
+                kernel = os.path.exists(TIMESYNCD_FLAG)
+            self._value = kernel
             if self._value != self._last_logged:
                 if self._value:
                     log.info("system clock is NTP-synchronised")

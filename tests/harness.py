@@ -46,6 +46,8 @@ class SimProcess:
             return self.proc.wait(10)
         finally:
             self._log.close()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
 
 
 class AgentProcess:

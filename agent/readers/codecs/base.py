@@ -15,6 +15,9 @@ class DecoderStats:
     bad_checksums: int = 0
     oversize: int = 0  # frames whose length field could not be right (or buffer over its cap)
     wrong_address: int = 0
+    # partial frames abandoned because the line went quiet mid-frame (resync after an idle gap;
+    # Chafon's 15 ms inter-byte rule, reader-protocols.md §2.2)
+    partial_timeouts: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -24,4 +27,5 @@ class DecoderStats:
             "bad_checksums": self.bad_checksums,
             "oversize": self.oversize,
             "wrong_address": self.wrong_address,
+            "partial_timeouts": self.partial_timeouts,
         }

@@ -1,0 +1,5 @@
+"""``python -m readersim`` is ``reader-sim``."""
+
+from readersim.cli import main
+
+raise SystemExit(main())
