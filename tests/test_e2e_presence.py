@@ -76,7 +76,7 @@ def test_scenario_gives_arrivals_then_departures_per_door(
             def both_departed() -> bool:
                 n = sum(e.get("tea:transition") == "departed"
                         for e in events_of(collector.messages))
-                return n >= 2
+                return bool(n >= 2)
 
             wait_until(both_departed, 40, "both pallets to depart", diagnostics=agent.log_text)
             time.sleep(1.0)
