@@ -68,7 +68,8 @@ class Agent:
         ingest = Ingest(buffer)
         self._ingest = ingest
         pipeline = Pipeline(
-            buffer, timezone=cfg.gateway.timezone, wake=ingest.accepted, clock=time.time
+            buffer, timezone=cfg.gateway.timezone, wake=ingest.accepted, clock=time.time,
+            readers=cfg.readers,
         )
         forwarder = Forwarder(
             buffer, uplink, cfg.uplink.mqtt, topic_map, wake=pipeline.produced

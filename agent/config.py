@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from agent.pipeline.vocab import check_uri, check_vocabulary
+
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
     "b": 1,
@@ -66,6 +68,76 @@ class GatewayConfig(_Model):
     timezone: Annotated[str, Field(pattern=r"^[+-](0\d|1[0-3]):[0-5]\d$|^[+-]14:00$")] = "+00:00"
 
 
+def _vocab(kind: str, value: str | None) -> str | None:
+    if value is not None and (problem := check_vocabulary(kind, value)):
+        raise ValueError(problem)
+    return value
+
+
+def _uri(value: str | None) -> str | None:
+    if value is not None and (problem := check_uri(value)):
+        raise ValueError(problem)
+    return value
+
+
+class OnDepartConfig(_Model):
+    """bizStep / disposition of departure events (action is always OBSERVE); none by default."""
+
+    biz_step: str | None = None
+    disposition: str | None = None
+
+    @field_validator("biz_step")
+    @classmethod
+    def _biz_step(cls, v: str | None) -> str | None:
+        return _vocab("bizStep", v)
+
+    @field_validator("disposition")
+    @classmethod
+    def _disposition(cls, v: str | None) -> str | None:
+        return _vocab("disposition", v)
+
+
+class AntennaMapping(_Model):
+    """Per-antenna overrides of the reader's event mapping (one reader can serve two doors)."""
+
+    read_point: str | None = None  # EPCIS readPoint.id, e.g. urn:epc:id:sgln:0614141.00777.1
+    biz_location: str | None = None  # EPCIS bizLocation.id
+    biz_step: str | None = None  # CBV 2.0 bizStep word or a non-CBV URI
+    disposition: str | None = None  # CBV 2.0 disposition word or a non-CBV URI
+    action: Literal["OBSERVE", "ADD"] | None = None  # ADD at commissioning points
+    on_depart: OnDepartConfig | None = None
+
+    @field_validator("read_point", "biz_location")
+    @classmethod
+    def _ids(cls, v: str | None) -> str | None:
+        return _uri(v)
+
+    @field_validator("biz_step")
+    @classmethod
+    def _biz_step(cls, v: str | None) -> str | None:
+        return _vocab("bizStep", v)
+
+    @field_validator("disposition")
+    @classmethod
+    def _disposition(cls, v: str | None) -> str | None:
+        return _vocab("disposition", v)
+
+
+class PresenceConfig(_Model):
+    """Smoothing and presence (docs/pipeline.md): arrived -> present -> departed per read point."""
+
+    # Reads are folded and transitions of one read point batched into one event over this window.
+    window_s: Annotated[float, Field(gt=0, le=3600)] = 1.0
+    # A present tag not read for this long (agent clock minus its last read) has departed.
+    depart_after_s: Annotated[float, Field(gt=0)] = 10.0
+    # A tag arrives only with this many reads within window_s (suppresses strays/reflections).
+    min_reads: Annotated[int, Field(ge=1, le=100000)] = 1
+    # Reads weaker than this are ignored altogether (None: every read counts).
+    min_rssi_dbm: Annotated[float, Field(ge=-150, le=20)] | None = None
+    # Emit a "still present" event per read point this often (None: never).
+    heartbeat_s: Annotated[float, Field(gt=0)] | None = None
+
+
 class _ReaderBase(_Model):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
     # A device path (/dev/serial/by-id/..., /dev/ttyUSB0) or a pyserial URL (socket://host:port).
@@ -76,6 +148,36 @@ class _ReaderBase(_Model):
     response_timeout_s: Annotated[float, Field(gt=0)] = 1.0
     # A reader that sends nothing for this long during inventory is reset.
     silence_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    # --- Event mapping (agent/pipeline; docs/pipeline.md). Tag reads: `presence` folds reads
+    # into arrival/departure events per read point, `every_read` makes one event per read.
+    # Barcode scans always become one event each (minus double scans).
+    mode: Literal["presence", "every_read"] = "presence"
+    read_point: str | None = None  # EPCIS readPoint.id (an SGLN URN, a Digital Link, any URI)
+    biz_location: str | None = None  # EPCIS bizLocation.id
+    biz_step: str | None = None  # CBV 2.0 bizStep word (receiving, shipping, ...) or a URI
+    disposition: str | None = None  # CBV 2.0 disposition word (in_progress, ...) or a URI
+    action: Literal["OBSERVE", "ADD"] = "OBSERVE"  # ADD at commissioning points
+    on_depart: OnDepartConfig | None = None  # departure events' bizStep / disposition
+    antenna_map: dict[Annotated[int, Field(ge=1, le=16)], AntennaMapping] = Field(
+        default_factory=dict)
+    presence: PresenceConfig = Field(default_factory=PresenceConfig)
+    # Barcode readers: the same code from the same reader again within this window is dropped.
+    double_scan_window_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
+
+    @field_validator("read_point", "biz_location")
+    @classmethod
+    def _ids(cls, v: str | None) -> str | None:
+        return _uri(v)
+
+    @field_validator("biz_step")
+    @classmethod
+    def _biz_step(cls, v: str | None) -> str | None:
+        return _vocab("bizStep", v)
+
+    @field_validator("disposition")
+    @classmethod
+    def _disposition(cls, v: str | None) -> str | None:
+        return _vocab("disposition", v)
 
 
 class R2000Config(_ReaderBase):
@@ -85,6 +187,14 @@ class R2000Config(_ReaderBase):
     antennas: list[Annotated[int, Field(ge=1, le=16)]] = Field(default_factory=lambda: [1])
     # Repeat byte of cmd 0x89 (V2.2 §2.2.8): rounds per command; 0xFF = minimal round time.
     inventory_repeat: Annotated[int, Field(ge=1, le=255)] = 1
+
+    @model_validator(mode="after")
+    def _mapped_antennas_exist(self) -> R2000Config:
+        extra = sorted(set(self.antenna_map) - set(self.antennas))
+        if extra:
+            raise ValueError(f"antenna_map: antenna(s) {extra} are not in antennas "
+                             f"{self.antennas}; add them to antennas or remove the mapping")
+        return self
 
 
 ReaderConfig = Annotated[R2000Config, Field(discriminator="driver")]

@@ -98,8 +98,11 @@ def write_config(
 ) -> Path:
     cfg: dict[str, Any] = {
         "gateway": {"id": "gw-test", "site": "lab"},
+        # mode every_read: the end-to-end tests account for every committed read by its
+        # tea:readId; presence mode (the product default) folds reads and is tested in
+        # tests/test_e2e_presence.py (pass reader={"mode": "presence", ...}).
         "readers": [{"name": "r1", "driver": "r2000", "port": reader_port, "baudrate": 115200,
-                     "reconnect_max_s": 1.0, **(reader or {})}],
+                     "reconnect_max_s": 1.0, "mode": "every_read", **(reader or {})}],
         "buffer": {"path": str(buffer)},
         "uplink": {"mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "trace",
                             "publish_timeout_s": 5, "reconnect_min_s": 0.1,

@@ -107,3 +107,61 @@ def test_example_configs_validate() -> None:
     assert configs
     for path in configs:
         load_config(path)
+
+
+# ----------------------------------------------------------------------------- event mapping
+
+def test_event_mapping_defaults_keep_old_configs_working() -> None:
+    r = parse_config(MINIMAL).readers[0]
+    assert r.mode == "presence"
+    assert r.action == "OBSERVE"
+    assert (r.read_point, r.biz_location, r.biz_step, r.disposition) == (None,) * 4
+    assert r.presence.window_s == 1.0
+    assert r.presence.depart_after_s == 10.0
+    assert r.presence.min_reads == 1
+    assert r.presence.min_rssi_dbm is None
+    assert r.presence.heartbeat_s is None
+    assert r.antenna_map == {}
+    assert r.double_scan_window_s == 0.0
+
+
+def test_event_mapping_with_antenna_overrides() -> None:
+    text = MINIMAL.replace(
+        "baudrate: 115200}",
+        "baudrate: 115200, antennas: [1, 2], biz_step: receiving,\n"
+        "     read_point: 'urn:epc:id:sgln:0614141.00777.1',\n"
+        "     antenna_map: {2: {read_point: 'urn:epc:id:sgln:0614141.00777.2',\n"
+        "                       biz_step: 'https://example.com/steps/weighing'}},\n"
+        "     presence: {window_s: 2, depart_after_s: 30, min_reads: 3, min_rssi_dbm: -70}}")
+    r = parse_config(text, "f.yaml").readers[0]
+    assert r.antenna_map[2].biz_step == "https://example.com/steps/weighing"
+    assert r.presence.min_reads == 3
+
+
+@pytest.mark.parametrize(
+    ("insert", "expected"),
+    [
+        ("biz_step: receiveing",
+         "f.yaml:3: readers[0].biz_step: got 'receiveing', expected a CBV 2.0 bizStep such as "
+         "receiving"),
+        ("disposition: intransit",
+         "f.yaml:3: readers[0].disposition: got 'intransit', expected a CBV 2.0 disposition"),
+        ("biz_step: 'urn:epcglobal:cbv:bizstep:receiving'",
+         "f.yaml:3: readers[0].biz_step: got 'urn:epcglobal:cbv:bizstep:receiving'"),
+        ("read_point: dock door 1",
+         "f.yaml:3: readers[0].read_point: got 'dock door 1', expected a URI"),
+        ("mode: smoothed",
+         "f.yaml:3: readers[0].mode: got 'smoothed', expected one of"),
+        ("action: DELETE", "f.yaml:3: readers[0].action: got 'DELETE', expected one of"),
+        ("antenna_map: {1: {biz_step: shiping}}",
+         "f.yaml:3: readers[0].antenna_map.1.biz_step: got 'shiping'"),
+        ("antenna_map: {3: {biz_step: shipping}}",
+         "f.yaml:3: readers[0]: antenna_map: antenna(s) [3] are not in antennas [1]"),
+        ("presence: {depart_after_s: 0}", "f.yaml:3: readers[0].presence.depart_after_s"),
+    ],
+)
+def test_bad_event_mapping_messages(insert: str, expected: str) -> None:
+    text = MINIMAL.replace("baudrate: 115200}", f"baudrate: 115200, {insert}}}")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "f.yaml")
+    assert any(str(i).startswith(expected) for i in info.value.issues), info.value.issues

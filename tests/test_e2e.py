@@ -21,6 +21,11 @@ from tests.harness import (
 )
 from tests.mosquitto import Collector, Mosquitto
 
+# These tests prove per read that nothing committed is lost (tea:readId on every event), so they
+# run the reader in `mode: every_read`; presence mode folds reads and is tested end to end in
+# tests/test_e2e_presence.py.
+EVERY_READ = {"mode": "every_read"}
+
 
 def _all_delivered(collector: Collector, db: Path) -> bool:
     state = buffer_state(db)
@@ -48,7 +53,8 @@ def _assert_nothing_lost(collector: Collector, db: Path) -> int:
 def test_simulated_reader_to_broker(tmp_path: Path, mosquitto: Mosquitto) -> None:
     sim = SimProcess(["r2000", "--pty", "--tags", "5", "--seed", "7"], tmp_path / "sim.log")
     db = tmp_path / "buffer.db"
-    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto, buffer=db)
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto, buffer=db,
+                       reader=EVERY_READ)
     with durable_collector(mosquitto, EVENTS_TOPIC, "e2e-basic") as collector:
         agent = AgentProcess(cfg, tmp_path / "agent.log")
         try:
@@ -84,7 +90,8 @@ def test_simulated_reader_to_broker(tmp_path: Path, mosquitto: Mosquitto) -> Non
 def test_broker_outage_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
     sim = SimProcess(["r2000", "--pty", "--tags", "3", "--seed", "3"], tmp_path / "sim.log")
     db = tmp_path / "buffer.db"
-    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto, buffer=db)
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto, buffer=db,
+                       reader=EVERY_READ)
     with durable_collector(mosquitto, EVENTS_TOPIC, "e2e-outage") as collector:
         agent = AgentProcess(cfg, tmp_path / "agent.log")
         try:
@@ -108,7 +115,8 @@ def test_broker_outage_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> No
 def test_sigkill_loses_no_committed_read(tmp_path: Path, mosquitto: Mosquitto) -> None:
     sim = SimProcess(["r2000", "--pty", "--tags", "4", "--seed", "5"], tmp_path / "sim.log")
     db = tmp_path / "buffer.db"
-    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto, buffer=db)
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto, buffer=db,
+                       reader=EVERY_READ)
     with durable_collector(mosquitto, EVENTS_TOPIC, "e2e-crash") as collector:
         agent = AgentProcess(cfg, tmp_path / "agent.log")
         try:
@@ -134,7 +142,8 @@ def test_clean_shutdown_keeps_the_backlog(tmp_path: Path, mosquitto: Mosquitto,
     sim = SimProcess(["r2000", "--pty", "--tags", "2"], tmp_path / "sim.log")
     db = tmp_path / "buffer.db"
     mosquitto.stop()  # nothing can be delivered: everything stays buffered
-    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto, buffer=db)
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto, buffer=db,
+                       reader=EVERY_READ)
     agent = AgentProcess(cfg, tmp_path / "agent.log")
     try:
         wait_until(lambda: buffer_state(db)["last_read_id"] > 20, 30, "reads to be buffered",

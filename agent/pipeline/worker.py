@@ -1,15 +1,30 @@
-"""Turns accepted reads into EPCIS events, atomically (reads out, events in, one transaction)."""
+"""Turns accepted reads into EPCIS events, atomically (reads out, events in, one transaction).
+
+Each :meth:`Pipeline.step` takes a batch of stored reads, folds tag reads of ``presence`` readers
+into the :class:`~agent.pipeline.presence.PresenceEngine`, builds one event per read for
+``every_read`` readers and per barcode scan, then advances the engine to the agent's clock
+(closing transition batches, detecting departures, heartbeats) and commits - in one SQLite
+transaction - the consumed read ids, the events and the engine's changed state. A crash before
+the commit replays the reads against the state as it was; after it, nothing is redone. So a
+read is never lost and an arrival never emitted twice. ``step`` also runs when no reads came:
+that is the periodic tick that detects departures.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from agent.buffer.api import Buffer, OutEvent, StoredRead
-from agent.model import TagRead
-from agent.pipeline.epcis import observe_event
+from agent.config import R2000Config
+from agent.model import BarcodeRead, TagRead
+from agent.pipeline.barcode_events import barcode_event
+from agent.pipeline.epcis import every_read_event, presence_event
+from agent.pipeline.mapping import ReaderPlan, plans_for
+from agent.pipeline.presence import STATE_PREFIX, PresenceEngine, Transition
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +37,7 @@ class Pipeline:
         timezone: str,
         wake: asyncio.Event,
         clock: Callable[[], float],
+        readers: Iterable[R2000Config] = (),
         batch: int = 2000,
         idle_poll_s: float = 0.5,
     ) -> None:
@@ -31,33 +47,91 @@ class Pipeline:
         self._clock = clock
         self._batch = batch
         self._idle_poll_s = idle_poll_s
+        self._plans: dict[str, ReaderPlan] = plans_for(readers)
+        self.presence = PresenceEngine(self.plan)
+        self._loaded = False
+        self._last_scan: dict[tuple[str, bytes], float] = {}  # barcode double-scan window
         self.produced = asyncio.Event()  # set after events are committed: wakes the forwarder
         self.events_total = 0
+        self.double_scans = 0
 
-    def events_for(self, stored: list[StoredRead]) -> list[OutEvent]:
+    def plan(self, reader: str) -> ReaderPlan:
+        """The reader's plan; a reader missing from the config gets the defaults (presence)."""
+        plan = self._plans.get(reader)
+        if plan is None:
+            plan = self._plans[reader] = ReaderPlan(name=reader)
+        return plan
+
+    async def load(self) -> None:
+        """Restore the presence state committed by the previous run."""
+        state = await self._buffer.load_state(STATE_PREFIX)
+        self.presence.restore({k: v for k, v in state.items() if k.startswith(STATE_PREFIX)})
+        self._loaded = True
+        if state:
+            log.info("presence state restored: %d key(s)", len(state))
+
+    def _event(self, event: dict[str, Any], now: float) -> OutEvent:
+        return OutEvent(kind="event", payload=json.dumps(event, separators=(",", ":")),
+                        created_at_s=now)
+
+    def _barcode_accepted(self, read: BarcodeRead, window_s: float) -> bool:
+        if window_s <= 0:
+            return True
+        t = read.read_at.timestamp()
+        key = (read.reader, read.data)
+        last = self._last_scan.get(key)
+        if last is not None and 0 <= t - last < window_s:
+            return False
+        self._last_scan[key] = t
+        if len(self._last_scan) > 4096:  # forget scans older than any window
+            self._last_scan = {k: v for k, v in self._last_scan.items() if t - v < 3600}
+        return True
+
+    def events_for(self, stored: list[StoredRead], now: float) -> list[OutEvent]:
         out: list[OutEvent] = []
-        now = self._clock()
         gen = self._buffer.generation
+        tz = self._timezone
         for s in stored:
-            if isinstance(s.read, TagRead):
-                event = observe_event(s.read, timezone=self._timezone, source_id=f"{gen}:{s.id}")
-                out.append(
-                    OutEvent(kind="event", payload=json.dumps(event, separators=(",", ":")),
-                             created_at_s=now)
-                )
+            read = s.read
+            plan = self.plan(read.reader)
+            if isinstance(read, TagRead):
+                if plan.mode == "presence":
+                    self.presence.fold(read)
+                else:
+                    out.append(self._event(every_read_event(
+                        read, timezone=tz, mapping=plan.mapping_for(read.antenna),
+                        source_id=f"{gen}:{s.id}"), now))
+            elif self._barcode_accepted(read, plan.double_scan_window_s):
+                out.append(self._event(barcode_event(
+                    read, timezone=tz, mapping=plan.mapping, source_id=f"{gen}:{s.id}"), now))
+            else:
+                self.double_scans += 1
+        out.extend(self._event(self.transition_event(t), now)
+                   for t in self.presence.advance(now))
         return out
 
+    def transition_event(self, t: Transition) -> dict[str, Any]:
+        return presence_event(t.kind, t.tags, timezone=self._timezone, mapping=t.mapping,
+                              at=t.at)
+
     async def step(self) -> int:
+        """Process one batch of reads (possibly none: then it is a tick); returns reads taken."""
+        if not self._loaded:
+            await self.load()
         stored = await self._buffer.take_reads(self._batch)
-        if not stored:
-            return 0
-        events = self.events_for(stored)
-        await self._buffer.commit_events([s.id for s in stored], events)
-        self.events_total += len(events)
-        self.produced.set()
+        now = self._clock()
+        events = self.events_for(stored, now)
+        state = self.presence.take_state()
+        if stored or events or state:
+            await self._buffer.commit_events([s.id for s in stored], events, state)
+        if events:
+            self.events_total += len(events)
+            self.produced.set()
         return len(stored)
 
     async def run(self) -> None:
+        if not self._loaded:
+            await self.load()
         while True:
             self._wake.clear()  # before step(): a wake-up during step() is not lost
             if await self.step():
