@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from agent import __version__
 from agent.buffer.sqlite import SqliteBuffer
 from agent.config import AgentConfig
+from agent.fieldtools.runtime import Runtime
+from agent.fieldtools.server import serve as serve_field_tools
 from agent.pipeline.ingest import Ingest
 from agent.pipeline.worker import Pipeline
 from agent.readers.status import ReaderStatus
@@ -51,6 +53,9 @@ class Agent:
         forwarder = Forwarder(
             buffer, uplink, cfg.uplink.mqtt, topic_map, wake=pipeline.produced
         )
+        field_tools = Runtime(cfg, self.readers, buffer, uplink, forwarder, ingest, pipeline)
+        ingest.on_read = field_tools.tap.on_read
+        pipeline.on_events = field_tools.tap.on_events
         log.info(
             "edge-agent %s starting: gateway %s at %s, %d reader(s), buffer %s, broker %s:%d",
             __version__, cfg.gateway.id, cfg.gateway.site, len(cfg.readers), cfg.buffer.path,
@@ -62,6 +67,7 @@ class Agent:
                 tg.create_task(ingest.run(), name="ingest")
                 tg.create_task(pipeline.run(), name="pipeline")
                 tg.create_task(forwarder.run(), name="forwarder")
+                tg.create_task(serve_field_tools(field_tools), name="field-tools")
                 for rc in cfg.readers:
                     if not rc.enabled:
                         continue

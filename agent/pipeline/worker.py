@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from agent.buffer.api import Buffer, OutEvent, StoredRead
 from agent.model import TagRead
@@ -33,6 +33,7 @@ class Pipeline:
         self._idle_poll_s = idle_poll_s
         self.produced = asyncio.Event()  # set after events are committed: wakes the forwarder
         self.events_total = 0
+        self.on_events: Callable[[Sequence[OutEvent]], None] | None = None  # live view hook
 
     def events_for(self, stored: list[StoredRead]) -> list[OutEvent]:
         out: list[OutEvent] = []
@@ -54,6 +55,8 @@ class Pipeline:
         events = self.events_for(stored)
         await self._buffer.commit_events([s.id for s in stored], events)
         self.events_total += len(events)
+        if self.on_events is not None:
+            self.on_events(events)
         self.produced.set()
         return len(stored)
 
