@@ -15,6 +15,8 @@ from agent import __version__, systemd
 from agent.buffer.sqlite import SqliteBuffer
 from agent.clock import kernel_clock_synchronised, utcnow
 from agent.config import AgentConfig, ConfigError, load_config
+from agent.fieldtools.runtime import Runtime
+from agent.fieldtools.server import serve as serve_field_tools
 from agent.pipeline.ingest import Ingest
 from agent.pipeline.worker import Pipeline
 from agent.readers.status import ReaderStatus
@@ -76,6 +78,9 @@ class Agent:
         )
         self._forwarder = forwarder
         commands = self._command_server(uplink, topic_map["base"])
+        field_tools = Runtime(cfg, self.readers, buffer, uplink, forwarder, ingest, pipeline)
+        ingest.on_read = field_tools.tap.on_read
+        pipeline.on_events = field_tools.tap.on_events
         log.info(
             "edge-agent %s starting: gateway %s at %s, %d reader(s), buffer %s, broker %s:%d",
             __version__, cfg.gateway.id, cfg.gateway.site, len(cfg.readers), cfg.buffer.path,
@@ -95,6 +100,7 @@ class Agent:
                 tg.create_task(uplink.failback_probe(), name="uplink-failback")
                 if commands is not None:
                     tg.create_task(commands.run(), name="uplink-commands")
+                tg.create_task(serve_field_tools(field_tools), name="field-tools")
                 for rc in cfg.readers:
                     if not rc.enabled:
                         continue

@@ -105,12 +105,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
-    if cfg is None or not _secure(cfg):
+    from agent.fieldtools.commands import cmd_check_config as check
+
+    try:
+        cfg = load_config(args.config)
+    except ConfigError:
+        cfg = None  # check() prints every problem with file:line
+    if cfg is not None and not _secure(cfg):
         return EXIT_CONFIG
-    print(f"{args.config}: OK ({len(cfg.readers)} reader(s), broker "
-          f"{cfg.uplink.mqtt.host}:{cfg.uplink.mqtt.port})")
-    return EXIT_OK
+    return check(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(func=cmd_check_config)
+
+    from agent.fieldtools.commands import register as register_field_tools
+
+    register_field_tools(sub)  # doctor, status, tail, buffer
     return p
 
 

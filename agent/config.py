@@ -339,11 +339,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class StatusConfig(_Model):
+    """The local status socket (``edge-agent status`` / ``tail``). None: the first usable of
+    /run/edge-agent/agent.sock, $XDG_RUNTIME_DIR/edge-agent.sock, <buffer path>.sock."""
+
+    socket: Path | None = None
+    enabled: bool = True
+
+
+class HttpConfig(_Model):
+    """/metrics (Prometheus text format) and /health on a local TCP port."""
+
+    enabled: bool = True
+    listen: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$")] = (
+        "127.0.0.1:9108"
+    )
+    # /health turns 503 when a reader has been neither connected nor starting for this long.
+    reader_down_max_s: Annotated[float, Field(gt=0)] = 300.0
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
 class AgentConfig(_Model):
     gateway: GatewayConfig
     readers: Annotated[list[ReaderConfig], Field(min_length=1)]
     buffer: BufferConfig
     uplink: UplinkConfig
+    # Field tools (issue 7): local status socket, HTTP metrics and health.
+    status: StatusConfig = Field(default_factory=StatusConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
 
     @field_validator("readers")
     @classmethod
@@ -496,6 +523,26 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
 
 
 def parse_config(text: str, file: str = "<config>") -> AgentConfig:
+    return parse_config_lines(text, file)[0]
+
+
+def load_config_lines(path: str | os.PathLike[str]) -> tuple[AgentConfig, dict[Loc, int]]:
+    """Like :func:`load_config`, also returning the line of every key (for warnings)."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(file, None, "", f"cannot read the file: {exc.strerror}")]) \
+            from exc
+    return parse_config_lines(text, file)
+
+
+def line_of(lines: dict[Loc, int], *loc: str | int) -> int | None:
+    """The line of a key path such as ``line_of(lines, "readers", 0, "port")``."""
+    return _line_for(tuple(loc), lines)
+
+
+def parse_config_lines(text: str, file: str = "<config>") -> tuple[AgentConfig, dict[Loc, int]]:
     issues: list[ConfigIssue] = []
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -523,7 +570,27 @@ def parse_config(text: str, file: str = "<config>") -> AgentConfig:
         raise ConfigError(issues) from None
     if issues:
         raise ConfigError(issues)
-    return cfg
+    return cfg, lines
+
+
+def read_secret_file(path: str | os.PathLike[str], field: str, *, file: str = "<config>",
+                     line: int | None = None) -> str:
+    """The secret a ``*_file`` key points at (``password_file`` -> ``password``).
+
+    The file's text with one trailing newline stripped (``echo secret > file`` writes one).
+    Raises :class:`ConfigError` naming the config file, line and field when it cannot be read.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([ConfigIssue(
+            file, line, field, f"cannot read the secret file {str(path)!r}: {why}; expected a "
+            "readable file holding the secret (check its path and that the agent's user may "
+            "read it)")]) from exc
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text.removesuffix("\n")
 
 
 def iter_issues(exc: ConfigError) -> Iterator[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from agent.buffer.api import Buffer, BufferFullError
 from agent.model import Read
@@ -25,8 +26,11 @@ class Ingest:
         self.accepted = asyncio.Event()  # set after each commit: wakes the pipeline
         self.accepted_total = 0
         self.retry_s = 0.5
+        self.on_read: Callable[[Read], None] | None = None  # live view hook (never blocks)
 
     async def put(self, read: Read) -> None:
+        if self.on_read is not None:
+            self.on_read(read)
         await self._queue.put(read)
 
     @property

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agent.buffer.api import Buffer, OutEvent, StoredRead
@@ -54,6 +54,7 @@ class Pipeline:
         self.produced = asyncio.Event()  # set after events are committed: wakes the forwarder
         self.events_total = 0
         self.double_scans = 0
+        self.on_events: Callable[[Sequence[OutEvent]], None] | None = None  # live view hook
 
     def plan(self, reader: str) -> ReaderPlan:
         """The reader's plan; a reader missing from the config gets the defaults (presence)."""
@@ -126,6 +127,8 @@ class Pipeline:
             await self._buffer.commit_events([s.id for s in stored], events, state)
         if events:
             self.events_total += len(events)
+            if self.on_events is not None:
+                self.on_events(events)
             self.produced.set()
         return len(stored)
 

@@ -1,0 +1,541 @@
+"""``edge-agent doctor -c FILE``: is everything this gateway needs in place?
+
+Checks each reader port (exists, may be opened, answers its protocol at the configured baud
+rate), the broker (DNS, TCP, TLS, MQTT authentication), certificates, the clock, the disk and
+the buffer file. One progress line per check as it runs, then a table; every failure carries a
+fix hint. Exit 0 when nothing failed (warnings allowed), 1 otherwise, 2 for a bad config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import grp
+import importlib
+import os
+import shutil
+import socket
+import sqlite3
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal, TextIO
+
+from agent.config import AgentConfig, ConfigError, R2000Config, read_secret_file
+from agent.fieldtools.checkconfig import check_config, tls_enabled
+
+Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
+CERT_WARN_DAYS = 30
+DISK_MIN_FREE = 64 * 1024**2
+
+
+@dataclass(slots=True)
+class Check:
+    name: str
+    status: Status
+    detail: str
+    hint: str = ""
+
+
+class Doctor:
+    def __init__(self, cfg: AgentConfig, *, timeout_s: float = 3.0, out: TextIO = sys.stdout,
+                 agent_view: dict[str, Any] | None = None) -> None:
+        self.cfg = cfg
+        self.timeout_s = timeout_s
+        self.out = out
+        self.results: list[Check] = []
+        self.agent_view = agent_view  # the running agent's status, when it answers
+
+    def add(self, check: Check) -> Check:
+        self.results.append(check)
+        self.out.write(f"  {check.status:<4}  {check.name}: {check.detail}\n")
+        self.out.flush()
+        return check
+
+    async def step(self, name: str, fn: Callable[[], Awaitable[Check]]) -> Check:
+        if self.out.isatty():  # a long step shows what it waits for; the result overwrites it
+            self.out.write(f"  ....  {name} ...\r")
+            self.out.flush()
+        try:
+            check = await fn()
+        except Exception as exc:  # a doctor reports, it does not crash
+            check = Check(name, "FAIL", f"unexpected error: {type(exc).__name__}: {exc}",
+                          "please report this with the output of --log-level DEBUG")
+        return self.add(check)
+
+    async def run(self) -> list[Check]:
+        for rc in self.cfg.readers:
+            if rc.enabled:
+                await self.check_reader(rc)
+        await self.check_broker()
+        for check in certificate_checks(self.cfg):
+            self.add(check)
+        self.add(clock_check())
+        self.add(disk_check(self.cfg))
+        self.add(buffer_check(self.cfg))
+        return self.results
+
+    # ------------------------------------------------------------------ readers
+
+    async def check_reader(self, rc: R2000Config) -> None:
+        name = f"reader {rc.name}"
+        port = rc.port
+        if "://" in port:
+            await self.step(f"{name} port", lambda: self._url_port(port))
+        else:
+            present = self.add(port_exists(name, port))
+            if present.status == "FAIL":
+                return
+            if self.add(port_access(name, port)).status == "FAIL":
+                return
+        view = self._agent_reader(rc.name)
+        if view is not None:
+            ok = view["state"] == "connected"
+            self.add(Check(
+                f"{name} answers", "PASS" if ok else "FAIL",
+                f"the running agent holds the port: {view['state']}"
+                + (f", firmware {view['firmware']}" if view.get("firmware") else "")
+                + (f" ({view['lastError']})" if view.get("lastError") and not ok else ""),
+                "" if ok else _baud_hint(rc)))
+            return
+        await self.step(f"{name} answers", lambda: probe_reader(rc, min(self.timeout_s, 1.0)))
+
+    def _agent_reader(self, name: str) -> dict[str, Any] | None:
+        if self.agent_view is None:
+            return None
+        for r in self.agent_view.get("readers", []):
+            if r.get("name") == name:
+                return dict(r)
+        return None
+
+    async def _url_port(self, url: str) -> Check:
+        hostport = url.split("://", 1)[1].split("?", 1)[0].rstrip("/")
+        host, _, p = hostport.rpartition(":")
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                _, w = await asyncio.open_connection(host.strip("[]"), int(p))
+            w.close()
+        except (OSError, TimeoutError, ValueError) as exc:
+            return Check(f"reader port {url}", "FAIL", f"cannot connect: {_why(exc)}",
+                         "check the serial server's address and that it is powered")
+        return Check(f"reader port {url}", "PASS", "TCP connection accepted")
+
+    # ------------------------------------------------------------------ broker
+
+    async def check_broker(self) -> None:
+        m = self.cfg.uplink.mqtt
+        host, port = m.host, m.port
+        brokers = getattr(m, "brokers", None)
+        if isinstance(brokers, list) and brokers:
+            host, port = brokers[0]
+        where = f"{host}:{port}"
+        dns = await self.step(f"broker {host} DNS", lambda: self._dns(host, port))
+        if dns.status == "FAIL":
+            return
+        tcp = await self.step(f"broker {where} TCP", lambda: self._tcp(host, port))
+        if tcp.status == "FAIL":
+            return
+        ctx: ssl.SSLContext | None = None
+        if tls_enabled(m):
+            try:
+                ctx = ssl_context(self.cfg)
+            except (OSError, ssl.SSLError, ConfigError, ValueError) as exc:
+                self.add(Check(f"broker {where} TLS", "FAIL", f"cannot set up TLS: {_why(exc)}",
+                               "check uplink.mqtt.tls.ca / cert / key paths and permissions"))
+                return
+            tls = await self.step(f"broker {where} TLS", lambda: self._tls(host, port, ctx))
+            if tls.status == "FAIL":
+                return
+        await self.step(f"broker {where} MQTT login", lambda: self._mqtt(host, port, ctx))
+
+    async def _dns(self, host: str, port: int) -> Check:
+        name = f"broker {host} DNS"
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                infos = await asyncio.to_thread(socket.getaddrinfo, host, port, 0,
+                                                socket.SOCK_STREAM)
+        except (OSError, TimeoutError) as exc:
+            return Check(name, "FAIL", f"cannot resolve: {_why(exc)}",
+                         "check uplink.mqtt.host, /etc/resolv.conf and the network link")
+        addrs = sorted({str(i[4][0]) for i in infos})
+        return Check(name, "PASS", ", ".join(addrs[:3]))
+
+    async def _tcp(self, host: str, port: int) -> Check:
+        name = f"broker {host}:{port} TCP"
+        t0 = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                _, w = await asyncio.open_connection(host, port)
+            w.close()
+        except ConnectionRefusedError:
+            return Check(name, "FAIL", "connection refused",
+                         "the broker is not running or listens on another port: check the "
+                         "broker service and uplink.mqtt.port")
+        except TimeoutError:
+            return Check(name, "FAIL", f"no answer within {self.timeout_s:g} s",
+                         "a firewall drops the packets or the address is wrong")
+        except OSError as exc:
+            return Check(name, "FAIL", _why(exc), "check the network route to the broker")
+        return Check(name, "PASS", f"connected in {1000 * (time.monotonic() - t0):.0f} ms")
+
+    async def _tls(self, host: str, port: int, ctx: ssl.SSLContext | None) -> Check:
+        name = f"broker {host}:{port} TLS"
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                _, w = await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host)
+            peer = w.get_extra_info("peercert") or {}
+            version = w.get_extra_info("ssl_object").version()
+            w.close()
+        except ssl.SSLCertVerificationError as exc:
+            return Check(name, "FAIL", f"certificate not accepted: {exc.verify_message}",
+                         "the broker's certificate is not signed by tls.ca, has expired or "
+                         "does not name this host")
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            return Check(name, "FAIL", f"handshake failed: {_why(exc)}",
+                         "is the port a TLS port (8883)? does the broker want a client "
+                         "certificate (tls.cert/key)?")
+        until = peer.get("notAfter", "?")
+        return Check(name, "PASS", f"{version}, broker certificate valid until {until}")
+
+    async def _mqtt(self, host: str, port: int, ctx: ssl.SSLContext | None) -> Check:
+        name = f"broker {host}:{port} MQTT login"
+        m = self.cfg.uplink.mqtt
+        try:
+            password = mqtt_password(self.cfg)
+        except ConfigError as exc:
+            return Check(name, "FAIL", str(exc.issues[0]), "fix the password file")
+        from agent.app import client_id_for
+
+        cid = f"{client_id_for(self.cfg)}-doctor"
+        code, text = await asyncio.to_thread(
+            mqtt_connect, host, port, cid, m.username, password, ctx, self.timeout_s)
+        if code == 0:
+            return Check(name, "PASS", f"CONNACK success as {cid}")
+        hints = {
+            0x86: "bad user name or password: check uplink.mqtt.username / password_file",
+            0x87: "not authorised: the broker's ACL refuses this user or client id",
+            0x84: "the broker does not speak MQTT 5",
+            0x85: "client id refused: check uplink.mqtt.client_id",
+        }
+        return Check(name, "FAIL", text, hints.get(code, "see the broker's log"))
+
+
+# ----------------------------------------------------------------------------- reader checks
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def port_exists(name: str, port: str) -> Check:
+    if os.path.exists(port):
+        target = os.path.realpath(port)
+        return Check(f"{name} port", "PASS", port + (f" -> {target}" if target != port else ""))
+    from agent.readers.ports import by_id_links
+
+    links = sorted(by_id_links())
+    seen = ("; present: " + ", ".join(links[:4])) if links else "; no /dev/serial/by-id devices"
+    return Check(f"{name} port", "FAIL", f"{port} does not exist",
+                 "plug the reader in or fix readers[].port (ls -l /dev/serial/by-id/)" + seen)
+
+
+def port_access(name: str, port: str) -> Check:
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except PermissionError:
+        try:
+            group = grp.getgrgid(os.stat(port).st_gid).gr_name
+        except (KeyError, OSError):
+            group = "dialout"
+        return Check(f"{name} access", "FAIL", f"permission denied opening {port}",
+                     f"add the agent's user to the '{group}' group: sudo usermod -aG {group} "
+                     "USER (then log in again / restart the service)")
+    except OSError as exc:
+        hint = ("another program holds the port (a vendor tool, ModemManager, a second agent)"
+                if exc.errno == errno.EBUSY else "check the device")
+        return Check(f"{name} access", "FAIL", f"cannot open {port}: {_why(exc)}", hint)
+    os.close(fd)
+    return Check(f"{name} access", "PASS", "read/write open allowed")
+
+
+def _baud_hint(rc: R2000Config) -> str:
+    return (f"no valid reply at {rc.baudrate} baud: check readers[].baudrate (the R2000 "
+            "default is 115200; `edge-agent probe PORT` tries every rate), the reader's "
+            "address, its power, and that no other program holds the port")
+
+
+async def probe_reader(rc: R2000Config, timeout_s: float) -> Check:
+    from agent.readers.link import LinkError
+    from agent.readers.probe import probe
+
+    name = f"reader {rc.name} answers"
+    try:
+        results = await probe(rc.port, bauds=[rc.baudrate], protocols=[rc.driver],
+                              timeout_s=timeout_s)
+    except (LinkError, OSError) as exc:
+        return Check(name, "FAIL", f"cannot open the port: {_why(exc)}",
+                     "another program may hold the port (is the agent running?)")
+    found = [r for r in results if r.found]
+    if found:
+        return Check(name, "PASS", found[0].line().split(": ", 1)[1])
+    detail = "; ".join(r.detail for r in results)
+    hint = _baud_hint(rc)
+    if any(r.baudrate for r in results):
+        hint = "bytes arrived but formed no reply frame: typical of a wrong baud rate; " + hint
+    return Check(name, "FAIL", detail, hint)
+
+
+# ----------------------------------------------------------------------------- TLS / MQTT
+
+
+def mqtt_password(cfg: AgentConfig) -> str | None:
+    m = cfg.uplink.mqtt
+    pw_file = getattr(m, "password_file", None)
+    if pw_file is not None:
+        return read_secret_file(pw_file, "uplink.mqtt.password_file")
+    env = getattr(m, "password_env", None)
+    if env:
+        return os.environ.get(env)
+    return m.password
+
+
+def ssl_context(cfg: AgentConfig) -> ssl.SSLContext:
+    m = cfg.uplink.mqtt
+    try:  # the uplink's own builder (agent/uplink/security.py), when merged
+        security: Any = importlib.import_module("agent.uplink.security")
+    except ImportError:
+        security = None
+    builder = getattr(security, "build_ssl_context", None)
+    if builder is not None:
+        ctx: ssl.SSLContext = builder(m)
+        return ctx
+    tls = getattr(m, "tls", None)
+    ca = getattr(tls, "ca", None)
+    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+    cert, key = getattr(tls, "cert", None), getattr(tls, "key", None)
+    if cert and key:
+        ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def mqtt_connect(host: str, port: int, client_id: str, username: str | None,
+                 password: str | None, ctx: ssl.SSLContext | None,
+                 timeout_s: float) -> tuple[int, str]:
+    """One short-lived MQTT 5 connect; (reason code, text). -1 when no CONNACK came."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    done = threading.Event()
+    result: list[tuple[int, str]] = []
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=paho.MQTTv5)
+    if username is not None:
+        client.username_pw_set(username, password)
+    if ctx is not None:
+        client.tls_set_context(ctx)
+
+    def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+        result.append((int(rc.value), f"CONNACK 0x{int(rc.value):02X} {rc}"))
+        done.set()
+
+    client.on_connect = on_connect
+    try:
+        client.connect(host, port, keepalive=10)
+    except (OSError, ssl.SSLError) as exc:
+        return -1, f"connect failed: {_why(exc)}"
+    client.loop_start()
+    try:
+        if not done.wait(timeout_s):
+            return -1, f"no CONNACK within {timeout_s:g} s"
+        return result[0]
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+# ----------------------------------------------------------------------------- certificates
+
+
+def cert_not_after(path: Path) -> datetime:
+    """notAfter of the first certificate in a PEM file; ValueError if it holds none."""
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if decode is not None:
+        try:
+            info = decode(str(path))
+        except ssl.SSLError as exc:
+            raise ValueError("not a PEM certificate") from exc
+        return datetime.fromtimestamp(ssl.cert_time_to_seconds(info["notAfter"]), UTC)
+    proc = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-in", str(path)],  # noqa: S603, S607
+                          capture_output=True, text=True, timeout=10, check=False)
+    if proc.returncode != 0 or "notAfter=" not in proc.stdout:
+        raise ValueError("not a PEM certificate")
+    stamp = proc.stdout.strip().split("=", 1)[1]
+    return datetime.fromtimestamp(ssl.cert_time_to_seconds(stamp), UTC)
+
+
+def check_certificate(what: str, path: Path, now: datetime | None = None) -> Check:
+    now = now or datetime.now(UTC)
+    name = f"certificate {what}"
+    if not path.exists():
+        return Check(name, "FAIL", f"{path} does not exist", f"fix uplink.mqtt.tls.{what}")
+    if not os.access(path, os.R_OK):
+        return Check(name, "FAIL", f"{path} is not readable",
+                     "let the agent's user read it (chgrp/chmod 640)")
+    try:
+        until = cert_not_after(path)
+    except (ValueError, OSError, subprocess.SubprocessError) as exc:
+        return Check(name, "FAIL", f"{path}: {exc}",
+                     f"tls.{what} must be a PEM file (-----BEGIN CERTIFICATE-----); ask for "
+                     "the right file or convert it: openssl x509 -inform DER -in X -out X.pem")
+    days = (until - now).total_seconds() / 86400
+    stamp = until.strftime("%Y-%m-%d")
+    if days < 0:
+        return Check(name, "FAIL", f"{path} expired on {stamp}",
+                     f"renew the {what} certificate; until then TLS connections fail")
+    if days < CERT_WARN_DAYS:
+        return Check(name, "WARN", f"{path} expires in {days:.0f} days ({stamp})",
+                     f"renew the {what} certificate soon")
+    return Check(name, "PASS", f"valid until {stamp} ({days:.0f} days)")
+
+
+def certificate_checks(cfg: AgentConfig) -> list[Check]:
+    tls = getattr(cfg.uplink.mqtt, "tls", None)
+    out: list[Check] = []
+    for what in ("ca", "cert"):
+        path = getattr(tls, what, None) if tls is not None else None
+        if path is not None:
+            out.append(check_certificate(what, Path(path)))
+    return out
+
+
+# ----------------------------------------------------------------------------- host
+
+
+def clock_check() -> Check:
+    from agent.clock import kernel_clock_synchronised
+
+    synced = kernel_clock_synchronised()
+    if synced:
+        return Check("clock", "PASS", "NTP-synchronised")
+    hint = ("enable time sync: timedatectl set-ntp true (check `timedatectl status` and that "
+            "UDP 123 reaches an NTP server); meanwhile events are marked clockSynced=false")
+    if synced is None:
+        return Check("clock", "WARN", "cannot ask the kernel whether the clock is synchronised",
+                     hint)
+    return Check("clock", "WARN", "NOT synchronised (a Pi has no RTC: the time may be wrong)",
+                 hint)
+
+
+def _existing_dir(path: Path) -> Path:
+    p = Path(os.path.abspath(path)).parent
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def disk_check(cfg: AgentConfig) -> Check:
+    where = _existing_dir(cfg.buffer.path)
+    try:
+        usage = shutil.disk_usage(where)
+    except OSError as exc:
+        return Check("disk", "FAIL", f"cannot stat {where}: {_why(exc)}", "check the mount")
+    mib = 1024**2
+    text = f"{usage.free / mib:.0f} MiB free of {usage.total / mib:.0f} MiB on {where}"
+    if usage.free < DISK_MIN_FREE:
+        return Check("disk", "FAIL", text, "free space: journalctl --vacuum-size=50M, remove old "
+                     "files; the buffer stops accepting reads when the disk is full")
+    current = os.path.getsize(cfg.buffer.path) if os.path.exists(cfg.buffer.path) else 0
+    if usage.free < cfg.buffer.max_size - current:
+        return Check("disk", "WARN", text + f"; less than buffer.max_size "
+                     f"({cfg.buffer.max_size / mib:.0f} MiB)",
+                     "lower buffer.max_size or free space, or the disk fills before the "
+                     "buffer's limit")
+    return Check("disk", "PASS", text)
+
+
+def buffer_check(cfg: AgentConfig) -> Check:
+    path = Path(cfg.buffer.path)
+    if not path.exists():
+        parent = Path(os.path.abspath(path)).parent
+        if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+            return Check("buffer", "PASS", f"{path} not created yet (the agent creates it)")
+        return Check("buffer", "FAIL", f"{parent} does not exist or is not writable",
+                     f"create it for the agent's user: sudo install -d -o USER {parent}")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        return Check("buffer", "FAIL", f"cannot open {path} read-only: {exc}",
+                     "check the file's permissions")
+    try:
+        verdict = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+        if verdict != ["ok"]:
+            return Check("buffer", "FAIL", f"{path} is damaged: {'; '.join(verdict[:3])}",
+                         "the agent quarantines and salvages a corrupt file at start; restart "
+                         "it, or move the file away and keep it for analysis")
+        depth = int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        reads = int(conn.execute("SELECT count(*) FROM reads").fetchone()[0])
+        dead = int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+        oldest = conn.execute("SELECT min(created_at_s) FROM outbox").fetchone()[0]
+    except sqlite3.Error as exc:
+        return Check("buffer", "FAIL", f"{path} is not a readable buffer: {exc}",
+                     "the agent quarantines a file it cannot read at start; check buffer.path")
+    finally:
+        conn.close()
+    age = "" if oldest is None else f", oldest {time.time() - float(oldest):.0f} s"
+    text = f"quick_check ok, {depth} events{age}, {reads} reads pending, {dead} dead letters"
+    if dead:
+        return Check("buffer", "WARN", text, "the broker refused these for good: inspect them "
+                     "with `edge-agent buffer export --dead-letters -c FILE`")
+    return Check("buffer", "PASS", text)
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+def format_table(results: list[Check]) -> str:
+    width = max((len(c.name) for c in results), default=5)
+    lines = [f"{'CHECK':<{width}}  RESULT  DETAIL"]
+    for c in results:
+        lines.append(f"{c.name:<{width}}  {c.status:<6}  {c.detail}")
+        if c.hint and c.status in ("FAIL", "WARN"):
+            lines.append(f"{'':<{width}}  {'':<6}  fix: {c.hint}")
+    return "\n".join(lines)
+
+
+def run_doctor(config: str, *, timeout_s: float = 3.0, out: TextIO = sys.stdout) -> int:
+    cfg, errors, warnings = check_config(config)
+    if errors or cfg is None:
+        print(f"configuration error ({len(errors)} problem(s)):", file=sys.stderr)
+        for issue in errors:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    out.write(f"edge-agent doctor: {config}\n")
+    for w in warnings:
+        out.write(f"  note: {w}\n")
+    from agent.fieldtools.client import AgentNotRunning, request_status
+    from agent.fieldtools.server import socket_candidates
+
+    view: dict[str, Any] | None
+    try:
+        view = request_status(socket_candidates(cfg), timeout_s=2.0)
+        out.write(f"  the agent is running (pid {view.get('pid')}): reader checks use its view\n")
+    except (AgentNotRunning, OSError, ValueError):
+        view = None
+    doctor = Doctor(cfg, timeout_s=timeout_s, out=out, agent_view=view)
+    results = asyncio.run(doctor.run())
+    out.write("\n" + format_table(results) + "\n")
+    failed = [c for c in results if c.status == "FAIL"]
+    warned = [c for c in results if c.status == "WARN"]
+    out.write(f"\n{len(results) - len(failed) - len(warned)} passed, {len(warned)} warning(s), "
+              f"{len(failed)} failed\n")
+    return 1 if failed else 0

@@ -1,0 +1,156 @@
+"""What the running agent exposes to its field tools: one snapshot, health, read rates.
+
+Built by app.py from the objects it wires; read-only towards them (counters and stats calls).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent import __version__
+from agent.buffer.api import BufferStats
+from agent.clock import kernel_clock_synchronised
+from agent.config import AgentConfig
+from agent.fieldtools.tap import EventTap
+from agent.readers.status import ReaderStatus
+
+RATE_WINDOW_S = 10.0
+CORE_TASKS = ("ingest", "pipeline", "forwarder")
+
+
+class _Stats(Protocol):
+    async def stats(self) -> BufferStats: ...
+
+
+@dataclass(slots=True)
+class RateTracker:
+    """reads_total per reader sampled once a second; rate = growth over the last 10 s."""
+
+    window_s: float = RATE_WINDOW_S
+    samples: deque[tuple[float, dict[str, int]]] = field(default_factory=lambda: deque(maxlen=64))
+
+    def sample(self, now: float, readers: dict[str, ReaderStatus]) -> None:
+        self.samples.append((now, {n: r.reads_total for n, r in readers.items()}))
+        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window_s:
+            self.samples.popleft()
+
+    def rate(self, name: str, now: float, current: int) -> float:
+        for t, counts in self.samples:
+            if now - t <= self.window_s + 0.5 and name in counts and now > t:
+                return max(0.0, (current - counts[name]) / (now - t))
+        return 0.0
+
+
+@dataclass(slots=True)
+class Runtime:
+    cfg: AgentConfig
+    readers: dict[str, ReaderStatus]
+    buffer: _Stats
+    uplink: Any  # MqttUplink: stats(), connected
+    forwarder: Any  # Forwarder: delivered_events, refused_messages, last_refusal ...
+    ingest: Any = None
+    pipeline: Any = None
+    tap: EventTap = field(default_factory=EventTap)
+    monotonic: Callable[[], float] = time.monotonic
+    started_s: float = field(default_factory=time.monotonic)
+    rates: RateTracker = field(default_factory=RateTracker)
+    down_since: dict[str, float] = field(default_factory=dict)
+    http_address: str | None = None
+    socket_path: str | None = None
+
+    def tick(self) -> None:
+        """Once a second (server task): rate samples and how long each reader has been down."""
+        now = self.monotonic()
+        self.rates.sample(now, self.readers)
+        for name, r in self.readers.items():
+            if r.state == "connected":
+                self.down_since.pop(name, None)
+            else:
+                self.down_since.setdefault(name, now)
+
+    def tasks_alive(self) -> dict[str, bool]:
+        names = {t.get_name(): not t.done() for t in asyncio.all_tasks()}
+        wanted = [*CORE_TASKS, *(f"reader-{n}" for n in self.readers)]
+        return {n: names.get(n, False) for n in wanted}
+
+    async def snapshot(self) -> dict[str, Any]:
+        now = self.monotonic()
+        self.tick()
+        stats = await self.buffer.stats()
+        u = self.uplink.stats()
+        m = self.cfg.uplink.mqtt
+        readers = []
+        for name, r in self.readers.items():
+            d = r.as_dict()
+            d["readRate"] = round(self.rates.rate(name, now, r.reads_total), 2)
+            down = self.down_since.get(name)
+            d["downForS"] = None if down is None else round(now - down, 1)
+            readers.append(d)
+        refused_by_reason = getattr(self.forwarder, "refused_by_reason", None)
+        snap: dict[str, Any] = {
+            "version": __version__,
+            "pid": os.getpid(),
+            "gateway": {"id": self.cfg.gateway.id, "site": self.cfg.gateway.site},
+            "uptimeS": round(now - self.started_s, 1),
+            "readers": readers,
+            "buffer": {
+                "path": str(self.cfg.buffer.path),
+                "depth": stats.events_pending,
+                "readsPending": stats.reads_pending,
+                "eventsLeased": stats.events_leased,
+                "oldestEventAgeS": stats.oldest_event_age_s,
+                "sizeBytes": stats.size_bytes,
+                "usedBytes": stats.used_bytes,
+                "maxSize": stats.max_size,
+                "dropped": stats.dropped_total,
+                "deadLetters": stats.dead_letters,
+                "quarantinedFiles": stats.quarantined_files,
+                "diskFull": stats.disk_full,
+            },
+            "uplink": {
+                "connected": bool(self.uplink.connected),
+                "broker": f"{m.host}:{m.port}",
+                "inFlight": u.in_flight,
+                "window": u.window,
+                "published": u.published_ok,
+                "refused": u.published_refused,
+                "refusedByReason": dict(refused_by_reason or {}),
+                "timeouts": u.publish_timeouts,
+                "connects": u.connects,
+                "connectionLosses": u.connection_losses,
+                "deliveredEvents": self.forwarder.delivered_events,
+                "deliveredMessages": self.forwarder.delivered_messages,
+                "deadLettered": self.forwarder.dead_lettered,
+                "lastRefusal": self.forwarder.last_refusal,
+            },
+            "clock": {"synchronised": kernel_clock_synchronised()},
+            "tasks": self.tasks_alive(),
+            "tap": {"viewers": self.tap.viewers, "dropped": self.tap.dropped_total},
+            "http": self.http_address,
+            "socket": self.socket_path,
+        }
+        snap["health"] = self.health(snap)
+        return snap
+
+    def health(self, snap: dict[str, Any]) -> dict[str, Any]:
+        """ok: readers connected or retrying within limits, core tasks alive, disk not full."""
+        reasons: list[str] = []
+        limit = self.cfg.http.reader_down_max_s
+        for r in snap["readers"]:
+            down = r["downForS"]
+            if down is not None and down > limit:
+                reasons.append(
+                    f"reader {r['name']}: {r['state']} for {down:.0f} s (limit {limit:g} s)"
+                    + (f": {r['lastError']}" if r["lastError"] else ""))
+        for name, alive in snap["tasks"].items():
+            if not alive:
+                reasons.append(f"task {name} is not running")
+        if snap["buffer"]["diskFull"]:
+            reasons.append("buffer: the disk is full; reads are refused until space is freed")
+        return {"ok": not reasons, "reasons": reasons}

@@ -1,0 +1,234 @@
+"""The running agent's local doors: a Unix socket (status, tail) and HTTP (/metrics, /health).
+
+Unix socket protocol: the client sends one JSON line, ``{"cmd": "status"}`` or
+``{"cmd": "tail", "reader": null}``; status answers one JSON line, tail streams newline-delimited
+JSON (``read``, ``scan``, ``event``, ``dropped``, ``tick`` items) until the client hangs up.
+
+HTTP: a tiny HTTP/1.1 responder (one request per connection) for ``GET /metrics``,
+``GET /health`` (200/503 with the reasons) and ``GET /status``.
+
+Nothing here may stop the agent: a socket that cannot be bound is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.fieldtools.metrics import render
+from agent.fieldtools.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+RUN_DIR = Path("/run/edge-agent")
+TICK_S = 1.0
+TAIL_HEARTBEAT_S = 5.0
+REQUEST_TIMEOUT_S = 5.0
+MAX_REQUEST_BYTES = 8192
+
+
+def socket_candidates(cfg: AgentConfig) -> list[Path]:
+    """Where the socket may be, in the order the agent tries them."""
+    if cfg.status.socket is not None:
+        return [Path(cfg.status.socket)]
+    out = [RUN_DIR / "agent.sock"]
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        out.append(Path(xdg) / "edge-agent.sock")
+    out.append(Path(f"{os.path.abspath(cfg.buffer.path)}.sock"))
+    return out
+
+
+def choose_socket_path(cfg: AgentConfig) -> Path:
+    candidates = socket_candidates(cfg)
+    for path in candidates[:-1]:
+        if path.parent.is_dir() and os.access(path.parent, os.W_OK | os.X_OK):
+            return path
+    return candidates[-1]
+
+
+def _socket_in_use(path: Path) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1.0)
+        s.connect(str(path))
+    except OSError:
+        return False
+    else:
+        return True
+    finally:
+        s.close()
+
+
+async def serve(rt: Runtime) -> None:
+    """Run the status socket, the HTTP endpoint and the once-a-second tick until cancelled."""
+    servers: list[asyncio.Server] = []
+    path: Path | None = None
+    cfg = rt.cfg
+    if cfg.status.enabled:
+        path = choose_socket_path(cfg)
+        server = await _start_unix(rt, path)
+        if server is not None:
+            servers.append(server)
+            rt.socket_path = str(path)
+        else:
+            path = None
+    if cfg.http.enabled:
+        host, port = cfg.http.host_port
+        try:
+            server = await asyncio.start_server(
+                lambda r, w: _http_client(rt, r, w), host, port)
+        except OSError as exc:
+            log.warning("http: cannot listen on %s (%s); /metrics and /health are off",
+                        cfg.http.listen, exc.strerror or exc)
+        else:
+            servers.append(server)
+            bound = server.sockets[0].getsockname()
+            rt.http_address = f"{bound[0]}:{bound[1]}"
+            log.info("http: /metrics and /health on http://%s", rt.http_address)
+    try:
+        while True:
+            rt.tick()
+            await asyncio.sleep(TICK_S)
+    finally:
+        for s in servers:
+            s.close()
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _clear_stale(path: Path) -> bool:
+    """False when a live process answers on ``path``; removes a socket left by a killed agent."""
+    if path.exists() or path.is_symlink():
+        if _socket_in_use(path):
+            return False
+        path.unlink()
+    return True
+
+
+async def _start_unix(rt: Runtime, path: Path) -> asyncio.Server | None:
+    try:
+        if not _clear_stale(path):
+            log.warning("status socket %s is in use by another process (another agent?); "
+                        "status and tail are off (set status.socket)", path)
+            return None
+        server = await asyncio.start_unix_server(lambda r, w: _unix_client(rt, r, w), str(path))
+        os.chmod(path, 0o660)
+    except OSError as exc:
+        log.warning("status socket %s: %s; status and tail are off (set status.socket)",
+                    path, exc.strerror or exc)
+        return None
+    log.info("status socket %s", path)
+    return server
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+
+
+async def _unix_client(rt: Runtime, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            line = await reader.readline()
+        try:
+            text = line.strip()
+            req = json.loads(text) if text.startswith(b"{") else {"cmd": text.decode()}
+        except ValueError:
+            req = {}
+        cmd = req.get("cmd")
+        if cmd == "status":
+            writer.write(_dumps(await rt.snapshot()))
+            await writer.drain()
+        elif cmd == "tail":
+            await _tail(rt, writer, req.get("reader"))
+        else:
+            writer.write(_dumps({"error": f"unknown command {cmd!r}; expected status or tail"}))
+            await writer.drain()
+    except (TimeoutError, ConnectionError, OSError):
+        pass
+    except Exception:
+        log.exception("status socket: request failed")  # a bug here must not stop the agent
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+async def _tail(rt: Runtime, writer: asyncio.StreamWriter, reader_name: str | None) -> None:
+    names = list(rt.readers)
+    if reader_name is not None and reader_name not in rt.readers:
+        writer.write(_dumps({"error": f"no reader {reader_name!r}; readers: {names}"}))
+        await writer.drain()
+        return
+    with rt.tap.subscribe(reader_name) as sub:
+        writer.write(_dumps({"type": "hello", "readers": names, "reader": reader_name}))
+        await writer.drain()
+        reported = 0
+        while True:
+            try:
+                async with asyncio.timeout(TAIL_HEARTBEAT_S):
+                    item = await sub.get()
+            except TimeoutError:
+                item = {"type": "tick", "time": time.time()}
+            if sub.dropped != reported:
+                writer.write(_dumps({"type": "dropped", "count": sub.dropped - reported}))
+                reported = sub.dropped
+            writer.write(_dumps(item))
+            await writer.drain()
+
+
+async def _http_client(rt: Runtime, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S):
+            head = await reader.readuntil(b"\r\n\r\n")
+    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
+            ConnectionError):
+        writer.close()
+        return
+    try:
+        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+        parts = request_line.split()
+        method, target = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
+        path = target.split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            status, ctype, body = 405, "text/plain", b"only GET\n"
+        elif path == "/metrics":
+            snap = await rt.snapshot()
+            status, ctype = 200, "text/plain; version=0.0.4; charset=utf-8"
+            body = render(snap).encode()
+        elif path == "/health":
+            snap = await rt.snapshot()
+            health = snap["health"]
+            status = 200 if health["ok"] else 503
+            ctype, body = "application/json", _dumps(
+                {"status": "ok" if health["ok"] else "unhealthy", "reasons": health["reasons"]})
+        elif path == "/status":
+            status, ctype, body = 200, "application/json", _dumps(await rt.snapshot())
+        else:
+            status, ctype, body = 404, "text/plain", b"not found: try /metrics or /health\n"
+        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
+                  503: "Service Unavailable"}[status]
+        writer.write(
+            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + (body if method == "GET" else b""))
+        await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    except Exception:
+        log.exception("http: request failed")
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()

@@ -1,0 +1,109 @@
+"""Idle footprint of the real agent: CPU and RSS with four connected, idle simulated readers.
+
+    PYTHONPATH=.:firmware-sim /work/main/.venv/bin/python -m bench.bench_footprint [--seconds 60]
+
+Four ``reader-sim r2000 --pty --tags 0`` (readers connected, inventorying an empty field), a
+local Mosquitto started for the run, and ``edge-agent run`` as a subprocess. After a warm-up,
+CPU is utime+stime from /proc/PID/stat over the window; RSS is VmRSS (and the peak VmHWM) from
+/proc/PID/status. Goals: < 1% of one core, RSS < 60 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.harness import AgentProcess, SimProcess
+from tests.mosquitto import Mosquitto
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
+
+
+def status_kb(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--warmup", type=float, default=10.0)
+    ap.add_argument("--readers", type=int, default=4)
+    ap.add_argument("--tags", type=int, default=0)
+    ap.add_argument("--inventory-repeat", type=int, default=None,
+                    help="readers[].inventory_repeat (default: the config default, 1)")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="footprint-"))
+    with Mosquitto() as broker:
+        sims = [SimProcess(["r2000", "--pty", "--tags", str(args.tags), "--seed", str(i + 1)],
+                           tmp / f"sim{i}.log") for i in range(args.readers)]
+        cfg = {
+            "gateway": {"id": "gw-bench", "site": "lab"},
+            "readers": [{"name": f"r{i + 1}", "driver": "r2000", "port": s.port,
+                         **({"inventory_repeat": args.inventory_repeat}
+                            if args.inventory_repeat else {})}
+                        for i, s in enumerate(sims)],
+            "buffer": {"path": str(tmp / "buffer.db")},
+            "uplink": {"mqtt": {"host": broker.host, "port": broker.port}},
+            "status": {"socket": str(tmp / "agent.sock")},
+            "http": {"listen": "127.0.0.1:0"},
+        }
+        (tmp / "agent.yaml").write_text(yaml.safe_dump(cfg))
+        agent = _start_info(tmp)  # at the default log level INFO, as in production
+        try:
+            time.sleep(args.warmup)
+            pid = agent.proc.pid if agent.proc else 0
+            c0, t0 = cpu_s(pid), time.monotonic()
+            rss_max = 0
+            while time.monotonic() - t0 < args.seconds:
+                time.sleep(1.0)
+                rss_max = max(rss_max, status_kb(pid, "VmRSS"))
+            cpu = cpu_s(pid) - c0
+            wall = time.monotonic() - t0
+            rss = status_kb(pid, "VmRSS")
+            hwm = status_kb(pid, "VmHWM")
+            threads = status_kb(pid, "Threads")
+        finally:
+            agent.stop()
+            for s in sims:
+                s.stop()
+    log = (tmp / "agent-info.log").read_text()
+    connected = log.count("R2000 firmware")
+    print(f"readers connected: {connected}/{args.readers} (tags in field: {args.tags})")
+    print(f"window: {wall:.1f} s after {args.warmup:.0f} s warm-up")
+    print(f"CPU: {cpu:.2f} s = {100 * cpu / wall:.2f}% of one core")
+    print(f"RSS: {rss / 1024:.1f} MB now, {rss_max / 1024:.1f} MB max sampled, "
+          f"{hwm / 1024:.1f} MB peak (VmHWM); threads {threads}")
+    print(f"python {sys.version.split()[0]}, logs in {tmp}")
+    return 0
+
+
+def _start_info(tmp: Path) -> AgentProcess:
+    import subprocess
+
+    class _Info(AgentProcess):
+        def start(self) -> None:
+            log = (tmp / "agent-info.log").open("ab")
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agent", "run", "-c", str(self.config)],
+                stdout=log, stderr=log, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+            log.close()
+
+    return _Info(tmp / "agent.yaml", tmp / "agent-info.log")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
