@@ -39,7 +39,8 @@ def test_a_sound_config_has_no_warnings() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("host: 127.0.0.1", "host: broker.example.com",
+        ("host: 127.0.0.1",
+         "host: broker.example.com\n    tls: {enabled: false}\n    allow_insecure: true",
          "f.yaml:11: uplink.mqtt.host: TLS is off towards the remote broker broker.example.com"),
         ("port: /dev/serial/by-id/usb-FTDI-if00-port0", "port: /dev/ttyUSB0",
          "f.yaml:5: readers[0].port: /dev/ttyUSB0 is numbered in plug order"),
@@ -125,7 +126,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_cli_warnings_keep_exit_0(tmp_path: Path) -> None:
     cfg = tmp_path / "agent.yaml"
     cfg.write_text(BASE.replace("/dev/serial/by-id/usb-FTDI-if00-port0", "/dev/ttyUSB0")
-                   .replace("host: 127.0.0.1", "host: broker.example.com"))
+                   .replace("host: 127.0.0.1", "host: broker.example.com\n"
+                            "    tls: {enabled: false}\n    allow_insecure: true"))
     proc = _cli("check-config", "-c", str(cfg))
     assert proc.returncode == 0, proc.stderr
     assert f"{cfg}:5: warning: readers[0].port: /dev/ttyUSB0" in proc.stderr
