@@ -66,12 +66,16 @@ class ChafonReader:
     # -- requests --------------------------------------------------------------------------------
 
     async def _request(self, command: bytes, cmd: int) -> chafon.ChafonFrame:
-        return await self.session.request(
-            command,
-            chafon.is_reply_to(cmd),
-            timeout_s=self.cfg.response_timeout_s,
-            on_other=self._other,
-        )
+        timeout_s = self.cfg.response_timeout_s
+        try:
+            return await self.session.request(
+                command, chafon.is_reply_to(cmd), timeout_s=timeout_s, on_other=self._other
+            )
+        except ReaderTimeout as exc:
+            name = chafon.Cmd(cmd).name.lower() if cmd in chafon.Cmd else "command"
+            raise ReaderTimeout(
+                f"no reply to {name} (0x{cmd:02X}) within {timeout_s:.2f} s"
+            ) from exc
 
     def _other(self, frame: chafon.ChafonFrame) -> None:
         if frame.cmd == chafon.Cmd.SCAN_PUSH:

@@ -68,12 +68,19 @@ class R2000Reader:
     # -- requests --------------------------------------------------------------------------------
 
     async def _command(self, cmd: int, data: bytes = b"") -> a0.A0Frame:
-        return await self.session.request(
-            a0.encode(self.cfg.address, cmd, data),
-            lambda f: f.cmd == cmd,
-            timeout_s=self.cfg.response_timeout_s,
-            on_other=self._stray,
-        )
+        timeout_s = self.cfg.response_timeout_s
+        try:
+            return await self.session.request(
+                a0.encode(self.cfg.address, cmd, data),
+                lambda f: f.cmd == cmd,
+                timeout_s=timeout_s,
+                on_other=self._stray,
+            )
+        except ReaderTimeout as exc:
+            name = a0.Cmd(cmd).name.lower() if cmd in a0.Cmd else "command"
+            raise ReaderTimeout(
+                f"no reply to {name} (0x{cmd:02X}) within {timeout_s:.2f} s"
+            ) from exc
 
     def _stray(self, frame: a0.A0Frame) -> None:
         # Leftovers of an inventory started before we (re)connected: harmless, counted.
