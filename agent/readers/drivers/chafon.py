@@ -72,7 +72,7 @@ class ChafonReader:
                 command, chafon.is_reply_to(cmd), timeout_s=timeout_s, on_other=self._other
             )
         except ReaderTimeout as exc:
-            name = chafon.Cmd(cmd).name.lower() if cmd in chafon.Cmd else "command"
+            name = chafon.Cmd(cmd).name.lower() if cmd in set(chafon.Cmd) else "command"
             raise ReaderTimeout(
                 f"no reply to {name} (0x{cmd:02X}) within {timeout_s:.2f} s"
             ) from exc

@@ -77,7 +77,7 @@ class R2000Reader:
                 on_other=self._stray,
             )
         except ReaderTimeout as exc:
-            name = a0.Cmd(cmd).name.lower() if cmd in a0.Cmd else "command"
+            name = a0.Cmd(cmd).name.lower() if cmd in set(a0.Cmd) else "command"
             raise ReaderTimeout(
                 f"no reply to {name} (0x{cmd:02X}) within {timeout_s:.2f} s"
             ) from exc
