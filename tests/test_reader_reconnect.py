@@ -48,3 +48,23 @@ async def test_reads_resume_within_2_s_of_the_port_returning(
     assert run.status.disconnects == 1
     assert run.status.connects >= 2
     assert run.status.state == "connected"
+
+
+async def test_a_vanishing_reader_does_not_disturb_another(tmp_path: Path) -> None:
+    link = tmp_path / "by-id-chafon"
+    with sim(tmp_path, "chafon", "--tags", "2", "--pty", "--link", str(link),
+             "--vanish-after", "1.0", "--vanish-for", "2.0") as flaky, \
+            sim(tmp_path, "barcode", "--pty", "--interval", "0.1") as steady:
+        lines = SimLines(flaky)
+        a = reader_config(name="rfid", driver="chafon", port=str(link), reconnect_max_s=0.5)
+        b = reader_config(name="scanner", driver="barcode", port=steady.port, terminator="CRLF")
+        async with Run(a) as rfid, Run(b) as scanner:
+            await rfid.wait_for(lambda r: lines.when("PORT ") is not None, 10, "the return")
+            await rfid.wait_reads(len(rfid.reads) + 3)
+    gone, back = lines.when("GONE "), lines.when("PORT ")
+    assert gone is not None
+    assert back is not None
+    during = [t for t in scanner.read_times if gone < t < back]
+    assert len(during) >= 10, "the scanner stalled while the RFID reader was unplugged"
+    assert scanner.status.disconnects == 0
+    assert rfid.status.disconnects == 1
