@@ -116,6 +116,38 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return check(args)
 
 
+def cmd_ports(args: argparse.Namespace) -> int:
+    """List serial ports with their stable names (by-id link, usb:VID:PID[:SERIAL] spec)."""
+    from agent.readers.ports import format_ports, list_ports
+
+    print(format_ports(list_ports()))
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    """Exit 0: a reader identified; 1: nothing identified; 2: the port cannot be used."""
+    from agent.readers.link import LinkError
+    from agent.readers.ports import PortError, resolve_port
+    from agent.readers.probe import PROTOCOLS, format_probe, probe
+
+    try:
+        device = resolve_port(args.port)
+    except (PortError, ValueError) as exc:
+        print(f"port error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    protocols = [args.protocol] if args.protocol else list(PROTOCOLS)
+    try:
+        results = asyncio.run(
+            probe(device, bauds=args.baud or None, protocols=protocols,
+                  timeout_s=args.timeout_s, stop_at_first=not args.all)
+        )
+    except LinkError as exc:
+        print(f"port error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(format_probe(results))
+    return EXIT_OK if any(r.found for r in results) else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="edge-agent",
@@ -138,6 +170,32 @@ def build_parser() -> argparse.ArgumentParser:
     from agent.fieldtools.commands import register as register_field_tools
 
     register_field_tools(sub)  # doctor, status, tail, buffer
+
+    ports = sub.add_parser(
+        "ports", help="list serial ports and their stable names (by-id, usb:VID:PID:SERIAL)"
+    )
+    ports.set_defaults(func=cmd_ports)
+
+    probe = sub.add_parser(
+        "probe",
+        help="identify the reader on a port (exit 0 found, 1 nothing, 2 port error)",
+        description="Ask PORT in every protocol and baud rate the agent speaks: R2000 (0x72 "
+        "firmware version) and Chafon (0x21 reader information), each protocol's factory "
+        "rate first. Bytes that arrive unasked are reported (a barcode scanner answers no "
+        "command: scan something while probing).",
+    )
+    probe.add_argument("port", metavar="PORT",
+                       help="device path, /dev/serial/by-id/..., usb:VID:PID[:SERIAL] or "
+                       "socket://host:port")
+    probe.add_argument("--baud", type=int, action="append", metavar="N",
+                       help="try only this baud rate (repeatable)")
+    probe.add_argument("--protocol", choices=["r2000", "chafon"],
+                       help="try only this protocol")
+    probe.add_argument("--timeout-s", type=float, default=0.5, metavar="S",
+                       help="wait this long for each reply (default %(default)s)")
+    probe.add_argument("--all", action="store_true",
+                       help="go on after the first reader found (every protocol and rate)")
+    probe.set_defaults(func=cmd_probe)
     return p
 
 

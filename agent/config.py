@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from agent.pipeline.vocab import check_uri, check_vocabulary
+from agent.readers.codecs.barcode import parse_terminator
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
@@ -140,13 +141,18 @@ class PresenceConfig(_Model):
 
 class _ReaderBase(_Model):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
-    # A device path (/dev/serial/by-id/..., /dev/ttyUSB0) or a pyserial URL (socket://host:port).
+    # A device path (/dev/serial/by-id/..., /dev/ttyUSB0), a pyserial URL (socket://host:port)
+    # or a USB match spec usb:VID:PID[:SERIAL], resolved again on every (re)connect.
     port: Annotated[str, Field(min_length=1)]
     enabled: bool = True
+    # Full-jitter backoff between reconnect attempts: uniform(0, min(max, min * 2**attempt)).
+    # Opening a missing local port is cheap, so the cap is low: a replugged reader is back
+    # within about reconnect_max_s.
     reconnect_min_s: Annotated[float, Field(gt=0)] = 0.2
-    reconnect_max_s: Annotated[float, Field(gt=0)] = 10.0
+    reconnect_max_s: Annotated[float, Field(gt=0)] = 2.0
     response_timeout_s: Annotated[float, Field(gt=0)] = 1.0
-    # A reader that sends nothing for this long during inventory is reset.
+    # A reader that sends nothing for this long during inventory is closed, reopened,
+    # re-identified and re-configured (no 0x70 reset: that reboots the module).
     silence_timeout_s: Annotated[float, Field(gt=0)] = 5.0
     # --- Event mapping (agent/pipeline; docs/pipeline.md). Tag reads: `presence` folds reads
     # into arrival/departure events per read point, `every_read` makes one event per read.
@@ -180,13 +186,43 @@ class _ReaderBase(_Model):
         return _vocab("disposition", v)
 
 
+Dbm = Annotated[int, Field(ge=0, le=33)]
+
+
 class R2000Config(_ReaderBase):
     driver: Literal["r2000"]
     baudrate: Literal[9600, 19200, 38400, 57600, 115200, 230400] = 115200
+    # Reader address (reader-protocols.md §1.3); 0xFF = broadcast: any reader answers.
     address: Annotated[int, Field(ge=0, le=255)] = 0xFF
+    # Antenna ports to inventory, 1-based; 9-16 use antenna group 2 (cmd 0x6C, 16-port readers).
     antennas: list[Annotated[int, Field(ge=1, le=16)]] = Field(default_factory=lambda: [1])
-    # Repeat byte of cmd 0x89 (V2.2 §2.2.8): rounds per command; 0xFF = minimal round time.
+    # Repeat byte of the inventory commands (V2.2 §2.2.8): rounds per command; 0xFF = one round
+    # with the minimal round time.
     inventory_repeat: Annotated[int, Field(ge=1, le=255)] = 1
+    # Output power in dBm (cmd 0x76, saved to flash by the reader, so written only when the
+    # reader reports something else): one value for every port, or {port: dBm} for ports 1-8
+    # (ports not named keep their current power). null: leave the reader's setting alone.
+    power_dbm: Dbm | dict[Annotated[int, Field(ge=1, le=8)], Dbm] | None = None
+    # real_time: 0x89 per antenna; session: 0x8B with session/target (and phase) per antenna;
+    # fast_switch: 0x8A over the antennas in one command (per antenna group).
+    inventory: Literal["real_time", "session", "fast_switch"] = "real_time"
+    session: Annotated[int, Field(ge=0, le=3)] = 1  # Gen2 session for 0x8B / 0x8A 8-port form
+    target: Literal["A", "B"] = "A"
+    # Ask for the 2-byte phase after RSSI (0x8B, or the 8-port 0x8A form).
+    phase: bool = False
+    # 0x8A: inventory rounds per antenna before switching, and the pause between antennas.
+    fast_switch_stay: Annotated[int, Field(ge=1, le=255)] = 1
+    fast_switch_interval_ms: Annotated[int, Field(ge=0, le=255)] = 0
+
+    @model_validator(mode="after")
+    def _check_modes(self) -> R2000Config:
+        if self.phase and self.inventory == "real_time":
+            raise ValueError(
+                "phase needs inventory: session or fast_switch (0x89 cannot report phase)"
+            )
+        if len(set(self.antennas)) != len(self.antennas):
+            raise ValueError(f"antennas lists a port twice: {self.antennas}")
+        return self
 
     @model_validator(mode="after")
     def _mapped_antennas_exist(self) -> R2000Config:
@@ -197,7 +233,72 @@ class R2000Config(_ReaderBase):
         return self
 
 
-ReaderConfig = Annotated[R2000Config, Field(discriminator="driver")]
+class ChafonConfig(_ReaderBase):
+    """Chafon / UHFReader18 / UHFReader288 / UR-series readers (reader-protocols.md §2)."""
+
+    driver: Literal["chafon"]
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200] = 57600
+    # 0xFF = broadcast (the reader answers with its own address; factory address is 0x00).
+    address: Annotated[int, Field(ge=0, le=255)] = 0xFF
+    protocol: Literal["uhfreader288", "uhfreader18"] = "uhfreader288"
+    # answer: the agent sends inventory commands (0x01); push: the reader is in scan mode and
+    # pushes 0xEE frames on its own (set it up with the vendor tool).
+    work_mode: Literal["answer", "push"] = "answer"  # Chafon "work mode" (cmd 0x35)
+    antennas: list[Annotated[int, Field(ge=1, le=8)]] = Field(default_factory=lambda: [1])
+    q_value: Annotated[int, Field(ge=0, le=15)] = 4
+    session: Annotated[int, Field(ge=0, le=3)] = 0
+    target: Literal["A", "B"] = "A"
+    # Inventory scan time (x100 ms on the wire): uhfreader288 sends it with every inventory,
+    # uhfreader18 stores it with cmd 0x25 (written only when the reader reports another value).
+    scan_time_ms: Annotated[int, Field(ge=100, le=25500, multiple_of=100)] = 1000
+    # cmd 0x2F, 0-30 dBm, stored by the reader: written only when it reports another value.
+    power_dbm: Annotated[int, Field(ge=0, le=30)] | None = None
+    # §2.2: a gap longer than this inside a frame abandons the partial frame.
+    inter_byte_gap_ms: Annotated[float, Field(gt=0, le=1000)] = 15.0
+
+    @model_validator(mode="after")
+    def _check_antennas(self) -> ChafonConfig:
+        if self.protocol == "uhfreader18" and self.antennas != [1]:
+            raise ValueError("uhfreader18 readers have one antenna: use antennas: [1]")
+        if len(set(self.antennas)) != len(self.antennas):
+            raise ValueError(f"antennas lists a port twice: {self.antennas}")
+        return self
+
+
+class BarcodeConfig(_ReaderBase):
+    """A barcode scanner in serial line mode (reader-protocols.md §4)."""
+
+    driver: Literal["barcode"]
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    # CR | LF | CRLF | TAB | ETX | none (timeout framing only) | any string with escapes ("\x03")
+    terminator: str = "CR"
+    # End a scan after this much silence (scanners without a suffix); null: terminator only.
+    idle_flush_ms: Annotated[float, Field(gt=0, le=10000)] | None = 80.0
+    max_length: Annotated[int, Field(ge=1, le=65536)] = 4096
+    # Split an AIM symbology identifier ("]d2") off the front of each scan.
+    aim: bool = True
+    # A scanner is quiet between scans: no silence check, so a large default.
+    silence_timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+
+    @field_validator("terminator")
+    @classmethod
+    def _terminator(cls, v: str) -> str:
+        parse_terminator(v)  # ValueError -> a validation error naming the field
+        return v
+
+    @model_validator(mode="after")
+    def _check_framing(self) -> BarcodeConfig:
+        if parse_terminator(self.terminator) is None and self.idle_flush_ms is None:
+            raise ValueError("terminator: none needs idle_flush_ms (or a scan could never end)")
+        return self
+
+    @property
+    def terminator_bytes(self) -> bytes | None:
+        return parse_terminator(self.terminator)
+
+
+ReaderConfig = Annotated[R2000Config | ChafonConfig | BarcodeConfig, Field(discriminator="driver")]
+AnyReaderConfig = R2000Config | ChafonConfig | BarcodeConfig
 
 
 class BufferConfig(_Model):
@@ -374,7 +475,7 @@ class AgentConfig(_Model):
 
     @field_validator("readers")
     @classmethod
-    def _unique_names(cls, v: list[R2000Config]) -> list[R2000Config]:
+    def _unique_names(cls, v: list[AnyReaderConfig]) -> list[AnyReaderConfig]:
         seen: set[str] = set()
         for r in v:
             if r.name in seen:
@@ -503,7 +604,7 @@ def _describe(err: Any) -> str:
     if kind == "union_tag_invalid":
         return f"got {ctx.get('tag')!r}, expected one of {ctx.get('expected_tags')}"
     if kind == "union_tag_not_found":
-        return "required key 'driver' is missing (expected r2000)"
+        return "required key 'driver' is missing (expected r2000, chafon or barcode)"
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"got {err.get('input')!r}, {msg[0].lower()}{msg[1:]}"
     if kind == "value_error":

@@ -165,3 +165,49 @@ def test_bad_event_mapping_messages(insert: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(text, "f.yaml")
     assert any(str(i).startswith(expected) for i in info.value.issues), info.value.issues
+
+
+READERS = """\
+gateway: {id: gw-test, site: lab}
+readers:
+  - {name: r1, driver: r2000, port: /dev/pts/7, power_dbm: {1: 30, 5: 20},
+     inventory: session, session: 2, target: B, phase: true, antennas: [1, 5, 12]}
+  - {name: c1, driver: chafon, port: "usb:1a86:7523", work_mode: push, protocol: uhfreader18}
+  - {name: b1, driver: barcode, port: /dev/ttyACM0, terminator: none, idle_flush_ms: 50}
+buffer: {path: ./buffer.db}
+uplink:
+  mqtt: {host: 127.0.0.1}
+"""
+
+
+def test_reader_models_for_every_driver() -> None:
+    from agent.config import BarcodeConfig, ChafonConfig, R2000Config
+
+    r, c, b = parse_config(READERS, "readers.yaml").readers
+    assert isinstance(r, R2000Config)
+    assert r.power_dbm == {1: 30, 5: 20}
+    assert (r.inventory, r.session, r.target, r.phase) == ("session", 2, "B", True)
+    assert isinstance(c, ChafonConfig)
+    assert (c.baudrate, c.address, c.q_value, c.scan_time_ms, c.inter_byte_gap_ms) == (
+        57600, 0xFF, 4, 1000, 15.0)
+    assert isinstance(b, BarcodeConfig)
+    assert b.terminator_bytes is None
+    assert b.max_length == 4096
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("inventory: session, ", "", "readers[0]: phase needs inventory: session or fast_switch"),
+        ("protocol: uhfreader18}", "protocol: uhfreader18, antennas: [1, 2]}",
+         "readers[1]: uhfreader18 readers have one antenna"),
+        ("idle_flush_ms: 50", "idle_flush_ms: null", "readers[2]: terminator: none needs"),
+        ("work_mode: push", "work_mode: pull", "readers[1].work_mode: got 'pull', expected one of"),
+        ("driver: barcode", "driver: scanner", "readers[2].driver: got 'scanner'"),
+        ("{1: 30, 5: 20}", "{1: 30, 9: 20}", "readers[0].power_dbm"),
+    ],
+)
+def test_reader_config_errors(old: str, new: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(READERS.replace(old, new), "f.yaml")
+    assert any(expected in str(i) for i in info.value.issues), info.value.issues

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from agent.config import AntennaMapping, OnDepartConfig, PresenceConfig, R2000Config
+from agent.config import AntennaMapping, AnyReaderConfig, OnDepartConfig, PresenceConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +73,7 @@ def _merge(base: EventMapping, o: AntennaMapping) -> EventMapping:
     )
 
 
-def plan_for(rc: R2000Config) -> ReaderPlan:
+def plan_for(rc: AnyReaderConfig) -> ReaderPlan:
     base = EventMapping(
         read_point=rc.read_point, biz_location=rc.biz_location, biz_step=rc.biz_step,
         disposition=rc.disposition, action=rc.action,
@@ -88,5 +88,5 @@ def plan_for(rc: R2000Config) -> ReaderPlan:
     )
 
 
-def plans_for(readers: Iterable[R2000Config]) -> dict[str, ReaderPlan]:
+def plans_for(readers: Iterable[AnyReaderConfig]) -> dict[str, ReaderPlan]:
     return {rc.name: plan_for(rc) for rc in readers}

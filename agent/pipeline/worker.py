@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from agent.buffer.api import Buffer, OutEvent, StoredRead
-from agent.config import R2000Config
+from agent.config import AnyReaderConfig
 from agent.model import BarcodeRead, TagRead
 from agent.pipeline.barcode_events import barcode_event
 from agent.pipeline.epcis import every_read_event, presence_event
@@ -37,7 +37,7 @@ class Pipeline:
         timezone: str,
         wake: asyncio.Event,
         clock: Callable[[], float],
-        readers: Iterable[R2000Config] = (),
+        readers: Iterable[AnyReaderConfig] = (),
         batch: int = 2000,
         idle_poll_s: float = 0.5,
     ) -> None:

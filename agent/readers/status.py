@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.readers.codecs.base import DecoderStats
+
 
 @dataclass(slots=True)
 class ReaderStatus:
@@ -13,6 +15,9 @@ class ReaderStatus:
     port: str
     state: str = "starting"  # starting | connected | reconnecting | stopped
     firmware: str | None = None
+    model: str | None = None  # what identify() learnt: "R2000", "UHFReader288M", ...
+    device: str | None = None  # the device path the port spec resolved to at the last connect
+    temperature_c: int | None = None  # R2000 cmd 0x7B, read at connect
     last_error: str | None = None
     connects: int = 0
     disconnects: int = 0
@@ -21,8 +26,32 @@ class ReaderStatus:
     rounds: int = 0
     stray_frames: int = 0
     malformed_frames: int = 0
+    # Error codes / statuses the reader reported (A0 error code, Chafon status byte) -> count.
     error_codes: dict[int, int] = field(default_factory=dict)
-    decoder: dict[str, int] = field(default_factory=dict)
+    # Decoder counters summed over closed connections; the open one's stats are live (attach()).
+    decoder_closed: dict[str, int] = field(default_factory=dict)
+    decoder_live: DecoderStats | None = None
+
+    @property
+    def decoder(self) -> dict[str, int]:
+        """Frames, discarded bytes, bad checksums, ... since the agent started."""
+        total = dict(self.decoder_closed)
+        if self.decoder_live is not None:
+            for k, v in self.decoder_live.as_dict().items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def attach(self, stats: DecoderStats) -> None:
+        """A new connection's decoder: its counters show live."""
+        self.detach()
+        self.decoder_live = stats
+
+    def detach(self) -> None:
+        """The connection closed: fold its counters into the totals."""
+        if self.decoder_live is not None:
+            for k, v in self.decoder_live.as_dict().items():
+                self.decoder_closed[k] = self.decoder_closed.get(k, 0) + v
+            self.decoder_live = None
 
     def note_error(self, code: int) -> None:
         self.error_codes[code] = self.error_codes.get(code, 0) + 1
@@ -34,11 +63,17 @@ class ReaderStatus:
             "port": self.port,
             "state": self.state,
             "firmware": self.firmware,
+            "model": self.model,
+            "device": self.device,
+            "temperatureC": self.temperature_c,
             "lastError": self.last_error,
             "connects": self.connects,
             "disconnects": self.disconnects,
             "readsTotal": self.reads_total,
+            "tagFrames": self.tag_frames,
             "roundsTotal": self.rounds,
+            "strayFrames": self.stray_frames,
+            "malformedFrames": self.malformed_frames,
             "errorCodes": {f"0x{k:02X}": v for k, v in sorted(self.error_codes.items())},
-            "decoder": dict(self.decoder),
+            "decoder": self.decoder,
         }

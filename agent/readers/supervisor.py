@@ -1,8 +1,12 @@
 """Each reader on its own supervisor: expected failures are retried with full-jitter backoff.
 
-A reader that vanishes (USB unplug, EIO, EOF, TCP reset) or falls silent is reopened,
-re-identified and re-configured without disturbing other readers or the uplink.
-Anything else is a bug: it propagates, the TaskGroup ends, the process exits, systemd restarts.
+On every connection attempt the configured port is resolved again (``usb:VID:PID[:SERIAL]``
+specs follow the adapter to whatever ttyUSB name it got), opened, and a fresh driver from the
+registry (keyed by the config's ``driver``) identifies and configures the reader, then streams
+reads. A reader that vanishes (USB unplug, EIO, EOF, TCP reset), cannot be found (PortError) or
+falls silent is closed and reopened with backoff, re-identified and re-configured, without
+disturbing other readers or the uplink. Anything else is a bug: it propagates, the TaskGroup
+ends, the process exits, systemd restarts it.
 """
 
 from __future__ import annotations
@@ -12,17 +16,45 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from agent.config import R2000Config
+from agent.config import AnyReaderConfig, BarcodeConfig, ChafonConfig, R2000Config
 from agent.model import Read
+from agent.readers.drivers.barcode import BarcodeReader
+from agent.readers.drivers.base import ReaderDriver
+from agent.readers.drivers.chafon import ChafonReader
 from agent.readers.drivers.r2000 import R2000Reader
 from agent.readers.link import Link, LinkError, SerialLink
+from agent.readers.ports import PortError, resolve_port
 from agent.readers.session import ReaderError
 from agent.readers.status import ReaderStatus
 
 log = logging.getLogger(__name__)
 
-ReaderConfigT = R2000Config
 OpenLink = Callable[[str, int], Awaitable[Link]]
+ResolvePort = Callable[[str], Awaitable[str]]
+DriverFactory = Callable[[AnyReaderConfig, Link, ReaderStatus], ReaderDriver]
+
+
+def _r2000(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
+    assert isinstance(cfg, R2000Config)
+    return R2000Reader(cfg, link, status)
+
+
+def _chafon(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
+    assert isinstance(cfg, ChafonConfig)
+    return ChafonReader(cfg, link, status)
+
+
+def _barcode(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
+    assert isinstance(cfg, BarcodeConfig)
+    return BarcodeReader(cfg, link, status)
+
+
+DRIVERS: dict[str, DriverFactory] = {"r2000": _r2000, "chafon": _chafon, "barcode": _barcode}
+
+
+def _line_summary(stats: dict[str, int]) -> str:
+    shown = [f"{k} {v}" for k, v in stats.items() if v and k != "bytes_in"]
+    return ", ".join(shown) or "nothing received"
 
 
 def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> float:
@@ -30,29 +62,42 @@ def backoff_s(attempt: int, base_s: float, cap_s: float, rng: random.Random) -> 
     return rng.uniform(0.0, min(cap_s, base_s * (2 ** min(attempt, 30))))
 
 
+async def _resolve(spec: str) -> str:
+    # list_ports() walks sysfs: cheap, but blocking, so off the event loop.
+    return await asyncio.to_thread(resolve_port, spec)
+
+
 async def supervise_reader(
-    cfg: ReaderConfigT,
+    cfg: AnyReaderConfig,
     put: Callable[[Read], Awaitable[None]],
     status: ReaderStatus,
     *,
     open_link: OpenLink = SerialLink.open,
+    resolve: ResolvePort = _resolve,
+    drivers: dict[str, DriverFactory] | None = None,
     rng: random.Random | None = None,
 ) -> None:
+    make = (drivers or DRIVERS)[cfg.driver]
     rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
     attempt = 0
     last_problem: str | None = None
     while True:
         problem: str
         try:
-            link = await open_link(cfg.port, cfg.baudrate)
-        except (LinkError, OSError) as exc:
+            device = await resolve(cfg.port)
+            status.device = device
+            link = await open_link(device, cfg.baudrate)
+        except (LinkError, PortError, OSError) as exc:
             problem = str(exc) or type(exc).__name__
         else:
-            reader = R2000Reader(cfg, link, status)
+            reader = make(cfg, link, status)
+            status.attach(reader.session.decoder.stats)
             status.connects += 1
             try:
-                status.firmware = await reader.identify()
-                log.info("reader %s: R2000 firmware %s on %s", cfg.name, status.firmware, cfg.port)
+                who = await reader.identify()
+                where = cfg.port if device == cfg.port else f"{cfg.port} ({device})"
+                log.info("reader %s: %s on %s", cfg.name, who, where)
+                await reader.configure()
                 status.state = "connected"
                 status.last_error = None
                 attempt = 0
@@ -64,14 +109,15 @@ async def supervise_reader(
             except (LinkError, ReaderError, OSError) as exc:
                 problem = str(exc) or type(exc).__name__
             finally:
-                status.decoder = reader.session.decoder.stats.as_dict()
+                status.detach()
                 await link.aclose()
         if status.state == "connected":
             status.disconnects += 1
         status.state = "reconnecting"
         status.last_error = problem
         if problem != last_problem:
-            log.warning("reader %s: %s; reconnecting with backoff", cfg.name, problem)
+            log.warning("reader %s: %s; reconnecting with backoff (line so far: %s)",
+                        cfg.name, problem, _line_summary(status.decoder))
             last_problem = problem
         else:
             log.debug("reader %s: still failing: %s", cfg.name, problem)

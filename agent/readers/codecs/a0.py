@@ -333,3 +333,62 @@ def session_inventory(
             data.append(1 if phase else 0)
     data.append(repeat & 0xFF)
     return encode(address, Cmd.CUSTOMIZED_SESSION_TARGET_INVENTORY, bytes(data))
+
+
+DISABLED_ANTENNA = 0xFF  # 0x8A: a slot that is skipped
+
+
+def fast_switch_inventory(
+    address: int,
+    plan: list[tuple[int, int]],
+    *,
+    interval_ms: int = 0,
+    repeat: int = 1,
+    session: int | None = None,
+    target: int = 0,
+    phase: bool = False,
+) -> bytes:
+    """§1.7 0x8A fast switch antenna inventory, V3 forms; ``plan`` = [(AntID 0-7, stay)].
+
+    4-port form (Len 0x0D): ``A stayA B stayB C stayC D stayD Interval Repeat`` when every AntID
+    is 0-3, there are at most 4 slots and neither session nor phase is asked for.
+    8-port form (Len 0x15): ``A stayA .. H stayH Interval Repeat``; with a session or phase the
+    session block follows Interval:
+    ``Reserve x5 Session Target Optimize Ongoing TargetQuantity Phase`` (Len 0x20).
+    Unused slots are ``FF 00`` (disabled).
+    """
+    if not 1 <= len(plan) <= 8:
+        raise ValueError(f"0x8A takes 1-8 antennas, got {len(plan)}")
+    for ant, stay in plan:
+        if not 0 <= ant <= 7 or not 0 <= stay <= 255:
+            raise ValueError(f"0x8A slot (AntID {ant}, stay {stay}) out of range")
+    four = len(plan) <= 4 and all(a <= 3 for a, _ in plan) and session is None and not phase
+    slots = 4 if four else 8
+    padded = list(plan) + [(DISABLED_ANTENNA, 0)] * (slots - len(plan))
+    data = bytearray(b for pair in padded for b in pair)
+    data.append(interval_ms & 0xFF)
+    if not four and (session is not None or phase):
+        data += bytes(5)  # Reserve x5
+        data += bytes(((session or 0) & 0x03, target & 0x01, 0, 0, 0, 1 if phase else 0))
+    data.append(repeat & 0xFF)
+    return encode(address, Cmd.FAST_SWITCH_ANT_INVENTORY, bytes(data))
+
+
+def set_work_antenna(address: int, ant_id: int) -> bytes:
+    """§1.10 ``A0 04 Addr 74 AntID Check``; AntID 0-based (0-7 on 8-port readers)."""
+    return encode(address, Cmd.SET_WORK_ANTENNA, bytes((ant_id & 0xFF,)))
+
+
+def set_output_power(address: int, dbm: list[int]) -> bytes:
+    """§1.5 0x76: 1 byte = every port, 4 bytes (4-port) or 8 bytes (8-port), dBm each."""
+    if len(dbm) not in (1, 4, 8):
+        raise ValueError(f"0x76 takes 1, 4 or 8 power values, got {len(dbm)}")
+    return encode(address, Cmd.SET_OUTPUT_POWER, bytes(dbm))
+
+
+def parse_temperature(data: bytes) -> int | None:
+    """§1.10 0x7B reply ``PlusMinus Temp``: 01 = positive in practice (rust-invelion, node-r2k);
+    None if the reply is not two bytes (an error code)."""
+    if len(data) != 2:
+        return None
+    return data[1] if data[0] else -data[1]

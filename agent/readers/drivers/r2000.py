@@ -1,4 +1,21 @@
-"""R2000 "A0" reader driver: identify, configure, keep a real-time inventory running."""
+"""R2000 "A0" reader driver: identify, configure, keep an inventory running.
+
+reader-protocols.md §1. One object per connection attempt (the supervisor makes a fresh one):
+
+* identify(): firmware version (0x72), then the temperature (0x7B, logged, kept in the status).
+* configure(): output power (0x76, 1 / 4 / 8 bytes) when the reader reports another value
+  (0x77 / 0x97) -- the reader saves it to flash, so it is not rewritten on every connect.
+* reads(): forever, one of
+    real_time    0x89 per antenna (set work antenna 0x74 before each),
+    session      0x8B per antenna with session / target (and phase),
+    fast_switch  0x8A over all antennas of an antenna group in one command.
+  Ports 9-16 of 16-port readers live in antenna group 1 (0x6C); AntID is 0-7 within a group and
+  the tag frame's RSSI bit 7 carries antenna bit 2 (codec: parse_inventory).
+
+A reader that stays silent during inventory raises ReaderSilent: the supervisor closes the link,
+reopens it and identifies the reader again. The 0x70 reset is never sent: it reboots the module
+(and loses its temporary settings); a reopen recovers every state we have seen so far.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +33,10 @@ from agent.readers.session import FrameSession, ReaderCommandError, ReaderSilent
 from agent.readers.status import ReaderStatus
 
 log = logging.getLogger(__name__)
+
+NO_TAG = 0x36
+ANTENNA_MISSING = 0x22
+GROUP_SIZE = 8  # antennas per antenna group (0x6C)
 
 
 class R2000Reader:
@@ -38,19 +59,43 @@ class R2000Reader:
         self._decoder = a0.A0Decoder(None if cfg.address == a0.BROADCAST else cfg.address)
         self.session: FrameSession[a0.A0Frame] = FrameSession(link, self._decoder)
         self.firmware: str | None = None
+        self.temperature_c: int | None = None
+        # Host-side state of the reader; None = unknown (never assumed after a reconnect).
+        self._group: int | None = None
+        self._work_antenna: int | None = None
+        self._warned: set[tuple[int, int]] = set()  # (code, antenna) already logged at WARNING
+
+    # -- requests --------------------------------------------------------------------------------
 
     async def _command(self, cmd: int, data: bytes = b"") -> a0.A0Frame:
-        return await self.session.request(
-            a0.encode(self.cfg.address, cmd, data),
-            lambda f: f.cmd == cmd,
-            timeout_s=self.cfg.response_timeout_s,
-            on_other=self._stray,
-        )
+        timeout_s = self.cfg.response_timeout_s
+        try:
+            return await self.session.request(
+                a0.encode(self.cfg.address, cmd, data),
+                lambda f: f.cmd == cmd,
+                timeout_s=timeout_s,
+                on_other=self._stray,
+            )
+        except ReaderTimeout as exc:
+            name = a0.Cmd(cmd).name.lower() if cmd in set(a0.Cmd) else "command"
+            raise ReaderTimeout(
+                f"no reply to {name} (0x{cmd:02X}) within {timeout_s:.2f} s"
+            ) from exc
 
     def _stray(self, frame: a0.A0Frame) -> None:
         # Leftovers of an inventory started before we (re)connected: harmless, counted.
         self.status.stray_frames += 1
         log.debug("reader %s: ignoring frame cmd=0x%02X while waiting", self.cfg.name, frame.cmd)
+
+    async def _check(self, cmd: int, data: bytes, what: str) -> None:
+        frame = await self._command(cmd, data)
+        if frame.data[:1] != bytes((a0.SUCCESS,)):
+            code = frame.data[0] if frame.data else -1
+            if code >= 0:
+                self.status.note_error(code)
+            raise ReaderCommandError(f"{what} refused: {a0.error_name(code)}")
+
+    # -- connect ---------------------------------------------------------------------------------
 
     async def identify(self) -> str:
         frame = await self._command(a0.Cmd.GET_FIRMWARE_VERSION)
@@ -59,30 +104,149 @@ class R2000Reader:
                 f"unexpected firmware-version reply {frame.data.hex(' ')} (expected 2 bytes)"
             )
         self.firmware = f"{frame.data[0]}.{frame.data[1]}"
-        return self.firmware
+        self.status.firmware = self.firmware
+        self.status.model = "R2000"
+        text = f"R2000 firmware {self.firmware}, address 0x{frame.address:02X}"
+        try:
+            temp = await self._command(a0.Cmd.GET_READER_TEMPERATURE)
+        except ReaderTimeout:
+            log.warning("reader %s: no reply to get_reader_temperature (0x7B)", self.cfg.name)
+        else:
+            self.temperature_c = a0.parse_temperature(temp.data)
+            self.status.temperature_c = self.temperature_c
+            if self.temperature_c is None:
+                code = temp.data[0] if temp.data else -1
+                log.warning("reader %s: temperature not available: %s", self.cfg.name,
+                            a0.error_name(code))
+            else:
+                text += f", {self.temperature_c} °C"
+        return text
 
-    async def _check(self, cmd: int, data: bytes, what: str) -> None:
-        frame = await self._command(cmd, data)
-        if frame.data[:1] != bytes((a0.SUCCESS,)):
-            code = frame.data[0] if frame.data else -1
-            raise ReaderCommandError(f"{what} refused: {a0.error_name(code)}")
+    async def configure(self) -> None:
+        power = self.cfg.power_dbm
+        if power is None:
+            return
+        try:
+            await self._apply_power(power)
+        except ReaderCommandError as exc:
+            # A refused power setting is a configuration problem, not a reason to stop reading.
+            log.error("reader %s: %s; reading on with the reader's current power",  # noqa: TRY400
+                      self.cfg.name, exc)
+
+    async def _get_power(self, ports: int) -> list[int]:
+        """Current power per port: 0x77 (1 byte = all equal, or 4 bytes), 0x97 for 8 ports."""
+        if ports == 8:
+            frame = await self._command(a0.Cmd.GET_OUTPUT_POWER_EIGHT)
+            if len(frame.data) != 8:
+                code = frame.data[0] if frame.data else -1
+                raise ReaderCommandError(
+                    f"get_output_power_eight (0x97) failed: {a0.error_name(code)}"
+                )
+            return list(frame.data)
+        frame = await self._command(a0.Cmd.GET_OUTPUT_POWER)
+        if len(frame.data) == 1:
+            return [frame.data[0]] * 4
+        if len(frame.data) in (4, 8):
+            return list(frame.data[:4])
+        raise ReaderCommandError(f"unexpected get_output_power reply {frame.data.hex(' ')}")
+
+    async def _apply_power(self, power: int | dict[int, int]) -> None:
+        cfg = self.cfg
+        wide = max(cfg.antennas) > 4 or (isinstance(power, dict) and max(power) > 4)
+        ports = 8 if wide else 4
+        current = await self._get_power(ports)
+        if isinstance(power, int):
+            if all(p == power for p in current):
+                log.info("reader %s: output power already %d dBm", cfg.name, power)
+                return
+            wanted = [power]
+        else:
+            wanted = list(current)
+            for port, dbm in power.items():
+                wanted[port - 1] = dbm
+            if wanted == current:
+                log.info("reader %s: output power already %s dBm", cfg.name, wanted)
+                return
+        await self._check(a0.Cmd.SET_OUTPUT_POWER, bytes(wanted), f"set output power {wanted}")
+        log.info("reader %s: output power set to %s dBm (was %s)", cfg.name,
+                 wanted[0] if len(wanted) == 1 else wanted, current)
+
+    async def _select_group(self, group: int) -> None:
+        """0x6C antenna group (16-port readers). Ports 1-8 only: never sent (4/8-port readers
+        do not know the command), group 0 is assumed."""
+        if self._group == group:
+            return
+        if group == 0 and max(self.cfg.antennas) <= GROUP_SIZE:
+            self._group = 0
+            return
+        await self._check(a0.Cmd.SET_ANTENNA_GROUP, bytes((group,)), f"set antenna group {group}")
+        self._group = group
+        self._work_antenna = None
+
+    async def _select_antenna(self, antenna: int) -> None:
+        await self._select_group((antenna - 1) // GROUP_SIZE)
+        ant_id = (antenna - 1) % GROUP_SIZE
+        if self._work_antenna == ant_id:
+            return
+        await self._check(a0.Cmd.SET_WORK_ANTENNA, bytes((ant_id,)), f"set work antenna {antenna}")
+        self._work_antenna = ant_id
+
+    # -- inventory -------------------------------------------------------------------------------
 
     async def reads(self) -> AsyncIterator[TagRead]:
         """Run inventory rounds forever (after identify()), yielding every tag read."""
-        antennas = self.cfg.antennas
-        multi = len(antennas) > 1 or antennas != [1]
+        cfg = self.cfg
+        addr = cfg.address
+        target = 0 if cfg.target == "A" else 1
+        if cfg.inventory == "fast_switch":
+            groups: dict[int, list[int]] = {}
+            for antenna in cfg.antennas:
+                groups.setdefault((antenna - 1) // GROUP_SIZE, []).append(antenna)
+            commands = {
+                group: a0.fast_switch_inventory(
+                    addr,
+                    [((a - 1) % GROUP_SIZE, cfg.fast_switch_stay) for a in ants],
+                    interval_ms=cfg.fast_switch_interval_ms,
+                    repeat=cfg.inventory_repeat,
+                    session=cfg.session if cfg.phase else None,
+                    target=target,
+                    phase=cfg.phase,
+                )
+                for group, ants in groups.items()
+            }
+            while True:
+                for group, command in commands.items():
+                    await self._select_group(group)
+                    async for read in self._round(command, group):
+                        yield read
+        if cfg.inventory == "session":
+            command = a0.session_inventory(
+                addr, cfg.session, target, cfg.inventory_repeat,
+                phase=True if cfg.phase else None,
+            )
+        else:
+            command = a0.real_time_inventory(addr, cfg.inventory_repeat)
         while True:
-            for antenna in antennas:
-                if multi:
-                    await self._check(a0.Cmd.SET_WORK_ANTENNA, bytes((antenna - 1,)),
-                                      f"set work antenna {antenna}")
-                async for read in self._round():
+            for antenna in cfg.antennas:
+                await self._select_antenna(antenna)
+                async for read in self._round(command, (antenna - 1) // GROUP_SIZE):
                     yield read
 
-    async def _round(self) -> AsyncIterator[TagRead]:
-        """One 0x89 command: tag frames until the summary or an error frame (§1.8)."""
-        await self.session.send(a0.real_time_inventory(self.cfg.address, self.cfg.inventory_repeat))
+    def _note(self, code: int, antenna: int | None, text: str) -> None:
+        """Count a reported error; log the first of each kind at WARNING, repeats at DEBUG."""
+        self.status.note_error(code)
+        key = (code, antenna or 0)
+        if key in self._warned:
+            log.debug("reader %s: %s", self.cfg.name, text)
+        else:
+            self._warned.add(key)
+            log.warning("reader %s: %s (repeats are counted in the status)", self.cfg.name, text)
+
+    async def _round(self, command: bytes, group: int) -> AsyncIterator[TagRead]:
+        """One inventory command: tag frames until the summary or an error frame (§1.8)."""
         cfg = self.cfg
+        await self.session.send(command)
+        cmd = command[3]
         while True:
             try:
                 frame = await self.session.next_frame(cfg.silence_timeout_s)
@@ -91,10 +255,10 @@ class R2000Reader:
                     f"reader {cfg.name} sent nothing for {cfg.silence_timeout_s:.1f} s "
                     "during inventory"
                 ) from exc
-            if frame.cmd not in a0.INVENTORY_CMDS:
+            if frame.cmd != cmd:
                 self._stray(frame)
                 continue
-            parsed = a0.parse_inventory(frame)
+            parsed = a0.parse_inventory(frame, antenna_group=group, phase=cfg.phase)
             if isinstance(parsed, a0.TagFrame):
                 self.status.tag_frames += 1
                 yield TagRead(
@@ -112,14 +276,18 @@ class R2000Reader:
                 self.status.rounds += 1
                 return
             elif isinstance(parsed, a0.InventoryError):
-                self.status.note_error(parsed.code)
-                if parsed.code == 0x36:  # no tag in the field: a normal, empty round
+                if parsed.code == NO_TAG:  # no tag in the field: a normal, empty round
+                    self.status.note_error(parsed.code)
                     return
-                log.warning("reader %s: inventory error %s", cfg.name, parsed.description)
+                antenna = (self._work_antenna or 0) + 1 + GROUP_SIZE * group
+                where = f" on antenna {antenna}" if cmd != a0.Cmd.FAST_SWITCH_ANT_INVENTORY else ""
+                self._note(parsed.code, antenna, f"inventory error{where}: {parsed.description}")
                 await asyncio.sleep(cfg.response_timeout_s / 2)  # don't spin on a failing reader
                 return
             elif isinstance(parsed, a0.AntennaMissing):
-                self.status.note_error(parsed.code)
-                log.warning("reader %s: antenna %d not connected", cfg.name, parsed.antenna)
+                antenna = parsed.antenna + GROUP_SIZE * group
+                self._note(parsed.code, antenna,
+                           f"antenna {antenna} not connected: {a0.error_name(parsed.code)}")
             else:
                 self.status.malformed_frames += 1
+                log.debug("reader %s: malformed inventory frame %s", cfg.name, frame.data.hex(" "))

@@ -1,0 +1,82 @@
+"""Barcode scanner driver: serial line mode (reader-protocols.md §4).
+
+Scans end at the configured terminator and/or after ``idle_flush_ms`` of silence (BarcodeFramer,
+driven by FrameSession's idle resync). The AIM symbology identifier is split off, GS (0x1D) and
+everything else is kept: the read carries the raw bytes; interpretation (biip) is the pipeline's.
+
+A scanner answers no command, so identify() only reports the line settings, and a quiet scanner
+is normal: silence never resets the connection (a vanished port still does: EOF / EIO).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+from agent.clock import SyncState, utcnow
+from agent.config import BarcodeConfig
+from agent.model import BarcodeRead
+from agent.readers.codecs.barcode import BarcodeFramer, Scan
+from agent.readers.link import Link
+from agent.readers.session import FrameSession, ReaderTimeout
+from agent.readers.status import ReaderStatus
+
+log = logging.getLogger(__name__)
+
+# How long the session waits for bytes when no scan is pending, per loop turn.
+_POLL_S = 3600.0
+
+
+class BarcodeReader:
+    """One connection to one barcode scanner."""
+
+    def __init__(
+        self,
+        cfg: BarcodeConfig,
+        link: Link,
+        status: ReaderStatus,
+        *,
+        now: Callable[[], datetime] = utcnow,
+        sync: SyncState | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.status = status
+        self._now = now
+        self._sync = sync or SyncState()
+        idle_s = cfg.idle_flush_ms / 1000 if cfg.idle_flush_ms is not None else None
+        self._framer = BarcodeFramer(
+            cfg.terminator_bytes, idle_s=idle_s, max_len=cfg.max_length, aim=cfg.aim
+        )
+        # Without timeout framing a fragment left pending for this long is dropped (counted):
+        # the scanner's terminator got lost on the line.
+        self.session: FrameSession[Scan] = FrameSession(
+            link, self._framer, idle_resync_s=idle_s if idle_s is not None else 1.0
+        )
+
+    async def identify(self) -> str:
+        self.status.model = "barcode scanner"
+        term = self.cfg.terminator
+        flush = f", idle flush {self.cfg.idle_flush_ms:g} ms" if self.cfg.idle_flush_ms else ""
+        aim = ", AIM identifiers" if self.cfg.aim else ""
+        return f"barcode scanner (line mode, terminator {term}{flush}{aim})"
+
+    async def configure(self) -> None:
+        return None
+
+    async def reads(self) -> AsyncIterator[BarcodeRead]:
+        cfg = self.cfg
+        while True:
+            try:
+                scan = await self.session.next_frame(_POLL_S)
+            except ReaderTimeout:
+                continue
+            self.status.tag_frames += 1
+            log.debug("reader %s: scan %s %r", cfg.name, scan.symbology or "-", scan.data)
+            yield BarcodeRead(
+                reader=cfg.name,
+                data=scan.data,
+                symbology=scan.symbology,
+                read_at=self._now(),
+                clock_synced=self._sync.synced(),
+            )
