@@ -106,7 +106,10 @@ class Pipeline:
                 out.append(self._event(barcode_event(
                     read, timezone=tz, mapping=plan.mapping, source_id=f"{gen}:{s.id}"), now))
             else:
+                # Accounted for, never silent: counted (status/metrics) and logged.
                 self.double_scans += 1
+                log.info("reader %s: repeated scan of %r within %.1f s ignored (read %s:%d)",
+                         read.reader, read.data[:64], plan.double_scan_window_s, gen, s.id)
         out.extend(self._event(self.transition_event(t), now)
                    for t in self.presence.advance(now))
         return out
