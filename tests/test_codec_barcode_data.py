@@ -7,7 +7,7 @@ from datetime import date
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.readers.barcode_data import BarcodeData, digital_link, interpret, interpret_scan
+from agent.pipeline.barcode_data import BarcodeData, digital_link, interpret, interpret_scan
 from agent.readers.codecs.barcode import CRLF, BarcodeFramer
 
 # §4.3: the wire bytes of a GS1 DataMatrix scan, GS between (10) and (21), CR LF suffix.

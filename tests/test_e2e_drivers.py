@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from tests.harness import (
     EVENTS_TOPIC,
     AgentProcess,
     SimProcess,
-    buffer_state,
     durable_collector,
     events_of,
     wait_until,
@@ -54,24 +52,38 @@ def test_chafon_reader_to_broker(tmp_path: Path, mosquitto: Mosquitto) -> None:
     assert "reader line-rfid: UHFReader288M firmware 0.22" in log
 
 
-def test_barcode_scans_are_accepted_into_the_buffer(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    """Until the pipeline maps barcodes to EPCIS events (agent/pipeline/barcode_events.py, in
-    progress elsewhere) no event carries them: this checks the agent side up to the buffer --
-    the scan's raw bytes (AIM split, GS kept) reached the reader task and were committed."""
+def test_barcode_scans_become_epcis_events(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Every scan of the simulated scanner arrives at the broker as an ObjectEvent: GS1 keys
+    as Digital Link identities (serialised item, SSCC) or class-level quantities (GTIN, lot),
+    non-GS1 codes verbatim, and always the raw text with its AIM symbology identifier."""
     sim = SimProcess(["barcode", "--pty", "--interval", "0.1"], tmp_path / "sim.log")
     db = tmp_path / "buffer.db"
     cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
                        buffer=db, reader={"name": "scanner-1", "driver": "barcode",
                                           "baudrate": 9600, "terminator": "CRLF"})
-    agent = AgentProcess(cfg, tmp_path / "agent.log")
-    try:
-        wait_until(lambda: buffer_state(db)["last_read_id"] >= 2 * len(DEFAULT_SCANS), 30,
-                   "scans committed to the buffer", diagnostics=agent.log_text)
-    finally:
-        assert agent.stop() == 0, agent.log_text()
-        sim.stop()
-    log = agent.log_text()
-    assert "Traceback" not in log
-    logged = set(re.findall(r"reader scanner-1: scan (\S+) (b'.*')$", log, re.MULTILINE))
+    with durable_collector(mosquitto, EVENTS_TOPIC, "e2e-barcode") as collector:
+        agent = AgentProcess(cfg, tmp_path / "agent.log")
+        try:
+            def all_codes_seen() -> bool:
+                texts = {r["tea:barcode"] for e in events_of(collector.messages)
+                         for r in e["tea:reads"]}
+                return len(texts) >= len(DEFAULT_SCANS)
+
+            wait_until(all_codes_seen, 30, "an event for every code", diagnostics=agent.log_text)
+        finally:
+            assert agent.stop() == 0, agent.log_text()
+            sim.stop()
+    by_text = {e["tea:reads"][0]["tea:barcode"]: e for e in events_of(collector.messages)}
     for scan in DEFAULT_SCANS:
-        assert (scan.aim, repr(scan.data)) in logged, (scan, logged)
+        event = by_text[scan.data.decode()]
+        assert event["tea:reads"][0]["tea:symbology"] == scan.aim
+        assert event["tea:reads"][0]["tea:reader"] == "scanner-1"
+    dm = by_text["010950600013435217201231" + "10ABC123" + "\x1d" + "21SN0001"]
+    assert dm["epcList"] == ["https://id.gs1.org/01/09506000134352/21/SN0001"]
+    assert dm["tea:reads"][0]["tea:lotNumber"] == "ABC123"  # OBSERVE point: lot stays in tea
+    assert by_text["00106141411234567897"]["epcList"] == [
+        "https://id.gs1.org/00/106141411234567897"]
+    assert by_text["9781492053743"]["quantityList"] == [
+        {"epcClass": "https://id.gs1.org/01/09781492053743", "quantity": 1}]
+    assert by_text["ABC-12345"]["epcList"] == []
+    assert "Traceback" not in agent.log_text()

@@ -17,102 +17,42 @@ Digital Link URIs are in the constrained canonical form the event hash uses
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
-import biip
-
 from agent.model import BarcodeRead
-from agent.pipeline.digital_link import DIGITAL_LINK_HOST, digital_link_escape
+from agent.pipeline.barcode_data import BarcodeData, digital_link, interpret
 from agent.pipeline.epcis import iso_ms, object_event
 from agent.pipeline.mapping import EventMapping
 
-_URN_ESCAPES = str.maketrans({'"': "%22", "%": "%25", "&": "%26", "/": "%2F", "<": "%3C",
-                              ">": "%3E", "?": "%3F"})
+
+def epc_list(data: BarcodeData) -> list[str] | None:
+    """Instance-level identities, or None when the scan names a class (use quantity_list)."""
+    if data.sscc:
+        return [f"{digital_link(sscc=data.sscc)}"]
+    if data.gtin and data.serial is not None:
+        return [f"{digital_link(gtin=data.gtin, serial=data.serial)}"]
+    if data.gtin:
+        return None
+    return []
 
 
-def _seg(value: str) -> str:
-    return digital_link_escape(value.translate(_URN_ESCAPES))
+def quantity_list(data: BarcodeData) -> list[dict[str, Any]] | None:
+    if data.sscc or not data.gtin or data.serial is not None:
+        return None
+    return [{"epcClass": digital_link(gtin=data.gtin, lot=data.lot), "quantity": 1}]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BarcodeData:
-    """What a scan identifies (GS1 keys as element-string values)."""
-
-    text: str
-    gtin: str | None = None  # GTIN-14
-    serial: str | None = None
-    lot: str | None = None
-    expiry: date | None = None
-    sscc: str | None = None
-    error: str | None = None  # why nothing GS1 was found
-
-    @property
-    def epc_list(self) -> list[str] | None:
-        if self.sscc:
-            return [f"{DIGITAL_LINK_HOST}/00/{self.sscc}"]
-        if self.gtin and self.serial is not None:
-            return [f"{DIGITAL_LINK_HOST}/01/{self.gtin}/21/{_seg(self.serial)}"]
-        if self.gtin:
-            return None
-        return []
-
-    @property
-    def quantity_list(self) -> list[dict[str, Any]] | None:
-        if self.sscc or not self.gtin or self.serial is not None:
-            return None
-        epc_class = f"{DIGITAL_LINK_HOST}/01/{self.gtin}"
-        if self.lot is not None:
-            epc_class += f"/10/{_seg(self.lot)}"
-        return [{"epcClass": epc_class, "quantity": 1}]
-
-    @property
-    def ilmd(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if self.gtin and self.lot is not None:
-            out["cbvmda:lotNumber"] = self.lot
-        if self.gtin and self.expiry is not None:
-            out["cbvmda:itemExpirationDate"] = self.expiry.isoformat()
-        return out
+def ilmd(data: BarcodeData) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if data.gtin and data.lot is not None:
+        out["cbvmda:lotNumber"] = data.lot
+    if data.gtin and data.expiry is not None:
+        out["cbvmda:itemExpirationDate"] = data.expiry.isoformat()
+    return out
 
 
 def parse_barcode(read: BarcodeRead) -> BarcodeData:
-    text = read.data.decode("latin-1")
-    value = (read.symbology or "") + text
-    try:
-        result = biip.parse(value)
-    except biip.ParseError as exc:  # never crash on a label
-        return BarcodeData(text=text, error=str(exc))
-    fields: dict[str, Any] = {}
-    strings = None
-    if result.gs1_message is not None:
-        strings = result.gs1_message.element_strings
-    elif result.gs1_digital_link_uri is not None:
-        strings = result.gs1_digital_link_uri.element_strings
-    if strings is not None:
-        for es in strings:
-            ai = es.ai.ai
-            if ai == "00":
-                fields["sscc"] = es.value
-            elif ai == "01":
-                fields["gtin"] = es.value
-            elif ai == "21":
-                fields["serial"] = es.value
-            elif ai == "10":
-                fields["lot"] = es.value
-            elif ai == "17" and es.date is not None:
-                fields["expiry"] = es.date
-    elif result.sscc is not None:
-        fields["sscc"] = result.sscc.value
-    elif result.gtin is not None:
-        fields["gtin"] = result.gtin.value.zfill(14)
-    if "gtin" in fields:
-        fields["gtin"] = fields["gtin"].zfill(14)
-    if not fields.get("gtin") and not fields.get("sscc"):
-        errors = [e for e in (result.gs1_message_error, result.gtin_error, result.sscc_error) if e]
-        return BarcodeData(text=text, error=errors[0] if errors else "no GS1 key in the code")
-    return BarcodeData(text=text, **fields)
+    return interpret(read.data, read.symbology)
 
 
 def barcode_event(
@@ -121,6 +61,7 @@ def barcode_event(
 ) -> dict[str, Any]:
     """One ObjectEvent for one scan; ``tea:reads`` carries the raw scan and its read id."""
     data = data or parse_barcode(read)
+    epcs, quantities, instance_data = epc_list(data), quantity_list(data), ilmd(data)
     detail: dict[str, Any] = {
         "tea:reader": read.reader,
         "tea:barcode": data.text,
@@ -132,17 +73,16 @@ def barcode_event(
         detail["tea:symbology"] = read.symbology
     if data.error:
         detail["tea:parseError"] = data.error
-    ilmd = data.ilmd
     if mapping.action != "ADD":
         # EPCIS 2.0 allows ILMD only where instances are created (action ADD; the schema
         # enforces it): elsewhere lot and expiry stay with the read, in our namespace.
-        if "cbvmda:lotNumber" in ilmd:
-            detail["tea:lotNumber"] = ilmd["cbvmda:lotNumber"]
-        if "cbvmda:itemExpirationDate" in ilmd:
-            detail["tea:itemExpirationDate"] = ilmd["cbvmda:itemExpirationDate"]
-        ilmd = {}
+        if "cbvmda:lotNumber" in instance_data:
+            detail["tea:lotNumber"] = instance_data["cbvmda:lotNumber"]
+        if "cbvmda:itemExpirationDate" in instance_data:
+            detail["tea:itemExpirationDate"] = instance_data["cbvmda:itemExpirationDate"]
+        instance_data = {}
     return object_event(
         event_time=iso_ms(read.read_at), timezone=timezone, mapping=mapping,
-        action=mapping.action, epc_list=data.epc_list, quantity_list=data.quantity_list,
-        ilmd=ilmd or None, extensions={"tea:reads": [detail]},
+        action=mapping.action, epc_list=epcs, quantity_list=quantities,
+        ilmd=instance_data or None, extensions={"tea:reads": [detail]},
     )

@@ -39,7 +39,7 @@ class Pipeline:
         clock: Callable[[], float],
         readers: Iterable[AnyReaderConfig] = (),
         batch: int = 2000,
-        idle_poll_s: float = 0.5,
+        idle_poll_s: float = 1.0,  # also the departure tick (presence)
     ) -> None:
         self._buffer = buffer
         self._timezone = timezone

@@ -180,7 +180,7 @@ class Forwarder:
         *,
         wake: asyncio.Event,
         now: Callable[[], datetime] = utcnow,
-        idle_poll_s: float = 0.5,
+        idle_poll_s: float = 2.0,  # a safety net: new events wake it at once
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 NO_TAG = 0x36
 ANTENNA_MISSING = 0x22
 GROUP_SIZE = 8  # antennas per antenna group (0x6C)
+IDLE_AFTER_CYCLES = 5  # empty inventory cycles before the idle pause applies
 
 
 class R2000Reader:
@@ -64,6 +65,8 @@ class R2000Reader:
         self._group: int | None = None
         self._work_antenna: int | None = None
         self._warned: set[tuple[int, int]] = set()  # (code, antenna) already logged at WARNING
+        self._tags_this_cycle = 0
+        self._empty_cycles = 0
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -219,6 +222,7 @@ class R2000Reader:
                     await self._select_group(group)
                     async for read in self._round(command, group):
                         yield read
+                await self._idle_pause()
         if cfg.inventory == "session":
             command = a0.session_inventory(
                 addr, cfg.session, target, cfg.inventory_repeat,
@@ -231,6 +235,23 @@ class R2000Reader:
                 await self._select_antenna(antenna)
                 async for read in self._round(command, (antenna - 1) // GROUP_SIZE):
                     yield read
+            await self._idle_pause()
+
+    async def _idle_pause(self) -> None:
+        """After a few full cycles without a tag, pause briefly between cycles.
+
+        An empty field otherwise costs a command/summary exchange per round, dozens per second
+        per reader, for nothing. The first tag read ends the pause at once (the counter resets
+        in _round), and a tag stays in a UHF field far longer than the pause.
+        """
+        if self._tags_this_cycle:
+            self._empty_cycles = 0
+        else:
+            self._empty_cycles += 1
+        self._tags_this_cycle = 0
+        pause_s = self.cfg.idle_pause_ms / 1000
+        if pause_s > 0 and self._empty_cycles >= IDLE_AFTER_CYCLES:
+            await asyncio.sleep(pause_s)
 
     def _note(self, code: int, antenna: int | None, text: str) -> None:
         """Count a reported error; log the first of each kind at WARNING, repeats at DEBUG."""
@@ -261,6 +282,7 @@ class R2000Reader:
             parsed = a0.parse_inventory(frame, antenna_group=group, phase=cfg.phase)
             if isinstance(parsed, a0.TagFrame):
                 self.status.tag_frames += 1
+                self._tags_this_cycle += 1
                 yield TagRead(
                     reader=cfg.name,
                     epc=parsed.epc.hex().upper(),

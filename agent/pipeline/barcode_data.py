@@ -16,14 +16,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-import biip
-from biip.gs1_element_strings import GS1ElementStrings
-
+from agent.pipeline.digital_link import DIGITAL_LINK_HOST, digital_link_escape
 from agent.readers.codecs.barcode import Scan
 
-DL_ORIGIN = "https://id.gs1.org"
+if TYPE_CHECKING:
+    # biip is imported on first use: it costs ~16 MB of RSS, wasted on RFID-only gateways.
+    import biip
+    from biip.gs1_element_strings import GS1ElementStrings
+
+DL_ORIGIN = DIGITAL_LINK_HOST
+# TDS Table A-1 escapes first, then the Digital Link ones: the constrained canonical form the
+# CBV 2.0 event hash expects (docs/gs1-epcis.md §1.9; urllib.parse.quote differs on ; and =).
+_URN_ESCAPES = str.maketrans({'"': "%22", "%": "%25", "&": "%26", "/": "%2F", "<": "%3C",
+                              ">": "%3E", "?": "%3F"})
+
+
+def dl_segment(value: str) -> str:
+    # Characters outside GS1 AI set 82 (a space, non-ASCII) cannot be in a valid GS1 key, but a
+    # scanned label may carry them anyway: percent-encode them so the URI stays valid.
+    return quote(digital_link_escape(value.translate(_URN_ESCAPES)), safe="%'-._;=")
 
 # AIM identifiers whose data is GS1 (GS1 General Specifications fig. 5.1.2-2; biip symbology.py).
 GS1_MESSAGE_SYMBOLOGIES = frozenset({"]C1", "]e0", "]e1", "]e2", "]d2", "]Q3", "]J1"})
@@ -71,17 +85,17 @@ def digital_link(
 
     SSCC -> ``/00/{sscc}``; serialised item -> ``/01/{gtin}/21/{serial}``; a lot but no serial
     (class level) -> ``/01/{gtin}/10/{lot}``; GTIN alone -> ``/01/{gtin}``. Values are
-    percent-encoded as path segments.
+    escaped as path segments the way the event hash reference does (TDS A-1, then DL).
     """
     if sscc:
         return f"{DL_ORIGIN}/00/{sscc}"
     if not gtin:
         return None
     base = f"{DL_ORIGIN}/01/{gtin}"
-    if serial:
-        return f"{base}/21/{quote(serial, safe='')}"
-    if lot:
-        return f"{base}/10/{quote(lot, safe='')}"
+    if serial is not None:
+        return f"{base}/21/{dl_segment(serial)}"
+    if lot is not None:
+        return f"{base}/10/{dl_segment(lot)}"
     return base
 
 
@@ -95,6 +109,8 @@ def interpret(data: bytes | str, symbology: str | None = None) -> BarcodeData:
     # A URI in a non-GS1 symbology goes to biip without the identifier, so it tries Digital Link.
     value = text if uri and not expect_gs1 else (symbology or "") + text
     try:
+        import biip
+
         result = biip.parse(value)
         return _from_result(text, symbology, result, expect_gs1=expect_gs1)
     except Exception as exc:  # a third-party parser on untrusted input: report, never raise
