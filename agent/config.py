@@ -81,8 +81,8 @@ def _uri(value: str | None) -> str | None:
     return value
 
 
-class OnDepartConfig(_Model):
-    """bizStep / disposition of departure events (action is always OBSERVE); none by default."""
+class _Vocabulary(_Model):
+    """bizStep and disposition: CBV 2.0 words (checked at load) or URIs outside the CBV."""
 
     biz_step: str | None = None
     disposition: str | None = None
@@ -98,30 +98,28 @@ class OnDepartConfig(_Model):
         return _vocab("disposition", v)
 
 
-class AntennaMapping(_Model):
-    """Per-antenna overrides of the reader's event mapping (one reader can serve two doors)."""
+class _EventContext(_Vocabulary):
+    """Where events happen: EPCIS readPoint.id and bizLocation.id (an SGLN URN, a Digital
+    Link, any URI), plus the vocabulary above."""
 
-    read_point: str | None = None  # EPCIS readPoint.id, e.g. urn:epc:id:sgln:0614141.00777.1
-    biz_location: str | None = None  # EPCIS bizLocation.id
-    biz_step: str | None = None  # CBV 2.0 bizStep word or a non-CBV URI
-    disposition: str | None = None  # CBV 2.0 disposition word or a non-CBV URI
-    action: Literal["OBSERVE", "ADD"] | None = None  # ADD at commissioning points
-    on_depart: OnDepartConfig | None = None
+    read_point: str | None = None
+    biz_location: str | None = None
 
     @field_validator("read_point", "biz_location")
     @classmethod
     def _ids(cls, v: str | None) -> str | None:
         return _uri(v)
 
-    @field_validator("biz_step")
-    @classmethod
-    def _biz_step(cls, v: str | None) -> str | None:
-        return _vocab("bizStep", v)
 
-    @field_validator("disposition")
-    @classmethod
-    def _disposition(cls, v: str | None) -> str | None:
-        return _vocab("disposition", v)
+class OnDepartConfig(_Vocabulary):
+    """bizStep / disposition of departure events (action is always OBSERVE); none by default."""
+
+
+class AntennaMapping(_EventContext):
+    """Per-antenna overrides of the reader's event mapping (one reader can serve two doors)."""
+
+    action: Literal["OBSERVE", "ADD"] | None = None  # ADD at commissioning points
+    on_depart: OnDepartConfig | None = None
 
 
 class PresenceConfig(_Model):
@@ -139,7 +137,7 @@ class PresenceConfig(_Model):
     heartbeat_s: Annotated[float, Field(gt=0)] | None = None
 
 
-class _ReaderBase(_Model):
+class _ReaderBase(_EventContext):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
     # A device path (/dev/serial/by-id/..., /dev/ttyUSB0), a pyserial URL (socket://host:port)
     # or a USB match spec usb:VID:PID[:SERIAL], resolved again on every (re)connect.
@@ -158,10 +156,7 @@ class _ReaderBase(_Model):
     # into arrival/departure events per read point, `every_read` makes one event per read.
     # Barcode scans always become one event each (minus double scans).
     mode: Literal["presence", "every_read"] = "presence"
-    read_point: str | None = None  # EPCIS readPoint.id (an SGLN URN, a Digital Link, any URI)
-    biz_location: str | None = None  # EPCIS bizLocation.id
-    biz_step: str | None = None  # CBV 2.0 bizStep word (receiving, shipping, ...) or a URI
-    disposition: str | None = None  # CBV 2.0 disposition word (in_progress, ...) or a URI
+    # read_point, biz_location, biz_step, disposition: see _EventContext.
     action: Literal["OBSERVE", "ADD"] = "OBSERVE"  # ADD at commissioning points
     on_depart: OnDepartConfig | None = None  # departure events' bizStep / disposition
     antenna_map: dict[Annotated[int, Field(ge=1, le=16)], AntennaMapping] = Field(
@@ -170,20 +165,6 @@ class _ReaderBase(_Model):
     # Barcode readers: the same code from the same reader again within this window is dropped.
     double_scan_window_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
 
-    @field_validator("read_point", "biz_location")
-    @classmethod
-    def _ids(cls, v: str | None) -> str | None:
-        return _uri(v)
-
-    @field_validator("biz_step")
-    @classmethod
-    def _biz_step(cls, v: str | None) -> str | None:
-        return _vocab("bizStep", v)
-
-    @field_validator("disposition")
-    @classmethod
-    def _disposition(cls, v: str | None) -> str | None:
-        return _vocab("disposition", v)
 
 
 Dbm = Annotated[int, Field(ge=0, le=33)]

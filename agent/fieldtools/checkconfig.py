@@ -6,12 +6,10 @@ and never change the exit code.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -20,6 +18,8 @@ from agent.config import (
     ConfigError,
     ConfigIssue,
     Loc,
+    MqttConfig,
+    is_loopback,
     line_of,
     load_config_lines,
     read_secret_file,
@@ -35,22 +35,8 @@ COMMIT_INTERVAL_MAX_MS = 100.0
 UNSTABLE_PORT_PREFIXES = ("/dev/ttyUSB", "/dev/ttyACM")
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def tls_enabled(mqtt: Any) -> bool:
-    """Whether the uplink uses TLS (works with and without the uplink's ``tls`` section)."""
-    flag = getattr(mqtt, "tls_enabled", None)
-    if isinstance(flag, bool):
-        return flag
-    tls = getattr(mqtt, "tls", None)
-    return bool(tls is not None and getattr(tls, "enabled", None))
+def tls_enabled(mqtt: MqttConfig) -> bool:
+    return mqtt.tls_enabled
 
 
 def _secret_files(model: BaseModel, loc: Loc) -> Iterator[tuple[Loc, Path]]:
