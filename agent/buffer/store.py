@@ -403,7 +403,8 @@ def _quick_check(conn: Conn) -> None:
     """Raise _CorruptFileError if quick_check finds a problem (it may also raise by itself)."""
     rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
     if rows != ["ok"]:
-        raise _CorruptFileError("quick_check: " + "; ".join(rows[:5]))
+        detail = "; ".join(rows[:5]).replace("\n", "; ")
+        raise _CorruptFileError(f"quick_check: {detail[:300]}")
 
 
 def _close_quietly(conn: Conn) -> None:
