@@ -308,9 +308,13 @@ def check_file(path: Path, stdout: str) -> CutResult:
     conn = sqlite3.connect(path)
     try:
         integrity = "; ".join(r[0] for r in conn.execute("PRAGMA integrity_check").fetchall())
-        in_reads = {int.from_bytes(r[0], "big") if isinstance(r[0], bytes) else int(r[0], 16)
-                    for r in conn.execute("SELECT epc FROM reads")}
-        in_outbox = {int(r[0], 16) for r in conn.execute("SELECT payload FROM outbox")}
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        if {"reads", "outbox"} <= tables:
+            in_reads = {int.from_bytes(r[0], "big") if isinstance(r[0], bytes) else int(r[0], 16)
+                        for r in conn.execute("SELECT epc FROM reads")}
+            in_outbox = {int(r[0], 16) for r in conn.execute("SELECT payload FROM outbox")}
+        else:  # the cut came before the schema was ever synced (possible with NORMAL)
+            in_reads, in_outbox = set(), set()
     finally:
         conn.close()
     lost = sorted(put - in_reads - in_outbox - acking)
@@ -318,8 +322,8 @@ def check_file(path: Path, stdout: str) -> CutResult:
     return CutResult(len(put), lost, back, integrity, lost_writes)
 
 
-def _matrix(cuts: int, directory: Path) -> None:
-    for sync in ("FULL", "EXTRA", "NORMAL"):
+def _matrix(cuts: int, directory: Path, settings: list[str]) -> None:
+    for sync in settings:
         runs_losing = lost_total = back_total = bad = acked = 0
         for i in range(cuts):
             path = directory / f"pc-{sync}-{i}.db"
@@ -346,12 +350,13 @@ def main(argv: list[str] | None = None) -> None:
     m = sub.add_parser("matrix")
     m.add_argument("--cuts", type=int, default=40)
     m.add_argument("--dir", default="/tmp/powercut")
+    m.add_argument("--settings", nargs="+", default=["FULL", "EXTRA", "NORMAL"])
     args = ap.parse_args(argv)
     if args.cmd == "child":
         asyncio.run(_child(args.path, args.synchronous, args.seed, args.cut_after_s))
     else:
         Path(args.dir).mkdir(parents=True, exist_ok=True)
-        _matrix(args.cuts, Path(args.dir))
+        _matrix(args.cuts, Path(args.dir), args.settings)
 
 
 if __name__ == "__main__":
