@@ -310,3 +310,32 @@ async def test_schema_is_versioned(tmp_path: Path) -> None:
     assert rows == [(SCHEMA_VERSION,)]
     assert ro_rows(tmp_path / "buffer.db", "PRAGMA auto_vacuum") == [(2,)]  # incremental
     assert ro_rows(tmp_path / "buffer.db", "PRAGMA journal_mode") == [("wal",)]
+
+
+async def test_migrations_apply_missing_steps_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from agent.buffer import schema
+
+    async with await SqliteBuffer.open(make_cfg(tmp_path)) as buf:
+        await buf.put_reads([tag(1)])
+    step = "CREATE TABLE extra (x INTEGER); INSERT INTO extra VALUES (42);"
+    monkeypatch.setattr(schema, "MIGRATIONS", [*schema.MIGRATIONS, step])
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", len(schema.MIGRATIONS))
+    for _ in range(2):  # the second open finds nothing to do
+        async with await SqliteBuffer.open(make_cfg(tmp_path)) as buf:
+            assert [s.read for s in await buf.take_reads(10)] == [tag(1)]
+    assert ro_rows(tmp_path / "buffer.db", "PRAGMA user_version") == [(2,)]
+    assert ro_rows(tmp_path / "buffer.db", "SELECT x FROM extra") == [(42,)]
+
+
+async def test_a_file_from_a_newer_agent_is_refused(tmp_path: Path) -> None:
+    from agent.buffer.api import BufferOpenError
+
+    async with await SqliteBuffer.open(make_cfg(tmp_path)):
+        pass
+    conn = sqlite3.connect(tmp_path / "buffer.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(BufferOpenError, match="newer"):
+        await SqliteBuffer.open(make_cfg(tmp_path))

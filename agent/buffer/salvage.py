@@ -21,9 +21,11 @@ from agent.buffer.schema import TABLE_COLUMNS, Conn
 
 log = logging.getLogger(__name__)
 
-_PAGE = 2000  # rows per forward read
 _WINDOW = 4096  # ids bisected when a forward read fails
 _FAILED_QUERY_BUDGET = 20_000
+_QUERY_BUDGET = 2_000_000
+_TRUSTED_GAP = 32  # a range query's gap narrower than this is believed
+_EMPTY_WINDOWS = 16  # without a known highest id: stop after this many empty windows
 _COMMIT_EVERY = 10_000
 
 
@@ -70,51 +72,84 @@ class _Reader:
         self.src = src
         self.report = report
         self.failed = 0
+        self.queries = 0
 
     def table(self, table: str, cols: str, hi: int | None,
               sink: Callable[[list[tuple[Any, ...]]], None]) -> None:
-        sql_fwd = f"SELECT rowid, {cols} FROM {table} WHERE rowid >= ? ORDER BY rowid LIMIT ?"  # noqa: S608
+        """Read a table back window by window of ids (see _probe).
+
+        ``hi`` is the highest id the table ever had (from sqlite_sequence) when known; without
+        it, probing goes on until _EMPTY_WINDOWS windows in a row found nothing.
+        """
         lo = _scalar(self.src, f"SELECT min(rowid) FROM {table}")  # noqa: S608
         top = _scalar(self.src, f"SELECT max(rowid) FROM {table}")  # noqa: S608
-        hi = top if isinstance(top, int) else hi
+        if isinstance(top, int):
+            hi = top if hi is None else max(top, hi)
         pos = lo if isinstance(lo, int) else 1
-        while self.failed < _FAILED_QUERY_BUDGET:
-            try:
-                rows = self.src.execute(sql_fwd, (pos, _PAGE)).fetchall()
-            except sqlite3.DatabaseError:
-                self.failed += 1
-                if hi is None or pos > hi:
-                    self._skip(table, pos, pos if hi is None else hi)
-                    return
-                end = min(pos + _WINDOW - 1, hi)
-                self._bisect(table, cols, pos, end, sink)
-                pos = end + 1
-                continue
-            if not rows:
-                return
-            sink(rows)
-            pos = int(rows[-1][0]) + 1
-        if hi is not None and pos <= hi:
-            self._skip(table, pos, hi)
+        last_found = pos - 1
 
-    def _bisect(self, table: str, cols: str, lo: int, hi: int,
-                sink: Callable[[list[tuple[Any, ...]]], None]) -> None:
+        def limit() -> int:
+            return hi if hi is not None else last_found + _EMPTY_WINDOWS * _WINDOW
+
+        while pos <= limit():
+            if self.failed >= _FAILED_QUERY_BUDGET or self.queries >= _QUERY_BUDGET:
+                self._skip(table, pos, limit())
+                return
+            end = min(pos + _WINDOW - 1, limit())
+            last_found = max(last_found, self._probe(table, cols, pos, end, sink))
+            pos = end + 1
+
+    def _sane(self, rows: list[tuple[Any, ...]], lo: int, hi: int) -> list[tuple[Any, ...]]:
+        """The leading rows whose ids increase within [lo, hi]; a damaged page yields others."""
+        prev = lo - 1
+        for i, row in enumerate(rows):
+            rowid = row[0]
+            if not isinstance(rowid, int) or rowid <= prev or rowid > hi:
+                self.report.invalid_rows += 1
+                return rows[:i]
+            prev = rowid
+        return rows
+
+    def _probe(self, table: str, cols: str, lo: int, hi: int,
+               sink: Callable[[list[tuple[Any, ...]]], None]) -> int:
+        """Read ids lo..hi; return the highest id found (or -1).
+
+        A range query that fails is split in halves down to single ids, which are skipped.
+        A damaged interior page can also make a range query return *nothing* (or stop early)
+        without any error, so gaps wider than _TRUSTED_GAP ids are probed again, split in
+        halves, until they are that narrow.
+        """
         sql = f"SELECT rowid, {cols} FROM {table} WHERE rowid BETWEEN ? AND ? ORDER BY rowid"  # noqa: S608
         stack = [(lo, hi)]
+        found = -1
         while stack:
             a, b = stack.pop()
+            self.queries += 1
             try:
-                rows = self.src.execute(sql, (a, b)).fetchall()
+                rows = self._sane(self.src.execute(sql, (a, b)).fetchall(), a, b)
             except sqlite3.DatabaseError:
                 self.failed += 1
                 if a == b or self.failed >= _FAILED_QUERY_BUDGET:
                     self._skip(table, a, b)
                     continue
                 mid = (a + b) // 2
-                stack.append((mid + 1, b))
-                stack.append((a, mid))
+                stack += [(mid + 1, b), (a, mid)]
                 continue
-            sink(rows)
+            if rows:
+                sink(rows)
+                found = max(found, int(rows[-1][0]))
+            if b - a < _TRUSTED_GAP or self.queries >= _QUERY_BUDGET:
+                continue
+            if not rows:
+                mid = (a + b) // 2
+                stack += [(mid + 1, b), (a, mid)]
+                continue
+            prev = a - 1
+            for rowid in [int(r[0]) for r in rows] + [b + 1]:
+                if rowid - prev - 1 > _TRUSTED_GAP:
+                    stack.append((prev + 1, rowid - 1))
+                prev = rowid
+        return found
 
     def _skip(self, table: str, a: int, b: int) -> None:
         ranges = self.report.skipped.setdefault(table, [])

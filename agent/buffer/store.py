@@ -369,9 +369,15 @@ class Store:
             self._record(limits.expire(self.conn, now=now, max_age_s=self.cfg.max_age_s))
 
     def _maintain(self) -> None:
-        if self.cfg.when_full == "drop_oldest":
-            self._record(limits.evict(self.conn, max_size=self.cfg.max_size,
-                                      page_size=self.page_size, now=self.clock()))
+        if self.cfg.when_full != "drop_oldest":
+            return
+        self._record(limits.evict(self.conn, max_size=self.cfg.max_size,
+                                  page_size=self.page_size, now=self.clock()))
+        over = self.used_bytes() > self.cfg.max_size
+        if over and not self._full_warned:
+            self.note("buffer: still over max_size (%d bytes) with nothing left to drop: only "
+                      "status/alarm rows are left; they are never dropped", self.cfg.max_size)
+        self._full_warned = over
 
     def _record(self, dropped: list[limits.Dropped]) -> None:
         for d in dropped:
@@ -403,7 +409,8 @@ def _quick_check(conn: Conn) -> None:
     """Raise _CorruptFileError if quick_check finds a problem (it may also raise by itself)."""
     rows = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
     if rows != ["ok"]:
-        raise _CorruptFileError("quick_check: " + "; ".join(rows[:5]))
+        detail = "; ".join(rows[:5]).replace("\n", "; ")
+        raise _CorruptFileError(f"quick_check: {detail[:300]}")
 
 
 def _close_quietly(conn: Conn) -> None:
