@@ -1,7 +1,7 @@
-"""``edge-agent buffer stats|export|purge -c FILE`` (issue 5 part 5): CLI glue only.
+"""``edge-agent buffer stats|export|purge -c FILE``: CLI glue over agent/buffer/tools.py.
 
-The functions come from agent/buffer/tools.py when the buffer owner adds it, else from the
-field tools' minimal read-only view (agent/fieldtools/buffer_view.py).
+stats and export open the file read-only (WAL readers never block the running agent); purge
+asks first and refuses while the agent runs unless forced.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from agent.buffer import tools
 from agent.config import ConfigError, load_config
-from agent.fieldtools import buffer_view as impl
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -36,32 +36,34 @@ def cmd_buffer(args: argparse.Namespace) -> int:
     path = Path(cfg.buffer.path)
     try:
         if args.buffer_command == "stats":
-            st = impl.buffer_stats(path)
+            st = tools.stats(path)
             if args.json:
-                print(json.dumps(st, indent=2))
+                print(json.dumps(st.as_dict(), indent=2))
             else:
-                print(f"buffer {st['path']} (generation {st['generation']})\n"
-                      f"  depth            {st['depth']} events ({st['leased']} leased), "
-                      f"{st['readsPending']} reads not yet events\n"
-                      f"  oldest event     {_age(st['oldestEventAgeS'])}\n"
-                      f"  size on disk     {st['sizeOnDiskBytes']} bytes\n"
-                      f"  dropped          {st['dropped']} {st['droppedByCause'] or ''}\n"
-                      f"  quarantined      {st['quarantined']} file(s) "
-                      f"{' '.join(st['quarantinedFilesPresent'])}\n"
-                      f"  dead letters     {st['deadLetters']}")
+                dropped = {k: v for k, v in st.counters.items() if k.startswith("dropped") and v}
+                print(f"buffer {st.path} (generation {st.generation})\n"
+                      f"  depth            {st.events_pending} events ({st.events_leased} "
+                      f"leased), {st.reads_pending} reads not yet events\n"
+                      f"  oldest event     {_age(st.oldest_event_age_s)}\n"
+                      f"  size on disk     {st.size_bytes} bytes\n"
+                      f"  dropped          {st.dropped_total} {dropped or ''}\n"
+                      f"  quarantined      {len(st.quarantined_files)} file(s) "
+                      f"{' '.join(st.quarantined_files)}\n"
+                      f"  dead letters     {st.dead_letters}")
             return EXIT_OK
         if args.buffer_command == "export":
             out: TextIO
             with contextlib.ExitStack() as stack:
                 out = (stack.enter_context(open(args.output, "w", encoding="utf-8"))
                        if args.output else sys.stdout)
-                n = impl.export(path, out, dead_letters=args.dead_letters)
+                n = tools.export(path, out, dead_letters=args.dead_letters,
+                                 outbox=not args.dead_letters)
             what = "dead letters" if args.dead_letters else "pending events"
             print(f"exported {n} {what}" + (f" to {args.output}" if args.output else ""),
                   file=sys.stderr)
             return EXIT_OK
         return _purge(args, cfg.gateway.id, path, cfg)
-    except impl.BufferFileError as exc:
+    except tools.ToolError as exc:
         print(f"edge-agent buffer: {exc}", file=sys.stderr)
         return EXIT_FAILURE
 
@@ -76,10 +78,11 @@ def _purge(args: argparse.Namespace, gateway_id: str, path: Path, cfg: object) -
         print("edge-agent buffer purge: the agent is running (its status socket answers); stop "
               "it first (systemctl stop edge-agent) or pass --force", file=sys.stderr)
         return EXIT_FAILURE
-    st = impl.buffer_stats(path)
-    what = (f"{st['deadLetters']} dead letters" if args.dead_letters else
-            f"{st['depth']} events, {st['readsPending']} reads and {st['deadLetters']} dead "
-            "letters")
+    everything = not args.dead_letters
+    dry = tools.purge(path, confirm=False, outbox=everything, reads=everything,
+                      dead_letters=True)
+    what = (f"{dry.events} events, {dry.reads} reads and {dry.dead_letters} dead letters"
+            if everything else f"{dry.dead_letters} dead letters")
     if not args.yes:
         if not sys.stdin.isatty():
             print("edge-agent buffer purge: not a terminal; pass --yes to purge without asking",
@@ -90,8 +93,10 @@ def _purge(args: argparse.Namespace, gateway_id: str, path: Path, cfg: object) -
         if answer != gateway_id:
             print("not confirmed; nothing deleted", file=sys.stderr)
             return EXIT_FAILURE
-    counts = impl.purge(path, dead_letters_only=args.dead_letters)
-    print("purged " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    done = tools.purge(path, confirm=True, outbox=everything, reads=everything,
+                       dead_letters=True)
+    parts = [f"{done.events} events", f"{done.reads} reads"] if everything else []
+    print("purged " + ", ".join([*parts, f"{done.dead_letters} dead letters"]))
     return EXIT_OK
 
 
