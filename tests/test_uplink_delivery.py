@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import json
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,8 +21,14 @@ import pytest
 from agent.buffer.api import OutEvent
 from agent.buffer.sqlite import SqliteBuffer
 from agent.config import BufferConfig, MqttConfig
-from agent.uplink.forwarder import Forwarder, TokenBucket, topics
-from agent.uplink.mqtt import MqttUplink, PublishResult
+from agent.uplink.forwarder import (
+    REFUSALS_STATE,
+    REFUSED_PREFIX,
+    Forwarder,
+    TokenBucket,
+    topics,
+)
+from agent.uplink.mqtt import MqttUplink, PublishResult, PublishTimeout
 from tests.harness import durable_collector
 from tests.mosquitto import Mosquitto, Received
 
@@ -197,7 +204,8 @@ async def test_failover_to_the_second_broker_and_back(
 
 @dataclass
 class ScriptedPublisher:
-    """Answers PUBACKs from a script of reason codes (then success)."""
+    """Answers PUBACKs from a script of reason codes (then success, or with ``block_after``
+    no answer ever); TIMEOUT in the script raises PublishTimeout (no PUBACK in time)."""
 
     codes: list[int] = field(default_factory=list)
     sent: list[tuple[str, bytes, str | None, tuple[tuple[str, str], ...]]] = field(
@@ -205,6 +213,7 @@ class ScriptedPublisher:
     connected: bool = True
     receive_maximum: int = 65535
     maximum_packet_size: int | None = None
+    block_after: bool = False
 
     async def wait_connected(self, timeout_s: float | None = None) -> bool:
         return True
@@ -214,14 +223,22 @@ class ScriptedPublisher:
                       user_properties: Sequence[tuple[str, str]] = (),
                       correlation_data: bytes | None = None) -> PublishResult:
         self.sent.append((topic, payload, content_type, tuple(user_properties)))
+        if not self.codes and self.block_after:
+            await asyncio.Event().wait()  # like a broker that never answers; until cancelled
         code = self.codes.pop(0) if self.codes else 0
+        if code == TIMEOUT:
+            raise PublishTimeout("no PUBACK within 0.0 s")
         return PublishResult(code, f"code {code:#x}")
+
+
+TIMEOUT = -1
 
 
 @asynccontextmanager
 async def scripted(tmp_path: Path, pub: ScriptedPublisher, **kw: Any) -> AsyncIterator[Rig]:
     cfg = MqttConfig.model_validate({"host": "127.0.0.1", "batch_max_delay_ms": 0,
-                                     "retry_min_s": 0.01, "retry_max_s": 0.02, **kw})
+                                     "retry_min_s": 0.01, "retry_max_s": 0.02,
+                                     "publish_timeout_s": 0.5, **kw})
     buffer = await SqliteBuffer.open(BufferConfig(path=tmp_path / "buffer.db"))
     wake = asyncio.Event()
     fwd = Forwarder(buffer, pub, cfg, topics(cfg, SITE, GW), wake=wake, idle_poll_s=0.01)
@@ -251,6 +268,57 @@ async def test_transient_refusals_retry_then_dead_letter_after_max_attempts(
         await until(lambda: drained(r.buffer), 10)
         assert r.forwarder.dead_lettered == 0
         assert r.forwarder.delivered_events == 1
+
+
+def outbox_row(db: Path) -> tuple[int, str | None] | None:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT attempts, last_error FROM outbox").fetchone()
+        return None if row is None else (int(row[0]), row[1])
+    finally:
+        con.close()
+
+
+async def test_refusal_count_survives_a_restart(tmp_path: Path) -> None:
+    """max_attempts 4: three 0x80 refusals in the first run, then the forwarder and the
+    buffer are closed and reopened; the fourth refusal dead-letters the row. Timeouts in
+    between are attempts for the buffer but not refusals."""
+    pub = ScriptedPublisher(codes=[0x80, TIMEOUT, 0x83, TIMEOUT, 0x80], block_after=True)
+    async with scripted(tmp_path, pub, max_attempts=4) as r:
+        await fill(r.buffer, range(1))
+        await until(lambda: len(pub.sent) == 6, 10, "five attempts and a sixth in flight")
+        assert r.forwarder.dead_lettered == 0
+        assert await r.buffer.load_state(REFUSALS_STATE) == {"uplink.refusals:1": "3"}
+        attempts, error = outbox_row(tmp_path / "buffer.db") or (0, None)
+        assert attempts == 5  # the buffer counts every attempt, timeouts included
+        assert error is not None
+        assert error.startswith(REFUSED_PREFIX)
+        assert "0x80" in error
+    # the process "dies" with the sixth publish unanswered (the lease is released at open)
+
+    pub2 = ScriptedPublisher(codes=[0x80])  # a new process: new forwarder, reopened buffer
+    async with scripted(tmp_path, pub2, max_attempts=4) as r:
+        await until(lambda: drained(r.buffer), 10)
+        assert len(pub2.sent) == 1
+        assert r.forwarder.dead_lettered == 1
+        assert (await r.buffer.stats()).dead_letters == 1
+        assert await r.buffer.load_state(REFUSALS_STATE) == {}  # forgotten with the row
+
+
+async def test_timeouts_alone_never_dead_letter_and_success_forgets_the_count(
+    tmp_path: Path
+) -> None:
+    pub = ScriptedPublisher(codes=[TIMEOUT] * 4 + [0x80], block_after=True)
+    async with scripted(tmp_path, pub, max_attempts=2) as r:
+        await fill(r.buffer, range(1))
+        await until(lambda: len(pub.sent) == 6, 10, "five attempts")
+        assert r.forwarder.dead_lettered == 0
+        assert await r.buffer.load_state(REFUSALS_STATE) == {"uplink.refusals:1": "1"}
+    pub2 = ScriptedPublisher()  # next run: delivered; the stored count goes with the row
+    async with scripted(tmp_path, pub2, max_attempts=2) as r:
+        await until(lambda: drained(r.buffer), 10)
+        assert r.forwarder.delivered_events == 1
+        assert await r.buffer.load_state(REFUSALS_STATE) == {}
 
 
 @pytest.mark.parametrize("code", [0x87, 0x90, 0x99])
