@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -28,7 +29,7 @@ from agent.uplink.forwarder import (
     TokenBucket,
     topics,
 )
-from agent.uplink.mqtt import MqttUplink, PublishResult, PublishTimeout
+from agent.uplink.mqtt import MqttUplink, PublishResult, PublishTimeout, connect_packet
 from tests.harness import durable_collector
 from tests.mosquitto import Mosquitto, Received
 
@@ -199,6 +200,103 @@ async def test_failover_to_the_second_broker_and_back(
             await asyncio.gather(probe, return_exceptions=True)
 
 
+async def test_no_failback_to_a_primary_that_refuses_our_credentials(
+    mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first broker takes TCP but its password file lacks our user: the MQTT probe gets
+    a refusing CONNACK, so the uplink stays on the second broker (no flapping) and says so once.
+    Once the user exists there, the next probe passes and the uplink fails back."""
+    first = mosquitto_factory(users={"someone-else": "x"})
+    second = mosquitto_factory(users={"edge": "pw-1"})
+    pw = tmp_path / "pw"
+    pw.write_text("pw-1\n")
+    pw.chmod(0o600)
+    cfg = mqtt_cfg(first, second, username="edge", password_file=str(pw))
+    caplog.set_level(logging.DEBUG, "agent.uplink.mqtt")
+    async with rig(tmp_path, cfg) as r:
+        probe = asyncio.create_task(r.uplink.failback_probe(interval_s=0.2))
+        try:
+            await until(lambda: r.uplink.connected, 20, "connected somewhere")
+            assert not r.uplink.on_primary
+            assert r.uplink.broker == (second.host, second.port)
+            await until(lambda: r.uplink.probe_failures >= 8, 10, "eight probes")
+            assert r.uplink.connected
+            assert not r.uplink.on_primary
+            assert r.uplink.stats().connects == 1  # never left the second broker
+            await fill(r.buffer, range(50))
+            await until(lambda: drained(r.buffer), 20, "delivered via the second broker")
+            warnings = [rec.getMessage() for rec in caplog.records
+                        if rec.levelno == logging.WARNING and "fail-back" in rec.getMessage()]
+            assert len(warnings) == 1, warnings
+            # Mosquitto 2 says 0x87 Not authorized for a user missing from the password file
+            assert "CONNACK 0x86" in warnings[0] or "CONNACK 0x87" in warnings[0], warnings
+            first.users["edge"] = "pw-1"
+            await asyncio.to_thread(first.restart)
+            await until(lambda: r.uplink.connected and r.uplink.on_primary, 20, "failed back")
+            await fill(r.buffer, range(50, 100))
+            await until(lambda: drained(r.buffer), 20, "delivered via the first broker")
+            assert r.forwarder.delivered_events == 100
+        finally:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
+
+
+@pytest.mark.parametrize("behaviour", ["close", "silent", "garbage"])
+async def test_probe_needs_a_connack_not_just_tcp(behaviour: str) -> None:
+    """A port that accepts TCP but does not speak MQTT is not a broker to fail back to."""
+    got: list[bytes] = []
+    release = asyncio.Event()
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            got.append(await reader.read(1024))
+            if behaviour == "silent":
+                await release.wait()
+            elif behaviour == "garbage":
+                writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = MqttConfig.model_validate({"host": "127.0.0.1", "port": port})
+    up = MqttUplink(cfg, client_id="edge-x")
+    try:
+        ok, reason = await up.probe_first_broker(timeout_s=0.5)
+    finally:
+        release.set()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        server.close()
+        await server.wait_closed()
+    assert not ok
+    assert got
+    assert got[0].startswith(b"\x10")  # an MQTT CONNECT went out
+    assert b"edge-x-probe" in got[0]
+    expected = {"close": "without a CONNACK", "silent": "no CONNACK within",
+                "garbage": "instead of a CONNACK"}[behaviour]
+    assert expected in reason, reason
+
+
+async def test_probe_passes_against_a_real_broker_and_leaves_no_session(
+    mosquitto: Mosquitto
+) -> None:
+    up = MqttUplink(mqtt_cfg(mosquitto), client_id="edge-y")
+    assert await up.probe_first_broker() == (True, "CONNACK success")
+    log = mosquitto.wait_for_log("edge-y-probe", 5)
+    assert "edge-y-probe" in log
+
+
+def test_connect_packet_bytes() -> None:
+    assert connect_packet("c", v5=True, keepalive_s=30) == (
+        b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x1e\x00\x00\x01c")
+    p = connect_packet("c", v5=False, keepalive_s=30, username="u", password="p")
+    assert p == b"\x10\x13\x00\x04MQTT\x04\xc2\x00\x1e\x00\x01c\x00\x01u\x00\x01p"
+
+
 # ----------------------------------------------------------------------------- policy
 
 
@@ -270,6 +368,10 @@ async def test_transient_refusals_retry_then_dead_letter_after_max_attempts(
         assert r.forwarder.delivered_events == 1
 
 
+async def no_refusals(buffer: SqliteBuffer) -> bool:
+    return await buffer.load_state(REFUSALS_STATE) == {}
+
+
 def outbox_row(db: Path) -> tuple[int, str | None] | None:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -302,7 +404,7 @@ async def test_refusal_count_survives_a_restart(tmp_path: Path) -> None:
         assert len(pub2.sent) == 1
         assert r.forwarder.dead_lettered == 1
         assert (await r.buffer.stats()).dead_letters == 1
-        assert await r.buffer.load_state(REFUSALS_STATE) == {}  # forgotten with the row
+        await until(lambda: no_refusals(r.buffer), 5, "counter forgotten with the row")
 
 
 async def test_timeouts_alone_never_dead_letter_and_success_forgets_the_count(
@@ -318,7 +420,7 @@ async def test_timeouts_alone_never_dead_letter_and_success_forgets_the_count(
     async with scripted(tmp_path, pub2, max_attempts=2) as r:
         await until(lambda: drained(r.buffer), 10)
         assert r.forwarder.delivered_events == 1
-        assert await r.buffer.load_state(REFUSALS_STATE) == {}
+        await until(lambda: no_refusals(r.buffer), 5, "counter forgotten after delivery")
 
 
 @pytest.mark.parametrize("code", [0x87, 0x90, 0x99])

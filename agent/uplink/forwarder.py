@@ -379,10 +379,10 @@ class Forwarder:
             await self._buffer.ack(ids)
             self._publish_ms.append((loop.time() - started) * 1000)
             self._event_ms.append(max(0.0, self._clock() - rows[0].created_at_s) * 1000)
-            await self._forget_refusals(ids)
             self._bucket.recover()
             self.delivered_messages += 1
             self.delivered_events += len(rows)
+            await self._forget_refusals(ids)
             return
         await self._refused(rows, topic, result)
 
@@ -432,5 +432,5 @@ class Forwarder:
     async def _dead_letter(self, rows: list[Claimed], reason: str) -> None:
         ids = [c.id for c in rows]
         await self._buffer.dead_letter(ids, reason)
-        await self._forget_refusals(ids)
         self.dead_lettered += len(rows)
+        await self._forget_refusals(ids)
