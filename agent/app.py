@@ -246,6 +246,7 @@ class Agent:
                 "connected": self._uplink.connected,
                 "broker": "{}:{}".format(*self._uplink.broker),
                 "deliveredEvents": f.delivered_events if f else 0,
+                "drainRateEventsS": f.bucket.rate if f else None,
                 "deadLettered": f.dead_lettered if f else 0,
                 "lastRefusal": f.last_refusal if f else None,
             },
@@ -275,6 +276,12 @@ class Agent:
         restart = (changed != [] and
                    (changed != ["uplink"] or live != nm or old.uplink.commands
                     != new.uplink.commands))
+        if applied:
+            # What runs now is the new rate: a later reload compares with it (reverting the
+            # file to the old rate must revert the bucket too). Everything else keeps waiting
+            # for a restart, so it stays as started.
+            self.cfg = old.model_copy(update={"uplink": old.uplink.model_copy(
+                update={"mqtt": live})})
         return {"valid": True, "changed": changed, "applied": applied,
                 "restartRequired": restart}
 

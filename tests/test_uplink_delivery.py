@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import logging
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,8 +22,14 @@ import pytest
 from agent.buffer.api import OutEvent
 from agent.buffer.sqlite import SqliteBuffer
 from agent.config import BufferConfig, MqttConfig
-from agent.uplink.forwarder import Forwarder, TokenBucket, topics
-from agent.uplink.mqtt import MqttUplink, PublishResult
+from agent.uplink.forwarder import (
+    REFUSALS_STATE,
+    REFUSED_PREFIX,
+    Forwarder,
+    TokenBucket,
+    topics,
+)
+from agent.uplink.mqtt import MqttUplink, PublishResult, PublishTimeout, connect_packet
 from tests.harness import durable_collector
 from tests.mosquitto import Mosquitto, Received
 
@@ -192,12 +200,110 @@ async def test_failover_to_the_second_broker_and_back(
             await asyncio.gather(probe, return_exceptions=True)
 
 
+async def test_no_failback_to_a_primary_that_refuses_our_credentials(
+    mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first broker takes TCP but its password file lacks our user: the MQTT probe gets
+    a refusing CONNACK, so the uplink stays on the second broker (no flapping) and says so once.
+    Once the user exists there, the next probe passes and the uplink fails back."""
+    first = mosquitto_factory(users={"someone-else": "x"})
+    second = mosquitto_factory(users={"edge": "pw-1"})
+    pw = tmp_path / "pw"
+    pw.write_text("pw-1\n")
+    pw.chmod(0o600)
+    cfg = mqtt_cfg(first, second, username="edge", password_file=str(pw))
+    caplog.set_level(logging.DEBUG, "agent.uplink.mqtt")
+    async with rig(tmp_path, cfg) as r:
+        probe = asyncio.create_task(r.uplink.failback_probe(interval_s=0.2))
+        try:
+            await until(lambda: r.uplink.connected, 20, "connected somewhere")
+            assert not r.uplink.on_primary
+            assert r.uplink.broker == (second.host, second.port)
+            await until(lambda: r.uplink.probe_failures >= 8, 10, "eight probes")
+            assert r.uplink.connected
+            assert not r.uplink.on_primary
+            assert r.uplink.stats().connects == 1  # never left the second broker
+            await fill(r.buffer, range(50))
+            await until(lambda: drained(r.buffer), 20, "delivered via the second broker")
+            warnings = [rec.getMessage() for rec in caplog.records
+                        if rec.levelno == logging.WARNING and "fail-back" in rec.getMessage()]
+            assert len(warnings) == 1, warnings
+            # Mosquitto 2 says 0x87 Not authorized for a user missing from the password file
+            assert "CONNACK 0x86" in warnings[0] or "CONNACK 0x87" in warnings[0], warnings
+            first.users["edge"] = "pw-1"
+            await asyncio.to_thread(first.restart)
+            await until(lambda: r.uplink.connected and r.uplink.on_primary, 20, "failed back")
+            await fill(r.buffer, range(50, 100))
+            await until(lambda: drained(r.buffer), 20, "delivered via the first broker")
+            assert r.forwarder.delivered_events == 100
+        finally:
+            probe.cancel()
+            await asyncio.gather(probe, return_exceptions=True)
+
+
+@pytest.mark.parametrize("behaviour", ["close", "silent", "garbage"])
+async def test_probe_needs_a_connack_not_just_tcp(behaviour: str) -> None:
+    """A port that accepts TCP but does not speak MQTT is not a broker to fail back to."""
+    got: list[bytes] = []
+    release = asyncio.Event()
+    handlers: list[asyncio.Task[Any]] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.append(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            got.append(await reader.read(1024))
+            if behaviour == "silent":
+                await release.wait()
+            elif behaviour == "garbage":
+                writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    cfg = MqttConfig.model_validate({"host": "127.0.0.1", "port": port})
+    up = MqttUplink(cfg, client_id="edge-x")
+    try:
+        ok, reason = await up.probe_first_broker(timeout_s=0.5)
+    finally:
+        release.set()
+        await asyncio.gather(*handlers, return_exceptions=True)
+        server.close()
+        await server.wait_closed()
+    assert not ok
+    assert got
+    assert got[0].startswith(b"\x10")  # an MQTT CONNECT went out
+    assert b"edge-x-probe" in got[0]
+    expected = {"close": "without a CONNACK", "silent": "no CONNACK within",
+                "garbage": "instead of a CONNACK"}[behaviour]
+    assert expected in reason, reason
+
+
+async def test_probe_passes_against_a_real_broker_and_leaves_no_session(
+    mosquitto: Mosquitto
+) -> None:
+    up = MqttUplink(mqtt_cfg(mosquitto), client_id="edge-y")
+    assert await up.probe_first_broker() == (True, "CONNACK success")
+    log = mosquitto.wait_for_log("edge-y-probe", 5)
+    assert "edge-y-probe" in log
+
+
+def test_connect_packet_bytes() -> None:
+    assert connect_packet("c", v5=True, keepalive_s=30) == (
+        b"\x10\x0e\x00\x04MQTT\x05\x02\x00\x1e\x00\x00\x01c")
+    p = connect_packet("c", v5=False, keepalive_s=30, username="u", password="p")
+    assert p == b"\x10\x13\x00\x04MQTT\x04\xc2\x00\x1e\x00\x01c\x00\x01u\x00\x01p"
+
+
 # ----------------------------------------------------------------------------- policy
 
 
 @dataclass
 class ScriptedPublisher:
-    """Answers PUBACKs from a script of reason codes (then success)."""
+    """Answers PUBACKs from a script of reason codes (then success, or with ``block_after``
+    no answer ever); TIMEOUT in the script raises PublishTimeout (no PUBACK in time)."""
 
     codes: list[int] = field(default_factory=list)
     sent: list[tuple[str, bytes, str | None, tuple[tuple[str, str], ...]]] = field(
@@ -205,6 +311,7 @@ class ScriptedPublisher:
     connected: bool = True
     receive_maximum: int = 65535
     maximum_packet_size: int | None = None
+    block_after: bool = False
 
     async def wait_connected(self, timeout_s: float | None = None) -> bool:
         return True
@@ -214,14 +321,22 @@ class ScriptedPublisher:
                       user_properties: Sequence[tuple[str, str]] = (),
                       correlation_data: bytes | None = None) -> PublishResult:
         self.sent.append((topic, payload, content_type, tuple(user_properties)))
+        if not self.codes and self.block_after:
+            await asyncio.Event().wait()  # like a broker that never answers; until cancelled
         code = self.codes.pop(0) if self.codes else 0
+        if code == TIMEOUT:
+            raise PublishTimeout("no PUBACK within 0.0 s")
         return PublishResult(code, f"code {code:#x}")
+
+
+TIMEOUT = -1
 
 
 @asynccontextmanager
 async def scripted(tmp_path: Path, pub: ScriptedPublisher, **kw: Any) -> AsyncIterator[Rig]:
     cfg = MqttConfig.model_validate({"host": "127.0.0.1", "batch_max_delay_ms": 0,
-                                     "retry_min_s": 0.01, "retry_max_s": 0.02, **kw})
+                                     "retry_min_s": 0.01, "retry_max_s": 0.02,
+                                     "publish_timeout_s": 0.5, **kw})
     buffer = await SqliteBuffer.open(BufferConfig(path=tmp_path / "buffer.db"))
     wake = asyncio.Event()
     fwd = Forwarder(buffer, pub, cfg, topics(cfg, SITE, GW), wake=wake, idle_poll_s=0.01)
@@ -251,6 +366,61 @@ async def test_transient_refusals_retry_then_dead_letter_after_max_attempts(
         await until(lambda: drained(r.buffer), 10)
         assert r.forwarder.dead_lettered == 0
         assert r.forwarder.delivered_events == 1
+
+
+async def no_refusals(buffer: SqliteBuffer) -> bool:
+    return await buffer.load_state(REFUSALS_STATE) == {}
+
+
+def outbox_row(db: Path) -> tuple[int, str | None] | None:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = con.execute("SELECT attempts, last_error FROM outbox").fetchone()
+        return None if row is None else (int(row[0]), row[1])
+    finally:
+        con.close()
+
+
+async def test_refusal_count_survives_a_restart(tmp_path: Path) -> None:
+    """max_attempts 4: three 0x80 refusals in the first run, then the forwarder and the
+    buffer are closed and reopened; the fourth refusal dead-letters the row. Timeouts in
+    between are attempts for the buffer but not refusals."""
+    pub = ScriptedPublisher(codes=[0x80, TIMEOUT, 0x83, TIMEOUT, 0x80], block_after=True)
+    async with scripted(tmp_path, pub, max_attempts=4) as r:
+        await fill(r.buffer, range(1))
+        await until(lambda: len(pub.sent) == 6, 10, "five attempts and a sixth in flight")
+        assert r.forwarder.dead_lettered == 0
+        assert await r.buffer.load_state(REFUSALS_STATE) == {"uplink.refusals:1": "3"}
+        attempts, error = outbox_row(tmp_path / "buffer.db") or (0, None)
+        assert attempts == 5  # the buffer counts every attempt, timeouts included
+        assert error is not None
+        assert error.startswith(REFUSED_PREFIX)
+        assert "0x80" in error
+    # the process "dies" with the sixth publish unanswered (the lease is released at open)
+
+    pub2 = ScriptedPublisher(codes=[0x80])  # a new process: new forwarder, reopened buffer
+    async with scripted(tmp_path, pub2, max_attempts=4) as r:
+        await until(lambda: drained(r.buffer), 10)
+        assert len(pub2.sent) == 1
+        assert r.forwarder.dead_lettered == 1
+        assert (await r.buffer.stats()).dead_letters == 1
+        await until(lambda: no_refusals(r.buffer), 5, "counter forgotten with the row")
+
+
+async def test_timeouts_alone_never_dead_letter_and_success_forgets_the_count(
+    tmp_path: Path
+) -> None:
+    pub = ScriptedPublisher(codes=[TIMEOUT] * 4 + [0x80], block_after=True)
+    async with scripted(tmp_path, pub, max_attempts=2) as r:
+        await fill(r.buffer, range(1))
+        await until(lambda: len(pub.sent) == 6, 10, "five attempts")
+        assert r.forwarder.dead_lettered == 0
+        assert await r.buffer.load_state(REFUSALS_STATE) == {"uplink.refusals:1": "1"}
+    pub2 = ScriptedPublisher()  # next run: delivered; the stored count goes with the row
+    async with scripted(tmp_path, pub2, max_attempts=2) as r:
+        await until(lambda: drained(r.buffer), 10)
+        assert r.forwarder.delivered_events == 1
+        await until(lambda: no_refusals(r.buffer), 5, "counter forgotten after delivery")
 
 
 @pytest.mark.parametrize("code", [0x87, 0x90, 0x99])

@@ -17,9 +17,14 @@ import pytest
 
 from agent.config import AgentConfig, MqttConfig, TlsConfig, parse_config
 from agent.uplink.mqtt import MqttUplink
-from agent.uplink.security import cert_expiry, check_security, resolve_password
+from agent.uplink.security import (
+    bundle_not_after,
+    cert_expiry,
+    check_security,
+    resolve_password,
+)
 from tests.mosquitto import Mosquitto
-from tests.tlscerts import Pki, make_pki, tls_listener_lines
+from tests.tlscerts import Pki, make_ca, make_pki, tls_listener_lines
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -134,6 +139,50 @@ def test_cert_expiry_days(pki: Pki) -> None:
                          tls=TlsConfig(cert=pki.expired_cert, key=pki.expired_key))
     (c,) = cert_expiry(expired, now)
     assert c.expired
+
+
+@pytest.mark.parametrize("short_first", [True, False])
+def test_ca_bundle_reports_the_earliest_expiry(tmp_path: Path, short_first: bool) -> None:
+    """Every certificate of the bundle counts, wherever the short-lived one sits."""
+    short = make_ca(tmp_path, "short-ca", days=12)
+    long = make_ca(tmp_path, "long-ca", days=400)
+    parts = [short, long] if short_first else [long, short]
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(b"# two CAs\n" + b"".join(p.read_bytes() for p in parts))
+    assert len(bundle_not_after(bundle)) == 2
+    now = datetime.now(UTC)
+    cfg = MqttConfig(host="b.example", tls=TlsConfig(ca=bundle))
+    (ca,) = cert_expiry(cfg, now)
+    assert ca.name == "ca"
+    assert ca.path == str(bundle)
+    assert ca.days_left is not None
+    assert 11 <= ca.days_left <= 12, ca
+    (only_long,) = cert_expiry(MqttConfig(host="b.example", tls=TlsConfig(ca=long)), now)
+    assert only_long.days_left is not None
+    assert only_long.days_left > 390
+
+
+def test_ca_bundle_without_cpython_decoder_uses_openssl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ssl
+    short = make_ca(tmp_path, "short-ca", days=5)
+    long = make_ca(tmp_path, "long-ca", days=50)
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(long.read_bytes() + short.read_bytes())
+    monkeypatch.setattr(ssl._ssl, "_test_decode_cert", None)  # type: ignore[attr-defined]
+    (ca,) = cert_expiry(MqttConfig(host="b.example", tls=TlsConfig(ca=bundle)),
+                        datetime.now(UTC))
+    assert ca.days_left is not None
+    assert 4 <= ca.days_left <= 5, ca
+
+
+def test_unreadable_bundle_is_unknown_not_fine(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    (ca,) = cert_expiry(MqttConfig(host="b.example", tls=TlsConfig(ca=junk)), datetime.now(UTC))
+    assert ca.not_after is None
+    assert ca.days_left is None
 
 
 # ----------------------------------------------------------------------------- real TLS

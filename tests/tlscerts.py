@@ -21,10 +21,17 @@ def _key(name: str, d: Path) -> None:
     (d / f"{name}.key").chmod(0o600)
 
 
-def _ca(name: str, d: Path) -> None:
+def _ca(name: str, d: Path, *, days: int = 30) -> None:
     _key(name, d)
-    _run("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.pem", "-days", "30",
-         "-subj", f"/CN=Test {name}", cwd=d)
+    _run("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.pem", "-days",
+         str(days), "-subj", f"/CN=Test {name}", cwd=d)
+
+
+def make_ca(d: Path, name: str, *, days: int) -> Path:
+    """A self-signed CA valid for ``days`` days; returns its PEM path (key next to it)."""
+    d.mkdir(parents=True, exist_ok=True)
+    _ca(name, d, days=days)
+    return d / f"{name}.pem"
 
 
 def _leaf(name: str, ca: str, d: Path, *, days: int, server: bool) -> None:

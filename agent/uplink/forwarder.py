@@ -7,6 +7,12 @@ permanent refusals (0x87, 0x90, 0x99, 0x95 on a single event) -> dead letters at
 (0x80, 0x83, ...) -> retried with full-jitter backoff, dead-lettered after ``max_attempts``
 refusals. Timeouts and lost connections are not refusals: the rows go again, with the same
 eventIDs, for as long as it takes.
+
+Refusals are counted per row and survive restarts: the buffer's own ``attempts`` column
+counts every failed attempt (timeouts and outages too), so the forwarder keeps its own count
+in the buffer's key-value state (``uplink.refusals:<row id>`` -> n, written before the row is
+released, deleted when the row is acked or dead-lettered). Released refusals carry the error
+prefix ``refused:`` in the row's ``last_error``; timeouts and outages do not.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ PERMANENT_REFUSALS = frozenset({0x87, 0x90, 0x99})  # not authorized, bad topic,
 PACKET_TOO_LARGE = 0x95
 QUOTA_EXCEEDED = 0x97
 CONTENT_ENCODING = "content-encoding"  # MQTT 5 user property naming the payload's encoding
+REFUSALS_STATE = "uplink.refusals:"  # buffer state key prefix: row id -> transient refusals
+REFUSED_PREFIX = "refused: "  # last_error of a row released after a transient refusal
 
 
 class Publisher(Protocol):
@@ -197,7 +205,8 @@ class Forwarder:
         self._slot_free = asyncio.Condition()
         self._paused_until = 0.0
         self._bucket = TokenBucket(cfg.drain_rate_events_s)
-        self._refusals: dict[int, int] = {}  # row id -> transient refusals in this run
+        self._refusals: dict[int, int] = {}  # row id -> transient refusals (all runs)
+        self._refusals_loaded = False
         self._publish_ms: deque[float] = deque(maxlen=1000)
         self._event_ms: deque[float] = deque(maxlen=1000)
         self.delivered_events = 0
@@ -271,8 +280,31 @@ class Forwarder:
             claimed += await self._buffer.claim(limit - len(claimed), lease_s=self._lease_s())
         return claimed
 
+    async def load_refusals(self) -> dict[int, int]:
+        """Counts of earlier runs from the buffer's state (once; ``run`` calls it)."""
+        if not self._refusals_loaded:
+            for key, value in (await self._buffer.load_state(REFUSALS_STATE)).items():
+                try:
+                    row, n = int(key[len(REFUSALS_STATE):]), int(value)
+                except ValueError:
+                    log.warning("ignoring malformed refusal counter %r = %r", key, value)
+                    continue
+                self._refusals[row] = max(n, self._refusals.get(row, 0))
+            self._refusals_loaded = True
+            if self._refusals:
+                log.info("%d buffered row(s) carry transient refusals from earlier runs",
+                         len(self._refusals))
+        return dict(self._refusals)
+
+    async def _forget_refusals(self, ids: Sequence[int]) -> None:
+        gone = [i for i in ids if self._refusals.pop(i, None) is not None]
+        if gone:
+            await self._buffer.commit_events(
+                [], [], state={f"{REFUSALS_STATE}{i}": None for i in gone})
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        await self.load_refusals()
         async with asyncio.TaskGroup() as tg:
             while True:
                 if not self._uplink.connected:
@@ -347,11 +379,10 @@ class Forwarder:
             await self._buffer.ack(ids)
             self._publish_ms.append((loop.time() - started) * 1000)
             self._event_ms.append(max(0.0, self._clock() - rows[0].created_at_s) * 1000)
-            for i in ids:
-                self._refusals.pop(i, None)
             self._bucket.recover()
             self.delivered_messages += 1
             self.delivered_events += len(rows)
+            await self._forget_refusals(ids)
             return
         await self._refused(rows, topic, result)
 
@@ -388,16 +419,18 @@ class Forwarder:
             return
         for i in ids:
             self._refusals[i] = attempts
+        # Durable before the row is released: a crash after this cannot forget the attempt.
+        await self._buffer.commit_events(
+            [], [], state={f"{REFUSALS_STATE}{i}": str(attempts) for i in ids})
         cap = min(self._cfg.retry_max_s, self._cfg.retry_min_s * 2 ** (attempts - 1))
         delay = self._rng.uniform(0, cap)
         log.warning("broker refused %s on %s: %s (attempt %d of %d); retrying in %.1f s", span,
                     topic, what, attempts, self._cfg.max_attempts, delay)
-        await self._buffer.release(ids, error=what)
+        await self._buffer.release(ids, error=REFUSED_PREFIX + what)
         self._paused_until = max(self._paused_until, loop.time() + delay)
 
     async def _dead_letter(self, rows: list[Claimed], reason: str) -> None:
         ids = [c.id for c in rows]
         await self._buffer.dead_letter(ids, reason)
-        for i in ids:
-            self._refusals.pop(i, None)
         self.dead_lettered += len(rows)
+        await self._forget_refusals(ids)

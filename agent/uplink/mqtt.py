@@ -35,6 +35,7 @@ its late PUBACK arrives (then ignored, counted) so the window accounting stays e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -187,6 +188,59 @@ def publish_packet_size(
     props_len = len(_pack(properties)) if properties is not None else 1
     remaining = 2 + len(topic.encode("utf-8")) + (2 if qos else 0) + props_len + payload_len
     return 1 + _varint_len(remaining) + remaining
+
+
+def _mqtt_str(data: bytes) -> bytes:
+    return len(data).to_bytes(2, "big") + data
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+async def _read_varint(reader: asyncio.StreamReader) -> int:
+    value, shift = 0, 0
+    for _ in range(4):
+        b = (await reader.readexactly(1))[0]
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value
+        shift += 7
+    raise asyncio.IncompleteReadError(b"", None)  # malformed length: treat as garbage
+
+
+def connect_packet(client_id: str, *, v5: bool, keepalive_s: int, username: str | None = None,
+                   password: str | None = None) -> bytes:
+    """CONNECT with clean start, no will (MQTT 5 §3.1 / 3.1.1 §3.1); v5 without properties
+    (Session Expiry Interval absent = 0: the session ends with the connection)."""
+    flags = 0x02  # clean start / clean session
+    payload = _mqtt_str(client_id.encode())
+    if username is not None:
+        flags |= 0x80
+        payload += _mqtt_str(username.encode())
+        if password is not None:
+            flags |= 0x40
+            payload += _mqtt_str(password.encode())
+    header = _mqtt_str(b"MQTT") + bytes([5 if v5 else 4, flags]) + keepalive_s.to_bytes(2, "big")
+    if v5:
+        header += b"\x00"  # no properties
+    body = header + payload
+    return b"\x10" + _varint(len(body)) + body
+
+
+def _connack_text(code: int, v5: bool) -> str:
+    if v5:
+        try:
+            name = str(ReasonCode(PacketTypes.CONNACK, identifier=code))
+        except Exception:  # an unknown code: paho refuses to name it
+            name = "unknown reason"
+        return f"0x{code:02X} {name}"
+    return f"{code} {paho.connack_string(code)}"
 
 
 def _accept_out_of_spec_puback_codes() -> None:
@@ -376,6 +430,7 @@ class MqttUplink:
         self._timeouts = 0
         self._late_acks = 0
         self._dropped_too_large = 0
+        self._probe_failures = 0
 
         self._v5 = cfg.protocol == "5"
         self._brokers = tuple(cfg.brokers)
@@ -396,8 +451,10 @@ class MqttUplink:
         c.on_log = self._cb_log
         if cfg.username is not None:
             c.username_pw_set(cfg.username, resolve_password(cfg))
+        self._ssl_context: ssl.SSLContext | None = None
         if cfg.tls_enabled:
-            c.tls_set_context(build_ssl_context(cfg))
+            self._ssl_context = build_ssl_context(cfg)  # shared by paho and the probe
+            c.tls_set_context(self._ssl_context)
             if not cfg.tls.verify:
                 c.tls_insecure_set(True)
         c.max_inflight_messages_set(self._window)
@@ -456,6 +513,11 @@ class MqttUplink:
     def pending_count(self) -> int:
         """Publishes whose callers are still waiting for a PUBACK."""
         return len(self._pending)
+
+    @property
+    def probe_failures(self) -> int:
+        """Fail-back probes the first broker did not pass (TCP, TLS or MQTT refusal)."""
+        return self._probe_failures
 
     @property
     def closed(self) -> bool:
@@ -521,32 +583,88 @@ class MqttUplink:
     async def failback_probe(self, *, interval_s: float | None = None,
                              connect_timeout_s: float = 5.0) -> None:
         """Run forever: while connected to a failover broker, probe the first broker every
-        ``interval_s`` (TCP connect); when it answers, leave the current broker with a
-        DISCONNECT 0x00 (no will) and reconnect to the first one at once."""
+        ``interval_s`` with a real MQTT CONNECT (see :meth:`probe_first_broker`); when it
+        answers CONNACK success, leave the current broker with a DISCONNECT 0x00 (no will)
+        and reconnect to the first one at once.
+
+        A broker that takes TCP but refuses MQTT (credentials, ACL, overload, a half-dead
+        process) is not failed back to: the refusal is logged once per reason (WARNING),
+        repeats at DEBUG, until a fail-back succeeds or the reason changes."""
         interval = self._cfg.failback_probe_s if interval_s is None else interval_s
         if len(self._brokers) < 2:
             return
         host, port = self._brokers[0]
+        logged: str | None = None
         while not self._closed:
             await asyncio.sleep(interval)
             if self._closed or not self._connected or self.on_primary:
                 continue
-            try:
-                async with asyncio.timeout(connect_timeout_s):
-                    _r, w = await asyncio.open_connection(host, port)
-                w.close()
-                await w.wait_closed()
-            except (OSError, TimeoutError):
-                self._log.debug("uplink: first broker %s:%d still unreachable", host, port)
+            ok, reason = await self.probe_first_broker(timeout_s=connect_timeout_s)
+            if not ok:
+                self._probe_failures += 1
+                if reason != logged:
+                    logged = reason
+                    self._log.warning("uplink: first broker %s:%d not ready for fail-back: %s;"
+                                      " staying on %s", host, port, reason, self._where)
+                else:
+                    self._log.debug("uplink: first broker %s:%d still not ready: %s", host,
+                                    port, reason)
                 continue
             if self._closed or not self._connected or self.on_primary:
                 continue
-            self._log.info("uplink: first broker %s:%d answers again; failing back from %s",
-                           host, port, self._where)
+            logged = None
+            self._log.info("uplink: first broker %s:%d accepts MQTT again; failing back from "
+                           "%s", host, port, self._where)
             self._client.skip_wait = True
             self._client._send_disconnect(  # paho internal: DISCONNECT without leaving the loop
                 ReasonCode(PacketTypes.DISCONNECT, identifier=0) if self._v5 else None
             )
+
+    async def probe_first_broker(self, *, timeout_s: float = 5.0) -> tuple[bool, str]:
+        """One MQTT CONNECT to the first broker with the agent's TLS settings and credentials,
+        client id ``<client id>-probe``, clean start, no will, session expiry 0 (so the
+        broker keeps nothing and publishes no will for it); success only on a CONNACK with
+        reason code 0, then DISCONNECT. Returns (ok, reason)."""
+        host, port = self._brokers[0]
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self._probe(host, port)
+        except TimeoutError:
+            return False, f"no CONNACK within {timeout_s:g} s"
+        except (ssl.SSLError, OSError) as exc:
+            return False, f"connect failed: {describe_connect_error(exc)}"
+
+    async def _probe(self, host: str, port: int) -> tuple[bool, str]:
+        ctx = self._ssl_context
+        reader, writer = await asyncio.open_connection(
+            host, port, ssl=ctx, server_hostname=host if ctx is not None else None)
+        try:
+            password = resolve_password(self._cfg) if self._cfg.username is not None else None
+            writer.write(connect_packet(f"{self._client_id}-probe", v5=self._v5,
+                                        keepalive_s=self._cfg.keepalive_s,
+                                        username=self._cfg.username, password=password))
+            await writer.drain()
+            try:
+                kind = (await reader.readexactly(1))[0]
+                if kind != 0x20:
+                    return False, f"answered 0x{kind:02X}... instead of a CONNACK (not MQTT?)"
+                body = await reader.readexactly(await _read_varint(reader))
+            except asyncio.IncompleteReadError:
+                return False, "accepted TCP but closed the connection without a CONNACK"
+            if len(body) < 2:
+                return False, "answered a truncated CONNACK"
+            code = body[1]
+            if code != 0:
+                return False, ("refused the MQTT connection: CONNACK "
+                               f"{_connack_text(code, self._v5)}")
+            writer.write(b"\xe0\x00")  # DISCONNECT, normal (v5: reason 0 may be omitted)
+            with contextlib.suppress(OSError):
+                await writer.drain()
+            return True, "CONNACK success"
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
 
     async def wait_connected(self, timeout_s: float | None = None) -> bool:
         """Wait until connected; False on timeout or if the uplink is closed."""

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import ssl
 import stat
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,6 +23,7 @@ __all__ = [
     "CertExpiry",
     "SecurityReport",
     "build_ssl_context",
+    "bundle_not_after",
     "cert_expiry",
     "check_security",
     "read_secret",
@@ -157,31 +160,59 @@ class CertExpiry:
         return self.days_left is not None and self.days_left < 0
 
 
-def _not_after(path: Path) -> datetime | None:
-    text: str | None = None
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if decode is not None:  # CPython's own PEM decoder (first certificate of the file)
-        try:
-            text = str(decode(str(path))["notAfter"])
-        except (OSError, ssl.SSLError, KeyError, ValueError):
-            text = None
-    if text is None:
-        try:
-            out = subprocess.run(  # noqa: S603 - fixed argv, no shell
-                ["/usr/bin/openssl", "x509", "-noout", "-enddate", "-in", str(path)],
-                capture_output=True, text=True, timeout=10, check=True,
-            ).stdout
-        except (OSError, subprocess.SubprocessError):
-            return None
-        text = out.strip().removeprefix("notAfter=")
+_PEM_CERT = re.compile(
+    rb"-----BEGIN CERTIFICATE-----\r?\n.+?\r?\n-----END CERTIFICATE-----", re.DOTALL)
+
+
+def _parse_not_after(text: str) -> datetime | None:
     try:
         return datetime.fromtimestamp(ssl.cert_time_to_seconds(text), UTC)
     except ValueError:
         return None
 
 
+def _pem_not_after(pem: bytes) -> datetime | None:
+    """notAfter of one PEM certificate: CPython's own decoder (it reads a file, so the block
+    goes through a private temporary file), ``openssl x509 -enddate`` as fall-back."""
+    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
+    if decode is not None:
+        try:
+            with tempfile.NamedTemporaryFile(suffix=".pem") as f:
+                f.write(pem)
+                f.flush()
+                return _parse_not_after(str(decode(f.name)["notAfter"]))
+        except (OSError, ssl.SSLError, KeyError, ValueError):
+            pass
+    try:
+        out = subprocess.run(  # fixed argv, no shell
+            ["/usr/bin/openssl", "x509", "-noout", "-enddate"],
+            input=pem, capture_output=True, timeout=10, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return _parse_not_after(out.decode(errors="replace").strip().removeprefix("notAfter="))
+
+
+def bundle_not_after(path: Path) -> list[datetime | None]:
+    """notAfter of every certificate in a PEM file, in file order (None: that block could
+    not be decoded); empty if the file cannot be read or holds no certificate."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    return [_pem_not_after(m.group(0) + b"\n") for m in _PEM_CERT.finditer(data)]
+
+
+def _not_after(path: Path) -> datetime | None:
+    """The earliest notAfter of the certificates in the file: for a client certificate with
+    its chain and for a CA bundle alike, the first one to expire breaks the connection."""
+    known = [na for na in bundle_not_after(path) if na is not None]
+    return min(known) if known else None
+
+
 def cert_expiry(cfg: MqttConfig, now: datetime) -> list[CertExpiry]:
-    """Expiry of the client certificate and the CA (first certificate of the bundle)."""
+    """Expiry of the client certificate and of the CA bundle: for each file the earliest
+    notAfter of all the certificates it holds."""
     out: list[CertExpiry] = []
     if not cfg.tls_enabled:
         return out
