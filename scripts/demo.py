@@ -62,20 +62,23 @@ def start_mosquitto(workdir: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 def summarize(event: dict[str, Any]) -> str:
     reads = event.get("tea:reads") or [{}]
-    r = reads[0]
-    epcs = ", ".join(event.get("epcList", [])) or json.dumps(event.get("quantityList"))
+    first = reads[0]
+    ids = event.get("epcList") or [q.get("epcClass") for q in event.get("quantityList", [])]
+    what = ids[0] if ids else first.get("tea:barcode", "?")
+    if len(ids) > 1:
+        what += f" (+{len(ids) - 1} more)"
     parts = [
         event.get("eventTime", "?"),
-        event.get("action", "?"),
-        epcs,
-        f"reader={r.get('tea:reader')}",
-        f"ant={r.get('tea:antenna')}",
-        f"rssi={r.get('tea:rssiDbm')}dBm",
+        f"{event.get('action', '?'):7}",
+        f"{first.get('tea:transition', event.get('tea:transition', 'read')):8}",
+        f"bizStep={event.get('bizStep', '-')}",
+        f"readPoint={event.get('readPoint', {}).get('id', '-')}",
+        what,
+        f"ant={first.get('tea:antenna')}",
+        f"peak={first.get('tea:rssiDbm')}dBm",
     ]
-    if "tea:count" in r:
-        parts.append(f"reads={r['tea:count']}")
-    if event.get("bizStep"):
-        parts.append(f"bizStep={event['bizStep']}")
+    if "tea:count" in first:
+        parts.append(f"reads={sum(r.get('tea:count', 0) for r in reads)}")
     return "  ".join(str(p) for p in parts)
 
 
@@ -94,7 +97,8 @@ def main() -> int:
         print(f"broker      : {host}:{mqtt_port}")
 
         sim = subprocess.Popen(
-            [str(BIN / "reader-sim"), "r2000", "--pty", "--tags", "5"],
+            [str(BIN / "reader-sim"), "r2000", "--pty", "--scenario",
+             str(ROOT / "firmware-sim" / "scenarios" / "dock-door.yaml")],
             stdout=subprocess.PIPE, stderr=(workdir / "sim.log").open("wb"),
         )
         procs.append(sim)
@@ -102,7 +106,8 @@ def main() -> int:
         pty_path = sim.stdout.readline().decode().strip()
         if not pty_path:
             sys.exit(f"reader-sim did not start; see {workdir / 'sim.log'}")
-        print(f"reader-sim  : R2000 on {pty_path} (5 tags)")
+        print(f"reader-sim  : 4-port R2000 on {pty_path} (scenario dock-door.yaml: pallets "
+              "and a forklift pass two doors every 30 s)")
 
         env = dict(os.environ, DEMO_READER_PORT=pty_path, DEMO_MQTT_PORT=str(mqtt_port),
                    DEMO_BUFFER=str(workdir / "buffer.db"))

@@ -1,0 +1,45 @@
+"""`make bench`: run every benchmark with its default settings, one after the other.
+
+Figures are written by hand into docs/benchmarks.md (with the machine they were measured on):
+benchmarks are not timed tests, so nothing here asserts a number.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RUNS: list[tuple[str, list[str]]] = [
+    ("reader decoders (frames/s vs the line limit)", ["bench/bench_decoders.py"]),
+    ("EPC decode and event hash (µs per call)", ["bench/bench_epc.py"]),
+    ("pipeline: raw reads/s through presence, decoding, EPCIS", ["bench/bench_pipeline.py"]),
+    ("buffer: durable ingest at 25,000 reads/s offered (RSS sampled)",
+     ["bench/bench_buffer.py", "--seconds", "20", "--rate", "25000"]),
+    ("MQTT: messages/s and publish->PUBACK latency", ["-m", "bench.bench_mqtt"]),
+    ("uplink: drain a 1,000,000-event backlog", ["-m", "bench.bench_uplink", "backlog",
+                                                 "--events", "1000000", "--batch", "500"]),
+    ("uplink: read->PUBACK latency at 1,000 events/s",
+     ["-m", "bench.bench_uplink", "online", "--rate", "1000", "--seconds", "10"]),
+    ("footprint: idle CPU and RSS with four connected readers",
+     ["-m", "bench.bench_footprint", "--seconds", "30"]),
+]
+
+
+def main() -> int:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "firmware-sim")]))
+    failed = 0
+    for title, args in RUNS:
+        print(f"\n=== {title}\n$ python {' '.join(args)}", flush=True)
+        rc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, check=False).returncode
+        if rc:
+            print(f"(exit code {rc})")
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
