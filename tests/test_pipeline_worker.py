@@ -174,3 +174,37 @@ async def test_event_ids_are_stable_in_the_stored_payload(tmp_path: Path) -> Non
     assert event["eventID"] == event_hash(event, HASH_CONTEXT)
     assert event["eventTimeZoneOffset"] == "+08:00"
     assert event["eventTime"].endswith("Z")
+
+
+async def test_a_corrupt_presence_state_value_is_reported_and_skipped_not_a_crash_loop(
+    tmp_path: Path, caplog: Any,
+) -> None:
+    clock = FakeClock(T0)
+    buf, pipe = await open_pipeline(tmp_path, clock)
+    await feed(buf, pipe, clock, T0, T0 + 3, PALLET)
+    assert len(await drain(buf)) == 1
+    state = await buf.load_state("presence/")
+    keys = sorted(k for k in state if k.startswith("presence/t/"))
+    good = json.loads(state[keys[1]])
+    good[6] = "yesterday"  # first_seen: wrong type, would blow up later in arithmetic
+    await buf.commit_events([], [], state={
+        keys[0]: "{not json",
+        keys[1]: json.dumps(good),
+        keys[2]: "[1, 2]",
+        "presence/h/dock": "soon",
+    })
+    await buf.aclose()
+
+    buf, pipe = await open_pipeline(tmp_path, clock)  # restart: must not crash
+    clock.now = T0 + 3.5
+    await pipe.step()
+    assert pipe.presence.corrupt_state == 4
+    assert "corrupt presence state" in caplog.text
+    # the bad keys are gone (reported once, not at every start); the good tags still depart
+    state = await buf.load_state("presence/")
+    assert not set(state) & {keys[0], keys[1], keys[2], "presence/h/dock"}
+    await tick(pipe, clock, T0 + 4, T0 + 20)
+    events = await drain(buf)
+    assert [e["tea:transition"] for e in events] == ["departed"]
+    assert len(events[0]["epcList"]) == len(PALLET) - 3
+    await buf.aclose()
