@@ -29,7 +29,13 @@ from agent.uplink.forwarder import (
     TokenBucket,
     topics,
 )
-from agent.uplink.mqtt import MqttUplink, PublishResult, PublishTimeout, connect_packet
+from agent.uplink.mqtt import (
+    MqttUplink,
+    PacketTooLargeError,
+    PublishResult,
+    PublishTimeout,
+    connect_packet,
+)
 from tests.harness import durable_collector
 from tests.mosquitto import Mosquitto, Received
 
@@ -326,10 +332,13 @@ class ScriptedPublisher:
         code = self.codes.pop(0) if self.codes else 0
         if code == TIMEOUT:
             raise PublishTimeout("no PUBACK within 0.0 s")
+        if code == TOO_LARGE:
+            raise PacketTooLargeError(len(payload) + 40, 100, topic)
         return PublishResult(code, f"code {code:#x}")
 
 
 TIMEOUT = -1
+TOO_LARGE = -2  # PacketTooLargeError: the broker's limit shrank after the payload was built
 
 
 @asynccontextmanager
@@ -440,6 +449,19 @@ async def test_packet_too_large_splits_then_dead_letters_a_single_event(tmp_path
         await until(lambda: drained(r.buffer), 10)
         assert r.forwarder.delivered_events == 1
         assert r.forwarder.dead_lettered == 1
+
+
+async def test_packet_too_large_error_at_publish_splits_then_dead_letters_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    # batch of 3 refused by the uplink itself -> [1] ok, [2] refused -> [1] ok, [1] refused
+    pub = ScriptedPublisher(codes=[TOO_LARGE, 0x00, TOO_LARGE, 0x00, TOO_LARGE])
+    async with scripted(tmp_path, pub) as r:
+        await fill(r.buffer, range(3))
+        await until(lambda: drained(r.buffer), 10)
+        assert r.forwarder.delivered_events == 2
+        assert r.forwarder.dead_lettered == 1
+        assert (await r.buffer.stats()).dead_letters == 1
 
 
 async def test_quota_exceeded_pauses_and_shrinks_the_rate(tmp_path: Path) -> None:

@@ -33,7 +33,12 @@ from agent.buffer.api import Buffer, Claimed
 from agent.clock import utcnow
 from agent.config import MqttConfig
 from agent.pipeline.epcis import CONTENT_TYPE, CONTEXT, iso_ms
-from agent.uplink.mqtt import PublishResult, PublishTimeout, UplinkNotConnected
+from agent.uplink.mqtt import (
+    PacketTooLargeError,
+    PublishResult,
+    PublishTimeout,
+    UplinkNotConnected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -334,8 +339,16 @@ class Forwarder:
             events = [c for c in claimed if c.kind == "event"]
             others = [c for c in claimed if c.kind != "event"]
             for c in others:
+                payload = c.payload.encode()
+                if len(payload) > self.max_payload:
+                    log.error("%s row %d of %d bytes exceeds the maximum payload of %d bytes; "
+                              "moved to dead letters", c.kind, c.id, len(payload),
+                              self.max_payload)
+                    await self._dead_letter([c], f"a {c.kind} of {len(payload)} bytes exceeds "
+                                            f"the maximum payload of {self.max_payload} bytes")
+                    continue
                 await self._send([c], self._topics.get(c.kind, self._topics["alarm"]),
-                                 c.payload.encode(), "application/json")
+                                 payload, "application/json")
             if events:
                 await self._send_events(events)
         finally:
@@ -374,6 +387,18 @@ class Forwarder:
         except (PublishTimeout, UplinkNotConnected) as exc:
             # Not confirmed: the rows stay and go again; a duplicate carries the same eventIDs.
             await self._buffer.release(ids, error=str(exc) or type(exc).__name__)
+            return
+        except PacketTooLargeError as exc:
+            # The broker's Maximum Packet Size shrank after the payload was built (a reconnect,
+            # a failover): not sent. Split events again; a single message can never go.
+            if len(rows) > 1 and all(c.kind == "event" for c in rows):
+                log.warning("%s; splitting rows %d..%d", exc, ids[0], ids[-1])
+                half = len(rows) // 2
+                await self._send_events(rows[:half])
+                await self._send_events(rows[half:])
+                return
+            log.error("%s; row(s) %s moved to dead letters", exc, ids)  # noqa: TRY400
+            await self._dead_letter(rows, str(exc))
             return
         if result.ok:
             await self._buffer.ack(ids)
