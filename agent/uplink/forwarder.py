@@ -207,6 +207,10 @@ class Forwarder:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._idle_poll_s = idle_poll_s
         self._inflight = 0
+        # Rows held by a delivery of this process, from claim until ack / release / dead letter.
+        # A lease can "expire" while its publish is still in flight (a wall-clock step, a long
+        # rate-limit wait): such rows come back from claim() but must not be sent twice.
+        self._owned: set[int] = set()
         self._slot_free = asyncio.Condition()
         self._paused_until = 0.0
         self._bucket = TokenBucket(cfg.drain_rate_events_s)
@@ -266,6 +270,15 @@ class Forwarder:
     def _lease_s(self) -> float:
         return self._cfg.publish_timeout_s * 2 + 5 + self._cfg.batch_max_delay_ms / 1000
 
+    async def _claim(self, limit: int) -> list[Claimed]:
+        rows = await self._buffer.claim(limit, lease_s=self._lease_s())
+        fresh = [c for c in rows if c.id not in self._owned]
+        if len(fresh) < len(rows):
+            log.debug("claim returned %d row(s) still in flight here (lease ran out while "
+                      "waiting for a PUBACK); not sent again", len(rows) - len(fresh))
+        self._owned.update(c.id for c in fresh)
+        return fresh
+
     async def _fill(self, claimed: list[Claimed]) -> list[Claimed]:
         """Fewer than batch_max_events: wait up to batch_max_delay_ms for more."""
         loop = asyncio.get_running_loop()
@@ -282,7 +295,7 @@ class Forwarder:
                 except TimeoutError:
                     pass
             self._wake.clear()
-            claimed += await self._buffer.claim(limit - len(claimed), lease_s=self._lease_s())
+            claimed += await self._claim(limit - len(claimed))
         return claimed
 
     async def load_refusals(self) -> dict[int, int]:
@@ -319,8 +332,7 @@ class Forwarder:
                     await asyncio.sleep(pause)
                 await self._acquire_slot()
                 self._wake.clear()
-                claimed = await self._buffer.claim(self._cfg.batch_max_events,
-                                                   lease_s=self._lease_s())
+                claimed = await self._claim(self._cfg.batch_max_events)
                 if not claimed:
                     await self._release_slot()
                     try:
@@ -329,9 +341,13 @@ class Forwarder:
                     except TimeoutError:
                         pass
                     continue
-                if len(claimed) < self._cfg.batch_max_events and self._cfg.batch_max_delay_ms:
-                    claimed = await self._fill(claimed)
-                await self._bucket.take(len(claimed))
+                try:
+                    if len(claimed) < self._cfg.batch_max_events and self._cfg.batch_max_delay_ms:
+                        claimed = await self._fill(claimed)
+                    await self._bucket.take(len(claimed))
+                except BaseException:
+                    self._owned.difference_update(c.id for c in claimed)
+                    raise
                 tg.create_task(self._deliver(claimed), name=f"deliver-{claimed[0].id}")
 
     async def _deliver(self, claimed: list[Claimed]) -> None:
@@ -352,6 +368,7 @@ class Forwarder:
             if events:
                 await self._send_events(events)
         finally:
+            self._owned.difference_update(c.id for c in claimed)
             await self._release_slot()
 
     def _encode(self, events: list[Claimed]) -> bytes:
