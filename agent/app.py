@@ -130,8 +130,10 @@ class Agent:
                 await uplink.aclose()
                 await buffer.aclose()
             log.info(
-                "stopped: %d reads accepted, %d events delivered in %d messages this run",
+                "stopped: %d reads accepted, %d events delivered in %d messages this run%s",
                 ingest.accepted_total, forwarder.delivered_events, forwarder.delivered_messages,
+                f"; {ingest.lost_at_shutdown} reads NOT stored (buffer full at shutdown)"
+                if ingest.lost_at_shutdown else "",
             )
 
     # ------------------------------------------------------------------ uplink state

@@ -512,10 +512,55 @@ def _expand_env(value: str, file: str, line: int, path: str, issues: list[Config
     return _ENV_RE.sub(repl, value)
 
 
+_MAX_NODES = 100_000  # a config has hundreds; aliases of aliases can expand to billions
+
+
+class _AliasError(Exception):
+    def __init__(self, line: int, path: str, message: str) -> None:
+        super().__init__(message)
+        self.issue = (line, path, message)
+
+
 def _construct(
-    node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str, issues: list[ConfigIssue]
+    node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str, issues: list[ConfigIssue],
+    _open: set[int] | None = None, _count: list[int] | None = None,
 ) -> Any:
+    """YAML node -> plain data, recording the line of every key path.
+
+    Anchors and aliases are expanded; an alias used inside its own anchor (a cycle) or an
+    expansion past ``_MAX_NODES`` nodes raises :class:`_AliasError` (a config error, never a
+    RecursionError or a hang).
+    """
     lines[loc] = node.start_mark.line + 1
+    if _open is None:
+        _open, _count = set(), [0]
+    assert _count is not None
+    _count[0] += 1
+    if _count[0] > _MAX_NODES:
+        raise _AliasError(node.start_mark.line + 1, _dotted(loc),
+                          f"the document expands to more than {_MAX_NODES} values "
+                          "(aliases of aliases?); expected a plain configuration")
+    if id(node) in _open:
+        raise _AliasError(node.start_mark.line + 1, _dotted(loc),
+                          "an alias refers to its own anchor (a cycle); expected a value "
+                          "that does not contain itself")
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+        _open.add(id(node))
+        try:
+            return _construct_collection(node, loc, lines, file, issues, _open, _count)
+        finally:
+            _open.discard(id(node))
+    assert isinstance(node, yaml.ScalarNode)
+    value = _scalar(node)
+    if isinstance(value, str) and "${" in value:
+        value = _expand_env(value, file, node.start_mark.line + 1, _dotted(loc), issues)
+    return value
+
+
+def _construct_collection(
+    node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str, issues: list[ConfigIssue],
+    _open: set[int], _count: list[int],
+) -> Any:
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -524,18 +569,13 @@ def _construct(
                 issues.append(ConfigIssue(file, key_node.start_mark.line + 1,
                                           _dotted((*loc, key)), "key appears twice"))
             child = (*loc, key)
-            out[key] = _construct(value_node, child, lines, file, issues)
+            out[key] = _construct(value_node, child, lines, file, issues, _open, _count)
             lines[child] = key_node.start_mark.line + 1
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _construct(item, (*loc, i), lines, file, issues) for i, item in enumerate(node.value)
-        ]
-    assert isinstance(node, yaml.ScalarNode)
-    value = _scalar(node)
-    if isinstance(value, str) and "${" in value:
-        value = _expand_env(value, file, node.start_mark.line + 1, _dotted(loc), issues)
-    return value
+    return [
+        _construct(item, (*loc, i), lines, file, issues, _open, _count)
+        for i, item in enumerate(node.value)
+    ]
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
@@ -642,7 +682,11 @@ def parse_config_lines(text: str, file: str = "<config>") -> tuple[AgentConfig, 
         raise ConfigError([ConfigIssue(file, 1, "", "the file is empty; expected the keys "
                                        "gateway, readers, buffer and uplink")])
     lines: dict[Loc, int] = {}
-    data = _construct(root, (), lines, file, issues)
+    try:
+        data = _construct(root, (), lines, file, issues)
+    except _AliasError as exc:
+        line, path, message = exc.issue
+        raise ConfigError([ConfigIssue(file, line, path, message)]) from None
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "expected a mapping with the keys gateway, "
                                        "readers, buffer and uplink")])

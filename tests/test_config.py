@@ -211,3 +211,36 @@ def test_reader_config_errors(old: str, new: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(READERS.replace(old, new), "f.yaml")
     assert any(expected in str(i) for i in info.value.issues), info.value.issues
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # An alias inside its own anchor: a cycle (was a RecursionError traceback).
+        ("gateway: &g {id: gw, site: lab, extra: *g}\nreaders: []\nbuffer: {path: ./b.db}\n"
+         "uplink: {mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: trace}}\n",
+         "f.yaml:1: gateway.extra: an alias refers to its own anchor"),
+        ("gateway: {id: gw, site: lab}\nreaders: &r\n  - *r\nbuffer: {path: ./b.db}\n"
+         "uplink: {mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: trace}}\n",
+         "f.yaml:2: readers[0]: an alias refers to its own anchor"),
+        # Aliases of aliases ("billion laughs"): would expand to 10**9 values (a hang).
+        ("a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+         + "".join(f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n"
+                   for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+         + "gateway: {id: gw, site: lab, extra: *i}\n",
+         "the document expands to more than"),
+    ],
+)
+def test_recursive_or_exploding_yaml_aliases_are_config_errors(text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "f.yaml")
+    assert expected in str(info.value)
+
+
+def test_a_shared_anchor_is_still_fine() -> None:
+    text = MINIMAL.replace(
+        "  - {name: r1, driver: r2000, port: /dev/pts/7, baudrate: 115200}\n",
+        "  - {name: r1, driver: r2000, port: /dev/pts/7, antennas: &ant [1, 2]}\n"
+        "  - {name: r2, driver: r2000, port: /dev/pts/8, antennas: *ant}\n")
+    cfg = parse_config(text, "f.yaml")
+    assert [getattr(r, "antennas", None) for r in cfg.readers] == [[1, 2], [1, 2]]

@@ -143,3 +143,25 @@ def test_document_wrapper_is_valid_json() -> None:
     assert doc["schemaVersion"] == "2.0"
     assert doc["creationDate"] == "2026-01-01T00:00:00.000Z"
     assert len(doc["epcisBody"]["eventList"]) == 2
+
+
+async def test_an_alarm_larger_than_the_brokers_maximum_packet_is_dead_lettered_not_a_crash(
+    tmp_path: Path, mosquitto_factory: Callable[..., Mosquitto],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Events are split to fit the broker's Maximum Packet Size; status/alarm rows were sent as
+    # they are, and PacketTooLargeError ended the forwarder's TaskGroup (and so the agent,
+    # again at every restart: a poison row).
+    broker = mosquitto_factory(max_packet_size=2048)
+    db = tmp_path / "big.db"
+    caplog.set_level(logging.WARNING)
+    alarm = json.dumps({"type": "buffer_corrupt", "detail": "x" * 4000})
+    async with running(db, broker) as (buffer, fwd):
+        await buffer.put_events([OutEvent(kind="alarm", payload=alarm, priority=20,
+                                          created_at_s=time.time())])
+        await buffer.commit_events([], [_event(i) for i in range(5)])
+        await _wait(lambda: fwd.delivered_events == 5 and fwd.dead_lettered == 1)
+        stats = await buffer.stats()
+        assert stats.events_pending == 0
+        assert stats.dead_letters == 1
+    assert "exceeds the maximum payload" in caplog.text

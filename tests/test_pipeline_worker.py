@@ -174,3 +174,73 @@ async def test_event_ids_are_stable_in_the_stored_payload(tmp_path: Path) -> Non
     assert event["eventID"] == event_hash(event, HASH_CONTEXT)
     assert event["eventTimeZoneOffset"] == "+08:00"
     assert event["eventTime"].endswith("Z")
+
+
+async def test_a_corrupt_presence_state_value_is_reported_and_skipped_not_a_crash_loop(
+    tmp_path: Path, caplog: Any,
+) -> None:
+    clock = FakeClock(T0)
+    buf, pipe = await open_pipeline(tmp_path, clock)
+    await feed(buf, pipe, clock, T0, T0 + 3, PALLET)
+    assert len(await drain(buf)) == 1
+    state = await buf.load_state("presence/")
+    keys = sorted(k for k in state if k.startswith("presence/t/"))
+    good = json.loads(state[keys[1]])
+    good[6] = "yesterday"  # first_seen: wrong type, would blow up later in arithmetic
+    await buf.commit_events([], [], state={
+        keys[0]: "{not json",
+        keys[1]: json.dumps(good),
+        keys[2]: "[1, 2]",
+        "presence/h/dock": "soon",
+    })
+    await buf.aclose()
+
+    buf, pipe = await open_pipeline(tmp_path, clock)  # restart: must not crash
+    clock.now = T0 + 3.5
+    await pipe.step()
+    assert pipe.presence.corrupt_state == 4
+    assert "corrupt presence state" in caplog.text
+    # the bad keys are gone (reported once, not at every start); the good tags still depart
+    state = await buf.load_state("presence/")
+    assert not set(state) & {keys[0], keys[1], keys[2], "presence/h/dock"}
+    await tick(pipe, clock, T0 + 4, T0 + 20)
+    events = await drain(buf)
+    assert [e["tea:transition"] for e in events] == ["departed"]
+    assert len(events[0]["epcList"]) == len(PALLET) - 3
+    await buf.aclose()
+
+
+async def test_a_commit_refused_by_a_full_disk_loses_no_scan_and_no_arrival(
+    tmp_path: Path,
+) -> None:
+    """commit_events refused (SQLITE_FULL): the step must neither crash the pipeline (and the
+    agent) nor keep in memory what it did not commit - the barcode double-scan window marked
+    the scans as seen, so their replay was dropped as "repeated", and the presence engine had
+    emitted the arrival, so the replay folded into an already present tag: both lost."""
+    from agent.buffer.store import Store
+
+    async def max_pages(buf: SqliteBuffer, extra: int | None) -> None:
+        def setit(s: Store) -> None:
+            s.conn.executescript("PRAGMA incremental_vacuum;")  # no free pages left to reuse
+            n = 1_073_741_823 if extra is None else extra + int(
+                s.conn.execute("PRAGMA page_count").fetchone()[0])
+            s.conn.execute(f"PRAGMA max_page_count = {n}")
+        await buf._writer.submit(setit, "test", in_transaction=False)
+
+    clock = FakeClock(T0)
+    buf, pipe = await open_pipeline(tmp_path, clock)
+    sscc = b"00106141412345678908"
+    await buf.put_reads([BarcodeRead(reader="scan", data=sscc, symbology="]C1",
+                                     read_at=datetime.fromtimestamp(T0, UTC))])
+    many = [sgtin_hex(n) for n in range(100, 400)]  # events and state outgrow the reads
+    await buf.put_reads([read(T0 + i * 0.1, e) for i in range(2) for e in many])
+    await max_pages(buf, 0)
+    clock.now = T0 + 2  # the arrival batch closes in this step
+    assert await pipe.step() == 0  # refused: nothing taken, nothing raised
+    await max_pages(buf, None)  # space returns
+    await pipe.step()
+    events = await drain(buf)
+    kinds = sorted(e.get("tea:transition", "scan") for e in events)
+    assert kinds == ["arrived", "scan"]
+    assert (await buf.stats()).reads_pending == 0
+    await buf.aclose()

@@ -29,7 +29,13 @@ from agent.uplink.forwarder import (
     TokenBucket,
     topics,
 )
-from agent.uplink.mqtt import MqttUplink, PublishResult, PublishTimeout, connect_packet
+from agent.uplink.mqtt import (
+    MqttUplink,
+    PacketTooLargeError,
+    PublishResult,
+    PublishTimeout,
+    connect_packet,
+)
 from tests.harness import durable_collector
 from tests.mosquitto import Mosquitto, Received
 
@@ -326,10 +332,13 @@ class ScriptedPublisher:
         code = self.codes.pop(0) if self.codes else 0
         if code == TIMEOUT:
             raise PublishTimeout("no PUBACK within 0.0 s")
+        if code == TOO_LARGE:
+            raise PacketTooLargeError(len(payload) + 40, 100, topic)
         return PublishResult(code, f"code {code:#x}")
 
 
 TIMEOUT = -1
+TOO_LARGE = -2  # PacketTooLargeError: the broker's limit shrank after the payload was built
 
 
 @asynccontextmanager
@@ -442,6 +451,19 @@ async def test_packet_too_large_splits_then_dead_letters_a_single_event(tmp_path
         assert r.forwarder.dead_lettered == 1
 
 
+async def test_packet_too_large_error_at_publish_splits_then_dead_letters_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    # batch of 3 refused by the uplink itself -> [1] ok, [2] refused -> [1] ok, [1] refused
+    pub = ScriptedPublisher(codes=[TOO_LARGE, 0x00, TOO_LARGE, 0x00, TOO_LARGE])
+    async with scripted(tmp_path, pub) as r:
+        await fill(r.buffer, range(3))
+        await until(lambda: drained(r.buffer), 10)
+        assert r.forwarder.delivered_events == 2
+        assert r.forwarder.dead_lettered == 1
+        assert (await r.buffer.stats()).dead_letters == 1
+
+
 async def test_quota_exceeded_pauses_and_shrinks_the_rate(tmp_path: Path) -> None:
     pub = ScriptedPublisher(codes=[0x97])
     async with scripted(tmp_path, pub, drain_rate_events_s=1000, quota_pause_s=0.3) as r:
@@ -512,3 +534,40 @@ async def test_token_bucket_shrink_and_recover() -> None:
     for _ in range(100):
         b.recover()
     assert b.rate == 100.0
+
+
+async def test_a_wall_clock_jump_does_not_resend_rows_still_in_flight(
+    mosquitto: Mosquitto, tmp_path: Path,
+) -> None:
+    """NTP steps the clock forward by hours while a batch waits for its PUBACK: every lease
+    has "expired", but the rows are still in flight here. Claiming them again sent each event
+    twice (and then acked or released the same ids from two deliveries)."""
+    from tests.mosquitto import collect
+
+    offset = [0.0]
+    buffer = await SqliteBuffer.open(BufferConfig(path=tmp_path / "buffer.db"),
+                                     clock=lambda: time.time() + offset[0])
+    cfg = mqtt_cfg(mosquitto, batch_max_events=10, publish_timeout_s=10.0)
+    uplink = MqttUplink(cfg, client_id=f"edge-jump-{os.getpid()}")
+    fwd = Forwarder(buffer, uplink, cfg, topics(cfg, SITE, GW), wake=asyncio.Event(),
+                    idle_poll_s=0.05)
+    with collect(mosquitto, EVENTS) as seen:
+        await uplink.start()
+        assert await uplink.wait_connected(10)
+        task = asyncio.create_task(fwd.run(), name="forwarder")
+        try:
+            await asyncio.to_thread(mosquitto.pause)  # PUBACKs stall: the batch stays in flight
+            await fill(buffer, range(10))
+            await until(lambda: uplink.in_flight == 1, 10, "the batch is in flight")
+            offset[0] = 3 * 3600.0  # the wall clock jumps forward
+            await asyncio.sleep(0.5)  # the forwarder polls and claims meanwhile
+            await asyncio.to_thread(mosquitto.resume)
+            await until(lambda: drained(buffer), 20, "delivered")
+            await asyncio.sleep(0.5)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await uplink.aclose()
+            await buffer.aclose()
+        ids = event_ids(seen.messages)
+    assert sorted(ids) == sorted(f"ev-{i}" for i in range(10))  # each once, no duplicates

@@ -25,8 +25,13 @@ class Ingest:
         self._max_batch = max_batch
         self.accepted = asyncio.Event()  # set after each commit: wakes the pipeline
         self.accepted_total = 0
+        self.lost_at_shutdown = 0  # reads handed over that could not be stored before exit
         self.retry_s = 0.5
         self.on_read: Callable[[Read], None] | None = None  # live view hook (never blocks)
+        # The batch taken from the queue and not yet committed (while the buffer is full, or
+        # a put is in flight), so that drain() neither forgets it nor stores it twice.
+        self._holding: list[Read] = []
+        self._put: asyncio.Future[None] | None = None
 
     async def put(self, read: Read) -> None:
         if self.on_read is not None:
@@ -42,13 +47,25 @@ class Ingest:
             batch = [await self._queue.get()]
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            self._holding = batch
             await self._commit(batch)
+
+    async def _put_once(self, batch: list[Read]) -> None:
+        # A put already handed to the buffer's writer runs to its end even if we are
+        # cancelled: shield it and let drain() learn its outcome, rather than guess.
+        self._put = asyncio.get_running_loop().create_task(
+            self._buffer.put_reads(batch), name="ingest-put")  # owned: awaited here or in drain
+        try:
+            await asyncio.shield(self._put)
+        finally:
+            if self._put.done():
+                self._put = None
 
     async def _commit(self, batch: list[Read]) -> None:
         warned = False
         while True:
             try:
-                await self._buffer.put_reads(batch)
+                await self._put_once(batch)
             except BufferFullError as exc:
                 # Backpressure policy: hold these reads (the queue behind them fills and the
                 # readers pause) until the uplink frees space.
@@ -60,13 +77,50 @@ class Ingest:
             break
         if warned:
             log.info("buffer has room again; readers resume")
+        self._accepted(batch)
+
+    def _accepted(self, batch: list[Read]) -> None:
+        self._holding = []
         self.accepted_total += len(batch)
         self.accepted.set()
 
-    async def drain(self) -> None:
-        """Commit whatever is queued (used at shutdown, after the readers stopped)."""
-        batch: list[Read] = []
+    async def drain(self, *, timeout_s: float = 10.0) -> None:
+        """Commit whatever was handed over (used at shutdown, after the readers stopped).
+
+        The batch ``run`` held when it was cancelled comes first (its put, if one was in
+        flight, is awaited, not repeated), then the queue. While the buffer refuses (full,
+        disk full) this retries until ``timeout_s`` (systemd stops us at TimeoutStopSec);
+        what is still not stored then is counted in ``lost_at_shutdown`` and logged.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        batch = self._holding
+        self._holding = []
+        if self._put is not None:
+            put, self._put = self._put, None
+            try:
+                await put
+            except BufferFullError:
+                pass  # not stored: goes again below
+            else:
+                self.accepted_total += len(batch)
+                self.accepted.set()
+                batch = []
         while not self._queue.empty():
             batch.append(self._queue.get_nowait())
-        if batch:
-            await self._commit(batch)
+        if not batch:
+            return
+        while True:
+            try:
+                await self._buffer.put_reads(batch)
+            except BufferFullError as exc:
+                if loop.time() + self.retry_s >= deadline:
+                    self.lost_at_shutdown += len(batch)
+                    log.error("shutdown: %d reads handed over by the readers were not stored: "  # noqa: TRY400
+                              "%s; gave up after %.1f s (they are lost; %d in all this run)",
+                              len(batch), exc, timeout_s, self.lost_at_shutdown)
+                    return
+                await asyncio.sleep(self.retry_s)
+                continue
+            self._accepted(batch)
+            return

@@ -23,6 +23,8 @@ from them after a restart.
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -32,6 +34,8 @@ from agent.pipeline.epcis import ARRIVED, DEPARTED, PRESENT, TagSummary
 from agent.pipeline.mapping import EventMapping, ReaderPlan
 
 STATE_PREFIX: Final = "presence/"  # "presence/t/<station>/<epc>" tags, "presence/h/<station>"
+log = logging.getLogger(__name__)
+
 _TAG_PREFIX: Final = STATE_PREFIX + "t/"
 _HB_PREFIX: Final = STATE_PREFIX + "h/"
 
@@ -70,11 +74,40 @@ class TagState:
 
     @classmethod
     def load(cls, text: str) -> TagState:
-        (station, reader, antenna, epc, pc, status, first, last, count, peak, synced,
-         since) = json.loads(text)
+        """Parse :meth:`dump` output; ValueError if it is not one (a corrupt state value)."""
+        try:
+            (station, reader, antenna, epc, pc, status, first, last, count, peak, synced,
+             since) = json.loads(text)
+        except (TypeError, ValueError) as exc:  # JSONDecodeError, wrong shape
+            raise ValueError(f"not a tag state: {exc}") from None
+
+        def num(v: object) -> bool:
+            return isinstance(v, int | float) and not isinstance(v, bool)
+
+        if not (isinstance(station, str) and isinstance(reader, str) and isinstance(epc, str)
+                and status in (PENDING, ARRIVING, PRESENT_S, DEPARTING)
+                and (antenna is None or (isinstance(antenna, int) and num(antenna)))
+                and (pc is None or (isinstance(pc, int) and num(pc)))
+                and num(first) and num(last) and num(since)
+                and isinstance(count, int) and num(count)
+                and (peak is None or num(peak)) and isinstance(synced, bool)):
+            raise ValueError("not a tag state: a field has the wrong type")
         return cls(station=station, reader=reader, antenna=antenna, epc=epc, pc=pc,
-                   status=status, first_seen=first, last_seen=last, count=count,
-                   peak_rssi=peak, synced=synced, since=since)
+                   status=status, first_seen=float(first), last_seen=float(last), count=count,
+                   peak_rssi=peak, synced=synced, since=float(since))
+
+
+def _parse_state(key: str, value: str) -> TagState | float:
+    """A heartbeat due time or a tag state; ValueError if the value is not one."""
+    if key.startswith(_HB_PREFIX):
+        due = float(value)
+        if not math.isfinite(due):
+            raise ValueError("not a finite time")
+        return due
+    tag = TagState.load(value)
+    if key != _TAG_PREFIX + tag.station + "/" + tag.epc:
+        raise ValueError("the key does not match the tag it holds")
+    return tag
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +139,7 @@ class PresenceEngine:
         self._next_scan = float("-inf")
         self.ignored_weak = 0  # reads below min_rssi_dbm
         self.strays = 0  # pending tags that never qualified
+        self.corrupt_state = 0  # state values that could not be restored (logged, deleted)
 
     # ------------------------------------------------------------------ folding
 
@@ -248,18 +282,30 @@ class PresenceEngine:
         self._dirty.clear()
         hb: dict[str, float] = {}
         for key, value in state.items():
-            if key.startswith(_HB_PREFIX):
-                hb[key[len(_HB_PREFIX):]] = float(value)
-            elif key.startswith(_TAG_PREFIX):
-                tag = TagState.load(value)
-                if tag.station not in self._stations:  # as it was keyed when it was stored
-                    self._stations[tag.station] = _Station(self._plan_for(tag.reader))
-                st = self._stations[tag.station]
-                st.tags[tag.epc] = tag
-                if tag.status == ARRIVING:
-                    st.arriving[tag.epc] = tag
-                elif tag.status == DEPARTING:
-                    st.departing[tag.epc] = tag
+            if not key.startswith((_HB_PREFIX, _TAG_PREFIX)):
+                continue
+            try:
+                parsed = _parse_state(key, value)
+            except ValueError as exc:
+                # Never a crash loop on one bad value: report it, drop it with the next commit
+                # (the tag is then seen afresh: at worst one extra arrival, never a lost read).
+                self.corrupt_state += 1
+                self._dirty[key] = None
+                log.error("corrupt presence state %s = %.200r ignored and deleted: %s",  # noqa: TRY400
+                          key, value, exc)
+                continue
+            if isinstance(parsed, float):
+                hb[key[len(_HB_PREFIX):]] = parsed
+                continue
+            tag = parsed
+            if tag.station not in self._stations:  # as it was keyed when it was stored
+                self._stations[tag.station] = _Station(self._plan_for(tag.reader))
+            st = self._stations[tag.station]
+            st.tags[tag.epc] = tag
+            if tag.status == ARRIVING:
+                st.arriving[tag.epc] = tag
+            elif tag.status == DEPARTING:
+                st.departing[tag.epc] = tag
         for name, due in hb.items():
             if name in self._stations:
                 self._stations[name].heartbeat_due = due

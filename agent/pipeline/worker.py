@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from agent.buffer.api import Buffer, OutEvent, StoredRead
+from agent.buffer.api import Buffer, BufferFullError, OutEvent, StoredRead
 from agent.config import AnyReaderConfig
 from agent.model import BarcodeRead, TagRead
 from agent.pipeline.barcode_events import barcode_event
@@ -54,6 +54,7 @@ class Pipeline:
         self.produced = asyncio.Event()  # set after events are committed: wakes the forwarder
         self.events_total = 0
         self.double_scans = 0
+        self._refused = False  # the last commit was refused (disk full): logged once
         self.on_events: Callable[[Sequence[OutEvent]], None] | None = None  # live view hook
 
     def plan(self, reader: str) -> ReaderPlan:
@@ -124,10 +125,27 @@ class Pipeline:
             await self.load()
         stored = await self._buffer.take_reads(self._batch)
         now = self._clock()
+        last_scan, double_scans = dict(self._last_scan), self.double_scans
         events = self.events_for(stored, now)
         state = self.presence.take_state()
         if stored or events or state:
-            await self._buffer.commit_events([s.id for s in stored], events, state)
+            try:
+                await self._buffer.commit_events([s.id for s in stored], events, state)
+            except BufferFullError as exc:
+                # Nothing was committed (disk full): forget what this step did in memory and
+                # replay the reads against the committed state once there is room (acks free
+                # it). Keeping it would drop the replayed scans as "repeated" and fold the
+                # replayed reads into tags whose arrival was never stored.
+                self._last_scan, self.double_scans = last_scan, double_scans
+                self._loaded = False
+                if not self._refused:
+                    log.error("pipeline: %d reads and %d events wait: %s", len(stored),  # noqa: TRY400
+                              len(events), exc)
+                self._refused = True
+                return 0
+            if self._refused:
+                log.warning("pipeline: the buffer takes events again")
+                self._refused = False
         if events:
             self.events_total += len(events)
             if self.on_events is not None:

@@ -33,7 +33,12 @@ from agent.buffer.api import Buffer, Claimed
 from agent.clock import utcnow
 from agent.config import MqttConfig
 from agent.pipeline.epcis import CONTENT_TYPE, CONTEXT, iso_ms
-from agent.uplink.mqtt import PublishResult, PublishTimeout, UplinkNotConnected
+from agent.uplink.mqtt import (
+    PacketTooLargeError,
+    PublishResult,
+    PublishTimeout,
+    UplinkNotConnected,
+)
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +207,10 @@ class Forwarder:
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self._idle_poll_s = idle_poll_s
         self._inflight = 0
+        # Rows held by a delivery of this process, from claim until ack / release / dead letter.
+        # A lease can "expire" while its publish is still in flight (a wall-clock step, a long
+        # rate-limit wait): such rows come back from claim() but must not be sent twice.
+        self._owned: set[int] = set()
         self._slot_free = asyncio.Condition()
         self._paused_until = 0.0
         self._bucket = TokenBucket(cfg.drain_rate_events_s)
@@ -261,6 +270,15 @@ class Forwarder:
     def _lease_s(self) -> float:
         return self._cfg.publish_timeout_s * 2 + 5 + self._cfg.batch_max_delay_ms / 1000
 
+    async def _claim(self, limit: int) -> list[Claimed]:
+        rows = await self._buffer.claim(limit, lease_s=self._lease_s())
+        fresh = [c for c in rows if c.id not in self._owned]
+        if len(fresh) < len(rows):
+            log.debug("claim returned %d row(s) still in flight here (lease ran out while "
+                      "waiting for a PUBACK); not sent again", len(rows) - len(fresh))
+        self._owned.update(c.id for c in fresh)
+        return fresh
+
     async def _fill(self, claimed: list[Claimed]) -> list[Claimed]:
         """Fewer than batch_max_events: wait up to batch_max_delay_ms for more."""
         loop = asyncio.get_running_loop()
@@ -277,7 +295,7 @@ class Forwarder:
                 except TimeoutError:
                     pass
             self._wake.clear()
-            claimed += await self._buffer.claim(limit - len(claimed), lease_s=self._lease_s())
+            claimed += await self._claim(limit - len(claimed))
         return claimed
 
     async def load_refusals(self) -> dict[int, int]:
@@ -314,8 +332,7 @@ class Forwarder:
                     await asyncio.sleep(pause)
                 await self._acquire_slot()
                 self._wake.clear()
-                claimed = await self._buffer.claim(self._cfg.batch_max_events,
-                                                   lease_s=self._lease_s())
+                claimed = await self._claim(self._cfg.batch_max_events)
                 if not claimed:
                     await self._release_slot()
                     try:
@@ -324,9 +341,13 @@ class Forwarder:
                     except TimeoutError:
                         pass
                     continue
-                if len(claimed) < self._cfg.batch_max_events and self._cfg.batch_max_delay_ms:
-                    claimed = await self._fill(claimed)
-                await self._bucket.take(len(claimed))
+                try:
+                    if len(claimed) < self._cfg.batch_max_events and self._cfg.batch_max_delay_ms:
+                        claimed = await self._fill(claimed)
+                    await self._bucket.take(len(claimed))
+                except BaseException:
+                    self._owned.difference_update(c.id for c in claimed)
+                    raise
                 tg.create_task(self._deliver(claimed), name=f"deliver-{claimed[0].id}")
 
     async def _deliver(self, claimed: list[Claimed]) -> None:
@@ -334,11 +355,20 @@ class Forwarder:
             events = [c for c in claimed if c.kind == "event"]
             others = [c for c in claimed if c.kind != "event"]
             for c in others:
+                payload = c.payload.encode()
+                if len(payload) > self.max_payload:
+                    log.error("%s row %d of %d bytes exceeds the maximum payload of %d bytes; "
+                              "moved to dead letters", c.kind, c.id, len(payload),
+                              self.max_payload)
+                    await self._dead_letter([c], f"a {c.kind} of {len(payload)} bytes exceeds "
+                                            f"the maximum payload of {self.max_payload} bytes")
+                    continue
                 await self._send([c], self._topics.get(c.kind, self._topics["alarm"]),
-                                 c.payload.encode(), "application/json")
+                                 payload, "application/json")
             if events:
                 await self._send_events(events)
         finally:
+            self._owned.difference_update(c.id for c in claimed)
             await self._release_slot()
 
     def _encode(self, events: list[Claimed]) -> bytes:
@@ -374,6 +404,18 @@ class Forwarder:
         except (PublishTimeout, UplinkNotConnected) as exc:
             # Not confirmed: the rows stay and go again; a duplicate carries the same eventIDs.
             await self._buffer.release(ids, error=str(exc) or type(exc).__name__)
+            return
+        except PacketTooLargeError as exc:
+            # The broker's Maximum Packet Size shrank after the payload was built (a reconnect,
+            # a failover): not sent. Split events again; a single message can never go.
+            if len(rows) > 1 and all(c.kind == "event" for c in rows):
+                log.warning("%s; splitting rows %d..%d", exc, ids[0], ids[-1])
+                half = len(rows) // 2
+                await self._send_events(rows[:half])
+                await self._send_events(rows[half:])
+                return
+            log.error("%s; row(s) %s moved to dead letters", exc, ids)  # noqa: TRY400
+            await self._dead_letter(rows, str(exc))
             return
         if result.ok:
             await self._buffer.ack(ids)
