@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, systemd
+from agent.buffer.retry import RetryWhenFull
 from agent.buffer.sqlite import SqliteBuffer
 from agent.clock import kernel_clock_synchronised, utcnow
 from agent.config import AgentConfig, ConfigError, load_config
@@ -69,12 +70,15 @@ class Agent:
         self._uplink = uplink
         ingest = Ingest(buffer)
         self._ingest = ingest
+        # A full disk is expected, not fatal: the stages that drain the buffer keep going (the
+        # pipeline retries smaller batches itself; the forwarder's writes wait and retry).
         pipeline = Pipeline(
             buffer, timezone=cfg.gateway.timezone, wake=ingest.accepted, clock=time.time,
             readers=cfg.readers,
         )
         forwarder = Forwarder(
-            buffer, uplink, cfg.uplink.mqtt, topic_map, wake=pipeline.produced
+            RetryWhenFull(buffer, who="forwarder"), uplink, cfg.uplink.mqtt, topic_map,
+            wake=pipeline.produced,
         )
         self._forwarder = forwarder
         commands = self._command_server(uplink, topic_map["base"])

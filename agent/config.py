@@ -296,8 +296,12 @@ class BufferConfig(_Model):
     when_full: Literal["drop_oldest", "backpressure"] = "drop_oldest"
     commit_interval_ms: Annotated[float, Field(ge=0, le=1000)] = 5.0
     lease_s: Annotated[float, Field(gt=0)] = 60.0
+    # Disk space held back in <path>.reserve and given up when the disk fills, so the buffer can
+    # still checkpoint, turn reads into events and delete delivered rows: a full disk then
+    # drains instead of deadlocking. 0 = no reserve.
+    reserve_bytes: int = 4 * 1024**2
 
-    @field_validator("max_size", mode="before")
+    @field_validator("max_size", "reserve_bytes", mode="before")
     @classmethod
     def _size(cls, v: object) -> int:
         return parse_size(v)

@@ -94,6 +94,7 @@ def write_config(
     buffer: Path,
     reader: dict[str, Any] | None = None,
     mqtt: dict[str, Any] | None = None,
+    buffer_extra: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     cfg: dict[str, Any] = {
@@ -103,7 +104,7 @@ def write_config(
         # tests/test_e2e_presence.py (pass reader={"mode": "presence", ...}).
         "readers": [{"name": "r1", "driver": "r2000", "port": reader_port, "baudrate": 115200,
                      "reconnect_max_s": 1.0, "mode": "every_read", **(reader or {})}],
-        "buffer": {"path": str(buffer)},
+        "buffer": {"path": str(buffer), **(buffer_extra or {})},
         "uplink": {"mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "trace",
                             "publish_timeout_s": 5, "reconnect_min_s": 0.1,
                             "reconnect_max_s": 1.0, **(mqtt or {})}},

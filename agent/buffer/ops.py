@@ -15,6 +15,7 @@ _INSERT_EVENT = "INSERT INTO outbox (kind, payload, priority, created_at_s) VALU
 
 
 def put_reads(s: Store, rows: Sequence[ReadRow]) -> None:
+    s.admit_reads()
     if s.cfg.when_full == "backpressure":
         used = s.used_bytes()
         if used >= s.cfg.max_size:
@@ -22,7 +23,7 @@ def put_reads(s: Store, rows: Sequence[ReadRow]) -> None:
                 f"buffer full: {used} of {s.cfg.max_size} bytes used (when_full: backpressure); "
                 f"nothing of this call was stored; pause the readers and retry"))
     s.conn.executemany(_INSERT_READ, rows)
-    s.inserted()
+    s.inserted(reads=True)
 
 
 def take_reads(s: Store, limit: int, after_id: int) -> list[StoredRead]:

@@ -102,6 +102,7 @@ class Store:
 
     def open(self) -> None:
         faults.preflight(self.path)
+        self._ensure_reserve()
         try:
             self._conn = self._open_checked()
         except _CorruptFileError as exc:
@@ -345,8 +346,54 @@ class Store:
         if full:
             log.error("buffer: DISK FULL writing %s (%s); new reads are refused until space "
                       "returns; everything already stored is kept", self.path, exc)
+            self._release_reserve()
         else:
             log.warning("buffer: disk space is back; %s accepts reads again", self.path)
+            self._ensure_reserve()
+
+    # ------------------------------------------------------------------ space reserve
+
+    @property
+    def reserve_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".reserve")
+
+    def _ensure_reserve(self) -> None:
+        """Hold ``reserve_bytes`` in a file beside the buffer while there is room for it.
+
+        Without it a full disk deadlocks: deleting delivered rows, checkpointing the WAL and
+        turning reads into events all need a little space themselves. Created only when twice
+        the reserve is free, so it never causes the disk-full it protects against.
+        """
+        want = self.cfg.reserve_bytes
+        target = self.reserve_path
+        if want <= 0:
+            return
+        try:
+            if target.exists() and target.stat().st_size >= want:
+                return
+            st = os.statvfs(self.path.parent)
+            if st.f_bavail * st.f_frsize < 2 * want:
+                return
+            block = b"\0" * 65536
+            with target.open("wb") as f:
+                left = want
+                while left > 0:  # real blocks, not a sparse file: the space must be taken
+                    left -= f.write(block[: min(left, len(block))])
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                target.unlink()
+            log.debug("buffer: no space reserve (%s)", exc)
+
+    def _release_reserve(self) -> None:
+        try:
+            size = self.reserve_path.stat().st_size
+            self.reserve_path.unlink()
+        except OSError:
+            return
+        log.warning("buffer: released the %d KiB space reserve so delivered rows can be "
+                    "deleted and the backlog can drain", size // 1024)
 
     def count(self, name: str, n: int) -> None:
         self._tx_counters[name] = self._tx_counters.get(name, 0) + n
@@ -356,8 +403,32 @@ class Store:
         """A warning logged once the transaction has committed."""
         self._tx_notes.append((msg, args))
 
-    def inserted(self) -> None:
-        self._tx_inserted = True
+    def inserted(self, *, reads: bool = False) -> None:
+        # Only reads accepted again prove the disk has room for the agent's input: events
+        # inserted by the pipeline while the disk is full live on the released reserve.
+        if reads:
+            self._tx_inserted = True
+
+    def admit_reads(self) -> None:
+        """While the disk is full, refuse new reads until there is room to spare again.
+
+        The space the delivered backlog frees (and the released reserve) is for draining:
+        turning reads into events, leases, acks, checkpoints. New reads come back only when
+        twice the reserve is free (and the reserve can be taken again), so the buffer does not
+        flap between full and not full at the edge of the disk.
+        """
+        if not self.disk_full or self._room_to_spare():
+            return
+        raise Rejected(BufferDiskFullError(
+            f"buffer file {self.path}: the disk is full; new reads wait until the delivered "
+            f"backlog frees space (nothing of this call was stored; hold the data and retry)"))
+
+    def _room_to_spare(self) -> bool:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return True  # cannot tell: let SQLite decide
+        return st.f_bavail * st.f_frsize >= max(2 * self.cfg.reserve_bytes, 1024**2)
 
     def used_bytes(self) -> int:
         return limits.used_bytes(self.conn, self.page_size)

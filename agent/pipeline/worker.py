@@ -29,6 +29,9 @@ from agent.pipeline.presence import STATE_PREFIX, PresenceEngine, Transition
 log = logging.getLogger(__name__)
 
 
+MIN_BATCH = 10
+
+
 class Pipeline:
     def __init__(
         self,
@@ -46,6 +49,8 @@ class Pipeline:
         self._wake = wake
         self._clock = clock
         self._batch = batch
+        self._batch_now = batch  # shrinks while the disk is full, so a commit can still fit
+        self._waiting_for_space = False
         self._idle_poll_s = idle_poll_s
         self._plans: dict[str, ReaderPlan] = plans_for(readers)
         self.presence = PresenceEngine(self.plan)
@@ -54,7 +59,6 @@ class Pipeline:
         self.produced = asyncio.Event()  # set after events are committed: wakes the forwarder
         self.events_total = 0
         self.double_scans = 0
-        self._refused = False  # the last commit was refused (disk full): logged once
         self.on_events: Callable[[Sequence[OutEvent]], None] | None = None  # live view hook
 
     def plan(self, reader: str) -> ReaderPlan:
@@ -123,7 +127,7 @@ class Pipeline:
         """Process one batch of reads (possibly none: then it is a tick); returns reads taken."""
         if not self._loaded:
             await self.load()
-        stored = await self._buffer.take_reads(self._batch)
+        stored = await self._buffer.take_reads(self._batch_now)
         now = self._clock()
         last_scan, double_scans = dict(self._last_scan), self.double_scans
         events = self.events_for(stored, now)
@@ -132,20 +136,21 @@ class Pipeline:
             try:
                 await self._buffer.commit_events([s.id for s in stored], events, state)
             except BufferFullError as exc:
-                # Nothing was committed (disk full): forget what this step did in memory and
-                # replay the reads against the committed state once there is room (acks free
-                # it). Keeping it would drop the replayed scans as "repeated" and fold the
-                # replayed reads into tags whose arrival was never stored.
-                self._last_scan, self.double_scans = last_scan, double_scans
+                # Nothing of this step was stored. Forget its in-memory effects exactly as a
+                # crash would (presence state is reloaded from what is committed), and try a
+                # smaller batch: the reads stay in the buffer, nothing is lost or doubled.
                 self._loaded = False
-                if not self._refused:
-                    log.error("pipeline: %d reads and %d events wait: %s", len(stored),  # noqa: TRY400
-                              len(events), exc)
-                self._refused = True
+                self._last_scan, self.double_scans = last_scan, double_scans
+                self._batch_now = max(MIN_BATCH, self._batch_now // 2)
+                if not self._waiting_for_space:
+                    log.warning("pipeline: cannot store events (%s); retrying with smaller "
+                                "batches while the delivered backlog frees space", exc)
+                    self._waiting_for_space = True
                 return 0
-            if self._refused:
-                log.warning("pipeline: the buffer takes events again")
-                self._refused = False
+        if self._waiting_for_space:
+            log.info("pipeline: storing events again")
+            self._waiting_for_space = False
+        self._batch_now = min(self._batch, self._batch_now * 2)
         if events:
             self.events_total += len(events)
             if self.on_events is not None:
