@@ -1,4 +1,4 @@
-"""A full disk, end to end: the buffer lives on a 2 MiB tmpfs, the broker is down and a reader
+"""A full disk, end to end: the buffer lives on a 4 MiB tmpfs, the broker is down and a reader
 saturates its line. The agent keeps running, says DISK FULL once, pauses the reader instead of
 dropping accepted reads, and resumes by itself when the broker drains the backlog and frees
 space. Every committed read is delivered."""
@@ -34,7 +34,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
     mnt.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root and mount(8) for a tmpfs of its own")
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)],
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
                          capture_output=True, check=False)
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
@@ -51,7 +51,7 @@ def test_disk_full_pauses_then_resumes_and_loses_nothing(
     db = small_fs / "buffer.db"
     sim = SimProcess(["r2000", "--pty", "--tags", "6", "--saturate"], tmp_path / "sim.log")
     cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
-                       buffer=db, buffer_extra={"reserve_bytes": "256KiB"},
+                       buffer=db, buffer_extra={"reserve_bytes": "512KiB"},
                        extra={"status": {"socket": str(tmp_path / "agent.sock")},
                               "http": {"enabled": False}})
     # The subscriber's session exists before the outage, so it gets everything afterwards.

@@ -44,6 +44,10 @@ class RetryWhenFull:
     def generation(self) -> str:
         return self._inner.generation
 
+    @property
+    def disk_full(self) -> bool:
+        return self._inner.disk_full
+
     async def _retry(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
         delay = self._min_s
         waited = False

@@ -159,7 +159,19 @@ JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024  # the WAL is truncated to this after a che
 BUSY_TIMEOUT_MS = 5000  # tools (stats/export/purge) may hold a lock briefly
 
 
-def configure(conn: Conn, synchronous: str) -> None:
+def wal_autocheckpoint_pages(reserve_bytes: int, page_size: int = 4096) -> int:
+    """Checkpoint often enough that the WAL never outgrows half the space reserve.
+
+    When the disk fills, the released reserve must hold what draining needs: the WAL frames of
+    the deletes and a checkpoint that resets the WAL. SQLite's default (1000 pages) is kept
+    when the reserve allows it or when there is no reserve.
+    """
+    if reserve_bytes <= 0:
+        return 1000
+    return max(16, min(1000, reserve_bytes // page_size // 2))
+
+
+def configure(conn: Conn, synchronous: str, *, reserve_bytes: int = 0) -> None:
     """Settings for the writer connection. auto_vacuum only takes on a new (empty) file."""
     if synchronous not in ("FULL", "EXTRA", "NORMAL"):
         raise ValueError(f"unsupported synchronous setting {synchronous!r}")
@@ -170,4 +182,7 @@ def configure(conn: Conn, synchronous: str) -> None:
         raise OSError(f"the filesystem does not support SQLite's WAL mode (journal_mode={mode})")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
     conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+    page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+    pages = wal_autocheckpoint_pages(reserve_bytes, page_size)
+    conn.execute(f"PRAGMA wal_autocheckpoint = {pages}")
     conn.execute("PRAGMA temp_store = MEMORY")

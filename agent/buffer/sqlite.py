@@ -100,6 +100,11 @@ class SqliteBuffer:
         return self._store.generation
 
     @property
+    def disk_full(self) -> bool:
+        """The last write found the disk full (cheap: no query; see stats() for details)."""
+        return self._store.disk_full
+
+    @property
     def transactions(self) -> int:
         """Transactions committed since open (group commit: one per batch of requests)."""
         return self._store.transactions

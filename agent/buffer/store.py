@@ -120,7 +120,7 @@ class Store:
         except Exception as exc:
             raise faults.open_error(self.path, exc) from exc
         try:
-            configure(conn, self.cfg.synchronous)
+            configure(conn, self.cfg.synchronous, reserve_bytes=self.cfg.reserve_bytes)
             if self.check_at_open:
                 _quick_check(conn)
             migrate(conn)
@@ -194,7 +194,7 @@ class Store:
         moved = faults.quarantine(self.path, now)
         try:
             conn = self._connect(str(self.path))
-            configure(conn, self.cfg.synchronous)
+            configure(conn, self.cfg.synchronous, reserve_bytes=self.cfg.reserve_bytes)
             migrate(conn)
             self._ensure_meta(conn)
             report = salvage(moved, conn)
@@ -312,6 +312,13 @@ class Store:
             log.warning(msg, *args)
         if self._tx_inserted and self.disk_full:
             self._set_disk_full(False, None)
+        if self.disk_full:
+            # Give the WAL's space back to the filesystem after every drained batch: on a full
+            # disk it is what the next deletes and checkpoints need.
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except Exception as exc:
+                log.debug("buffer: checkpoint on a full disk failed: %s", exc)
         try:
             limits.reclaim(conn)
         except Exception as exc:  # giving space back is an optimisation; retried next time

@@ -127,6 +127,14 @@ class Pipeline:
         """Process one batch of reads (possibly none: then it is a tick); returns reads taken."""
         if not self._loaded:
             await self.load()
+        if self._buffer.disk_full and (await self._buffer.stats()).events_pending:
+            # The disk is full: the space the buffer keeps in reserve is for deleting what the
+            # broker confirmed. Turning reads into (larger) events waits until the outbox drained.
+            if not self._waiting_for_space:
+                log.warning("pipeline: disk full: reads wait as reads until delivered events "
+                            "free space")
+                self._waiting_for_space = True
+            return 0
         stored = await self._buffer.take_reads(self._batch_now)
         now = self._clock()
         last_scan, double_scans = dict(self._last_scan), self.double_scans

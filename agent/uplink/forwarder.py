@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 # MQTT 5 reason codes that will never succeed on retry: dead-letter (kept, counted, visible).
 PERMANENT_REFUSALS = frozenset({0x87, 0x90, 0x99})  # not authorized, bad topic, bad format
 PACKET_TOO_LARGE = 0x95
+DISK_FULL_BATCH = 50
 QUOTA_EXCEEDED = 0x97
 CONTENT_ENCODING = "content-encoding"  # MQTT 5 user property naming the payload's encoding
 REFUSALS_STATE = "uplink.refusals:"  # buffer state key prefix: row id -> transient refusals
@@ -279,10 +280,17 @@ class Forwarder:
         self._owned.update(c.id for c in fresh)
         return fresh
 
+    def _batch_limit(self) -> int:
+        # On a full disk every lease and ack is written into the little space the buffer's
+        # reserve gave back: small batches keep each transaction (and the WAL) small.
+        if self._buffer.disk_full:
+            return min(self._cfg.batch_max_events, DISK_FULL_BATCH)
+        return self._cfg.batch_max_events
+
     async def _fill(self, claimed: list[Claimed]) -> list[Claimed]:
         """Fewer than batch_max_events: wait up to batch_max_delay_ms for more."""
         loop = asyncio.get_running_loop()
-        limit = self._cfg.batch_max_events
+        limit = self._batch_limit()
         deadline = loop.time() + self._cfg.batch_max_delay_ms / 1000
         while len(claimed) < limit:
             remaining = deadline - loop.time()
@@ -332,7 +340,7 @@ class Forwarder:
                     await asyncio.sleep(pause)
                 await self._acquire_slot()
                 self._wake.clear()
-                claimed = await self._claim(self._cfg.batch_max_events)
+                claimed = await self._claim(self._batch_limit())
                 if not claimed:
                     await self._release_slot()
                     try:
@@ -342,7 +350,7 @@ class Forwarder:
                         pass
                     continue
                 try:
-                    if len(claimed) < self._cfg.batch_max_events and self._cfg.batch_max_delay_ms:
+                    if len(claimed) < self._batch_limit() and self._cfg.batch_max_delay_ms:
                         claimed = await self._fill(claimed)
                     await self._bucket.take(len(claimed))
                 except BaseException:
