@@ -20,6 +20,9 @@ from agent.fieldtools.runtime import Runtime
 from agent.fieldtools.server import serve as serve_field_tools
 from agent.pipeline.ingest import Ingest
 from agent.pipeline.worker import Pipeline
+from agent.readers.control import ReaderControl, power_from_wire
+from agent.readers.drivers.base import SettingNotSupported
+from agent.readers.session import ReaderCommandError
 from agent.readers.status import ReaderStatus
 from agent.readers.supervisor import supervise_reader
 from agent.uplink.cmdserver import CommandServer
@@ -45,8 +48,11 @@ class Agent:
     cfg: AgentConfig
     readers: dict[str, ReaderStatus] = field(default_factory=dict)
     config_path: Path | None = None  # for the remote "reload" command
-    # Reader power requested remotely (dBm), kept until a driver can apply it.
-    power_requests: dict[str, float] = field(default_factory=dict)
+    # Per reader, for the agent's lifetime (across stop/start and reconnects): desired power.
+    controls: dict[str, ReaderControl] = field(default_factory=dict)
+    # How long a `set power` command waits for the reader to confirm (it applies the change
+    # between two inventory rounds); later, it answers "queued" and the change still happens.
+    power_confirm_s: float = 8.0
     _tg: asyncio.TaskGroup | None = None
     _reader_tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     _ingest: Ingest | None = None
@@ -235,8 +241,16 @@ class Agent:
         status = ReaderStatus(rc.name, rc.driver, rc.port)
         self.readers[rc.name] = status
         self._reader_tasks[name] = self._tg.create_task(
-            supervise_reader(rc, self._ingest.put, status), name=f"reader-{rc.name}"
+            supervise_reader(rc, self._ingest.put, status, control=self._control(name)),
+            name=f"reader-{rc.name}",
         )
+
+    def _control(self, name: str) -> ReaderControl:
+        control = self.controls.get(name)
+        if control is None:
+            rc = next(r for r in self.cfg.readers if r.name == name)
+            control = self.controls[name] = ReaderControl(rc)
+        return control
 
     def _reader(self, name: str) -> None:
         if not any(r.name == name for r in self.cfg.readers):
@@ -247,7 +261,6 @@ class Agent:
         return {
             "version": __version__,
             "readers": {n: r.as_dict() for n, r in self.readers.items()},
-            "powerRequests": dict(self.power_requests),
             "uplink": None if self._uplink is None else {
                 "connected": self._uplink.connected,
                 "broker": "{}:{}".format(*self._uplink.broker),
@@ -291,13 +304,18 @@ class Agent:
         return {"valid": True, "changed": changed, "applied": applied,
                 "restartRequired": restart}
 
-    async def set_reader_power(self, reader: str, dbm: float) -> Mapping[str, Any]:
+    async def set_reader_power(self, reader: str, dbm: Any) -> Mapping[str, Any]:
         self._reader(reader)
-        if not 0 <= dbm <= 33:
-            raise CommandError("bad_argument", "dbm must be within 0..33")
-        self.power_requests[reader] = dbm
-        return {"reader": reader, "dbm": dbm, "applied": False,
-                "note": "recorded; the reader driver cannot set power yet"}
+        try:
+            outcome = await self._control(reader).set_power(power_from_wire(dbm),
+                                                            timeout_s=self.power_confirm_s)
+        except ValueError as exc:
+            raise CommandError("bad_argument", str(exc)) from None
+        except SettingNotSupported as exc:
+            raise CommandError("unsupported", str(exc)) from None
+        except ReaderCommandError as exc:
+            raise CommandError("refused", str(exc)) from None
+        return outcome.as_dict(reader)
 
     async def start_reader(self, reader: str) -> Mapping[str, Any]:
         self._reader(reader)

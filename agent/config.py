@@ -198,6 +198,10 @@ class R2000Config(_ReaderBase):
     # empty field then costs a few exchanges per second instead of dozens. The first tag
     # read returns to full speed.
     idle_pause_ms: Annotated[int, Field(ge=0, le=1000)] = 100
+    # Read the reader's temperature (0x7B) this often, between inventory rounds (0 = only at
+    # connect); above temperature_warn_c one WARNING, and one more when it is back below.
+    temperature_interval_s: Annotated[float, Field(ge=0)] = 60.0
+    temperature_warn_c: Annotated[int, Field(ge=-40, le=150)] = 60
 
     @model_validator(mode="after")
     def _check_modes(self) -> R2000Config:

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 from agent.config import AnyReaderConfig, ReaderConfig
 from agent.model import Read, TagRead
+from agent.readers.control import ReaderControl
 from agent.readers.status import ReaderStatus
 from agent.readers.supervisor import supervise_reader
 from tests.harness import SimProcess
@@ -34,8 +35,9 @@ def reader_config(**fields: Any) -> AnyReaderConfig:
 class Run:
     """A supervisor task and what it delivered."""
 
-    def __init__(self, cfg: AnyReaderConfig) -> None:
+    def __init__(self, cfg: AnyReaderConfig, control: ReaderControl | None = None) -> None:
         self.cfg = cfg
+        self.control = control
         self.status = ReaderStatus(cfg.name, cfg.driver, cfg.port)
         self.reads: list[Read] = []
         self.read_times: list[float] = []  # time.monotonic() of each put
@@ -49,7 +51,8 @@ class Run:
 
     async def __aenter__(self) -> Run:
         self._task = asyncio.create_task(
-            supervise_reader(self.cfg, self._put, self.status, rng=random.Random(1)),
+            supervise_reader(self.cfg, self._put, self.status, rng=random.Random(1),
+                             control=self.control),
             name=f"reader-{self.cfg.name}",
         )
         return self

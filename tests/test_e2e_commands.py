@@ -87,7 +87,7 @@ def reader_state(rig: Rig) -> str:
     return str(ok(rig.cc.call("status"))["readers"]["r1"]["state"])
 
 
-def test_ping_status_and_power(rig: Rig) -> None:
+def test_ping_status_and_power_arguments(rig: Rig) -> None:
     reply = rig.cc.call("ping")
     assert reply["command"] == "ping"
     assert ok(reply) == {"pong": True}
@@ -100,19 +100,47 @@ def test_ping_status_and_power(rig: Rig) -> None:
     assert r1["port"] == rig.sim.port
     assert r1["connects"] >= 1
     assert status["uplink"]["connected"] is True
-    assert status["powerRequests"] == {}
-    # set power: the r2000 driver on main cannot change power at run time, so the agent
-    # records the request, says so, and shows it in status - it is not applied to the reader.
-    power = ok(rig.cc.call("set_reader_power", {"reader": "r1", "dbm": 20}))
-    assert power["applied"] is False
-    assert "recorded" in power["note"]
-    assert ok(rig.cc.call("status"))["powerRequests"] == {"r1": 20.0}
+    assert r1["power"] == {"desiredDbm": None, "reportedDbm": 30, "error": None}
     bad = rig.cc.call("set_reader_power", {"reader": "r1", "dbm": 99})
     assert bad["ok"] is False
     assert bad["error"]["code"] == "bad_argument"
+    assert "0..33" in bad["error"]["message"]
+    bad = rig.cc.call("set_reader_power", {"reader": "r1", "dbm": 20.5})
+    assert bad["error"]["code"] == "bad_argument"
     bad = rig.cc.call("set_reader_power", {"reader": "nope", "dbm": 20})
     assert bad["error"]["code"] == "bad_argument"
-    assert ok(rig.cc.call("status"))["powerRequests"] == {"r1": 20.0}
+
+
+def test_set_power_is_applied_to_the_running_reader(rig: Rig) -> None:
+    """set_reader_power -> applied between inventory rounds, read back from the reader,
+    no reconnect; per-port form; while the reader is stopped it is kept and applied on
+    start."""
+    wait_until(lambda: reads(rig.db) > 0, 30, "first reads", diagnostics=rig.agent.log_text)
+    power = ok(rig.cc.call("set_reader_power", {"reader": "r1", "dbm": 20}))
+    assert power == {"reader": "r1", "applied": True, "desiredDbm": 20, "reportedDbm": 20,
+                     "written": True}
+    r1 = ok(rig.cc.call("status"))["readers"]["r1"]
+    assert r1["power"] == {"desiredDbm": 20, "reportedDbm": 20, "error": None}
+    assert (r1["connects"], r1["disconnects"], r1["state"]) == (1, 0, "connected")
+    before = reads(rig.db)
+    wait_until(lambda: reads(rig.db) > before + 10, 30, "reads after the change",
+               diagnostics=rig.agent.log_text)
+    ports = ok(rig.cc.call("set_reader_power", {"reader": "r1", "dbm": {"1": 25, "3": 18}}))
+    assert ports["applied"] is True
+    assert ports["reportedDbm"] == {"1": 25, "2": 20, "3": 18, "4": 20}
+    assert ok(rig.cc.call("stop_reader", {"reader": "r1"}))["state"] == "stopped"
+    queued = ok(rig.cc.call("set_reader_power", {"reader": "r1", "dbm": 22}))
+    assert (queued["applied"], queued["queued"]) == (False, True)
+    assert "is stopped" in queued["note"]
+    assert "applied when it connects" in queued["note"]
+    assert ok(rig.cc.call("start_reader", {"reader": "r1"}))["state"] == "started"
+    wait_until(lambda: ok(rig.cc.call("status"))["readers"]["r1"]["power"]["reportedDbm"] == 22,
+               20, "the queued power applied on connect", diagnostics=rig.agent.log_text)
+    r1 = ok(rig.cc.call("status"))["readers"]["r1"]
+    assert r1["power"] == {"desiredDbm": 22, "reportedDbm": 22, "error": None}
+    log = rig.agent.log_text()
+    assert "output power set to 20 dBm (was [30, 30, 30, 30])" in log
+    assert "output power set to 22 dBm (was [25, 20, 18, 20])" in log
 
 
 def test_stop_and_start_reader(rig: Rig) -> None:

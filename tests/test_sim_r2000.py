@@ -172,6 +172,15 @@ def test_temperature_reset_and_antenna_group() -> None:
     assert four_port.feed(h("a0 04 01 6c 01 ee")) == [encode_frame(1, 0x6C, h("41"))]
 
 
+def test_temperature_steps_over_time() -> None:
+    dev, clock = make(temperature_c=40, temperature_steps=((5.0, 70), (10.0, -3)))
+    assert dev.feed(encode_frame(1, 0x7B)) == [encode_frame(1, 0x7B, h("01 28"))]
+    clock.advance(6)
+    assert dev.feed(encode_frame(1, 0x7B)) == [encode_frame(1, 0x7B, h("01 46"))]
+    clock.advance(5)
+    assert dev.feed(encode_frame(1, 0x7B)) == [encode_frame(1, 0x7B, h("00 03"))]
+
+
 def test_baud_change_applies_after_the_reply() -> None:
     dev, _ = make()
     assert dev.baud == 115200

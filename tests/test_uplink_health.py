@@ -91,7 +91,7 @@ HEALTH_SHAPE: dict[str, Any] = {
 }
 READER_SHAPE: dict[str, Any] = {"state": str, "readRate": (float, int), "readsTotal": int,
                                 "lastError": (str, type(None)), "connects": int,
-                                "disconnects": int}
+                                "disconnects": int, "temperatureC": (int, type(None))}
 CERT_SHAPE: dict[str, Any] = {"path": str, "notAfter": (str, type(None)),
                               "daysLeft": OPT_FLOAT, "warning": bool}
 
@@ -132,7 +132,7 @@ def test_health_shape_and_values() -> None:
     assert h["ts"] == "2026-11-28T14:00:00.123Z"
     assert h["readers"]["dock-1"] == {"state": "connected", "readRate": 41.5,
                                       "readsTotal": 12345, "lastError": None, "connects": 1,
-                                      "disconnects": 0}
+                                      "disconnects": 0, "temperatureC": None}
     assert h["readers"]["dock-2"]["state"] == "reconnecting"
     assert h["readers"]["dock-2"]["lastError"] == "serial port vanished"
     assert h["readers"]["dock-2"]["disconnects"] == 3

@@ -17,7 +17,13 @@ class ReaderStatus:
     firmware: str | None = None
     model: str | None = None  # what identify() learnt: "R2000", "UHFReader288M", ...
     device: str | None = None  # the device path the port spec resolved to at the last connect
-    temperature_c: int | None = None  # R2000 cmd 0x7B, read at connect
+    temperature_c: int | None = None  # R2000 cmd 0x7B, at connect and every interval
+    temperature_high: bool = False  # above the warning threshold (logged once each way)
+    # Output power: what the agent wants (int = all ports, {port: dBm}) and what the reader
+    # reported at the last connect / change (per port, 1-based order).
+    power_desired: int | dict[int, int] | None = None
+    power_reported: tuple[int, ...] | None = None
+    power_error: str | None = None  # the last refusal, until a change succeeds
     last_error: str | None = None
     connects: int = 0
     disconnects: int = 0
@@ -66,6 +72,11 @@ class ReaderStatus:
             "model": self.model,
             "device": self.device,
             "temperatureC": self.temperature_c,
+            "power": {
+                "desiredDbm": power_json(self.power_desired),
+                "reportedDbm": power_json(self.power_reported),
+                "error": self.power_error,
+            },
             "lastError": self.last_error,
             "connects": self.connects,
             "disconnects": self.disconnects,
@@ -77,3 +88,13 @@ class ReaderStatus:
             "errorCodes": {f"0x{k:02X}": v for k, v in sorted(self.error_codes.items())},
             "decoder": self.decoder,
         }
+
+
+def power_json(power: int | dict[int, int] | tuple[int, ...] | None) -> Any:
+    """One number when every port has the same power, else {"port": dBm}."""
+    if power is None or isinstance(power, int):
+        return power
+    pairs = sorted(power.items()) if isinstance(power, dict) else list(enumerate(power, 1))
+    if not isinstance(power, dict) and len({d for _, d in pairs}) == 1:
+        return pairs[0][1]
+    return {str(p): d for p, d in pairs}

@@ -7,6 +7,11 @@ reads. A reader that vanishes (USB unplug, EIO, EOF, TCP reset), cannot be found
 falls silent is closed and reopened with backoff, re-identified and re-configured, without
 disturbing other readers or the uplink. Anything else is a bug: it propagates, the TaskGroup
 ends, the process exits, systemd restarts it.
+
+The reader's ReaderControl (desired power) outlives the connections: each new driver gets the
+desired power in its config (configure() applies it), and is attached to the control from its
+creation, so a change requested meanwhile is queued on it and applied between rounds. When the
+connection ends, requests still queued fail with ReaderGone (the desired power stays).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from agent.config import AnyReaderConfig, BarcodeConfig, ChafonConfig, R2000Config
 from agent.model import Read
+from agent.readers.control import ReaderControl
 from agent.readers.drivers.barcode import BarcodeReader
 from agent.readers.drivers.base import ReaderDriver
 from agent.readers.drivers.chafon import ChafonReader
@@ -76,8 +82,11 @@ async def supervise_reader(
     resolve: ResolvePort = _resolve,
     drivers: dict[str, DriverFactory] | None = None,
     rng: random.Random | None = None,
+    control: ReaderControl | None = None,
 ) -> None:
     make = (drivers or DRIVERS)[cfg.driver]
+    control = control or ReaderControl(cfg)
+    control.bind(status)
     rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
     attempt = 0
     last_problem: str | None = None
@@ -90,9 +99,11 @@ async def supervise_reader(
         except (LinkError, PortError, OSError) as exc:
             problem = str(exc) or type(exc).__name__
         else:
-            reader = make(cfg, link, status)
+            reader = make(control.connect_config(), link, status)
             status.attach(reader.session.decoder.stats)
             status.connects += 1
+            control.attach(reader)
+            problem = "connection closed"
             try:
                 who = await reader.identify()
                 where = cfg.port if device == cfg.port else f"{cfg.port} ({device})"
@@ -109,6 +120,7 @@ async def supervise_reader(
             except (LinkError, ReaderError, OSError) as exc:
                 problem = str(exc) or type(exc).__name__
             finally:
+                control.detach(reader, f"connection lost ({problem})")
                 status.detach()
                 await link.aclose()
         if status.state == "connected":

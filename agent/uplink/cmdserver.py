@@ -87,7 +87,7 @@ class CommandServer:
             return await t.reload()
         reader = require(body, "reader", str)
         if name == "set_reader_power":
-            return await t.set_reader_power(reader, float(require(body, "dbm", (int, float))))
+            return await t.set_reader_power(reader, require(body, "dbm", (int, float, dict)))
         if name == "start_reader":
             return await t.start_reader(reader)
         if name == "stop_reader":

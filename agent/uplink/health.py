@@ -115,6 +115,7 @@ def health_payload(
                 "lastError": r.last_error,
                 "connects": r.connects,
                 "disconnects": r.disconnects,
+                "temperatureC": r.temperature_c,  # R2000 0x7B; null for other readers
             }
             for name, r in readers.items()
         },

@@ -70,6 +70,14 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
+def _temperature_step(text: str) -> tuple[float, int]:
+    at, _, temp = text.partition(":")
+    try:
+        return _seconds(at), int(temp)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected SECONDS:CELSIUS, got {text!r}") from exc
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
@@ -277,6 +285,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="antenna ports of the reader (default 4, or 8/16 if --antennas needs)",
     )
     g.add_argument("--firmware", default="1.9", help="firmware version MAJOR.MINOR")
+    g.add_argument("--temperature", type=int, default=35, help="°C reported by 0x7B (default 35)")
+    g.add_argument(
+        "--temperature-at",
+        type=_temperature_step,
+        action="append",
+        default=[],
+        metavar="S:C",
+        help="from S seconds after start on, report C °C (repeatable)",
+    )
     g.add_argument(
         "--summary",
         choices=["v3", "v2.2"],
@@ -473,6 +490,8 @@ def _r2000_plan(args: argparse.Namespace) -> Plan:
         read_rate_per_s=_read_rate(args, scenario),
         min_round_s=_min_round_s(args, scenario),
         saturate=args.saturate,
+        temperature_c=args.temperature,
+        temperature_steps=tuple(args.temperature_at),
     )
     population = _population(args, scenario)
     faults = _device_faults(args, scenario)

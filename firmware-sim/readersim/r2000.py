@@ -111,6 +111,8 @@ class R2000Config:
     region: int = 0x01  # FCC
     channels: tuple[int, ...] | None = None  # hop table override (frequency indices)
     temperature_c: int = 35
+    # (scenario seconds, °C) steps: from each time on, 0x7B reports that temperature.
+    temperature_steps: tuple[tuple[float, int], ...] = ()
     identifier: bytes = b"READERSIM-01"
     output_power_dbm: int = 30
     reply_latency_s: float = 0.0
@@ -321,7 +323,7 @@ class R2000Device(ScheduledDevice):
             return self._reply(t0, cmd, bytes(st.power_dbm))
         if cmd == GET_READER_TEMPERATURE:
             # PlusMinus: 01 = positive in practice (§1.10), then the magnitude in °C.
-            temp = self.config.temperature_c
+            temp = self.temperature_at(t0)
             return self._reply(t0, cmd, bytes([1 if temp >= 0 else 0, abs(temp)]))
         if cmd == SET_UART_BAUDRATE:
             return self._set_baud(data, t0)
@@ -361,6 +363,13 @@ class R2000Device(ScheduledDevice):
         if cmd == GET_ANT_CONNECTION_DETECTOR:
             return self._reply(t0, cmd, bytes([st.detector_db]))
         return self._code(t0, cmd, FAIL)  # not simulated
+
+    def temperature_at(self, t_s: float) -> int:
+        temp = self.config.temperature_c
+        for at_s, value in sorted(self.config.temperature_steps):
+            if self.world_s(t_s) >= at_s:
+                temp = value
+        return temp
 
     def _set_baud(self, data: bytes, t0: float) -> Job:
         if len(data) != 1 or data[0] not in BAUD_CODES:

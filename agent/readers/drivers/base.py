@@ -1,12 +1,83 @@
-"""What the supervisor needs from a driver: one object per connection attempt."""
+"""What the supervisor needs from a driver: one object per connection attempt.
+
+Settings changed while a reader runs (output power today) are *requested*, not sent: the
+caller gets a future, the driver applies the change between two inventory rounds (a reader
+handles one command at a time; a command sent during an inventory is lost or answered out of
+order), and the future ends with what the reader reports afterwards, or with the error.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent.model import Read
-from agent.readers.session import FrameSession
+from agent.readers.session import FrameSession, ReaderError
+
+# Output power: one dBm for every port, or {port (1-based): dBm} (R2000 only, ports 1-8).
+Power = int | dict[int, int]
+
+
+class SettingNotSupported(ReaderError):
+    """This reader (or its mode) cannot take the setting at all."""
+
+
+class ReaderGone(ReaderError):
+    """The connection ended before a requested setting was applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class PowerResult:
+    """What the reader reports after a power request (per port, 1-based order)."""
+
+    reported: tuple[int, ...]
+    written: bool  # False: the reader already had it (nothing written to its flash/EEPROM)
+
+
+def power_text(power: Power | tuple[int, ...] | list[int]) -> str:
+    if isinstance(power, int):
+        return f"{power} dBm"
+    if isinstance(power, dict):
+        return "{" + ", ".join(f"{p}: {d}" for p, d in sorted(power.items())) + "} dBm"
+    return f"{list(power)} dBm"
+
+
+class SettingsQueue:
+    """Power requests from other tasks; the driver takes them between rounds."""
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[Power, asyncio.Future[PowerResult]]] = deque()
+
+    def put(self, power: Power) -> asyncio.Future[PowerResult]:
+        fut: asyncio.Future[PowerResult] = asyncio.get_running_loop().create_future()
+        self._items.append((power, fut))
+        return fut
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def take(self) -> tuple[Power, asyncio.Future[PowerResult]] | None:
+        """The oldest request whose caller still waits (a cancelled one is skipped)."""
+        while self._items:
+            power, fut = self._items.popleft()
+            if not fut.done():
+                return power, fut
+        return None
+
+    def fail_all(self, exc: BaseException) -> None:
+        while self._items:
+            _, fut = self._items.popleft()
+            if not fut.done():
+                fut.set_exception(exc)
+
+
+def rejected(exc: BaseException) -> asyncio.Future[PowerResult]:
+    fut: asyncio.Future[PowerResult] = asyncio.get_running_loop().create_future()
+    fut.set_exception(exc)
+    return fut
 
 
 class ReaderDriver(Protocol):
@@ -22,4 +93,15 @@ class ReaderDriver(Protocol):
 
     def reads(self) -> AsyncIterator[Read]:
         """Run forever, yielding reads; ends only by raising (LinkError, ReaderError)."""
+        ...
+
+    def request_power(self, power: Power) -> asyncio.Future[PowerResult]:
+        """Queue an output-power change; applied between inventory rounds and verified.
+
+        The future ends with PowerResult, or ReaderCommandError (refused, named),
+        SettingNotSupported, ValueError (out of range) or ReaderGone (connection closed)."""
+        ...
+
+    def fail_requests(self, exc: BaseException) -> None:
+        """The connection is closing: end every request still queued with ``exc``."""
         ...

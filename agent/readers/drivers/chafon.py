@@ -5,6 +5,9 @@ reader-protocols.md §2. One object per connection attempt (the supervisor makes
 * identify(): Get Reader Information (0x21): firmware, model, band, power, scan time.
 * configure(): power (0x2F) and, for UHFReader18, scan time (0x25) -- both are stored in the
   reader's EEPROM, so they are written only when the reader reports another value.
+* request_power() (answer mode): queued, applied between two inventory commands: 0x21 for
+  the current power, 0x2F only if it differs, 0x21 again to verify. In push mode the reader
+  streams on its own and takes commands unreliably: refused as not supported.
 * reads(), ``work_mode: answer``: inventory 0x01 per antenna; the reader answers with status 0x03
   frames ("more frames follow") and ends with 0x01 / 0x02 / 0x04 (or 0xFB no tag). UHFReader288
   frames carry the antenna bitmask and an RSSI byte per tag; UHFReader18 frames carry neither.
@@ -27,6 +30,15 @@ from agent.clock import SyncState, utcnow
 from agent.config import ChafonConfig
 from agent.model import TagRead
 from agent.readers.codecs import chafon
+from agent.readers.control import check_power
+from agent.readers.drivers.base import (
+    Power,
+    PowerResult,
+    ReaderGone,
+    SettingNotSupported,
+    SettingsQueue,
+    rejected,
+)
 from agent.readers.link import Link
 from agent.readers.session import FrameSession, ReaderCommandError, ReaderSilent, ReaderTimeout
 from agent.readers.status import ReaderStatus
@@ -62,6 +74,69 @@ class ChafonReader:
         self.info: chafon.ReaderInfo | None = None
         self._early: list[TagRead] = []  # pushes that arrived while we waited for a reply
         self._warned: set[int] = set()
+        self._requests = SettingsQueue()
+
+    # -- settings requested by other tasks (applied between inventories) -------------------------
+
+    def request_power(self, power: Power) -> asyncio.Future[PowerResult]:
+        try:
+            power = check_power(self.cfg, power)
+        except (ValueError, SettingNotSupported) as exc:
+            return rejected(exc)
+        return self._requests.put(power)
+
+    def fail_requests(self, exc: BaseException) -> None:
+        self._requests.fail_all(exc)
+
+    async def _between_inventories(self) -> None:
+        while (item := self._requests.take()) is not None:
+            power, fut = item
+            assert isinstance(power, int)  # check_power made it one value
+            try:
+                result = await self._set_power(power, await self._read_power())
+            except ReaderCommandError as exc:
+                self.status.power_error = str(exc)
+                log.error("reader %s: %s", self.cfg.name, exc)  # noqa: TRY400
+                fut.set_exception(exc)
+            except Exception as exc:
+                fut.set_exception(ReaderGone(f"connection lost while setting power: {exc}"))
+                raise
+            except BaseException:
+                fut.cancel()
+                raise
+            else:
+                fut.set_result(result)
+
+    async def _read_power(self) -> int | None:
+        """0x21 Get Reader Information: the power the reader reports now."""
+        frame = await self._request(
+            chafon.get_reader_info(self.cfg.address), chafon.Cmd.GET_READER_INFO
+        )
+        info = chafon.parse_reader_info(frame)
+        if not isinstance(info, chafon.ReaderInfo):
+            what = info.description if info is not None else f"short reply {frame.data.hex(' ')}"
+            raise ReaderCommandError(f"get reader information failed: {what}")
+        self.info = info
+        if info.power_dbm is not None:
+            self.status.power_reported = (info.power_dbm,)
+        return info.power_dbm
+
+    async def _set_power(self, dbm: int, current: int | None) -> PowerResult:
+        """0x2F only when the reader reports another value (EEPROM), then 0x21 to verify."""
+        cfg = self.cfg
+        if current == dbm:
+            self.status.power_error = None
+            log.info("reader %s: power already %d dBm", cfg.name, dbm)
+            return PowerResult((dbm,), written=False)
+        frame = await self._request(chafon.set_power(cfg.address, dbm), chafon.Cmd.SET_POWER)
+        self._check(frame, f"set power {dbm} dBm")
+        after = await self._read_power()
+        if after != dbm:
+            raise ReaderCommandError(
+                f"set power {dbm} dBm: the reader accepted it but reports {after} dBm")
+        self.status.power_error = None
+        log.info("reader %s: power set to %d dBm (was %s dBm)", cfg.name, dbm, current)
+        return PowerResult((dbm,), written=True)
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -112,6 +187,8 @@ class ChafonReader:
             what = info.description if info is not None else f"short reply {frame.data.hex(' ')}"
             raise ReaderCommandError(f"get reader information failed: {what}")
         self.info = info
+        if info.power_dbm is not None:
+            self.status.power_reported = (info.power_dbm,)
         self.status.firmware = info.firmware
         self.status.model = info.model
         power = f"{info.power_dbm} dBm" if info.power_dbm is not None else "power unknown"
@@ -125,11 +202,14 @@ class ChafonReader:
         info = self.info
         try:
             if cfg.power_dbm is not None and (info is None or info.power_dbm != cfg.power_dbm):
-                frame = await self._request(
-                    chafon.set_power(cfg.address, cfg.power_dbm), chafon.Cmd.SET_POWER
-                )
-                self._check(frame, f"set power {cfg.power_dbm} dBm")
-                log.info("reader %s: power set to %d dBm", cfg.name, cfg.power_dbm)
+                if cfg.work_mode == "push":  # no read-back: the pushes may hide the reply
+                    frame = await self._request(
+                        chafon.set_power(cfg.address, cfg.power_dbm), chafon.Cmd.SET_POWER
+                    )
+                    self._check(frame, f"set power {cfg.power_dbm} dBm")
+                    log.info("reader %s: power set to %d dBm", cfg.name, cfg.power_dbm)
+                else:
+                    await self._set_power(cfg.power_dbm, info.power_dbm if info else None)
             if (
                 self.form == "18"
                 and cfg.work_mode == "answer"
@@ -144,6 +224,7 @@ class ChafonReader:
                 log.info("reader %s: scan time set to %d ms", cfg.name, cfg.scan_time_ms)
         except ReaderCommandError as exc:
             # A refused setting is a configuration problem, not a reason to stop reading.
+            self.status.power_error = str(exc)
             log.error("reader %s: %s; reading on with the reader's settings",  # noqa: TRY400
                       cfg.name, exc)
 
@@ -209,6 +290,7 @@ class ChafonReader:
         first_s = cfg.scan_time_ms / 1000 + cfg.silence_timeout_s
         while True:
             for antenna, command in commands:
+                await self._between_inventories()
                 async for read in self._inventory(command, antenna, first_s):
                     yield read
 

@@ -4,7 +4,12 @@ reader-protocols.md §1. One object per connection attempt (the supervisor makes
 
 * identify(): firmware version (0x72), then the temperature (0x7B, logged, kept in the status).
 * configure(): output power (0x76, 1 / 4 / 8 bytes) when the reader reports another value
-  (0x77 / 0x97) -- the reader saves it to flash, so it is not rewritten on every connect.
+  (0x77 / 0x97) -- the reader saves it to flash, so it is not rewritten on every connect --
+  then read back (0x77 / 0x97) to verify; the reported power goes into the status.
+* between inventory rounds (never during one: the reader handles one command at a time):
+  queued power requests (request_power(), same write-if-different-and-verify as configure),
+  and the temperature (0x7B) every ``temperature_interval_s``; above ``temperature_warn_c``
+  one WARNING, and one more when it is back below.
 * reads(): forever, one of
     real_time    0x89 per antenna (set work antenna 0x74 before each),
     session      0x8B per antenna with session / target (and phase),
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -28,6 +34,15 @@ from agent.clock import SyncState, utcnow
 from agent.config import R2000Config
 from agent.model import TagRead
 from agent.readers.codecs import a0
+from agent.readers.control import check_power
+from agent.readers.drivers.base import (
+    Power,
+    PowerResult,
+    ReaderGone,
+    SettingsQueue,
+    power_text,
+    rejected,
+)
 from agent.readers.link import Link
 from agent.readers.session import FrameSession, ReaderCommandError, ReaderSilent, ReaderTimeout
 from agent.readers.status import ReaderStatus
@@ -67,6 +82,43 @@ class R2000Reader:
         self._warned: set[tuple[int, int]] = set()  # (code, antenna) already logged at WARNING
         self._tags_this_cycle = 0
         self._empty_cycles = 0
+        self._requests = SettingsQueue()
+        self._clock = time.monotonic
+        self._next_temperature_s: float | None = None  # None: not read periodically
+
+    # -- settings requested by other tasks (applied between rounds) ------------------------------
+
+    def request_power(self, power: Power) -> asyncio.Future[PowerResult]:
+        try:
+            power = check_power(self.cfg, power)
+        except ValueError as exc:
+            return rejected(exc)
+        return self._requests.put(power)
+
+    def fail_requests(self, exc: BaseException) -> None:
+        self._requests.fail_all(exc)
+
+    async def _between_rounds(self) -> None:
+        while (item := self._requests.take()) is not None:
+            power, fut = item
+            try:
+                result = await self._apply_power(power)
+            except ReaderCommandError as exc:
+                self.status.power_error = str(exc)
+                log.error("reader %s: %s", self.cfg.name, exc)  # noqa: TRY400
+                fut.set_exception(exc)
+            except Exception as exc:
+                # The link failed: the caller hears it, then the supervisor (same exception).
+                fut.set_exception(ReaderGone(f"connection lost while setting power: {exc}"))
+                raise
+            except BaseException:
+                fut.cancel()
+                raise
+            else:
+                fut.set_result(result)
+        if self._next_temperature_s is not None and self._clock() >= self._next_temperature_s:
+            self._next_temperature_s = self._clock() + self.cfg.temperature_interval_s
+            await self._read_temperature()
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -114,25 +166,49 @@ class R2000Reader:
             temp = await self._command(a0.Cmd.GET_READER_TEMPERATURE)
         except ReaderTimeout:
             log.warning("reader %s: no reply to get_reader_temperature (0x7B)", self.cfg.name)
-        else:
-            self.temperature_c = a0.parse_temperature(temp.data)
-            self.status.temperature_c = self.temperature_c
-            if self.temperature_c is None:
-                code = temp.data[0] if temp.data else -1
-                log.warning("reader %s: temperature not available: %s", self.cfg.name,
-                            a0.error_name(code))
-            else:
-                text += f", {self.temperature_c} °C"
+            return text  # not asked again on this connection
+        if self._note_temperature(temp):
+            text += f", {self.temperature_c} °C"
+            if self.cfg.temperature_interval_s > 0:
+                self._next_temperature_s = self._clock() + self.cfg.temperature_interval_s
         return text
+
+    async def _read_temperature(self) -> None:
+        if not self._note_temperature(await self._command(a0.Cmd.GET_READER_TEMPERATURE)):
+            self._next_temperature_s = None  # an error code: stop asking on this connection
+
+    def _note_temperature(self, frame: a0.A0Frame) -> bool:
+        """Keep the 0x7B reading; WARNING when it crosses temperature_warn_c (either way)."""
+        cfg, st = self.cfg, self.status
+        temp = a0.parse_temperature(frame.data)
+        if temp is None:
+            code = frame.data[0] if frame.data else -1
+            log.warning("reader %s: temperature not available: %s", cfg.name, a0.error_name(code))
+            return False
+        self.temperature_c = st.temperature_c = temp
+        limit = cfg.temperature_warn_c
+        if temp > limit and not st.temperature_high:
+            st.temperature_high = True
+            log.warning("reader %s: temperature %d °C is above %d °C", cfg.name, temp, limit)
+        elif temp < limit and st.temperature_high:
+            st.temperature_high = False
+            log.warning("reader %s: temperature back to %d °C, below %d °C", cfg.name, temp,
+                        limit)
+        return True
 
     async def configure(self) -> None:
         power = self.cfg.power_dbm
         if power is None:
+            try:  # only for the status: a reader that cannot tell is no reason to reconnect
+                self.status.power_reported = tuple(await self._get_power(self._ports(None)))
+            except (ReaderTimeout, ReaderCommandError) as exc:
+                log.debug("reader %s: output power unknown: %s", self.cfg.name, exc)
             return
         try:
             await self._apply_power(power)
         except ReaderCommandError as exc:
             # A refused power setting is a configuration problem, not a reason to stop reading.
+            self.status.power_error = str(exc)
             log.error("reader %s: %s; reading on with the reader's current power",  # noqa: TRY400
                       self.cfg.name, exc)
 
@@ -153,26 +229,42 @@ class R2000Reader:
             return list(frame.data[:4])
         raise ReaderCommandError(f"unexpected get_output_power reply {frame.data.hex(' ')}")
 
-    async def _apply_power(self, power: int | dict[int, int]) -> None:
+    def _ports(self, power: Power | None) -> int:
+        wide = max(self.cfg.antennas) > 4 or (isinstance(power, dict) and max(power) > 4)
+        return 8 if wide else 4
+
+    async def _apply_power(self, power: Power) -> PowerResult:
+        """0x77/0x97, then 0x76 only if the reader reports something else (it writes its
+        flash), then 0x77/0x97 again: the reader must report what was asked (§1.5)."""
         cfg = self.cfg
-        wide = max(cfg.antennas) > 4 or (isinstance(power, dict) and max(power) > 4)
-        ports = 8 if wide else 4
+        ports = self._ports(power)
         current = await self._get_power(ports)
+        self.status.power_reported = tuple(current)
         if isinstance(power, int):
-            if all(p == power for p in current):
-                log.info("reader %s: output power already %d dBm", cfg.name, power)
-                return
             wanted = [power]
+            expected = [power] * ports
         else:
-            wanted = list(current)
+            expected = list(current)
             for port, dbm in power.items():
-                wanted[port - 1] = dbm
-            if wanted == current:
-                log.info("reader %s: output power already %s dBm", cfg.name, wanted)
-                return
-        await self._check(a0.Cmd.SET_OUTPUT_POWER, bytes(wanted), f"set output power {wanted}")
-        log.info("reader %s: output power set to %s dBm (was %s)", cfg.name,
-                 wanted[0] if len(wanted) == 1 else wanted, current)
+                expected[port - 1] = dbm
+            wanted = expected
+        if current == expected:
+            log.info("reader %s: output power already %s", cfg.name,
+                     power_text(power if isinstance(power, int) else wanted))
+            self.status.power_error = None
+            return PowerResult(tuple(current), written=False)
+        await self._check(a0.Cmd.SET_OUTPUT_POWER, bytes(wanted),
+                          f"set output power {power_text(wanted if len(wanted) > 1 else power)}")
+        after = await self._get_power(ports)
+        self.status.power_reported = tuple(after)
+        if after != expected:
+            raise ReaderCommandError(
+                f"set output power {power_text(power)}: the reader accepted it but reports "
+                f"{power_text(after)}")
+        self.status.power_error = None
+        log.info("reader %s: output power set to %s (was %s)", cfg.name,
+                 power_text(wanted[0] if len(wanted) == 1 else wanted), current)
+        return PowerResult(tuple(after), written=True)
 
     async def _select_group(self, group: int) -> None:
         """0x6C antenna group (16-port readers). Ports 1-8 only: never sent (4/8-port readers
@@ -219,6 +311,7 @@ class R2000Reader:
             }
             while True:
                 for group, command in commands.items():
+                    await self._between_rounds()
                     await self._select_group(group)
                     async for read in self._round(command, group):
                         yield read
@@ -232,6 +325,7 @@ class R2000Reader:
             command = a0.real_time_inventory(addr, cfg.inventory_repeat)
         while True:
             for antenna in cfg.antennas:
+                await self._between_rounds()
                 await self._select_antenna(antenna)
                 async for read in self._round(command, (antenna - 1) // GROUP_SIZE):
                     yield read
