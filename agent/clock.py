@@ -5,9 +5,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import math
 import os
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 log = logging.getLogger(__name__)
@@ -118,3 +121,150 @@ class SyncState:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------- clock steps
+
+
+def elapsed_clock() -> float:
+    """Seconds on a clock that never steps: CLOCK_BOOTTIME (counts suspend too) or monotonic."""
+    if hasattr(time, "CLOCK_BOOTTIME"):
+        return time.clock_gettime(time.CLOCK_BOOTTIME)
+    return time.monotonic()
+
+
+def format_step(delta_s: float) -> str:
+    """``+3h12m``, ``-45s``, ``+2.5s``: a step for a log line."""
+    sign = "-" if delta_s < 0 else "+"
+    a = abs(delta_s)
+    if a < 60:
+        return f"{sign}{a:.3g}s"
+    total = round(a)
+    d, rest = divmod(total, 86400)
+    h, rest = divmod(rest, 3600)
+    m, s = divmod(rest, 60)
+    parts = [f"{d}d" if d else "", f"{h}h" if h else "", f"{m}m" if m else "",
+             f"{s}s" if s and not d and not h else ""]
+    return sign + "".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class ClockStep:
+    """One detected step of the wall clock: ``delta_s`` = new wall time - old wall time."""
+
+    seq: int  # 1, 2, ...: the step's place in the detector's history
+    delta_s: float
+    elapsed_s: float  # the elapsed clock when it was detected
+
+
+@dataclass(slots=True)
+class _Epoch:
+    start: float  # elapsed clock; -inf for the first epoch
+    end: float | None  # None: the current epoch
+    offset: float  # wall - elapsed during the epoch
+
+
+class ClockSteps:
+    """Detects steps of the wall clock (NTP sync on a machine without RTC) and maps wall times
+    stamped before a step onto the current clock.
+
+    A step is a change of ``wall() - elapsed()`` by more than ``tolerance_s`` between two
+    :meth:`poll` calls (slewing never gets near that between polls a few seconds apart). The
+    detector is shared (pipeline and buffer poll it from different threads): each step is
+    logged once, and every consumer applies the steps it has not seen yet
+    (:meth:`steps_since`).
+
+    :meth:`correction` tells, for a wall time stamped by someone else (a reader driver), how
+    much to add to express it on the current clock: the latest *epoch* (stretch of time
+    between steps) in which the stamp is plausible wins. See docs/pipeline.md for the limits.
+    """
+
+    def __init__(self, *, wall: Callable[[], float] = time.time,
+                 elapsed: Callable[[], float] = elapsed_clock, tolerance_s: float = 2.0,
+                 keep: int = 16, what: str = "presence timing and buffer ages corrected") -> None:
+        self._wall = wall
+        self._elapsed = elapsed
+        self.tolerance_s = tolerance_s
+        self._keep = keep
+        self._what = what
+        self._lock = threading.Lock()
+        self._epochs: list[_Epoch] = []
+        self._last_elapsed = -math.inf
+        self._steps: list[ClockStep] = []
+        self.seq = 0  # steps detected so far
+
+    def poll(self) -> float:
+        """Read the wall clock, detect a step since the previous poll; returns the wall time."""
+        with self._lock:
+            w = self._wall()
+            e = self._elapsed()
+            off = w - e
+            if not self._epochs:
+                self._epochs.append(_Epoch(-math.inf, None, off))
+            else:
+                cur = self._epochs[-1]
+                delta = off - cur.offset
+                if abs(delta) > self.tolerance_s:
+                    # It happened somewhere between the previous poll and this one: the old
+                    # epoch may have lasted until now, the new one may have begun at that poll.
+                    cur.end = e
+                    self._epochs.append(_Epoch(self._last_elapsed, None, off))
+                    if len(self._epochs) > self._keep:
+                        del self._epochs[0]
+                        self._epochs[0].start = -math.inf
+                    self.seq += 1
+                    self._steps.append(ClockStep(self.seq, delta, e))
+                    del self._steps[:-self._keep]
+                    log.warning("system clock stepped by %s (NTP sync?); %s",
+                                format_step(delta), self._what)
+                else:
+                    cur.offset = off  # follow slewing, so it never adds up to a false step
+            self._last_elapsed = e
+            return w
+
+    def steps_since(self, seq: int) -> list[ClockStep]:
+        """Steps detected after step number ``seq`` (0: all that are remembered)."""
+        with self._lock:
+            return [s for s in self._steps if s.seq > seq]
+
+    def correction(self, wall_t: float) -> float:
+        """What to add to ``wall_t`` (stamped by this machine's wall clock at some past moment)
+        to express it on the clock as of the latest :meth:`poll`; 0.0 when no step happened."""
+        with self._lock:
+            if len(self._epochs) < 2:
+                return 0.0
+            slack = self.tolerance_s
+            current = self._epochs[-1].offset
+            for ep in reversed(self._epochs):
+                at = wall_t - ep.offset  # the elapsed clock at the stamp, were it of this epoch
+                end = self._last_elapsed if ep.end is None else ep.end
+                if ep.start - slack <= at <= end + slack:
+                    return current - ep.offset
+            return 0.0  # after "now" on every epoch: cannot tell, leave it
+
+
+_system_steps: ClockSteps | None = None
+_system_lock = threading.Lock()
+
+
+def system_clock_steps() -> ClockSteps:
+    """The process-wide detector on the real clocks (time.time against CLOCK_BOOTTIME)."""
+    global _system_steps
+    with _system_lock:
+        if _system_steps is None:
+            _system_steps = ClockSteps()
+        return _system_steps
+
+
+def steps_for(clock: Callable[[], float], elapsed: Callable[[], float] | None,
+              steps: ClockSteps | None) -> ClockSteps | None:
+    """The detector a component with wall clock ``clock`` should use: the one given; one on
+    ``clock`` against ``elapsed``; the shared one when ``clock`` is the real ``time.time``;
+    else none (an injected fake clock that jumps at will: tests that do not model steps)."""
+    if steps is not None:
+        return steps
+    if elapsed is not None:
+        return ClockSteps(wall=clock, elapsed=elapsed)
+    if clock is time.time:
+        return system_clock_steps()
+    return None

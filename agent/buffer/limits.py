@@ -7,11 +7,15 @@ Priority rows (status, alarms: ``priority > 0``) are never dropped here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from agent.buffer.schema import Conn
 
-_UNLEASED = "(lease_until_s IS NULL OR lease_until_s <= :now)"
+# A lease further ahead than the longest lease ever granted (``:lease_cap``) was granted before
+# the wall clock stepped back: it is treated as expired, not held for hours.
+_UNLEASED = "(lease_until_s IS NULL OR lease_until_s <= :now OR lease_until_s > :lease_cap)"
+NO_CAP = 1e300
 
 # What full eviction drops, in this order, each oldest (lowest id) first:
 #  1. bulk events not on lease (the oldest observations: the uplink is what is behind),
@@ -51,7 +55,8 @@ def used_bytes(conn: Conn, page_size: int) -> int:
     return (pages - free) * page_size
 
 
-def evict(conn: Conn, *, max_size: int, page_size: int, now: float) -> list[Dropped]:
+def evict(conn: Conn, *, max_size: int, page_size: int, now: float,
+          lease_cap: float = NO_CAP) -> list[Dropped]:
     """Drop the oldest evictable rows until used bytes are below LOW_WATER * max_size."""
     used = used_bytes(conn, page_size)
     if used <= max_size:
@@ -66,11 +71,11 @@ def evict(conn: Conn, *, max_size: int, page_size: int, now: float) -> list[Drop
             n = int(min(_MAX_CHUNK, max(_MIN_CHUNK, (used - target) / per_row + 1)))
             ids = [r[0] for r in conn.execute(
                 f"SELECT id FROM {table} WHERE {pred} ORDER BY id LIMIT :n",  # noqa: S608
-                {"now": now, "n": n}).fetchall()]
+                {"now": now, "lease_cap": lease_cap, "n": n}).fetchall()]
             if not ids:
                 break
             conn.execute(f"DELETE FROM {table} WHERE {pred} AND id BETWEEN :lo AND :hi",  # noqa: S608
-                         {"now": now, "lo": ids[0], "hi": ids[-1]})
+                         {"now": now, "lease_cap": lease_cap, "lo": ids[0], "hi": ids[-1]})
             first = ids[0] if first < 0 else first
             last = ids[-1]
             count += len(ids)
@@ -85,30 +90,32 @@ def evict(conn: Conn, *, max_size: int, page_size: int, now: float) -> list[Drop
     return out
 
 
-def expire(conn: Conn, *, now: float, max_age_s: float) -> list[Dropped]:
+def expire(conn: Conn, *, now: float, max_age_s: float, lease_cap: float = NO_CAP,
+           step_s: Callable[[str, int], float] | None = None) -> list[Dropped]:
     """Drop bulk events and (clock-synced) reads older than max_age_s, oldest id first.
 
     Age is looked at in id order: each round takes the oldest rows and drops the expired ones
-    among them, and stops at a round with none expired.
+    among them, and stops at a round with none expired. ``step_s(table, id)`` is what to add to
+    a row's time to put it on the current clock (rows stored before a step of the wall clock).
     """
     cutoff = now - max_age_s
     plans = (
-        ("events", "outbox", f"priority = 0 AND {_UNLEASED}", "created_at_s", cutoff),
-        ("reads", "reads", "clock_synced = 1", "read_at_us", int(cutoff * 1_000_000)),
+        ("events", "outbox", f"priority = 0 AND {_UNLEASED}", "created_at_s", 1.0),
+        ("reads", "reads", "clock_synced = 1", "read_at_us", 1_000_000.0),
     )
     out: list[Dropped] = []
-    for what, table, pred, col, limit in plans:
+    for what, table, pred, col, unit in plans:
         while True:
             rows = conn.execute(
                 f"SELECT id, {col} FROM {table} WHERE {pred} ORDER BY id LIMIT :n",  # noqa: S608
-                {"now": now, "n": _EXPIRE_CHUNK}).fetchall()
-            old = [r[0] for r in rows if r[1] < limit]
+                {"now": now, "lease_cap": lease_cap, "n": _EXPIRE_CHUNK}).fetchall()
+            if step_s is None:
+                old = [r[0] for r in rows if r[1] < cutoff * unit]
+            else:
+                old = [r[0] for r in rows if r[1] + step_s(table, r[0]) * unit < cutoff * unit]
             if not old:
                 break
-            conn.execute(
-                f"DELETE FROM {table} WHERE {pred} AND {col} < :limit "  # noqa: S608
-                "AND id BETWEEN :lo AND :hi",
-                {"now": now, "limit": limit, "lo": old[0], "hi": old[-1]})
+            conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in old])  # noqa: S608
             out.append(Dropped(what, "max_age", len(old), old[0], old[-1]))
             if len(rows) < _EXPIRE_CHUNK:
                 break

@@ -80,17 +80,19 @@ def load_state(s: Store, prefix: str) -> dict[str, str]:
 
 def claim(s: Store, limit: int, lease_s: float) -> list[Claimed]:
     now = s.clock()
-    # An expired lease (publish attempted, no ack in time) counts as an attempt.
+    s.lease_max_s = max(lease_s, s.lease_max_s or 0.0)
+    # An expired lease (publish attempted, no ack in time) counts as an attempt. A lease ending
+    # later than any lease granted could (the wall clock stepped back) has expired too.
     rows = s.conn.execute(
         "UPDATE outbox SET lease_until_s = :until, "
         "attempts = attempts + (lease_until_s IS NOT NULL), "
         "last_error = CASE WHEN lease_until_s IS NOT NULL "
         "THEN 'lease expired before ack' ELSE last_error END "
         "WHERE id IN (SELECT id FROM outbox "
-        "WHERE lease_until_s IS NULL OR lease_until_s <= :now "
+        "WHERE lease_until_s IS NULL OR lease_until_s <= :now OR lease_until_s > :cap "
         "ORDER BY priority DESC, id LIMIT :limit) "
         "RETURNING id, kind, payload, priority, created_at_s, attempts",
-        {"until": now + lease_s, "now": now, "limit": limit}).fetchall()
+        {"until": now + lease_s, "now": now, "cap": s.lease_cap(now), "limit": limit}).fetchall()
     rows.sort(key=lambda r: (-r[3], r[0]))
     return [Claimed(id=r[0], kind=r[1], payload=r[2], priority=r[3], created_at_s=r[4],
                     attempts=r[5]) for r in rows]
@@ -137,13 +139,16 @@ def stats(s: Store) -> BufferStats:
         row = conn.execute(sql, params).fetchone()
         return None if row is None else row[0]
 
-    oldest = one("SELECT created_at_s FROM outbox ORDER BY id LIMIT 1")
+    oldest_row = conn.execute("SELECT id, created_at_s FROM outbox ORDER BY id LIMIT 1").fetchone()
+    oldest = None if oldest_row is None else (
+        float(oldest_row[1]) + s.step_s("outbox", int(oldest_row[0])))
     c = s.counter
     return BufferStats(
         generation=s.generation,
         reads_pending=int(one("SELECT count(*) FROM reads")),
         events_pending=int(one("SELECT count(*) FROM outbox")),
-        events_leased=int(one("SELECT count(*) FROM outbox WHERE lease_until_s > ?", (now,))),
+        events_leased=int(one("SELECT count(*) FROM outbox WHERE lease_until_s > ? "
+                              "AND lease_until_s <= ?", (now, s.lease_cap(now)))),
         oldest_event_age_s=None if oldest is None else max(0.0, now - float(oldest)),
         size_bytes=s.file_size(),
         dropped_total=s.dropped_total(),

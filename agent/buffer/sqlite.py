@@ -25,6 +25,7 @@ from agent.buffer.rows import encode_read
 from agent.buffer.schema import Conn
 from agent.buffer.store import Connect, Store
 from agent.buffer.writer import WriterThread
+from agent.clock import ClockSteps, steps_for
 from agent.config import BufferConfig
 from agent.model import Read
 
@@ -46,11 +47,16 @@ class SqliteBuffer:
         connect: Connect = sqlite3_connect,
         check_at_open: bool = True,
         dead_letters_max: int = 10_000,
+        elapsed: Callable[[], float] | None = None,
+        steps: ClockSteps | None = None,
     ) -> None:
+        # Steps of ``clock`` are watched against ``elapsed`` / by ``steps``; with neither, only
+        # the real time.time is (agent.clock.steps_for): a test's fake clock jumps at will.
         self._cfg = cfg
         self._store = Store(cfg, clock=clock, rng=rng or random.SystemRandom(),
                             connect=connect, check_at_open=check_at_open,
-                            dead_letters_max=dead_letters_max)
+                            dead_letters_max=dead_letters_max,
+                            steps=steps_for(clock, elapsed, steps))
         self._writer: WriterThread[Store] = WriterThread(
             self._store, Store.run_batch, commit_interval_s=cfg.commit_interval_ms / 1000.0)
         self._reads_ready = asyncio.Event()
@@ -66,6 +72,8 @@ class SqliteBuffer:
         connect: Connect = sqlite3_connect,
         check_at_open: bool = True,
         dead_letters_max: int = 10_000,
+        elapsed: Callable[[], float] | None = None,
+        steps: ClockSteps | None = None,
     ) -> Self:
         """Start the writer thread, check/migrate the file, release stale leases.
 
@@ -73,7 +81,7 @@ class SqliteBuffer:
         quarantined and salvaged (an alarm row is queued), not raised.
         """
         self = cls(cfg, clock=clock, rng=rng, connect=connect, check_at_open=check_at_open,
-                   dead_letters_max=dead_letters_max)
+                   dead_letters_max=dead_letters_max, elapsed=elapsed, steps=steps)
         self._writer.start()
         try:
             await self._writer.submit(Store.open, "open", in_transaction=False)

@@ -11,6 +11,13 @@ A batch of requests runs in ONE transaction (group commit):
   retried one transaction each, so that what still fits (acks, small commits) goes through.
 * SQLITE_CORRUPT / SQLITE_NOTADB: the file is quarantined, salvaged into a fresh one, an alarm
   is queued, and the batch runs again on the fresh file.
+
+Steps of the wall clock (NTP syncing a Pi without RTC) are detected at the start of each
+transaction (:class:`agent.clock.ClockSteps`). Rows stored before a step keep their times; the
+step is logged in ``meta`` (``clock_steps``: step, last outbox id, last reads id at that moment)
+and added to their age, so ``max_age_s`` does not expire a whole backlog after a forward step.
+Leases in flight are moved by the step, and a lease further ahead than the longest lease granted
+is treated as expired (a backward step the detector did not see: a restart, no elapsed clock).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from agent.buffer.api import (
 from agent.buffer.salvage import salvage
 from agent.buffer.schema import Conn, SchemaTooNewError, configure, migrate
 from agent.buffer.writer import Request
+from agent.clock import ClockSteps
 from agent.config import BufferConfig
 
 log = logging.getLogger("agent.buffer")
@@ -71,10 +79,17 @@ class _CorruptFileError(Exception):
 class Store:
     def __init__(self, cfg: BufferConfig, *, clock: Callable[[], float], rng: random.Random,
                  connect: Connect, check_at_open: bool = True,
-                 dead_letters_max: int = 10_000) -> None:
+                 dead_letters_max: int = 10_000, steps: ClockSteps | None = None) -> None:
         self.cfg = cfg
         self.path = Path(cfg.path)
         self.clock = clock
+        self.steps = steps
+        self._step_seq = steps.seq if steps is not None else 0
+        # (step_s, last outbox id, last reads id) per step while rows stored before it remain
+        self.step_log: list[tuple[float, int, int]] = []
+        self._tx_step_log: list[tuple[float, int, int]] = []
+        self._tx_step_seq = 0
+        self.lease_max_s: float | None = None  # the longest lease granted by this process
         self.rng = rng
         self._connect = connect
         self.check_at_open = check_at_open
@@ -157,6 +172,14 @@ class Store:
         self.page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
         for name, value in conn.execute("SELECT name, value FROM counters").fetchall():
             self.counters[str(name)] = int(value)
+        self.step_log = []
+        row = conn.execute("SELECT value FROM meta WHERE key = 'clock_steps'").fetchone()
+        if row is not None:
+            try:
+                self.step_log = [(float(d), int(o), int(r)) for d, o, r in json.loads(row[0])]
+            except (TypeError, ValueError) as exc:
+                log.error("buffer: unreadable clock step log %.200r ignored: %s",  # noqa: TRY400
+                          row[0], exc)
 
     def _release_stale_leases(self) -> int:
         # Only this process writes the file, so every lease found at start is a dead process's.
@@ -289,8 +312,11 @@ class Store:
         self._tx_counters = {}
         self._tx_notes = []
         self._tx_inserted = False
+        self._tx_step_log = list(self.step_log)
+        self._tx_step_seq = self._step_seq
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
+        self._clock_steps()
         self._expire()
         for req in reqs:
             req.error = None
@@ -306,6 +332,7 @@ class Store:
         self._maintain()
         conn.execute("COMMIT")
         self.transactions += 1
+        self.step_log, self._step_seq = self._tx_step_log, self._tx_step_seq
         for k, v in self._tx_counters.items():
             self.counters[k] = self.counters.get(k, 0) + v
         for msg, args in self._tx_notes:
@@ -440,17 +467,71 @@ class Store:
     def used_bytes(self) -> int:
         return limits.used_bytes(self.conn, self.page_size)
 
+    # ------------------------------------------------------------------ clock steps
+
+    def _clock_steps(self) -> None:
+        """In the transaction: take new steps of the wall clock into the step log (meta) and
+        move the leases in flight with them."""
+        if self.steps is None:
+            return
+        self.steps.poll()
+        new = self.steps.steps_since(self._tx_step_seq)
+        if not new:
+            return
+        conn = self.conn
+        seqs = dict(conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        last_event, last_read = int(seqs.get("outbox", 0)), int(seqs.get("reads", 0))
+        for step in new:
+            self._tx_step_log.append((step.delta_s, last_event, last_read))
+            self._tx_step_seq = step.seq
+            conn.execute("UPDATE outbox SET lease_until_s = lease_until_s + ? "
+                         "WHERE lease_until_s IS NOT NULL", (step.delta_s,))
+        self._save_step_log(force=True)
+        self._last_sweep = float("-inf")  # the sweep interval restarts on the new clock
+
+    def _save_step_log(self, *, force: bool = False) -> None:
+        """Forget steps no remaining row predates, then store the log (if it changed)."""
+        conn = self.conn
+        first_event = conn.execute("SELECT min(id) FROM outbox").fetchone()[0]
+        first_read = conn.execute("SELECT min(id) FROM reads").fetchone()[0]
+        kept = [(d, o, r) for d, o, r in self._tx_step_log
+                if (first_event is not None and first_event <= o)
+                or (first_read is not None and first_read <= r)]
+        if kept == self._tx_step_log and not force:
+            return
+        self._tx_step_log = kept
+        if kept:
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('clock_steps', ?)",
+                         (json.dumps(self._tx_step_log),))
+        else:
+            conn.execute("DELETE FROM meta WHERE key = 'clock_steps'")
+
+    def step_s(self, table: str, row_id: int) -> float:
+        """What to add to a row's stored time to put it on the current wall clock."""
+        col = 1 if table == "outbox" else 2
+        return sum(e[0] for e in self._tx_step_log if row_id <= e[col])
+
+    def lease_cap(self, now: float) -> float:
+        """Leases ending after this were granted before a backward step: expired."""
+        return limits.NO_CAP if self.lease_max_s is None else now + self.lease_max_s
+
     def _expire(self) -> None:
         now = self.clock()
         if self.cfg.max_age_s is not None and now - self._last_sweep >= _SWEEP_INTERVAL_S:
             self._last_sweep = now
-            self._record(limits.expire(self.conn, now=now, max_age_s=self.cfg.max_age_s))
+            if self._tx_step_log:
+                self._save_step_log()
+            self._record(limits.expire(
+                self.conn, now=now, max_age_s=self.cfg.max_age_s, lease_cap=self.lease_cap(now),
+                step_s=self.step_s if self._tx_step_log else None))
 
     def _maintain(self) -> None:
         if self.cfg.when_full != "drop_oldest":
             return
+        now = self.clock()
         self._record(limits.evict(self.conn, max_size=self.cfg.max_size,
-                                  page_size=self.page_size, now=self.clock()))
+                                  page_size=self.page_size, now=now,
+                                  lease_cap=self.lease_cap(now)))
         over = self.used_bytes() > self.cfg.max_size
         if over and not self._full_warned:
             self.note("buffer: still over max_size (%d bytes) with nothing left to drop: only "

@@ -57,9 +57,12 @@ def parse_barcode(read: BarcodeRead) -> BarcodeData:
 
 def barcode_event(
     read: BarcodeRead, *, timezone: str, mapping: EventMapping, source_id: str,
-    data: BarcodeData | None = None,
+    data: BarcodeData | None = None, step_s: float = 0.0,
 ) -> dict[str, Any]:
-    """One ObjectEvent for one scan; ``tea:reads`` carries the raw scan and its read id."""
+    """One ObjectEvent for one scan; ``tea:reads`` carries the raw scan and its read id.
+
+    ``step_s``: the clock-step correction already applied to ``read.read_at``.
+    """
     data = data or parse_barcode(read)
     epcs, quantities, instance_data = epc_list(data), quantity_list(data), ilmd(data)
     detail: dict[str, Any] = {
@@ -69,6 +72,8 @@ def barcode_event(
         "tea:clockSynced": read.clock_synced,
         "tea:readId": source_id,
     }
+    if step_s:
+        detail["tea:clockStepS"] = round(step_s, 3)
     if read.symbology:
         detail["tea:symbology"] = read.symbology
     if data.error:

@@ -99,13 +99,16 @@ def object_event(
     return finish(event)
 
 
-def read_detail(read: TagRead, identity: EpcIdentity | None = None) -> dict[str, Any]:
+def read_detail(read: TagRead, identity: EpcIdentity | None = None,
+                step_s: float = 0.0) -> dict[str, Any]:
     detail: dict[str, Any] = {
         "tea:reader": read.reader,
         "tea:epcHex": read.epc.upper(),
         "tea:readTime": iso_ms(read.read_at),
         "tea:clockSynced": read.clock_synced,
     }
+    if step_s:
+        detail["tea:clockStepS"] = round(step_s, 3)
     if read.antenna is not None:
         detail["tea:antenna"] = read.antenna
     if read.rssi_dbm is not None:
@@ -116,15 +119,17 @@ def read_detail(read: TagRead, identity: EpcIdentity | None = None) -> dict[str,
 
 
 def every_read_event(
-    read: TagRead, *, timezone: str, mapping: EventMapping, source_id: str
+    read: TagRead, *, timezone: str, mapping: EventMapping, source_id: str,
+    step_s: float = 0.0,
 ) -> dict[str, Any]:
     """``mode: every_read``: one ObjectEvent per read (the walking skeleton's mapping).
 
     ``source_id`` (buffer generation + read id) makes two reads identical to the millisecond
-    two distinct events, so no cloud deduplication can merge them.
+    two distinct events, so no cloud deduplication can merge them. ``step_s``: the clock-step
+    correction already applied to ``read.read_at`` (reported as ``tea:clockStepS``).
     """
     identity = decode_epc(read.epc, read.pc)
-    detail = read_detail(read, identity)
+    detail = read_detail(read, identity, step_s)
     detail["tea:readId"] = source_id
     return object_event(
         event_time=iso_ms(read.read_at), timezone=timezone, mapping=mapping,
@@ -145,6 +150,7 @@ class TagSummary:
     count: int
     peak_rssi: float | None
     clock_synced: bool
+    clock_step_s: float = 0.0  # correction applied to its times after a wall-clock step
 
 
 def presence_event(
@@ -177,6 +183,8 @@ def presence_event(
         d["tea:lastSeen"] = iso_ms_s(t.last_seen)
         d["tea:count"] = t.count
         d["tea:clockSynced"] = t.clock_synced
+        if t.clock_step_s:
+            d["tea:clockStepS"] = round(t.clock_step_s, 3)
         if identity.raw_reason is not None:
             d["tea:rawReason"] = identity.raw_reason
         details.append(d)

@@ -14,6 +14,12 @@ them and then emitted together: one transition batch = one EPCIS event. Reads we
 absence and batch windows are judged against ``now`` (the agent's clock) passed to
 :meth:`PresenceEngine.advance`. Time is epoch seconds throughout.
 
+When the wall clock steps (NTP syncing a Raspberry Pi, which has no RTC), the pipeline calls
+:meth:`PresenceEngine.shift` with the step: every time held here (first/last seen, windows,
+heartbeat due times) moves with the clock, so absence keeps being measured in elapsed time, and
+pre-step read times are corrected towards the synchronised clock. Tags whose times were
+corrected carry the correction (``step_s`` -> ``tea:clockStepS``).
+
 Everything lives in one dict keyed by (station, EPC); each change is also recorded as a
 persistent key/value pair (:meth:`PresenceEngine.take_state`) that the pipeline commits in the
 same transaction that consumes the reads, and :meth:`PresenceEngine.restore` rebuilds the engine
@@ -61,23 +67,32 @@ class TagState:
     peak_rssi: float | None
     synced: bool  # every folded read was taken with an NTP-synchronised clock
     since: float  # start of the current pending window / arriving or departing batch
+    step_s: float = 0.0  # clock-step correction applied to (some of) its times; 0: none
 
     def summary(self) -> TagSummary:
         return TagSummary(reader=self.reader, antenna=self.antenna, epc=self.epc, pc=self.pc,
                           first_seen=self.first_seen, last_seen=self.last_seen, count=self.count,
-                          peak_rssi=self.peak_rssi, clock_synced=self.synced)
+                          peak_rssi=self.peak_rssi, clock_synced=self.synced,
+                          clock_step_s=self.step_s)
 
     def dump(self) -> str:
-        return json.dumps([self.station, self.reader, self.antenna, self.epc, self.pc,
-                           self.status, self.first_seen, self.last_seen, self.count,
-                           self.peak_rssi, self.synced, self.since], separators=(",", ":"))
+        fields: list[object] = [self.station, self.reader, self.antenna, self.epc, self.pc,
+                                self.status, self.first_seen, self.last_seen, self.count,
+                                self.peak_rssi, self.synced, self.since]
+        if self.step_s:  # without it, the state is the one older agents read
+            fields.append(self.step_s)
+        return json.dumps(fields, separators=(",", ":"))
 
     @classmethod
     def load(cls, text: str) -> TagState:
         """Parse :meth:`dump` output; ValueError if it is not one (a corrupt state value)."""
         try:
+            values = json.loads(text)
+            step = 0.0
+            if isinstance(values, list) and len(values) == 13:
+                step = values.pop()
             (station, reader, antenna, epc, pc, status, first, last, count, peak, synced,
-             since) = json.loads(text)
+             since) = values
         except (TypeError, ValueError) as exc:  # JSONDecodeError, wrong shape
             raise ValueError(f"not a tag state: {exc}") from None
 
@@ -90,11 +105,12 @@ class TagState:
                 and (pc is None or (isinstance(pc, int) and num(pc)))
                 and num(first) and num(last) and num(since)
                 and isinstance(count, int) and num(count)
-                and (peak is None or num(peak)) and isinstance(synced, bool)):
+                and (peak is None or num(peak)) and isinstance(synced, bool) and num(step)):
             raise ValueError("not a tag state: a field has the wrong type")
         return cls(station=station, reader=reader, antenna=antenna, epc=epc, pc=pc,
                    status=status, first_seen=float(first), last_seen=float(last), count=count,
-                   peak_rssi=peak, synced=synced, since=float(since))
+                   peak_rssi=peak, synced=synced, since=float(since),
+                   step_s=float(step))
 
 
 def _parse_state(key: str, value: str) -> TagState | float:
@@ -155,14 +171,16 @@ class PresenceEngine:
             st = self._stations[name] = _Station(plan)
         return st, plan
 
-    def fold(self, read: TagRead) -> None:
+    def fold(self, read: TagRead, *, step_s: float = 0.0) -> None:
+        """Fold one read; ``step_s`` is the clock-step correction to add to its ``read_at``
+        (stamped before a step of the wall clock, see :class:`agent.clock.ClockSteps`)."""
         station, plan = self._station(read.reader, read.antenna)
         p = plan.presence
         rssi = read.rssi_dbm
         if p.min_rssi_dbm is not None and rssi is not None and rssi < p.min_rssi_dbm:
             self.ignored_weak += 1
             return
-        t = read.read_at.timestamp()
+        t = read.read_at.timestamp() + step_s
         epc = read.epc.upper()
         tag = station.tags.get(epc)
         if tag is None or (tag.status == PENDING and t - tag.since > p.window_s):
@@ -182,6 +200,8 @@ class PresenceEngine:
             tag.peak_rssi = rssi
         if not read.clock_synced:
             tag.synced = False
+        if abs(step_s) > abs(tag.step_s):
+            tag.step_s = step_s
         if tag.status == PENDING:
             if tag.count >= p.min_reads:
                 tag.status = ARRIVING
@@ -193,6 +213,28 @@ class PresenceEngine:
         self._dirty[_TAG_PREFIX + tag.station + "/" + epc] = None  # dumped in take_state
 
     # ------------------------------------------------------------------ time
+
+    def shift(self, delta_s: float) -> None:
+        """The wall clock stepped by ``delta_s``: move every time held by the same amount.
+
+        Absence, batch windows and heartbeats keep being measured in elapsed time (no spurious
+        departure after a forward step, no departure delayed by hours after a backward one),
+        and first/last seen move towards the (NTP-)corrected clock. Every tag and heartbeat
+        is marked changed, so the shifted times reach :meth:`take_state` and the store.
+        """
+        if not delta_s:
+            return
+        for name, st in self._stations.items():
+            for tag in st.tags.values():
+                tag.first_seen += delta_s
+                tag.last_seen += delta_s
+                tag.since += delta_s
+                tag.step_s += delta_s
+                self._touch(tag)
+            if st.heartbeat_due is not None:
+                st.heartbeat_due += delta_s
+                self._dirty[_HB_PREFIX + name] = repr(st.heartbeat_due)
+        self._next_scan = float("-inf")
 
     def advance(self, now: float) -> list[Transition]:
         """Close due batches, detect absences, emit heartbeats; returns the transitions."""

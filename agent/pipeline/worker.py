@@ -8,6 +8,11 @@ transaction - the consumed read ids, the events and the engine's changed state. 
 the commit replays the reads against the state as it was; after it, nothing is redone. So a
 read is never lost and an arrival never emitted twice. ``step`` also runs when no reads came:
 that is the periodic tick that detects departures.
+
+The wall clock may step (NTP on a machine without RTC): each step is detected by
+:class:`~agent.clock.ClockSteps` (wall against elapsed time) and the presence engine's times are
+shifted by it; reads stamped before a step are corrected by it as they are taken (see
+docs/pipeline.md, "Time and clock sync").
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 from agent.buffer.api import Buffer, BufferFullError, OutEvent, StoredRead
+from agent.clock import ClockSteps, steps_for
 from agent.config import AnyReaderConfig
 from agent.model import BarcodeRead, TagRead
 from agent.pipeline.barcode_events import barcode_event
@@ -43,11 +51,19 @@ class Pipeline:
         readers: Iterable[AnyReaderConfig] = (),
         batch: int = 2000,
         idle_poll_s: float = 1.0,  # also the departure tick (presence)
+        elapsed: Callable[[], float] | None = None,
+        steps: ClockSteps | None = None,
     ) -> None:
+        """``clock`` is the wall clock (epoch seconds). Steps of it are detected against
+        ``elapsed`` (a clock that never steps) or by ``steps``; with neither, only the real
+        ``time.time`` is watched (the process-wide detector): a fake clock in a test jumps
+        at will without it being taken for a step."""
         self._buffer = buffer
         self._timezone = timezone
         self._wake = wake
         self._clock = clock
+        self._steps = steps_for(clock, elapsed, steps)
+        self._step_seq = self._steps.seq if self._steps is not None else 0
         self._batch = batch
         self._batch_now = batch  # shrinks while the disk is full, so a commit can still fit
         self._waiting_for_space = False
@@ -93,6 +109,23 @@ class Pipeline:
             self._last_scan = {k: v for k, v in self._last_scan.items() if t - v < 3600}
         return True
 
+    def _now(self) -> float:
+        """The wall clock; a step detected since the last call shifts the in-memory times."""
+        if self._steps is None:
+            return self._clock()
+        now = self._steps.poll()
+        for step in self._steps.steps_since(self._step_seq):
+            self.presence.shift(step.delta_s)
+            self._last_scan = {k: v + step.delta_s for k, v in self._last_scan.items()}
+            self._step_seq = step.seq
+        return now
+
+    def _step_of(self, t: float) -> float:
+        """The correction for a read stamped ``t`` (before a clock step; else 0.0)."""
+        if self._steps is None or not self._steps.seq:
+            return 0.0
+        return self._steps.correction(t)
+
     def events_for(self, stored: list[StoredRead], now: float) -> list[OutEvent]:
         out: list[OutEvent] = []
         gen = self._buffer.generation
@@ -100,16 +133,20 @@ class Pipeline:
         for s in stored:
             read = s.read
             plan = self.plan(read.reader)
+            step_s = self._step_of(read.read_at.timestamp())
+            if step_s and not (isinstance(read, TagRead) and plan.mode == "presence"):
+                read = replace(read, read_at=read.read_at + timedelta(seconds=step_s))
             if isinstance(read, TagRead):
                 if plan.mode == "presence":
-                    self.presence.fold(read)
+                    self.presence.fold(read, step_s=step_s)
                 else:
                     out.append(self._event(every_read_event(
                         read, timezone=tz, mapping=plan.mapping_for(read.antenna),
-                        source_id=f"{gen}:{s.id}"), now))
+                        source_id=f"{gen}:{s.id}", step_s=step_s), now))
             elif self._barcode_accepted(read, plan.double_scan_window_s):
                 out.append(self._event(barcode_event(
-                    read, timezone=tz, mapping=plan.mapping, source_id=f"{gen}:{s.id}"), now))
+                    read, timezone=tz, mapping=plan.mapping, source_id=f"{gen}:{s.id}",
+                    step_s=step_s), now))
             else:
                 # Accounted for, never silent: counted (status/metrics) and logged.
                 self.double_scans += 1
@@ -135,9 +172,10 @@ class Pipeline:
                             "free space")
                 self._waiting_for_space = True
             return 0
-        stored = await self._buffer.take_reads(self._batch_now)
-        now = self._clock()
         last_scan, double_scans = dict(self._last_scan), self.double_scans
+        step_seq = self._step_seq
+        stored = await self._buffer.take_reads(self._batch_now)
+        now = self._now()
         events = self.events_for(stored, now)
         state = self.presence.take_state()
         if stored or events or state:
@@ -149,6 +187,7 @@ class Pipeline:
                 # smaller batch: the reads stay in the buffer, nothing is lost or doubled.
                 self._loaded = False
                 self._last_scan, self.double_scans = last_scan, double_scans
+                self._step_seq = step_seq  # a clock step is applied again to the reloaded state
                 self._batch_now = max(MIN_BATCH, self._batch_now // 2)
                 if not self._waiting_for_space:
                     log.warning("pipeline: cannot store events (%s); retrying with smaller "
