@@ -358,6 +358,7 @@ def mqtt_connect(host: str, port: int, client_id: str, username: str | None,
     try:
         client.connect(host, port, keepalive=10)
     except (OSError, ssl.SSLError) as exc:
+        client._sock_close()  # paho leaks a socket whose TLS handshake failed
         return -1, f"connect failed: {_why(exc)}"
     client.loop_start()
     try:
@@ -367,6 +368,7 @@ def mqtt_connect(host: str, port: int, client_id: str, username: str | None,
     finally:
         client.disconnect()
         client.loop_stop()
+        client._sock_close()  # paho has no public close
 
 
 # ----------------------------------------------------------------------------- certificates

@@ -312,6 +312,10 @@ class _PahoClient(paho.Client):
         try:
             return super().reconnect()
         except OSError as exc:
+            # A socket created before the failure (TLS accepted, CONNECT refused by a reset)
+            # would otherwise stay open until the next attempt, or for ever at shutdown.
+            with contextlib.suppress(Exception):
+                self._sock_close()
             reason = describe_connect_error(exc)
             if self.in_handshake and not reason.startswith("TLS"):
                 reason = f"TLS handshake: {reason.removeprefix('TCP: ')}"
@@ -701,6 +705,10 @@ class MqttUplink:
         if self._started:
             self._client.disconnect()
             await asyncio.to_thread(self._client.loop_stop)
+            # paho can stop its thread with a socket still open (a connect that failed after
+            # the TLS handshake, a DISCONNECT not yet flushed): close it, never leak the fd.
+            with contextlib.suppress(Exception):
+                self._client._sock_close()
         was_connected = self._connected
         self._connected = False
         for mid, entry in list(self._pending.items()):
