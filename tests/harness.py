@@ -139,6 +139,17 @@ def read_ids(events: Iterable[dict[str, Any]]) -> dict[str, str]:
     return seen
 
 
+def all_committed_delivered(messages: Iterable[Received], db: Path) -> bool:
+    """Every read id the buffer ever assigned (1..last) was delivered and the buffer is empty.
+
+    For ``mode: every_read``, where each event carries its ``tea:readId``; ``read_ids`` also
+    asserts that a read delivered twice came with the same eventID both times."""
+    state = buffer_state(db)
+    got = {int(r.rsplit(":", 1)[1]) for r in read_ids(events_of(messages))}
+    return (state["reads"] == 0 and state["outbox"] == 0 and state["last_read_id"] > 0
+            and got >= set(range(1, state["last_read_id"] + 1)))
+
+
 def buffer_state(db: Path) -> dict[str, int]:
     """Read-only look into the agent's buffer (WAL readers never block the writer)."""
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)

@@ -16,6 +16,7 @@ from tests.harness import (
     EVENTS_TOPIC,
     AgentProcess,
     SimProcess,
+    all_committed_delivered,
     buffer_state,
     durable_collector,
     events_of,
@@ -56,13 +57,8 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, mosquitto: Mosq
             time.sleep(1.0)
             sim.stop()
 
-            def drained() -> bool:
-                state = buffer_state(db)
-                got = {int(r.rsplit(":", 1)[1]) for r in read_ids(events_of(collector.messages))}
-                return (state["reads"] == 0 and state["outbox"] == 0
-                        and got >= set(range(1, state["last_read_id"] + 1)))
-
-            wait_until(drained, 90, "every committed read to be delivered",
+            wait_until(lambda: all_committed_delivered(collector.messages, db), 90,
+                       "every committed read to be delivered",
                        diagnostics=agent.log_text)
             state = buffer_state(db)
             delivered = read_ids(events_of(collector.messages))  # duplicates share eventIDs

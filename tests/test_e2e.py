@@ -12,6 +12,7 @@ from tests.harness import (
     EVENTS_TOPIC,
     AgentProcess,
     SimProcess,
+    all_committed_delivered,
     buffer_state,
     durable_collector,
     events_of,
@@ -28,15 +29,7 @@ EVERY_READ = {"mode": "every_read"}
 
 
 def _all_delivered(collector: Collector, db: Path) -> bool:
-    state = buffer_state(db)
-    delivered = read_ids(events_of(collector.messages))
-    numbers = {int(rid.rsplit(":", 1)[1]) for rid in delivered}
-    return (
-        state["reads"] == 0
-        and state["outbox"] == 0
-        and state["last_read_id"] > 0
-        and numbers >= set(range(1, state["last_read_id"] + 1))
-    )
+    return all_committed_delivered(collector.messages, db)
 
 
 def _assert_nothing_lost(collector: Collector, db: Path) -> int:

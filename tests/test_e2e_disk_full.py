@@ -18,10 +18,9 @@ from tests.harness import (
     EVENTS_TOPIC,
     AgentProcess,
     SimProcess,
+    all_committed_delivered,
     buffer_state,
     durable_collector,
-    events_of,
-    read_ids,
     wait_until,
     write_config,
 )
@@ -70,13 +69,8 @@ def test_disk_full_pauses_then_resumes_and_loses_nothing(
                        "reads to resume after the disk full", diagnostics=agent.log_text)
             sim.stop()
 
-            def drained() -> bool:
-                state = buffer_state(db)
-                got = {int(r.rsplit(":", 1)[1]) for r in read_ids(events_of(collector.messages))}
-                return (state["reads"] == 0 and state["outbox"] == 0
-                        and got >= set(range(1, state["last_read_id"] + 1)))
-
-            wait_until(drained, 90, "every committed read to be delivered",
+            wait_until(lambda: all_committed_delivered(collector.messages, db), 90,
+                       "every committed read to be delivered",
                        diagnostics=agent.log_text)
         finally:
             assert agent.stop() == 0, agent.log_text()
