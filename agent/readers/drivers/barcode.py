@@ -19,7 +19,7 @@ from agent.clock import SyncState, utcnow
 from agent.config import BarcodeConfig
 from agent.model import BarcodeRead
 from agent.readers.codecs.barcode import BarcodeFramer, Scan
-from agent.readers.drivers.base import Power, PowerResult, SettingNotSupported, rejected
+from agent.readers.drivers.base import DriverBase, Power, PowerResult, SettingNotSupported, rejected
 from agent.readers.link import Link
 from agent.readers.session import FrameSession, ReaderTimeout
 from agent.readers.status import ReaderStatus
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _POLL_S = 3600.0
 
 
-class BarcodeReader:
+class BarcodeReader(DriverBase[BarcodeConfig]):
     """One connection to one barcode scanner."""
 
     def __init__(
@@ -42,10 +42,7 @@ class BarcodeReader:
         now: Callable[[], datetime] = utcnow,
         sync: SyncState | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.status = status
-        self._now = now
-        self._sync = sync or SyncState()
+        super().__init__(cfg, status, now=now, sync=sync)
         idle_s = cfg.idle_flush_ms / 1000 if cfg.idle_flush_ms is not None else None
         self._framer = BarcodeFramer(
             cfg.terminator_bytes, idle_s=idle_s, max_len=cfg.max_length, aim=cfg.aim

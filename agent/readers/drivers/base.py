@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Generic, Protocol, TypeVar
 
+from agent.clock import SyncState, utcnow
 from agent.model import Read
 from agent.readers.session import FrameSession, ReaderError
+from agent.readers.status import ReaderStatus
+
+C = TypeVar("C")
 
 # Output power: one dBm for every port, or {port (1-based): dBm} (R2000 only, ports 1-8).
 Power = int | dict[int, int]
@@ -78,6 +83,24 @@ def rejected(exc: BaseException) -> asyncio.Future[PowerResult]:
     fut: asyncio.Future[PowerResult] = asyncio.get_running_loop().create_future()
     fut.set_exception(exc)
     return fut
+
+
+class DriverBase(Generic[C]):
+    """What every driver keeps: its reader's config and status, the clock that stamps reads,
+    and whether that clock is NTP-synchronised (one instance per connection attempt)."""
+
+    def __init__(
+        self,
+        cfg: C,
+        status: ReaderStatus,
+        *,
+        now: Callable[[], datetime] = utcnow,
+        sync: SyncState | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.status = status
+        self._now = now
+        self._sync = sync or SyncState()
 
 
 class ReaderDriver(Protocol):

@@ -32,6 +32,7 @@ from agent.model import TagRead
 from agent.readers.codecs import chafon
 from agent.readers.control import check_power
 from agent.readers.drivers.base import (
+    DriverBase,
     Power,
     PowerResult,
     ReaderGone,
@@ -46,7 +47,7 @@ from agent.readers.status import ReaderStatus
 log = logging.getLogger(__name__)
 
 
-class ChafonReader:
+class ChafonReader(DriverBase[ChafonConfig]):
     """One connection to one Chafon-family reader."""
 
     def __init__(
@@ -58,10 +59,7 @@ class ChafonReader:
         now: Callable[[], datetime] = utcnow,
         sync: SyncState | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.status = status
-        self._now = now
-        self._sync = sync or SyncState()
+        super().__init__(cfg, status, now=now, sync=sync)
         self.form: chafon.Form = "18" if cfg.protocol == "uhfreader18" else "288"
         # Replies carry the reader's own address even when we talk to broadcast 0xFF (§2.3).
         # The decoder's own gap rule needs timestamps; FrameSession applies it instead.

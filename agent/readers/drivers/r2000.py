@@ -36,6 +36,7 @@ from agent.model import TagRead
 from agent.readers.codecs import a0
 from agent.readers.control import check_power
 from agent.readers.drivers.base import (
+    DriverBase,
     Power,
     PowerResult,
     ReaderGone,
@@ -55,7 +56,7 @@ GROUP_SIZE = 8  # antennas per antenna group (0x6C)
 IDLE_AFTER_CYCLES = 5  # empty inventory cycles before the idle pause applies
 
 
-class R2000Reader:
+class R2000Reader(DriverBase[R2000Config]):
     """One connection to one reader; the supervisor makes a fresh one per connection attempt."""
 
     def __init__(
@@ -67,10 +68,7 @@ class R2000Reader:
         now: Callable[[], datetime] = utcnow,
         sync: SyncState | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.status = status
-        self._now = now
-        self._sync = sync or SyncState()
+        super().__init__(cfg, status, now=now, sync=sync)
         # Replies carry the reader's own address even when we talk to broadcast 0xFF (§1.3).
         self._decoder = a0.A0Decoder(None if cfg.address == a0.BROADCAST else cfg.address)
         self.session: FrameSession[a0.A0Frame] = FrameSession(link, self._decoder)
