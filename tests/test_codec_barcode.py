@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent.config.values import parse_terminator
 from agent.readers.codecs.barcode import (
     CR,
     CRLF,
     LF,
     BarcodeFramer,
     Scan,
-    parse_terminator,
     split_aim,
 )
 from agent.readers.session import FrameDecoder, FrameSession

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from agent.config.vocab import BIZ_STEPS, DISPOSITIONS
 from agent.model import BarcodeRead
 from agent.pipeline.barcode_events import barcode_event
 from agent.pipeline.epcis import (
@@ -28,7 +29,6 @@ from agent.pipeline.epcis import (
 from agent.pipeline.eventhash import event_hash
 from agent.pipeline.mapping import EventMapping
 from agent.pipeline.presence import PresenceEngine
-from agent.pipeline.vocab import BIZ_STEPS, DISPOSITIONS
 from tests.pipeline_helpers import (
     DOOR_A,
     T0,

@@ -13,7 +13,6 @@ stripped: GS1 data carries GS (0x1D) between variable-length fields (§4.3).
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass
 
 from agent.readers.codecs.base import DecoderStats
@@ -24,32 +23,6 @@ CRLF = b"\r\n"
 GS = b"\x1d"
 DEFAULT_IDLE_S = 0.1  # §4.1: flush on an inter-character timeout of 50-100 ms
 DEFAULT_MAX_LEN = 4096  # a GS1 DataMatrix holds at most 3,116 characters
-
-TERMINATOR_NAMES: dict[str, bytes | None] = {
-    "CR": CR,
-    "LF": LF,
-    "CRLF": CRLF,
-    "TAB": b"\t",
-    "ETX": b"\x03",
-    "NONE": None,
-}
-
-
-def parse_terminator(spec: str) -> bytes | None:
-    """A config value -> terminator bytes: ``CR``, ``LF``, ``CRLF``, ``TAB``, ``ETX``, ``none``
-    (timeout framing only), or any string with Python escapes such as ``"\\x03"`` or ``"#\\r"``.
-    """
-    named = TERMINATOR_NAMES.get(spec.strip().upper(), b"")
-    if named != b"":
-        return named
-    try:
-        raw = codecs.decode(spec, "unicode_escape").encode("latin-1")
-    except (UnicodeError, ValueError) as exc:
-        raise ValueError(f"terminator {spec!r}: {exc}") from exc
-    if not raw:
-        raise ValueError("terminator is empty; use 'none' for timeout framing only")
-    return raw
-
 
 @dataclass(frozen=True, slots=True)
 class Scan:

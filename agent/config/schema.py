@@ -8,54 +8,19 @@ Values may reference environment variables as ``${NAME}`` (or ``${NAME:-default}
 from __future__ import annotations
 
 import ipaddress
-import os
-import re
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal, get_args
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from agent.pipeline.vocab import check_uri, check_vocabulary
-from agent.readers.codecs.barcode import parse_terminator
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 1000,
-    "mb": 1000**2,
-    "gb": 1000**3,
-    "tb": 1000**4,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-    "tib": 1024**4,
-}
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def parse_size(value: object) -> int:
-    """``512MiB`` / ``2GB`` / ``1048576`` -> bytes."""
-    if isinstance(value, bool):
-        # pydantic turns only ValueError into a validation error, so not TypeError here.
-        raise ValueError("expected a size such as 512MiB or a number of bytes")  # noqa: TRY004
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m:
-            unit = (m.group(2) or "b").lower()
-            return int(float(m.group(1)) * _SIZE_UNITS[unit])
-    raise ValueError("expected a size such as 512MiB, 2GB or a number of bytes")
+from agent.config.values import parse_size, parse_terminator
+from agent.config.vocab import check_uri, check_vocabulary
 
 
 class _Model(BaseModel):
@@ -286,8 +251,14 @@ class BarcodeConfig(_ReaderBase):
         return parse_terminator(self.terminator)
 
 
-ReaderConfig = Annotated[R2000Config | ChafonConfig | BarcodeConfig, Field(discriminator="driver")]
+# A new driver adds its model to this union; DRIVER_TAGS and the loader's messages follow.
 AnyReaderConfig = R2000Config | ChafonConfig | BarcodeConfig
+ReaderConfig = Annotated[AnyReaderConfig, Field(discriminator="driver")]
+DRIVER_TAGS: frozenset[str] = frozenset(
+    tag
+    for model in get_args(AnyReaderConfig)
+    for tag in get_args(model.model_fields["driver"].annotation)
+)
 
 
 class BufferConfig(_Model):
@@ -476,262 +447,3 @@ class AgentConfig(_Model):
                 raise ValueError(f"reader name {r.name!r} is used twice; names must be unique")
             seen.add(r.name)
         return v
-
-
-# ----------------------------------------------------------------------------- loading
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigIssue:
-    file: str
-    line: int | None
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
-
-
-class ConfigError(Exception):
-    """Raised with every problem found, so the technician can fix them all in one go."""
-
-    def __init__(self, issues: list[ConfigIssue]) -> None:
-        super().__init__("\n".join(str(i) for i in issues))
-        self.issues = issues
-
-
-Loc = tuple[str | int, ...]
-
-
-def _expand_env(value: str, file: str, line: int, path: str, issues: list[ConfigIssue]) -> str:
-    def repl(m: re.Match[str]) -> str:
-        name, default = m.group(1), m.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        issues.append(
-            ConfigIssue(file, line, path, f"environment variable {name} is not set "
-                        f"(set it, or write ${{{name}:-default}})")
-        )
-        return ""
-
-    return _ENV_RE.sub(repl, value)
-
-
-_MAX_NODES = 100_000  # a config has hundreds; aliases of aliases can expand to billions
-
-
-class _AliasError(Exception):
-    def __init__(self, line: int, path: str, message: str) -> None:
-        super().__init__(message)
-        self.issue = (line, path, message)
-
-
-def _construct(
-    node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str, issues: list[ConfigIssue],
-    _open: set[int] | None = None, _count: list[int] | None = None,
-) -> Any:
-    """YAML node -> plain data, recording the line of every key path.
-
-    Anchors and aliases are expanded; an alias used inside its own anchor (a cycle) or an
-    expansion past ``_MAX_NODES`` nodes raises :class:`_AliasError` (a config error, never a
-    RecursionError or a hang).
-    """
-    lines[loc] = node.start_mark.line + 1
-    if _open is None:
-        _open, _count = set(), [0]
-    assert _count is not None
-    _count[0] += 1
-    if _count[0] > _MAX_NODES:
-        raise _AliasError(node.start_mark.line + 1, _dotted(loc),
-                          f"the document expands to more than {_MAX_NODES} values "
-                          "(aliases of aliases?); expected a plain configuration")
-    if id(node) in _open:
-        raise _AliasError(node.start_mark.line + 1, _dotted(loc),
-                          "an alias refers to its own anchor (a cycle); expected a value "
-                          "that does not contain itself")
-    if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-        _open.add(id(node))
-        try:
-            return _construct_collection(node, loc, lines, file, issues, _open, _count)
-        finally:
-            _open.discard(id(node))
-    assert isinstance(node, yaml.ScalarNode)
-    value = _scalar(node)
-    if isinstance(value, str) and "${" in value:
-        value = _expand_env(value, file, node.start_mark.line + 1, _dotted(loc), issues)
-    return value
-
-
-def _construct_collection(
-    node: yaml.Node, loc: Loc, lines: dict[Loc, int], file: str, issues: list[ConfigIssue],
-    _open: set[int], _count: list[int],
-) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        out: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            key = str(key_node.value)
-            if key in out:
-                issues.append(ConfigIssue(file, key_node.start_mark.line + 1,
-                                          _dotted((*loc, key)), "key appears twice"))
-            child = (*loc, key)
-            out[key] = _construct(value_node, child, lines, file, issues, _open, _count)
-            lines[child] = key_node.start_mark.line + 1
-        return out
-    return [
-        _construct(item, (*loc, i), lines, file, issues, _open, _count)
-        for i, item in enumerate(node.value)
-    ]
-
-
-def _scalar(node: yaml.ScalarNode) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
-
-
-def _dotted(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
-
-
-def _line_for(loc: Loc, lines: dict[Loc, int]) -> int | None:
-    while loc:
-        if loc in lines:
-            return lines[loc]
-        loc = loc[:-1]
-    return lines.get(())
-
-
-def _clean_loc(loc: tuple[Any, ...]) -> Loc:
-    # pydantic adds the discriminator tag ('r2000') and validator names to locations.
-    out: list[str | int] = []
-    for part in loc:
-        if isinstance(part, str) and (part in _DRIVER_TAGS or part.startswith("function-")):
-            continue
-        out.append(part)
-    return tuple(out)
-
-
-_DRIVER_TAGS = {"r2000", "chafon", "barcode"}
-
-
-def _describe(err: Any) -> str:
-    kind = err["type"]
-    msg = str(err["msg"])
-    ctx = err.get("ctx") or {}
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "extra_forbidden":
-        return "unknown key (check the spelling; see README 'Configuration')"
-    if kind == "literal_error":
-        return f"got {err.get('input')!r}, expected one of {ctx.get('expected')}"
-    if kind == "union_tag_invalid":
-        return f"got {ctx.get('tag')!r}, expected one of {ctx.get('expected_tags')}"
-    if kind == "union_tag_not_found":
-        return "required key 'driver' is missing (expected r2000, chafon or barcode)"
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"got {err.get('input')!r}, {msg[0].lower()}{msg[1:]}"
-    if kind == "value_error":
-        return msg.removeprefix("Value error, ")
-    return f"{msg} (got {err.get('input')!r})"
-
-
-def load_config(path: str | os.PathLike[str]) -> AgentConfig:
-    """Load and validate a config file; raise :class:`ConfigError` listing every problem."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(file, None, "", f"cannot read the file: {exc.strerror}")]) \
-            from exc
-    return parse_config(text, file)
-
-
-def parse_config(text: str, file: str = "<config>") -> AgentConfig:
-    return parse_config_lines(text, file)[0]
-
-
-def load_config_lines(path: str | os.PathLike[str]) -> tuple[AgentConfig, dict[Loc, int]]:
-    """Like :func:`load_config`, also returning the line of every key (for warnings)."""
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([ConfigIssue(file, None, "", f"cannot read the file: {exc.strerror}")]) \
-            from exc
-    return parse_config_lines(text, file)
-
-
-def line_of(lines: dict[Loc, int], *loc: str | int) -> int | None:
-    """The line of a key path such as ``line_of(lines, "readers", 0, "port")``."""
-    return _line_for(tuple(loc), lines)
-
-
-def parse_config_lines(text: str, file: str = "<config>") -> tuple[AgentConfig, dict[Loc, int]]:
-    issues: list[ConfigIssue] = []
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigIssue(file, line, "", f"not valid YAML: {problem}")]) from exc
-    if root is None:
-        raise ConfigError([ConfigIssue(file, 1, "", "the file is empty; expected the keys "
-                                       "gateway, readers, buffer and uplink")])
-    lines: dict[Loc, int] = {}
-    try:
-        data = _construct(root, (), lines, file, issues)
-    except _AliasError as exc:
-        line, path, message = exc.issue
-        raise ConfigError([ConfigIssue(file, line, path, message)]) from None
-    if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue(file, 1, "", "expected a mapping with the keys gateway, "
-                                       "readers, buffer and uplink")])
-    try:
-        cfg = AgentConfig.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = _clean_loc(tuple(err["loc"]))
-            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-                loc = (*loc, "driver")
-            issues.append(ConfigIssue(file, _line_for(loc, lines), _dotted(loc), _describe(err)))
-        raise ConfigError(issues) from None
-    if issues:
-        raise ConfigError(issues)
-    return cfg, lines
-
-
-def read_secret_file(path: str | os.PathLike[str], field: str, *, file: str = "<config>",
-                     line: int | None = None) -> str:
-    """The secret a ``*_file`` key points at (``password_file`` -> ``password``).
-
-    The file's text with one trailing newline stripped (``echo secret > file`` writes one).
-    Raises :class:`ConfigError` naming the config file, line and field when it cannot be read.
-    """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([ConfigIssue(
-            file, line, field, f"cannot read the secret file {str(path)!r}: {why}; expected a "
-            "readable file holding the secret (check its path and that the agent's user may "
-            "read it)")]) from exc
-    if text.endswith("\r\n"):
-        return text[:-2]
-    return text.removesuffix("\n")
-
-
-def iter_issues(exc: ConfigError) -> Iterator[str]:
-    for issue in exc.issues:
-        yield str(issue)
