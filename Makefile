@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv mosquitto check lint typecheck test test-fast demo bench clean
+.PHONY: venv mosquitto check lint typecheck layers test test-fast demo bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -26,7 +26,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-check: lint typecheck
+layers: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/core/test_layers.py
+
+check: lint typecheck layers
 
 test: venv mosquitto check
 	$(BIN)/python -m pytest

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__, systemd
+from agent.buffer.ingest import Ingest
 from agent.buffer.retry import RetryWhenFull
 from agent.buffer.sqlite import SqliteBuffer
 from agent.clock import kernel_clock_synchronised, utcnow
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.fieldtools.runtime import Runtime
 from agent.fieldtools.server import serve as serve_field_tools
-from agent.pipeline.ingest import Ingest
 from agent.pipeline.worker import Pipeline
 from agent.readers.control import ReaderControl, power_from_wire
 from agent.readers.drivers.base import SettingNotSupported
@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 
 class _Shutdown(Exception):
     """Raised inside the TaskGroup to stop every task when SIGTERM/SIGINT arrives."""
-
-
-def client_id_for(cfg: AgentConfig) -> str:
-    return cfg.uplink.mqtt.client_id or f"edge-agent-{cfg.gateway.site}-{cfg.gateway.id}"
 
 
 @dataclass(slots=True)
@@ -69,7 +65,7 @@ class Agent:
         depth = (await buffer.stats()).events_pending
         uplink = MqttUplink(
             cfg.uplink.mqtt,
-            client_id=client_id_for(cfg),
+            client_id=cfg.mqtt_client_id,
             will=Will(topic_map["status"], offline, qos=1, retain=True),
             birth=Will(topic_map["status"], self._status_bytes("online", depth), retain=True),
         )

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 RUNS: list[tuple[str, list[str]]] = [
     ("reader decoders (frames/s vs the line limit)", ["bench/bench_decoders.py"]),

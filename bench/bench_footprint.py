@@ -19,8 +19,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import AgentProcess, SimProcess
-from tests.mosquitto import Mosquitto
+from tests.support.harness import AgentProcess, SimProcess
+from tests.support.mosquitto import Mosquitto
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -48,8 +48,8 @@ def main() -> int:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="footprint-"))
     with Mosquitto() as broker:
-        sims = [SimProcess(["r2000", "--pty", "--tags", str(args.tags), "--seed", str(i + 1)],
-                           tmp / f"sim{i}.log") for i in range(args.readers)]
+        sims = [SimProcess("r2000", "--pty", "--tags", str(args.tags), "--seed", str(i + 1),
+                           log_path=tmp / f"sim{i}.log") for i in range(args.readers)]
         cfg = {
             "gateway": {"id": "gw-bench", "site": "lab"},
             "readers": [{"name": f"r{i + 1}", "driver": "r2000", "port": s.port,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from agent.config import MqttConfig
 from agent.uplink.mqtt import MqttUplink
-from tests.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto
 
 
 @dataclass(frozen=True, slots=True)

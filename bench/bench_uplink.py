@@ -25,7 +25,7 @@ from agent.buffer.sqlite import SqliteBuffer
 from agent.config import BufferConfig, MqttConfig
 from agent.uplink.forwarder import Forwarder, topics
 from agent.uplink.mqtt import MqttUplink
-from tests.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto
 
 EVENT = {"type": "ObjectEvent", "action": "OBSERVE", "bizStep": "receiving",
          "epcList": ["urn:epc:id:sgtin:0614141.107346.2017"], "eventTime": "2024-06-10T10:00:00Z",

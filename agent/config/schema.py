@@ -438,6 +438,12 @@ class AgentConfig(_Model):
     status: StatusConfig = Field(default_factory=StatusConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
 
+    @property
+    def mqtt_client_id(self) -> str:
+        """The uplink's MQTT client id: configured, or one per gateway (a broker keeps one
+        session per id, so two gateways must never share it)."""
+        return self.uplink.mqtt.client_id or f"edge-agent-{self.gateway.site}-{self.gateway.id}"
+
     @field_validator("readers")
     @classmethod
     def _unique_names(cls, v: list[AnyReaderConfig]) -> list[AnyReaderConfig]:

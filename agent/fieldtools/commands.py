@@ -7,6 +7,7 @@ import json
 import sys
 
 from agent.config import AgentConfig, ConfigError, load_config
+from agent.fieldtools.buffer_cmd import register as register_buffer
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -108,7 +109,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         if name == "tail":
             p.add_argument("--reader", help="only this reader")
         p.set_defaults(func=fn)
-
-    from agent.cli_buffer import register as register_buffer
 
     register_buffer(sub)

@@ -216,9 +216,8 @@ class Doctor:
             password = mqtt_password(self.cfg)
         except ConfigError as exc:
             return Check(name, "FAIL", str(exc.issues[0]), "fix the password file")
-        from agent.app import client_id_for
 
-        cid = f"{client_id_for(self.cfg)}-doctor"
+        cid = f"{self.cfg.mqtt_client_id}-doctor"
         code, text = await asyncio.to_thread(
             mqtt_connect, host, port, cid, m.username, password, ctx, self.timeout_s)
         if code == 0:

@@ -40,7 +40,7 @@ Form = Literal["18", "288"]
 # standard library computes in C (binascii.crc_hqx). Reflect every input byte, run crc_hqx from
 # 0xFFFF (its own reflection), reflect the 16-bit result: same value as the manual's loop
 #     crc ^= b; 8 x: crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
-# tests/test_codec_chafon.py checks the two agree on arbitrary data.
+# tests/codecs/test_codec_chafon.py checks the two agree on arbitrary data.
 _REFLECT8 = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
 

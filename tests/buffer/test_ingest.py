@@ -1,0 +1,78 @@
+"""Ingest at shutdown on a real SqliteBuffer: what the readers handed over is committed, or,
+when the buffer cannot take it before the deadline, counted and logged with the reason."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.buffer.api import OutEvent
+from agent.buffer.ingest import Ingest
+from agent.buffer.sqlite import SqliteBuffer
+from tests.support.buffer_helpers import make_cfg, tag
+
+MAX = 256 * 1024
+
+
+async def full_buffer(tmp_path: Path) -> SqliteBuffer:
+    """A backpressure buffer filled to max_size by undelivered events: put_reads is refused."""
+    buf = await SqliteBuffer.open(make_cfg(tmp_path, max_size=MAX, when_full="backpressure"))
+    big = "x" * 8000
+    while (await buf.stats()).used_bytes < MAX:
+        await buf.commit_events([], [OutEvent(kind="event", payload=f'"{big}"',
+                                              created_at_s=time.time())] * 4)
+    return buf
+
+
+async def start(buf: SqliteBuffer, n: int) -> tuple[Ingest, asyncio.Task[None]]:
+    ingest = Ingest(buf)
+    ingest.retry_s = 0.02
+    task = asyncio.create_task(ingest.run(), name="ingest")
+    for i in range(n):
+        await ingest.put(tag(i))
+    deadline = time.monotonic() + 5
+    while ingest.queued:  # the batch was taken and is being retried (buffer full)
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    return ingest, task
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_batch_being_retried_at_shutdown_is_committed_by_drain(tmp_path: Path) -> None:
+    buf = await full_buffer(tmp_path)
+    ingest, task = await start(buf, 5)
+    await stop(task)  # SIGTERM: the TaskGroup cancels ingest while it waits for room
+    rows = await buf.claim(10_000, lease_s=60)  # meanwhile the uplink delivers the backlog
+    await buf.ack([r.id for r in rows])
+    await asyncio.wait_for(ingest.drain(), 10)
+    assert (await buf.stats()).reads_pending == 5  # the batch in hand was not forgotten
+    assert ingest.accepted_total == 5
+    assert ingest.lost_at_shutdown == 0
+    await buf.aclose()
+
+
+async def test_drain_gives_up_at_its_deadline_and_says_how_many_reads_were_lost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING)
+    buf = await full_buffer(tmp_path)
+    ingest, task = await start(buf, 5)
+    await ingest.put(tag(99))  # one more, still queued
+    await stop(task)
+    started = time.monotonic()
+    await asyncio.wait_for(ingest.drain(timeout_s=0.5), 10)  # was an endless retry loop
+    assert time.monotonic() - started < 5
+    assert ingest.lost_at_shutdown == 6
+    assert "6 reads" in caplog.text
+    assert "not stored" in caplog.text
+    assert (await buf.stats()).reads_pending == 0
+    await buf.aclose()

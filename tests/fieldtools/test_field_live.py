@@ -1,0 +1,187 @@
+"""status, tail, /metrics and /health against a running agent (reader-sim + Mosquitto), and
+both log formats."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.support.harness import AgentProcess, SimProcess, wait_until, write_config
+from tests.support.mosquitto import Mosquitto
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def _http(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return int(resp.status), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
+
+
+def _health_is(url: str, code: int) -> bool:
+    try:
+        return _http(url)[0] == code
+    except urllib.error.URLError:  # not listening yet
+        return False
+
+
+def _status(cfg: Path) -> dict[str, Any]:
+    proc = _cli("status", "--json", "-c", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
+
+
+def _metric(text: str, name: str) -> float:
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert m, f"{name} not in metrics:\n{text}"
+    return float(m.group(1))
+
+
+def test_status_tail_metrics_health_against_a_running_agent(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    sim = SimProcess("r2000", "--pty", "--tags", "3", "--seed", "4", log_path=tmp_path / "sim.log")
+    sock = tmp_path / "agent.sock"
+    http = f"127.0.0.1:{_free_port()}"
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
+                       buffer=tmp_path / "buffer.db",
+                       extra={"status": {"socket": str(sock)}, "http": {"listen": http}})
+    agent = AgentProcess(cfg, tmp_path / "agent.log")
+    try:
+        wait_until(lambda: sock.exists() and _status(cfg)["readers"][0]["state"] == "connected",
+                   30, "the reader to connect", diagnostics=agent.log_text)
+        first = _status(cfg)
+        time.sleep(1.5)
+        second = _status(cfg)
+        r1, r2 = first["readers"][0], second["readers"][0]
+        assert r2["name"] == "r1"
+        assert r2["firmware"] == "1.9"
+        assert r2["readsTotal"] > r1["readsTotal"] > 0
+        assert r2["readRate"] > 0
+        assert second["uplink"]["connected"] is True
+        assert second["uplink"]["broker"] == f"127.0.0.1:{mosquitto.port}"
+        assert second["health"] == {"ok": True, "reasons": []}
+        assert {"depth", "oldestEventAgeS", "sizeBytes", "dropped", "deadLetters",
+                "diskFull"} <= set(second["buffer"])
+        assert second["clock"]["synchronised"] in (True, False, None)
+
+        human = _cli("status", "--socket", str(sock))
+        assert human.returncode == 0, human.stderr
+        assert re.search(r"r1\s+connected\s+1\.9", human.stdout), human.stdout
+        assert "health: OK" in human.stdout
+
+        # tail: a read with its EPC hex and decoded identity within a few seconds, then events.
+        with subprocess.Popen([sys.executable, "-m", "agent", "tail", "-c", str(cfg),
+                               "--reader", "r1"], stdout=subprocess.PIPE, text=True) as tail:
+            assert tail.stdout is not None
+            lines = [tail.stdout.readline() for _ in range(6)]
+            tail.kill()
+        assert lines[0].startswith("tailing r1")
+        read = next((ln for ln in lines if " ant " in ln), "")
+        assert re.search(r"r1 ant 1 +-\d+ dBm +3034257BF[0-9A-F]{15} +"
+                         r"urn:epc:id:sgtin:0614141\.\d+\.\d+ +\(01\)\d{14}\(21\)\d+", read), read
+        with subprocess.Popen([sys.executable, "-m", "agent", "tail", "--json", "--socket",
+                               str(sock)], stdout=subprocess.PIPE, text=True) as tail:
+            assert tail.stdout is not None
+            kinds: set[str] = set()
+            deadline = time.monotonic() + 15
+            while not {"read", "event"} <= kinds and time.monotonic() < deadline:
+                item = json.loads(tail.stdout.readline())
+                kinds.add(item["type"])
+                if item["type"] == "event":
+                    assert item["epcList"][0].startswith("urn:epc:")
+                    assert item["readers"] == ["r1"]
+            tail.kill()
+        assert {"read", "event"} <= kinds
+
+        status, metrics = _http(f"http://{http}/metrics")
+        assert status == 200
+        assert "# TYPE edge_agent_reads_total counter" in metrics
+        assert _metric(metrics, 'edge_agent_reads_total{reader="r1"}') > 0
+        assert _metric(metrics, 'edge_agent_reader_up{reader="r1"}') == 1
+        assert _metric(metrics, f'edge_agent_uplink_connected{{broker="127.0.0.1:'
+                                f'{mosquitto.port}"}}') == 1
+        assert _metric(metrics, "edge_agent_uplink_published_total") > 0
+        assert _metric(metrics, "edge_agent_buffer_dead_letters") == 0
+        assert _metric(metrics, "edge_agent_healthy") == 1
+        for name in ("decoder_frames_total", "decoder_bad_checksums_total",
+                     "decoder_bytes_discarded_total", "buffer_reads_pending",
+                     "buffer_events_pending", "buffer_oldest_event_age_seconds",
+                     "buffer_size_bytes", "buffer_dropped_total", "uplink_refused_total",
+                     "uplink_inflight", "clock_synchronised", "agent_info"):
+            assert f"# TYPE edge_agent_{name} " in metrics, name
+        status, body = _http(f"http://{http}/health")
+        assert (status, json.loads(body)) == (200, {"status": "ok", "reasons": []})
+        assert _http(f"http://{http}/nope")[0] == 404
+
+        # The buffer cannot be purged under a running agent (detected via its socket).
+        purge = _cli("buffer", "purge", "--yes", "-c", str(cfg))
+        assert purge.returncode == 1
+        assert "the agent is running" in purge.stderr
+    finally:
+        assert agent.stop() == 0, agent.log_text()
+        sim.stop()
+    assert not sock.exists()  # removed at shutdown
+    log = agent.log_text()
+    assert "Traceback" not in log
+    # Text log format: "date time LEVEL logger: message".
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO +agent\.fieldtools\.server: "
+                     r"status socket ", log, re.M), log[:2000]
+
+
+def test_health_503_with_reasons_and_json_logs(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    sock = tmp_path / "agent.sock"
+    http = f"127.0.0.1:{_free_port()}"
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=str(tmp_path / "ttyGONE"),
+                       broker=mosquitto, buffer=tmp_path / "buffer.db",
+                       extra={"status": {"socket": str(sock)},
+                              "http": {"listen": http, "reader_down_max_s": 0.5}})
+    agent = AgentProcess(cfg, tmp_path / "agent.log", "--log-format", "json")
+    try:
+        wait_until(lambda: _health_is(f"http://{http}/health", 503), 30, "/health to be 503",
+                   every_s=0.3, diagnostics=agent.log_text)
+        status, body = _http(f"http://{http}/health")
+        doc = json.loads(body)
+        assert status == 503
+        assert doc["status"] == "unhealthy"
+        assert any(r.startswith("reader r1: reconnecting for") and "ttyGONE" in r
+                   for r in doc["reasons"]), doc
+        metrics = _http(f"http://{http}/metrics")[1]
+        assert _metric(metrics, "edge_agent_healthy") == 0
+        assert _metric(metrics, 'edge_agent_reader_up{reader="r1"}') == 0
+        human = _cli("status", "--socket", str(sock))
+        assert "health: UNHEALTHY" in human.stdout
+    finally:
+        assert agent.stop() == 0, agent.log_text()
+    lines = [ln for ln in agent.log_text().splitlines() if ln.strip()]
+    assert lines
+    for ln in lines:
+        entry = json.loads(ln)  # every line is one JSON object
+        assert {"ts", "level", "logger", "msg"} <= set(entry)
+    assert any(e["level"] == "WARNING" and "reader r1" in e["msg"]
+               for e in map(json.loads, lines))
+
+
+def test_status_without_an_agent_exits_1(tmp_path: Path) -> None:
+    proc = _cli("status", "--socket", str(tmp_path / "none.sock"))
+    assert proc.returncode == 1
+    assert "no agent answers on" in proc.stderr

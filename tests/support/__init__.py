@@ -1,0 +1,1 @@
+"""Test support: one broker fixture, one fake clock, one simulator helper, harnesses."""
