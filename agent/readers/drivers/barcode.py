@@ -10,7 +10,6 @@ is normal: silence never resets the connection (a vanished port still does: EOF 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -19,7 +18,7 @@ from agent.clock import SyncState, utcnow
 from agent.config import BarcodeConfig
 from agent.model import BarcodeRead
 from agent.readers.codecs.barcode import BarcodeFramer, Scan
-from agent.readers.drivers.base import DriverBase, Power, PowerResult, SettingNotSupported, rejected
+from agent.readers.drivers.base import DriverBase, Power, SettingNotSupported
 from agent.readers.link import Link
 from agent.readers.session import FrameSession, ReaderTimeout
 from agent.readers.status import ReaderStatus
@@ -63,12 +62,8 @@ class BarcodeReader(DriverBase[BarcodeConfig]):
     async def configure(self) -> None:
         return None
 
-    def request_power(self, power: Power) -> asyncio.Future[PowerResult]:
-        return rejected(SettingNotSupported(
-            f"reader {self.cfg.name} is a barcode scanner: no output power"))
-
-    def fail_requests(self, exc: BaseException) -> None:
-        return None
+    def _check_power(self, power: Power) -> Power:
+        raise SettingNotSupported(f"reader {self.cfg.name} is a barcode scanner: no output power")
 
     async def reads(self) -> AsyncIterator[BarcodeRead]:
         cfg = self.cfg

@@ -9,6 +9,7 @@ order), and the future ends with what the reader reports afterwards, or with the
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from agent.clock import SyncState, utcnow
 from agent.model import Read
-from agent.readers.session import FrameSession, ReaderError
+from agent.readers.session import FrameSession, ReaderCommandError, ReaderError
 from agent.readers.status import ReaderStatus
 
 C = TypeVar("C")
+
+log = logging.getLogger(__name__)
 
 # Output power: one dBm for every port, or {port (1-based): dBm} (R2000 only, ports 1-8).
 Power = int | dict[int, int]
@@ -101,6 +104,53 @@ class DriverBase(Generic[C]):
         self.status = status
         self._now = now
         self._sync = sync or SyncState()
+        self._requests = SettingsQueue()
+
+    # -- settings requested by other tasks, applied by the driver between two rounds ----------
+
+    def _check_power(self, power: Power) -> Power:
+        """The power in the form this reader takes; ValueError / SettingNotSupported."""
+        raise SettingNotSupported(f"reader {self._name()}: output power cannot be set")
+
+    async def _apply_power(self, power: Power) -> PowerResult:
+        """Write ``power`` if the reader reports another value, then verify (driver's job)."""
+        raise SettingNotSupported(f"reader {self._name()}: output power cannot be set")
+
+    def _name(self) -> str:
+        return str(getattr(self.cfg, "name", "?"))
+
+    def request_power(self, power: Power) -> asyncio.Future[PowerResult]:
+        try:
+            power = self._check_power(power)
+        except (ValueError, SettingNotSupported) as exc:
+            return rejected(exc)
+        return self._requests.put(power)
+
+    def fail_requests(self, exc: BaseException) -> None:
+        self._requests.fail_all(exc)
+
+    async def _apply_requested(self) -> None:
+        """Apply every queued request (call it only between two inventory rounds).
+
+        A refusal ends that request's future with the reader's error and reading goes on; a
+        failed link ends it with ReaderGone and re-raises, so the supervisor reconnects."""
+        while (item := self._requests.take()) is not None:
+            power, fut = item
+            try:
+                result = await self._apply_power(power)
+            except ReaderCommandError as exc:
+                self.status.power_error = str(exc)
+                log.error("reader %s: %s", self._name(), exc)  # noqa: TRY400
+                fut.set_exception(exc)
+            except Exception as exc:
+                # The link failed: the caller hears it, then the supervisor (same exception).
+                fut.set_exception(ReaderGone(f"connection lost while setting power: {exc}"))
+                raise
+            except BaseException:
+                fut.cancel()
+                raise
+            else:
+                fut.set_result(result)
 
 
 class ReaderDriver(Protocol):

@@ -35,10 +35,6 @@ from agent.readers.drivers.base import (
     DriverBase,
     Power,
     PowerResult,
-    ReaderGone,
-    SettingNotSupported,
-    SettingsQueue,
-    rejected,
 )
 from agent.readers.link import Link
 from agent.readers.session import FrameSession, ReaderCommandError, ReaderSilent, ReaderTimeout
@@ -72,38 +68,15 @@ class ChafonReader(DriverBase[ChafonConfig]):
         self.info: chafon.ReaderInfo | None = None
         self._early: list[TagRead] = []  # pushes that arrived while we waited for a reply
         self._warned: set[int] = set()
-        self._requests = SettingsQueue()
 
     # -- settings requested by other tasks (applied between inventories) -------------------------
 
-    def request_power(self, power: Power) -> asyncio.Future[PowerResult]:
-        try:
-            power = check_power(self.cfg, power)
-        except (ValueError, SettingNotSupported) as exc:
-            return rejected(exc)
-        return self._requests.put(power)
+    def _check_power(self, power: Power) -> Power:
+        return check_power(self.cfg, power)
 
-    def fail_requests(self, exc: BaseException) -> None:
-        self._requests.fail_all(exc)
-
-    async def _between_inventories(self) -> None:
-        while (item := self._requests.take()) is not None:
-            power, fut = item
-            assert isinstance(power, int)  # check_power made it one value
-            try:
-                result = await self._set_power(power, await self._read_power())
-            except ReaderCommandError as exc:
-                self.status.power_error = str(exc)
-                log.error("reader %s: %s", self.cfg.name, exc)  # noqa: TRY400
-                fut.set_exception(exc)
-            except Exception as exc:
-                fut.set_exception(ReaderGone(f"connection lost while setting power: {exc}"))
-                raise
-            except BaseException:
-                fut.cancel()
-                raise
-            else:
-                fut.set_result(result)
+    async def _apply_power(self, power: Power) -> PowerResult:
+        assert isinstance(power, int)  # check_power made it one value
+        return await self._set_power(power, await self._read_power())
 
     async def _read_power(self) -> int | None:
         """0x21 Get Reader Information: the power the reader reports now."""
@@ -288,7 +261,7 @@ class ChafonReader(DriverBase[ChafonConfig]):
         first_s = cfg.scan_time_ms / 1000 + cfg.silence_timeout_s
         while True:
             for antenna, command in commands:
-                await self._between_inventories()
+                await self._apply_requested()
                 async for read in self._inventory(command, antenna, first_s):
                     yield read
 

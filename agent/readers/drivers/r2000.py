@@ -39,10 +39,7 @@ from agent.readers.drivers.base import (
     DriverBase,
     Power,
     PowerResult,
-    ReaderGone,
-    SettingsQueue,
     power_text,
-    rejected,
 )
 from agent.readers.link import Link
 from agent.readers.session import FrameSession, ReaderCommandError, ReaderSilent, ReaderTimeout
@@ -80,40 +77,16 @@ class R2000Reader(DriverBase[R2000Config]):
         self._warned: set[tuple[int, int]] = set()  # (code, antenna) already logged at WARNING
         self._tags_this_cycle = 0
         self._empty_cycles = 0
-        self._requests = SettingsQueue()
         self._clock = time.monotonic
         self._next_temperature_s: float | None = None  # None: not read periodically
 
     # -- settings requested by other tasks (applied between rounds) ------------------------------
 
-    def request_power(self, power: Power) -> asyncio.Future[PowerResult]:
-        try:
-            power = check_power(self.cfg, power)
-        except ValueError as exc:
-            return rejected(exc)
-        return self._requests.put(power)
-
-    def fail_requests(self, exc: BaseException) -> None:
-        self._requests.fail_all(exc)
+    def _check_power(self, power: Power) -> Power:
+        return check_power(self.cfg, power)
 
     async def _between_rounds(self) -> None:
-        while (item := self._requests.take()) is not None:
-            power, fut = item
-            try:
-                result = await self._apply_power(power)
-            except ReaderCommandError as exc:
-                self.status.power_error = str(exc)
-                log.error("reader %s: %s", self.cfg.name, exc)  # noqa: TRY400
-                fut.set_exception(exc)
-            except Exception as exc:
-                # The link failed: the caller hears it, then the supervisor (same exception).
-                fut.set_exception(ReaderGone(f"connection lost while setting power: {exc}"))
-                raise
-            except BaseException:
-                fut.cancel()
-                raise
-            else:
-                fut.set_result(result)
+        await self._apply_requested()
         if self._next_temperature_s is not None and self._clock() >= self._next_temperature_s:
             self._next_temperature_s = self._clock() + self.cfg.temperature_interval_s
             await self._read_temperature()
