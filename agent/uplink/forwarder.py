@@ -387,17 +387,27 @@ class Forwarder:
 
     async def _send_events(self, events: list[Claimed]) -> None:
         payload = self._encode(events)
-        if len(payload) > self.max_payload and len(events) > 1:
-            half = len(events) // 2  # an oversized batch is split, not rejected
-            await self._send_events(events[:half])
-            await self._send_events(events[half:])
-            return
         if len(payload) > self.max_payload:
-            await self._dead_letter(events, f"a single event of {len(payload)} bytes exceeds the "
-                                    f"maximum payload of {self.max_payload} bytes")
+            what = "a single event" if len(events) == 1 else f"{len(events)} events"
+            await self._split(events, f"{what} of {len(payload)} bytes exceeds the maximum "
+                              f"payload of {self.max_payload} bytes")
             return
         await self._send(events, self._topics["event"], payload, CONTENT_TYPE,
                          gzipped=self._cfg.compression == "gzip")
+
+    async def _split(self, rows: list[Claimed], why: str) -> None:
+        """The one split path: a batch of events too large to go (by our arithmetic, paho's
+        or the broker's 0x95) goes again as two halves, each of which may split again; a single
+        message, or one that is not an event batch, can never go: dead letters, with ``why``."""
+        ids = [c.id for c in rows]
+        if len(rows) > 1 and all(c.kind == "event" for c in rows):
+            log.warning("%s; splitting rows %d..%d", why, ids[0], ids[-1])
+            half = len(rows) // 2
+            await self._send_events(rows[:half])
+            await self._send_events(rows[half:])
+            return
+        log.error("%s; row(s) %s moved to dead letters", why, ids)
+        await self._dead_letter(rows, why)
 
     async def _send(self, rows: list[Claimed], topic: str, payload: bytes, ctype: str,
                     *, gzipped: bool = False) -> None:
@@ -416,14 +426,7 @@ class Forwarder:
         except PacketTooLargeError as exc:
             # The broker's Maximum Packet Size shrank after the payload was built (a reconnect,
             # a failover): not sent. Split events again; a single message can never go.
-            if len(rows) > 1 and all(c.kind == "event" for c in rows):
-                log.warning("%s; splitting rows %d..%d", exc, ids[0], ids[-1])
-                half = len(rows) // 2
-                await self._send_events(rows[:half])
-                await self._send_events(rows[half:])
-                return
-            log.error("%s; row(s) %s moved to dead letters", exc, ids)  # noqa: TRY400
-            await self._dead_letter(rows, str(exc))
+            await self._split(rows, str(exc))
             return
         if result.ok:
             await self._buffer.ack(ids)
@@ -444,13 +447,10 @@ class Forwarder:
         self.last_refusal = what
         span = f"rows {ids[0]}..{ids[-1]}" if len(ids) > 1 else f"row {ids[0]}"
         loop = asyncio.get_running_loop()
-        if code == PACKET_TOO_LARGE and len(rows) > 1:
-            log.warning("broker refused %s on %s as too large; splitting", span, topic)
-            half = len(rows) // 2
-            await self._send_events(rows[:half])
-            await self._send_events(rows[half:])
+        if code == PACKET_TOO_LARGE:
+            await self._split(rows, f"broker refused {span} on {topic}: {what}")
             return
-        if code in PERMANENT_REFUSALS or code == PACKET_TOO_LARGE:
+        if code in PERMANENT_REFUSALS:
             log.error("broker refused %s on %s: %s; moved to dead letters", span, topic, what)
             await self._dead_letter(rows, what)
             return
