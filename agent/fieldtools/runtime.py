@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -18,44 +17,48 @@ from agent.buffer.api import BufferStats
 from agent.clock import kernel_clock_synchronised
 from agent.config import AgentConfig
 from agent.fieldtools.tap import EventTap
+from agent.readers.rates import RateTracker
 from agent.readers.status import ReaderStatus
+from agent.uplink.mqtt import UplinkStats
 
-RATE_WINDOW_S = 10.0
 CORE_TASKS = ("ingest", "pipeline", "forwarder")
 
 
-class _Stats(Protocol):
+class BufferView(Protocol):
     async def stats(self) -> BufferStats: ...
 
 
-@dataclass(slots=True)
-class RateTracker:
-    """reads_total per reader sampled once a second; rate = growth over the last 10 s."""
+class UplinkView(Protocol):
+    """What the field tools read from MqttUplink."""
 
-    window_s: float = RATE_WINDOW_S
-    samples: deque[tuple[float, dict[str, int]]] = field(default_factory=lambda: deque(maxlen=64))
+    @property
+    def connected(self) -> bool: ...
 
-    def sample(self, now: float, readers: dict[str, ReaderStatus]) -> None:
-        self.samples.append((now, {n: r.reads_total for n, r in readers.items()}))
-        while len(self.samples) > 2 and now - self.samples[1][0] >= self.window_s:
-            self.samples.popleft()
+    def stats(self) -> UplinkStats: ...
 
-    def rate(self, name: str, now: float, current: int) -> float:
-        for t, counts in self.samples:
-            if now - t <= self.window_s + 0.5 and name in counts and now > t:
-                return max(0.0, (current - counts[name]) / (now - t))
-        return 0.0
+
+class ForwarderView(Protocol):
+    """What the field tools read from the Forwarder (counters since start)."""
+
+    delivered_events: int
+    delivered_messages: int
+    dead_lettered: int
+    last_refusal: str | None
+    refused_by_reason: dict[str, int]
+
+
+class IngestView(Protocol):
+    accepted_total: int
 
 
 @dataclass(slots=True)
 class Runtime:
     cfg: AgentConfig
     readers: dict[str, ReaderStatus]
-    buffer: _Stats
-    uplink: Any  # MqttUplink: stats(), connected
-    forwarder: Any  # Forwarder: delivered_events, refused_messages, last_refusal ...
-    ingest: Any = None
-    pipeline: Any = None
+    buffer: BufferView
+    uplink: UplinkView
+    forwarder: ForwarderView
+    ingest: IngestView
     tap: EventTap = field(default_factory=EventTap)
     monotonic: Callable[[], float] = time.monotonic
     started_s: float = field(default_factory=time.monotonic)
@@ -73,6 +76,14 @@ class Runtime:
                 self.down_since.pop(name, None)
             else:
                 self.down_since.setdefault(name, now)
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= (``systemctl status``)."""
+        up = sum(1 for r in self.readers.values() if r.state == "connected")
+        broker = "connected" if self.uplink.connected else "disconnected"
+        return (f"readers {up}/{len(self.readers)} connected, broker {broker}, "
+                f"{self.ingest.accepted_total} reads accepted, "
+                f"{self.forwarder.delivered_events} events delivered")
 
     def tasks_alive(self) -> dict[str, bool]:
         names = {t.get_name(): not t.done() for t in asyncio.all_tasks()}
@@ -92,7 +103,6 @@ class Runtime:
             down = self.down_since.get(name)
             d["downForS"] = None if down is None else round(now - down, 1)
             readers.append(d)
-        refused_by_reason = getattr(self.forwarder, "refused_by_reason", None)
         snap: dict[str, Any] = {
             "version": __version__,
             "pid": os.getpid(),
@@ -120,7 +130,7 @@ class Runtime:
                 "window": u.window,
                 "published": u.published_ok,
                 "refused": u.published_refused,
-                "refusedByReason": dict(refused_by_reason or {}),
+                "refusedByReason": dict(self.forwarder.refused_by_reason),
                 "timeouts": u.publish_timeouts,
                 "connects": u.connects,
                 "connectionLosses": u.connection_losses,

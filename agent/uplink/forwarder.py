@@ -222,6 +222,7 @@ class Forwarder:
         self.delivered_events = 0
         self.delivered_messages = 0
         self.refused_messages = 0
+        self.refused_by_reason: dict[str, int] = {}  # "0x87 Not authorized" -> messages
         self.dead_lettered = 0
         self.last_refusal: str | None = None
 
@@ -443,7 +444,9 @@ class Forwarder:
         ids = [c.id for c in rows]
         code = result.reason_code
         self.refused_messages += 1
-        what = f"reason code 0x{code:02X} {result.reason}"
+        key = f"0x{code:02X} {result.reason}"
+        self.refused_by_reason[key] = self.refused_by_reason.get(key, 0) + 1
+        what = f"reason code {key}"
         self.last_refusal = what
         span = f"rows {ids[0]}..{ids[-1]}" if len(ids) > 1 else f"row {ids[0]}"
         loop = asyncio.get_running_loop()

@@ -1,19 +1,33 @@
-"""Status (birth / offline) and health payloads for the cloud: pure functions, no I/O.
+"""Status (birth / offline) and health for the cloud.
 
-Schema: docs/uplink.md "Health payload". Keys are camelCase like the reader status.
+The payloads are pure functions (schema: docs/uplink.md "Health payload"; keys are camelCase
+like the reader status). :class:`HealthReporter` is the one loop that sends them: a health
+message every ``health_interval_s``, the birth message kept current, certificate expiry
+warnings once a day, and the explicit offline status at a clean shutdown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from agent.buffer.api import BufferStats
+from agent.clock import kernel_clock_synchronised, utcnow
+from agent.config import AgentConfig
 from agent.pipeline.epcis import iso_ms
+from agent.readers.rates import RateTracker
 from agent.readers.status import ReaderStatus
-from agent.uplink.security import CertExpiry
+from agent.uplink.forwarder import Forwarder
+from agent.uplink.mqtt import MqttUplink, UplinkError, Will
+from agent.uplink.security import CertExpiry, cert_expiry
+
+log = logging.getLogger(__name__)
 
 HEALTH_SCHEMA = "trace-edge-agent/health/1"
 STATUS_SCHEMA = "trace-edge-agent/status/1"
@@ -64,18 +78,6 @@ def status_payload(
         out["readers"] = list(readers)
         out["bufferDepth"] = buffer_depth
     return out
-
-
-def reader_rates(
-    readers: Mapping[str, ReaderStatus], previous: Mapping[str, int], elapsed_s: float
-) -> dict[str, float]:
-    """Reads per second per reader since the previous health message."""
-    if elapsed_s <= 0:
-        return {name: 0.0 for name in readers}
-    return {
-        name: round(max(0, r.reads_total - previous.get(name, r.reads_total)) / elapsed_s, 2)
-        for name, r in readers.items()
-    }
 
 
 def health_payload(
@@ -153,3 +155,107 @@ def health_payload(
         "clock": {"synchronised": clock_synchronised},
         "certificates": cert_out,
     }
+
+
+def status_message(cfg: AgentConfig, state: str, depth: int | None = None, *,
+                   version: str, now: datetime | None = None) -> bytes:
+    """The retained status message (birth, will or offline) as bytes."""
+    return json.dumps(status_payload(
+        state=state, gateway=cfg.gateway.id, site=cfg.gateway.site, version=version,
+        now=now or utcnow(), readers=[r.name for r in cfg.readers if r.enabled],
+        buffer_depth=depth,
+    )).encode()
+
+
+class _Stats(Protocol):
+    async def stats(self) -> BufferStats: ...
+
+
+@dataclass(slots=True)
+class HealthReporter:
+    cfg: AgentConfig
+    version: str
+    readers: Mapping[str, ReaderStatus]
+    uplink: MqttUplink
+    forwarder: Forwarder
+    buffer: _Stats
+    topics: Mapping[str, str]
+    wall_s: Callable[[], float] = time.time
+    monotonic_s: Callable[[], float] = time.monotonic
+    rates: RateTracker = field(default_factory=RateTracker)
+    _warned_day: dict[str, int] = field(default_factory=dict)
+
+    async def run(self) -> None:
+        while True:
+            await self.report_once()
+            await asyncio.sleep(self.cfg.uplink.mqtt.health_interval_s)
+
+    async def report_once(self) -> dict[str, Any]:
+        """Warn about certificates, refresh the birth message, publish one health message."""
+        m = self.cfg.uplink.mqtt
+        now = utcnow()
+        certs = cert_expiry(m, now)
+        self._warn_certificates(certs)
+        stats = await self.buffer.stats()
+        self.uplink.set_birth(Will(self.topics["status"], self.status_bytes(
+            "online", stats.events_pending), retain=True))
+        mono = self.monotonic_s()
+        rates = self.rates.rates(mono, self.readers)
+        self.rates.sample(mono, self.readers)
+        payload = health_payload(
+            gateway=self.cfg.gateway.id, site=self.cfg.gateway.site, version=self.version,
+            now=now, readers=self.readers, read_rates=rates, buffer=stats,
+            uplink=self.facts(), clock_synchronised=kernel_clock_synchronised(), certs=certs,
+            cert_warn_days=m.cert_expiry_warn_days,
+        )
+        if self.uplink.connected:
+            try:
+                await self.uplink.publish(self.topics["health"], json.dumps(payload).encode(),
+                                          content_type="application/json", timeout_s=10.0)
+            except UplinkError as exc:
+                log.debug("health message not delivered: %s", exc)
+        return payload
+
+    def facts(self) -> UplinkFacts:
+        m = self.cfg.uplink.mqtt
+        fs = self.forwarder.stats()
+        us = self.uplink.stats()
+        host, port = self.uplink.broker
+        return UplinkFacts(
+            connected=us.connected, broker=f"{host}:{port}", on_primary=self.uplink.on_primary,
+            protocol=m.protocol, tls=m.tls_enabled, reconnects=us.reconnects,
+            delivered_events=fs.delivered_events, delivered_messages=fs.delivered_messages,
+            refused_messages=fs.refused_messages, dead_lettered=fs.dead_lettered,
+            last_refusal=fs.last_refusal, drain_rate_events_s=fs.drain_rate_events_s,
+            publish_latency_ms_p50=fs.publish_latency_ms_p50,
+            publish_latency_ms_p99=fs.publish_latency_ms_p99,
+            event_latency_ms_p50=fs.event_latency_ms_p50,
+            event_latency_ms_p99=fs.event_latency_ms_p99,
+        )
+
+    def _warn_certificates(self, certs: Sequence[CertExpiry]) -> None:
+        """A certificate near or past its end, or unreadable: WARNING once a day per file."""
+        warn_days = self.cfg.uplink.mqtt.cert_expiry_warn_days
+        day = int(self.wall_s() // 86400)
+        for c in certs:
+            if (c.days_left is None or c.days_left <= warn_days) and \
+                    self._warned_day.get(c.name) != day:
+                self._warned_day[c.name] = day
+                log.warning("uplink: %s certificate %s %s", c.name, c.path,
+                            "cannot be read" if c.days_left is None else
+                            f"expired {-c.days_left:g} days ago" if c.expired else
+                            f"expires in {c.days_left:g} days")
+
+    def status_bytes(self, state: str, depth: int | None = None) -> bytes:
+        return status_message(self.cfg, state, depth, version=self.version)
+
+    async def say_offline(self) -> None:
+        """Clean shutdown: an explicit retained offline (the will is not sent on DISCONNECT 0)."""
+        if not self.uplink.connected:
+            return
+        try:
+            await self.uplink.publish(self.topics["status"], self.status_bytes("offline"),
+                                      retain=True, content_type="application/json",
+                                      timeout_s=3.0)
+        except UplinkError as exc:
+            log.warning("offline status not delivered: %s", exc)

@@ -185,3 +185,42 @@ def test_status_without_an_agent_exits_1(tmp_path: Path) -> None:
     proc = _cli("status", "--socket", str(tmp_path / "none.sock"))
     assert proc.returncode == 1
     assert "no agent answers on" in proc.stderr
+
+
+def test_status_counts_broker_refusals_by_reason_code(
+        tmp_path: Path, mosquitto_factory: Any) -> None:
+    """An ACL that does not allow the events topic: each refused message is counted under its
+    MQTT 5 reason code (0x87 Not authorized) in `edge-agent status` and in /metrics."""
+    base = "trace/lab/gw-test"
+    broker = mosquitto_factory(users={"edge": "pw"},
+                               acl=["user edge", f"topic write {base}/status",
+                                    f"topic write {base}/health"])
+    (tmp_path / "pw").write_text("pw\n")
+    (tmp_path / "pw").chmod(0o600)
+    sim = SimProcess("r2000", "--pty", "--tags", "2", log_path=tmp_path / "sim.log")
+    sock = tmp_path / "agent.sock"
+    http = f"127.0.0.1:{_free_port()}"
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=broker,
+                       buffer=tmp_path / "buffer.db",
+                       mqtt={"username": "edge", "password_file": str(tmp_path / "pw")},
+                       extra={"status": {"socket": str(sock)}, "http": {"listen": http}})
+    agent = AgentProcess(cfg, tmp_path / "agent.log")
+    try:
+        def refused() -> dict[str, int]:
+            if not sock.exists():
+                return {}
+            by_reason: dict[str, int] = _status(cfg)["uplink"]["refusedByReason"]
+            return by_reason
+
+        wait_until(lambda: refused().get("0x87 Not authorized", 0) >= 2, 30,
+                   "refusals counted under 0x87", diagnostics=agent.log_text)
+        snap = _status(cfg)
+        assert set(snap["uplink"]["refusedByReason"]) == {"0x87 Not authorized"}
+        assert snap["uplink"]["deliveredEvents"] == 0
+        code, metrics = _http(f"http://{http}/metrics")
+        assert code == 200
+        assert re.search(r'^edge_agent_uplink_refused_total\{reason="0x87 Not authorized"\} '
+                         r"[1-9]", metrics, re.M), metrics
+    finally:
+        agent.stop()
+        sim.stop()

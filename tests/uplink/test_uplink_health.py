@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from agent.buffer.api import BufferStats
+from agent.readers.rates import RateTracker
 from agent.readers.status import ReaderStatus
 from agent.uplink.health import (
     HEALTH_SCHEMA,
     STATUS_SCHEMA,
     UplinkFacts,
     health_payload,
-    reader_rates,
     status_payload,
 )
 from agent.uplink.security import CertExpiry
@@ -213,14 +213,23 @@ def test_health_is_stable_in_shape() -> None:
 
 
 def test_reader_rates() -> None:
+    # The health message's rates come from the one RateTracker (agent/readers/rates.py):
+    # reads per second since the previous health message, however far apart they are.
+    def rates(previous: dict[str, int], elapsed_s: float) -> dict[str, float]:
+        tracker = RateTracker()
+        tracker.record(1000.0, previous)
+        return tracker.rates(1000.0 + elapsed_s, rs)
+
     rs = readers()
-    assert reader_rates(rs, {"dock-1": 12245, "gate": 7}, 10.0) == {
+    assert rates({"dock-1": 12245, "gate": 7}, 10.0) == {
         "dock-1": 10.0, "dock-2": 0.0, "gate": 0.0}
+    assert rates({"dock-1": 12045}, 30.0)["dock-1"] == 10.0  # sparser than the 10 s window
     # first tick (no previous count) and a counter that went backwards (reader restarted
     # with a fresh status): 0, never negative
-    assert reader_rates(rs, {"dock-1": 99999}, 10.0)["dock-1"] == 0.0
-    assert reader_rates(rs, {}, 10.0) == {"dock-1": 0.0, "dock-2": 0.0, "gate": 0.0}
-    assert reader_rates(rs, {"dock-1": 0}, 0.0) == {"dock-1": 0.0, "dock-2": 0.0, "gate": 0.0}
+    assert rates({"dock-1": 99999}, 10.0)["dock-1"] == 0.0
+    assert rates({}, 10.0) == {"dock-1": 0.0, "dock-2": 0.0, "gate": 0.0}
+    assert rates({"dock-1": 0}, 0.0) == {"dock-1": 0.0, "dock-2": 0.0, "gate": 0.0}
+
 
 
 # ----------------------------------------------------------------------------- status
