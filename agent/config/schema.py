@@ -8,6 +8,7 @@ Values may reference environment variables as ``${NAME}`` (or ``${NAME:-default}
 from __future__ import annotations
 
 import ipaddress
+import stat
 from pathlib import Path
 from typing import Annotated, Literal, get_args
 
@@ -24,7 +25,8 @@ from agent.config.vocab import check_uri, check_vocabulary
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan: "inf" or "nan" as text would otherwise pass every float bound (issue 13).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GatewayConfig(_Model):
@@ -261,6 +263,9 @@ DRIVER_TAGS: frozenset[str] = frozenset(
 )
 
 
+BUFFER_MIN_SIZE = 64 * 1024
+
+
 class BufferConfig(_Model):
     path: Path
     # FULL (and EXTRA, the same in WAL mode) lost nothing in 40 simulated power cuts; NORMAL
@@ -281,6 +286,17 @@ class BufferConfig(_Model):
     def _size(cls, v: object) -> int:
         return parse_size(v)
 
+    @field_validator("max_size")
+    @classmethod
+    def _room_for_work(cls, v: int) -> int:
+        # An empty buffer (schema, indexes, the first WAL checkpoint) already uses ~40 KiB of
+        # pages; below this the first batch of reads would find the buffer full.
+        if v < BUFFER_MIN_SIZE:
+            raise ValueError(f"{v} bytes leaves no room for reads (an empty buffer uses about "
+                             f"40 KiB); expected at least {BUFFER_MIN_SIZE // 1024}KiB, and "
+                             "10MiB or more to ride out an outage")
+        return v
+
 
 class TlsConfig(_Model):
     """TLS towards the broker. ``enabled`` None means: on for any host that is not loopback."""
@@ -292,6 +308,17 @@ class TlsConfig(_Model):
     key_password_file: Path | None = None
     # Certificate and hostname verification. Turning it off needs allow_insecure: true.
     verify: bool = True
+
+    @model_validator(mode="after")
+    def _files_mean_tls(self) -> TlsConfig:
+        # A CA or a client certificate is only ever given to talk TLS: plain text next to
+        # them is a mistake that would send the password in the clear (issue 13).
+        given = [n for n in ("ca", "cert", "key") if getattr(self, n) is not None]
+        if self.enabled is False and given:
+            raise ValueError(f"tls.{given[0]} is set but tls.enabled is false; expected "
+                             "enabled: true (or no enabled key) to connect with TLS, or no "
+                             f"{'/'.join(given)} to connect in plain text")
+        return self
 
 
 class BrokerAddress(_Model):
@@ -359,6 +386,8 @@ class MqttConfig(_Model):
     def tls_enabled(self) -> bool:
         if self.tls.enabled is not None:
             return self.tls.enabled
+        if self.tls.ca is not None or self.tls.cert is not None:
+            return True  # a CA or certificate means TLS whatever the host
         return not is_loopback(self.host)
 
     @property
@@ -411,6 +440,22 @@ class StatusConfig(_Model):
 
     socket: Path | None = None
     enabled: bool = True
+
+    @field_validator("socket")
+    @classmethod
+    def _not_another_file(cls, v: Path | None) -> Path | None:
+        # The agent replaces a stale socket at start; anything else at that path is someone's
+        # file, which it must neither delete nor fail on later (issue 13).
+        if v is not None:
+            try:
+                mode = v.lstat().st_mode
+            except OSError:
+                return v
+            if not stat.S_ISSOCK(mode):
+                raise ValueError(f"{str(v)!r} exists and is not a socket; expected a path that "
+                                 "does not exist yet (the agent creates the socket) or an old "
+                                 "socket of the agent")
+        return v
 
 
 class HttpConfig(_Model):

@@ -61,8 +61,10 @@ def test_adversarial_link_loses_and_invents_nothing(tmp_path: Path, mosquitto: M
                                               "reconnect_max_s": 0.5, **reader})
         agent = AgentProcess(cfg, tmp_path / "agent.log")
         try:
-            # Long enough for several hang-ups and a few hundred damaged frames.
-            wait_until(lambda: link.stats.hangups >= 3 and buffer_state(db)["last_read_id"] > 200,
+            # Long enough for three hang-ups, the agent back after each, and a few hundred
+            # damaged frames.
+            wait_until(lambda: link.stats.hangups >= 3 and link.stats.connections >= 4
+                       and buffer_state(db)["last_read_id"] > 200,
                        60, "reads over a link that hung up three times",
                        diagnostics=agent.log_text)
             sim.stop()  # no new reads: everything committed must now drain
