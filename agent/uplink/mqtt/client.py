@@ -1,357 +1,46 @@
-"""MQTT 5 uplink: an asyncio bridge over paho-mqtt that reports each message's PUBACK.
-
-Why paho, MQTT 5 and this shape (docs/design.md §6):
-
-* Only MQTT 5 tells a refused message from a delivered one: over 3.1.1 Mosquitto answers a
-  normal PUBACK for a message it drops (ACL denial, oversize). ``publish()`` returns the PUBACK's
-  reason code; the caller deletes its buffer row only when ``PublishResult.ok``.
-* paho's ``wait_for_publish()`` / ``is_published()`` say "published" for a *refused* message, so
-  we never use them: ``on_publish(client, userdata, mid, reason_code, properties)`` is the truth.
-* paho ignores the broker's Receive Maximum and Maximum Packet Size from CONNACK. We enforce
-  both: at most ``window = min(cfg.inflight_window, Receive Maximum)`` messages are held by paho
-  at any time (counted here, since after a reconnect paho re-sends everything it holds at once,
-  whatever its own inflight limit; its ``max_queued_messages`` / ``max_inflight_messages`` are
-  set to the configured window as a backstop; paho refuses to change them while connected),
-  and a PUBLISH larger than Maximum Packet Size is refused here
-  with :class:`PacketTooLargeError` (Mosquitto would drop the connection with 0x95, paho would
-  re-send the packet after reconnecting and the connection would loop forever).
-
-Threads: paho's network thread (``loop_start``) runs the callbacks. Each callback only hands
-its facts to the event loop with ``call_soon_threadsafe``; every piece of state (pending
-futures, window, connection state) lives on the event loop and is touched by it alone, so no
-lock is shared with paho and ``publish()`` is never called while holding a lock that
-``on_publish`` takes. The "PUBACK before publish() returned the mid" race cannot bite either:
-``publish()`` registers the mid in the same event-loop step in which paho returns it, and the
-PUBACK handler can only run in a later step. Every callback is guarded: an exception escaping a
-paho callback would kill its network thread.
-
-Disconnects do not fail in-flight publishes: the session is persistent (clean_start=False,
-Session Expiry Interval, stable client id) and paho re-sends unacknowledged QoS 1 messages after
-reconnecting, so the future resolves then; the caller's timeout covers the rest. A caller that
-gives up (timeout or cancel) leaves the message to paho: its mid is kept as *abandoned* until
-its late PUBACK arrives (then ignored, counted) so the window accounting stays exact.
-"""
+"""The uplink's event-loop side: :class:`MqttUplink`, its publish window and futures, start,
+close and fail-back. The design (why paho, MQTT 5, threads, sessions) is in the package
+docstring, :mod:`agent.uplink.mqtt`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
-import socket
 import ssl
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any, Final
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, _ConnectionState
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
+from agent.uplink.mqtt.callbacks import PahoCallbacks
+from agent.uplink.mqtt.compat import close_socket, new_client, send_disconnect
+from agent.uplink.mqtt.packets import (
+    MQTT_DEFAULT_RECEIVE_MAXIMUM,
+    MQTT_MAX_PACKET_SIZE,
+    new_properties,
+    publish_packet_size,
+)
+from agent.uplink.mqtt.probe import connack_probe
+from agent.uplink.mqtt.types import (
+    Handler,
+    InboundMessage,
+    PacketTooLargeError,
+    PublishResult,
+    PublishTimeout,
+    UplinkClosedError,
+    UplinkError,
+    UplinkNotConnected,
+    UplinkStats,
+    Will,
+)
 from agent.uplink.security import build_ssl_context, resolve_password
 
-_CS_DISCONNECTING: Final = _ConnectionState.MQTT_CS_DISCONNECTING
-_CS_DISCONNECTED: Final = _ConnectionState.MQTT_CS_DISCONNECTED
-
-__all__ = [
-    "InboundMessage",
-    "MqttUplink",
-    "PacketTooLargeError",
-    "PublishResult",
-    "PublishTimeout",
-    "UplinkClosedError",
-    "UplinkError",
-    "UplinkNotConnected",
-    "UplinkStats",
-    "Will",
-    "publish_packet_size",
-]
-
-log = logging.getLogger(__name__)
-
-MQTT_DEFAULT_RECEIVE_MAXIMUM: Final = 65535  # MQTT 5 §3.2.2.3.3: absent = 65,535
-MQTT_MAX_PACKET_SIZE: Final = 268_435_455 + 5  # largest remaining length + fixed header
-RC_NO_MATCHING_SUBSCRIBERS: Final = 0x10
-RC_PACKET_TOO_LARGE: Final = 0x95
-
-
-# ----------------------------------------------------------------------------- errors
-
-
-class UplinkError(Exception):
-    """Base of the uplink's errors."""
-
-
-class UplinkNotConnected(UplinkError):
-    """publish() was called while the broker connection is down; nothing was handed to paho."""
-
-
-class PublishTimeout(UplinkError):
-    """No PUBACK within the timeout. The message may still be delivered later (at least once)."""
-
-
-class UplinkClosedError(UplinkError):
-    """The uplink was closed before the PUBACK arrived, or publish() was called after aclose()."""
-
-
-class PacketTooLargeError(UplinkError):
-    """The PUBLISH packet exceeds the broker's Maximum Packet Size; it was not sent."""
-
-    def __init__(self, size: int, limit: int, topic: str) -> None:
-        super().__init__(
-            f"PUBLISH to {topic!r} is {size} bytes, the broker's Maximum Packet Size is {limit}"
-        )
-        self.size = size
-        self.limit = limit
-        self.topic = topic
-
-
-# ----------------------------------------------------------------------------- values
-
-
-@dataclass(frozen=True, slots=True)
-class PublishResult:
-    """The broker's PUBACK for one message: reason codes below 0x80 mean accepted."""
-
-    reason_code: int
-    reason: str
-
-    @property
-    def ok(self) -> bool:
-        return self.reason_code < 0x80
-
-
-@dataclass(frozen=True, slots=True)
-class Will:
-    """A last-will (or birth) message. The will is set before connecting."""
-
-    topic: str
-    payload: bytes
-    qos: int = 1
-    retain: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    topic: str
-    payload: bytes
-    qos: int
-    retain: bool
-    properties: Properties | None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class UplinkStats:
-    connected: bool
-    connects: int  # successful CONNACKs
-    reconnects: int  # successful CONNACKs after the first
-    connection_losses: int
-    connect_failures: int  # attempts that did not end in a successful CONNACK
-    published_ok: int
-    published_refused: int  # PUBACK reason code >= 0x80
-    publish_timeouts: int  # callers that gave up (timeout or cancel) before the PUBACK
-    late_acks: int  # PUBACKs that arrived after their caller gave up
-    dropped_too_large: int  # held by paho, dropped when a new CONNACK lowered the limit
-    in_flight: int  # messages paho holds (waited for + abandoned)
-    window: int
-
-
-Handler = Callable[[InboundMessage], object]
-
-
-def _properties(packet_type: int) -> Properties:
-    return Properties(packet_type)  # type: ignore[no-untyped-call]  # paho leaves it untyped
-
-
-def _pack(properties: Properties) -> bytes:
-    return bytes(properties.pack())  # type: ignore[no-untyped-call]
-
-
-def _varint_len(n: int) -> int:
-    size = 1
-    while n > 127:
-        n //= 128
-        size += 1
-    return size
-
-
-def publish_packet_size(
-    topic: str, payload_len: int, *, qos: int = 1, properties: Properties | None = None
-) -> int:
-    """Size in bytes of the MQTT 5 PUBLISH packet (fixed header included, as Maximum Packet
-    Size counts it): [0x3x][remaining length][topic:2+n][packet id:2 if qos][props][payload]."""
-    props_len = len(_pack(properties)) if properties is not None else 1
-    remaining = 2 + len(topic.encode("utf-8")) + (2 if qos else 0) + props_len + payload_len
-    return 1 + _varint_len(remaining) + remaining
-
-
-def _mqtt_str(data: bytes) -> bytes:
-    return len(data).to_bytes(2, "big") + data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        n, digit = divmod(n, 128)
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-async def _read_varint(reader: asyncio.StreamReader) -> int:
-    value, shift = 0, 0
-    for _ in range(4):
-        b = (await reader.readexactly(1))[0]
-        value |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return value
-        shift += 7
-    raise asyncio.IncompleteReadError(b"", None)  # malformed length: treat as garbage
-
-
-def connect_packet(client_id: str, *, v5: bool, keepalive_s: int, username: str | None = None,
-                   password: str | None = None) -> bytes:
-    """CONNECT with clean start, no will (MQTT 5 §3.1 / 3.1.1 §3.1); v5 without properties
-    (Session Expiry Interval absent = 0: the session ends with the connection)."""
-    flags = 0x02  # clean start / clean session
-    payload = _mqtt_str(client_id.encode())
-    if username is not None:
-        flags |= 0x80
-        payload += _mqtt_str(username.encode())
-        if password is not None:
-            flags |= 0x40
-            payload += _mqtt_str(password.encode())
-    header = _mqtt_str(b"MQTT") + bytes([5 if v5 else 4, flags]) + keepalive_s.to_bytes(2, "big")
-    if v5:
-        header += b"\x00"  # no properties
-    body = header + payload
-    return b"\x10" + _varint(len(body)) + body
-
-
-def _connack_text(code: int, v5: bool) -> str:
-    if v5:
-        try:
-            name = str(ReasonCode(PacketTypes.CONNACK, identifier=code))
-        except Exception:  # an unknown code: paho refuses to name it
-            name = "unknown reason"
-        return f"0x{code:02X} {name}"
-    return f"{code} {paho.connack_string(code)}"
-
-
-def _accept_out_of_spec_puback_codes() -> None:
-    """Let paho parse PUBACK 0x95 (Packet too large).
-
-    Mosquitto 2.0.x answers a PUBLISH larger than its ``message_size_limit`` with PUBACK 0x95,
-    a code MQTT 5 defines for CONNACK/DISCONNECT only. paho 2.2 then calls the PUBACK malformed
-    and closes the connection, re-sends the message after reconnecting, and loops forever.
-    Adding PUBACK to the code's packet list makes the refusal an ordinary result (ok=False).
-    Idempotent; paho copies the class table into each ReasonCode it creates.
-    """
-    names = ReasonCode.names
-    entry = names.get(RC_PACKET_TOO_LARGE)
-    if not entry or "Packet too large" not in entry:
-        return
-    packets = entry["Packet too large"]
-    if PacketTypes.PUBACK in packets:
-        return
-    patched = dict(names)
-    patched[RC_PACKET_TOO_LARGE] = {**entry, "Packet too large": [*packets, PacketTypes.PUBACK]}
-    ReasonCode.names = MappingProxyType(patched)
-
-
-_accept_out_of_spec_puback_codes()
-
-
-def describe_connect_error(exc: OSError) -> str:
-    """One line naming the layer that failed: DNS, TLS or TCP."""
-    if isinstance(exc, socket.gaierror):
-        return f"DNS: {exc.strerror or exc}"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: server certificate verify failed: {exc.verify_message or exc.reason or exc}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or exc}"
-    return f"TCP: {exc.strerror or exc or type(exc).__name__}"
-
-
-class _PahoClient(paho.Client):
-    """paho's client with our reconnect policy, run inside paho's own thread:
-
-    * full-jitter backoff ``uniform(0, min(max, min * 2**attempt))`` instead of paho's plain
-      doubling (``_reconnect_wait`` is the hook paho's loop calls between attempts);
-    * an ordered broker list: a failed attempt moves to the next broker, a lost connection
-      is first retried on the same one; ``failback()`` asks for the first broker next;
-    * remembers why the last attempt failed (paho swallows the OSError).
-    """
-
-    last_connect_error: str | None = None
-    brokers: tuple[tuple[str, int], ...] = ()
-    broker_index = 0
-    last_attempt_failed = False
-    backoff_attempt = 0
-    jitter_min_s = 0.5
-    jitter_max_s = 30.0
-    rng: random.Random = random.Random()  # noqa: S311 - jitter, not cryptography
-    skip_wait = False
-    in_handshake = False
-
-    def reconnect(self) -> MQTTErrorCode:
-        if self.brokers:
-            if self.skip_wait:  # fail back: first broker, now
-                self.broker_index = 0
-            elif self.last_attempt_failed:
-                self.broker_index = (self.broker_index + 1) % len(self.brokers)
-            self._host, self._port = self.brokers[self.broker_index]
-        self.skip_wait = False
-        self.last_attempt_failed = True  # until a CONNACK says otherwise
-        self.in_handshake = False
-        try:
-            return super().reconnect()
-        except OSError as exc:
-            # A socket created before the failure (TLS accepted, CONNECT refused by a reset)
-            # would otherwise stay open until the next attempt, or for ever at shutdown.
-            with contextlib.suppress(Exception):
-                self._sock_close()
-            reason = describe_connect_error(exc)
-            if self.in_handshake and not reason.startswith("TLS"):
-                reason = f"TLS handshake: {reason.removeprefix('TCP: ')}"
-            self.last_connect_error = reason
-            raise
-
-    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
-        """paho's own, minus its leak: a failed handshake left the SSLSocket open. Our
-        context always checks the hostname (or, with verify off, nothing at all)."""
-        ctx = self._ssl_context
-        if ctx is None:
-            raise ValueError("TLS requested without an SSL context")
-        ssl_sock = ctx.wrap_socket(tcp_sock, server_hostname=self._host,
-                                   do_handshake_on_connect=False)
-        self.in_handshake = True
-        try:
-            ssl_sock.settimeout(self._connect_timeout)
-            ssl_sock.do_handshake()
-        except BaseException:
-            ssl_sock.close()
-            raise
-        self.in_handshake = False
-        return ssl_sock
-
-    def _reconnect_wait(self) -> None:
-        if self.skip_wait:
-            return
-        cap = min(self.jitter_max_s, self.jitter_min_s * 2 ** min(self.backoff_attempt, 30))
-        self.backoff_attempt += 1
-        deadline = time.monotonic() + self.rng.uniform(0, cap)
-        while (self._state not in (_CS_DISCONNECTING, _CS_DISCONNECTED)
-               and not self._thread_terminate and not self.skip_wait):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            time.sleep(min(remaining, 0.2))
+log = logging.getLogger("agent.uplink.mqtt")  # one logger for the whole package
 
 
 @dataclass(slots=True)
@@ -361,27 +50,10 @@ class _Pending:
     size: int
 
 
-def _guarded(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Never let an exception escape into paho's network thread (it would end the thread)."""
-
-    def deco(fn: Callable[..., None]) -> Callable[..., None]:
-        def wrapper(*args: Any) -> None:
-            try:
-                fn(*args)
-            except Exception:
-                log.exception("uplink: error in paho callback %s (ignored)", name)
-
-        wrapper.__name__ = fn.__name__
-        wrapper.__doc__ = fn.__doc__
-        return wrapper
-
-    return deco
-
-
 # ----------------------------------------------------------------------------- the uplink
 
 
-class MqttUplink:
+class MqttUplink(PahoCallbacks):
     """One MQTT 5 connection with per-message PUBACK results.
 
     ``await start()`` returns at once; paho connects (and reconnects, with
@@ -438,21 +110,11 @@ class MqttUplink:
 
         self._v5 = cfg.protocol == "5"
         self._brokers = tuple(cfg.brokers)
-        if self._v5:
-            c = _PahoClient(CallbackAPIVersion.VERSION2, client_id=client_id,
-                            protocol=paho.MQTTv5, reconnect_on_failure=True)
-        else:  # 3.1.1: persistent session = clean session off
-            c = _PahoClient(CallbackAPIVersion.VERSION2, client_id=client_id,
-                            protocol=paho.MQTTv311, clean_session=False,
-                            reconnect_on_failure=True)
-        c.suppress_exceptions = True  # second line of defence behind _guarded
-        c.brokers = self._brokers
-        c.jitter_min_s = cfg.reconnect_min_s
-        c.jitter_max_s = cfg.reconnect_max_s
-        c.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        c = new_client(client_id, v5=self._v5, brokers=self._brokers,
+                       jitter_min_s=cfg.reconnect_min_s, jitter_max_s=cfg.reconnect_max_s,
+                       rng=rng or random.Random())  # noqa: S311 - jitter, not cryptography
         self._paho_log = self._log.getChild("paho")
         self._last_paho_error: str | None = None  # written by paho's thread, read by it too
-        c.on_log = self._cb_log
         if cfg.username is not None:
             c.username_pw_set(cfg.username, resolve_password(cfg))
         self._ssl_context: ssl.SSLContext | None = None
@@ -466,12 +128,7 @@ class MqttUplink:
         if will is not None:
             self._check_qos(will.qos, allow_zero=True)
             c.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
-        c.on_pre_connect = self._cb_pre_connect
-        c.on_connect = self._cb_connect
-        c.on_connect_fail = self._cb_connect_fail
-        c.on_disconnect = self._cb_disconnect
-        c.on_publish = self._cb_publish
-        c.on_message = self._cb_message
+        self._attach(c)
         self._client = c
 
     # ------------------------------------------------------------------ properties
@@ -555,7 +212,7 @@ class MqttUplink:
         self._started = True
         host, port = self._brokers[0]
         if self._v5:
-            props = _properties(PacketTypes.CONNECT)
+            props = new_properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self._cfg.session_expiry_s
             self._client.connect_async(host, port, keepalive=self._cfg.keepalive_s,
                                        clean_start=False, properties=props)
@@ -620,55 +277,18 @@ class MqttUplink:
             self._log.info("uplink: first broker %s:%d accepts MQTT again; failing back from "
                            "%s", host, port, self._where)
             self._client.skip_wait = True
-            self._client._send_disconnect(  # paho internal: DISCONNECT without leaving the loop
-                ReasonCode(PacketTypes.DISCONNECT, identifier=0) if self._v5 else None
-            )
+            send_disconnect(self._client, v5=self._v5)
 
     async def probe_first_broker(self, *, timeout_s: float = 5.0) -> tuple[bool, str]:
-        """One MQTT CONNECT to the first broker with the agent's TLS settings and credentials,
-        client id ``<client id>-probe``, clean start, no will, session expiry 0 (so the
-        broker keeps nothing and publishes no will for it); success only on a CONNACK with
-        reason code 0, then DISCONNECT. Returns (ok, reason)."""
+        """One MQTT CONNECT to the first broker with the agent's TLS settings and credentials
+        (see :mod:`agent.uplink.mqtt.probe`). Returns (ok, reason)."""
         host, port = self._brokers[0]
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self._probe(host, port)
-        except TimeoutError:
-            return False, f"no CONNACK within {timeout_s:g} s"
-        except (ssl.SSLError, OSError) as exc:
-            return False, f"connect failed: {describe_connect_error(exc)}"
-
-    async def _probe(self, host: str, port: int) -> tuple[bool, str]:
-        ctx = self._ssl_context
-        reader, writer = await asyncio.open_connection(
-            host, port, ssl=ctx, server_hostname=host if ctx is not None else None)
-        try:
-            password = resolve_password(self._cfg) if self._cfg.username is not None else None
-            writer.write(connect_packet(f"{self._client_id}-probe", v5=self._v5,
-                                        keepalive_s=self._cfg.keepalive_s,
-                                        username=self._cfg.username, password=password))
-            await writer.drain()
-            try:
-                kind = (await reader.readexactly(1))[0]
-                if kind != 0x20:
-                    return False, f"answered 0x{kind:02X}... instead of a CONNACK (not MQTT?)"
-                body = await reader.readexactly(await _read_varint(reader))
-            except asyncio.IncompleteReadError:
-                return False, "accepted TCP but closed the connection without a CONNACK"
-            if len(body) < 2:
-                return False, "answered a truncated CONNACK"
-            code = body[1]
-            if code != 0:
-                return False, ("refused the MQTT connection: CONNACK "
-                               f"{_connack_text(code, self._v5)}")
-            writer.write(b"\xe0\x00")  # DISCONNECT, normal (v5: reason 0 may be omitted)
-            with contextlib.suppress(OSError):
-                await writer.drain()
-            return True, "CONNACK success"
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await writer.wait_closed()
+        password = resolve_password(self._cfg) if self._cfg.username is not None else None
+        return await connack_probe(host, port, ssl_context=self._ssl_context,
+                                   client_id=f"{self._client_id}-probe", v5=self._v5,
+                                   keepalive_s=self._cfg.keepalive_s,
+                                   username=self._cfg.username, password=password,
+                                   timeout_s=timeout_s)
 
     async def wait_connected(self, timeout_s: float | None = None) -> bool:
         """Wait until connected; False on timeout or if the uplink is closed."""
@@ -705,10 +325,7 @@ class MqttUplink:
         if self._started:
             self._client.disconnect()
             await asyncio.to_thread(self._client.loop_stop)
-            # paho can stop its thread with a socket still open (a connect that failed after
-            # the TLS handshake, a DISCONNECT not yet flushed): close it, never leak the fd.
-            with contextlib.suppress(Exception):
-                self._client._sock_close()
+            close_socket(self._client)
         was_connected = self._connected
         self._connected = False
         for mid, entry in list(self._pending.items()):
@@ -772,7 +389,7 @@ class MqttUplink:
         props: Properties | None = None
         if self._v5 and (content_type is not None or user_properties
                          or correlation_data is not None):
-            props = _properties(PacketTypes.PUBLISH)
+            props = new_properties(PacketTypes.PUBLISH)
             if content_type is not None:
                 props.ContentType = content_type
             if user_properties:
@@ -843,123 +460,6 @@ class MqttUplink:
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._log.warning("uplink: subscribe %r not sent now (%s); will retry on connect",
                                   topic, paho.error_string(rc))
-
-    # ------------------------------------------------------------------ paho thread side
-
-    def _post(self, fn: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        try:
-            loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop is closed: nobody is left to tell
-            self._log.debug("uplink: event loop closed; dropped %s", fn.__name__)
-
-    @_guarded("on_log")
-    def _cb_log(self, client: paho.Client, userdata: Any, level: int, buf: str) -> None:
-        # paho logs a dropped socket at ERROR; we report state changes ourselves (once, with
-        # this text as the reason), so its own lines go to DEBUG.
-        if level == paho.MQTT_LOG_ERR:
-            self._last_paho_error = buf
-        self._paho_log.debug("%s", buf)
-
-    @_guarded("on_pre_connect")
-    def _cb_pre_connect(self, client: paho.Client, userdata: Any) -> None:
-        self._last_paho_error = None
-        self._post(self._on_attempt)
-
-    @_guarded("on_connect")
-    def _cb_connect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            self._post(self._on_connect_failed, f"refused by broker: {reason_code}")
-            return
-        self._client.last_attempt_failed = False
-        self._client.backoff_attempt = 0
-        receive_max = getattr(properties, "ReceiveMaximum", None) or MQTT_DEFAULT_RECEIVE_MAXIMUM
-        max_packet = getattr(properties, "MaximumPacketSize", None)
-        window = max(1, min(self._cfg.inflight_window, int(receive_max)))
-        dropped = self._drop_oversize_held(client, max_packet) if max_packet else []
-        subs = self._subs_snapshot
-        if subs:
-            client.subscribe([(t, q) for t, q in subs])
-        self._post(self._on_connected, bool(flags.session_present), int(receive_max),
-                   int(max_packet) if max_packet else None, window, dropped)
-
-    def _drop_oversize_held(self, client: paho.Client, limit: int) -> list[tuple[int, int]]:
-        """Remove held messages that no longer fit a (lowered) Maximum Packet Size.
-
-        Otherwise paho re-sends them, the broker disconnects us (0x95) and that repeats
-        forever. Uses paho internals (``_out_messages``); without them we only warn.
-        """
-        messages = getattr(client, "_out_messages", None)
-        mutex = getattr(client, "_out_message_mutex", None)
-        if messages is None or mutex is None:
-            return []
-        dropped: list[tuple[int, int]] = []
-        with mutex:
-            for mid, m in list(messages.items()):
-                size = publish_packet_size(m.topic, len(m.payload), qos=m.qos,
-                                           properties=m.properties)
-                if size > limit:
-                    del messages[mid]
-                    dropped.append((mid, size))
-        return dropped
-
-    @_guarded("on_connect_fail")
-    def _cb_connect_fail(self, client: paho.Client, userdata: Any) -> None:
-        reason = self._client.last_connect_error or "connection attempt failed"
-        self._post(self._on_connect_failed, reason)
-
-    @_guarded("on_disconnect")
-    def _cb_disconnect(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        flags: paho.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        reason = str(reason_code)
-        if flags.is_disconnect_packet_from_server:
-            reason = f"broker sent DISCONNECT: {reason}"
-        elif self._last_paho_error:
-            reason = f"{reason} ({self._last_paho_error})"
-        self._last_paho_error = None
-        self._post(self._on_disconnected, reason)
-
-    @_guarded("on_publish")
-    def _cb_publish(
-        self,
-        client: paho.Client,
-        userdata: Any,
-        mid: int,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        code = int(reason_code.value)
-        reason = reason_code.getName()
-        extra = getattr(properties, "ReasonString", None)
-        if extra:
-            reason = f"{reason}: {extra}"
-        self._post(self._on_puback, mid, code, reason)
-
-    @_guarded("on_message")
-    def _cb_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        inbound = InboundMessage(
-            topic=msg.topic,
-            payload=bytes(msg.payload),
-            qos=msg.qos,
-            retain=bool(msg.retain),
-            properties=getattr(msg, "properties", None),
-        )
-        self._post(self._on_message, inbound)
 
     # ------------------------------------------------------------------ event-loop side
 
