@@ -18,7 +18,6 @@ from agent.config import (
     ConfigError,
     ConfigIssue,
     Loc,
-    MqttConfig,
     is_loopback,
     line_of,
     load_config_lines,
@@ -33,10 +32,6 @@ SILENCE_MIN_S = 1.0
 PUBLISH_TIMEOUT_MIN_S = 2.0
 COMMIT_INTERVAL_MAX_MS = 100.0
 UNSTABLE_PORT_PREFIXES = ("/dev/ttyUSB", "/dev/ttyACM")
-
-
-def tls_enabled(mqtt: MqttConfig) -> bool:
-    return mqtt.tls_enabled
 
 
 def _secret_files(model: BaseModel, loc: Loc) -> Iterator[tuple[Loc, Path]]:
@@ -80,7 +75,7 @@ def config_warnings(
         out.append(ConfigIssue(file, line_of(lines, *loc), dotted, message))
 
     m = cfg.uplink.mqtt
-    if not is_loopback(m.host) and not tls_enabled(m):
+    if not is_loopback(m.host) and not m.tls_enabled:
         warn(("uplink", "mqtt", "host"),
              f"TLS is off towards the remote broker {m.host}: events and credentials travel in "
              "clear text; configure uplink.mqtt.tls (port 8883)")

@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import errno
 import grp
-import importlib
 import os
 import shutil
 import socket
 import sqlite3
 import ssl
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -27,8 +24,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from agent.config import AgentConfig, AnyReaderConfig, ConfigError, read_secret_file
-from agent.fieldtools.checkconfig import check_config, tls_enabled
+from agent.config import AgentConfig, AnyReaderConfig
+from agent.fieldtools.checkconfig import check_config
+from agent.uplink.mqtt import connect_once
+from agent.uplink.security import (
+    CertExpiry,
+    SecretError,
+    build_ssl_context,
+    cert_expiry,
+    file_expiry,
+    resolve_password,
+)
 
 Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
 CERT_WARN_DAYS = 30
@@ -136,10 +142,7 @@ class Doctor:
 
     async def check_broker(self) -> None:
         m = self.cfg.uplink.mqtt
-        host, port = m.host, m.port
-        brokers = getattr(m, "brokers", None)
-        if isinstance(brokers, list) and brokers:
-            host, port = brokers[0]
+        host, port = m.brokers[0]  # the first broker: the one the uplink prefers
         where = f"{host}:{port}"
         dns = await self.step(f"broker {host} DNS", lambda: self._dns(host, port))
         if dns.status == "FAIL":
@@ -148,10 +151,10 @@ class Doctor:
         if tcp.status == "FAIL":
             return
         ctx: ssl.SSLContext | None = None
-        if tls_enabled(m):
+        if m.tls_enabled:
             try:
-                ctx = ssl_context(self.cfg)
-            except (OSError, ssl.SSLError, ConfigError, ValueError) as exc:
+                ctx = build_ssl_context(m)  # the uplink's own context
+            except (OSError, ssl.SSLError, SecretError, ValueError) as exc:
                 self.add(Check(f"broker {where} TLS", "FAIL", f"cannot set up TLS: {_why(exc)}",
                                "check uplink.mqtt.tls.ca / cert / key paths and permissions"))
                 return
@@ -210,16 +213,19 @@ class Doctor:
         return Check(name, "PASS", f"{version}, broker certificate valid until {until}")
 
     async def _mqtt(self, host: str, port: int, ctx: ssl.SSLContext | None) -> Check:
+        """The login through the uplink's own CONNECT (its fail-back probe), with the uplink's
+        secret resolution and TLS context."""
         name = f"broker {host}:{port} MQTT login"
         m = self.cfg.uplink.mqtt
         try:
-            password = mqtt_password(self.cfg)
-        except ConfigError as exc:
-            return Check(name, "FAIL", str(exc.issues[0]), "fix the password file")
-
+            password = resolve_password(m) if m.username is not None else None
+        except SecretError as exc:
+            return Check(name, "FAIL", str(exc), "fix the password file or variable")
         cid = f"{self.cfg.mqtt_client_id}-doctor"
-        code, text = await asyncio.to_thread(
-            mqtt_connect, host, port, cid, m.username, password, ctx, self.timeout_s)
+        code, text = await connect_once(host, port, ssl_context=ctx, client_id=cid,
+                                        v5=m.protocol == "5", keepalive_s=m.keepalive_s,
+                                        username=m.username, password=password,
+                                        timeout_s=self.timeout_s)
         if code == 0:
             return Check(name, "PASS", f"CONNACK success as {cid}")
         hints = {
@@ -228,7 +234,7 @@ class Doctor:
             0x84: "the broker does not speak MQTT 5",
             0x85: "client id refused: check uplink.mqtt.client_id",
         }
-        return Check(name, "FAIL", text, hints.get(code, "see the broker's log"))
+        return Check(name, "FAIL", text, hints.get(code or -1, "see the broker's log"))
 
 
 # ----------------------------------------------------------------------------- reader checks
@@ -300,129 +306,44 @@ async def probe_reader(rc: AnyReaderConfig, timeout_s: float) -> Check:
     return Check(name, "FAIL", detail, hint)
 
 
-# ----------------------------------------------------------------------------- TLS / MQTT
-
-
-def mqtt_password(cfg: AgentConfig) -> str | None:
-    m = cfg.uplink.mqtt
-    pw_file = getattr(m, "password_file", None)
-    if pw_file is not None:
-        return read_secret_file(pw_file, "uplink.mqtt.password_file")
-    env = getattr(m, "password_env", None)
-    if env:
-        return os.environ.get(env)
-    return m.password
-
-
-def ssl_context(cfg: AgentConfig) -> ssl.SSLContext:
-    m = cfg.uplink.mqtt
-    try:  # the uplink's own builder (agent/uplink/security.py), when merged
-        security: Any = importlib.import_module("agent.uplink.security")
-    except ImportError:
-        security = None
-    builder = getattr(security, "build_ssl_context", None)
-    if builder is not None:
-        ctx: ssl.SSLContext = builder(m)
-        return ctx
-    tls = getattr(m, "tls", None)
-    ca = getattr(tls, "ca", None)
-    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
-    cert, key = getattr(tls, "cert", None), getattr(tls, "key", None)
-    if cert and key:
-        ctx.load_cert_chain(str(cert), str(key))
-    return ctx
-
-
-def mqtt_connect(host: str, port: int, client_id: str, username: str | None,
-                 password: str | None, ctx: ssl.SSLContext | None,
-                 timeout_s: float) -> tuple[int, str]:
-    """One short-lived MQTT 5 connect; (reason code, text). -1 when no CONNACK came."""
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    done = threading.Event()
-    result: list[tuple[int, str]] = []
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                         protocol=paho.MQTTv5)
-    if username is not None:
-        client.username_pw_set(username, password)
-    if ctx is not None:
-        client.tls_set_context(ctx)
-
-    def on_connect(_c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        result.append((int(rc.value), f"CONNACK 0x{int(rc.value):02X} {rc}"))
-        done.set()
-
-    client.on_connect = on_connect
-    try:
-        client.connect(host, port, keepalive=10)
-    except (OSError, ssl.SSLError) as exc:
-        client._sock_close()  # paho leaks a socket whose TLS handshake failed
-        return -1, f"connect failed: {_why(exc)}"
-    client.loop_start()
-    try:
-        if not done.wait(timeout_s):
-            return -1, f"no CONNACK within {timeout_s:g} s"
-        return result[0]
-    finally:
-        client.disconnect()
-        client.loop_stop()
-        client._sock_close()  # paho has no public close
-
-
 # ----------------------------------------------------------------------------- certificates
 
 
-def cert_not_after(path: Path) -> datetime:
-    """notAfter of the first certificate in a PEM file; ValueError if it holds none."""
-    decode = getattr(getattr(ssl, "_ssl", None), "_test_decode_cert", None)
-    if decode is not None:
-        try:
-            info = decode(str(path))
-        except ssl.SSLError as exc:
-            raise ValueError("not a PEM certificate") from exc
-        return datetime.fromtimestamp(ssl.cert_time_to_seconds(info["notAfter"]), UTC)
-    proc = subprocess.run(["openssl", "x509", "-enddate", "-noout", "-in", str(path)],  # noqa: S603, S607
-                          capture_output=True, text=True, timeout=10, check=False)
-    if proc.returncode != 0 or "notAfter=" not in proc.stdout:
-        raise ValueError("not a PEM certificate")
-    stamp = proc.stdout.strip().split("=", 1)[1]
-    return datetime.fromtimestamp(ssl.cert_time_to_seconds(stamp), UTC)
-
-
 def check_certificate(what: str, path: Path, now: datetime | None = None) -> Check:
+    """One row for ``tls.<what>`` (``ca`` or ``cert``), from the uplink's own expiry: the
+    earliest notAfter of every certificate in the file (:func:`security.file_expiry`)."""
     now = now or datetime.now(UTC)
+    return certificate_row(file_expiry("client" if what == "cert" else what, path, now))
+
+
+def certificate_row(c: CertExpiry) -> Check:
+    what = "cert" if c.name == "client" else c.name
     name = f"certificate {what}"
+    path = Path(c.path)
     if not path.exists():
         return Check(name, "FAIL", f"{path} does not exist", f"fix uplink.mqtt.tls.{what}")
     if not os.access(path, os.R_OK):
         return Check(name, "FAIL", f"{path} is not readable",
                      "let the agent's user read it (chgrp/chmod 640)")
-    try:
-        until = cert_not_after(path)
-    except (ValueError, OSError, subprocess.SubprocessError) as exc:
-        return Check(name, "FAIL", f"{path}: {exc}",
+    if c.not_after is None or c.days_left is None:
+        return Check(name, "FAIL", f"{path}: not a PEM certificate",
                      f"tls.{what} must be a PEM file (-----BEGIN CERTIFICATE-----); ask for "
                      "the right file or convert it: openssl x509 -inform DER -in X -out X.pem")
-    days = (until - now).total_seconds() / 86400
-    stamp = until.strftime("%Y-%m-%d")
-    if days < 0:
+    stamp = c.not_after.strftime("%Y-%m-%d")
+    if c.expired:
         return Check(name, "FAIL", f"{path} expired on {stamp}",
                      f"renew the {what} certificate; until then TLS connections fail")
-    if days < CERT_WARN_DAYS:
-        return Check(name, "WARN", f"{path} expires in {days:.0f} days ({stamp})",
+    if c.days_left < CERT_WARN_DAYS:
+        return Check(name, "WARN", f"{path} expires in {c.days_left:.0f} days ({stamp})",
                      f"renew the {what} certificate soon")
-    return Check(name, "PASS", f"valid until {stamp} ({days:.0f} days)")
+    return Check(name, "PASS", f"valid until {stamp} ({c.days_left:.0f} days)")
 
 
-def certificate_checks(cfg: AgentConfig) -> list[Check]:
-    tls = getattr(cfg.uplink.mqtt, "tls", None)
-    out: list[Check] = []
-    for what in ("ca", "cert"):
-        path = getattr(tls, what, None) if tls is not None else None
-        if path is not None:
-            out.append(check_certificate(what, Path(path)))
-    return out
+def certificate_checks(cfg: AgentConfig, now: datetime | None = None) -> list[Check]:
+    """CA bundle first, then the client certificate, as the health message reports them."""
+    now = now or datetime.now(UTC)
+    certs = sorted(cert_expiry(cfg.uplink.mqtt, now), key=lambda c: c.name != "ca")
+    return [certificate_row(c) for c in certs]
 
 
 # ----------------------------------------------------------------------------- host

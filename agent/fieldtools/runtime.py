@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from agent import __version__
@@ -19,7 +20,9 @@ from agent.config import AgentConfig
 from agent.fieldtools.tap import EventTap
 from agent.readers.rates import RateTracker
 from agent.readers.status import ReaderStatus
+from agent.uplink.health import certificate_facts
 from agent.uplink.mqtt import UplinkStats
+from agent.uplink.security import cert_expiry
 
 CORE_TASKS = ("ingest", "pipeline", "forwarder")
 
@@ -140,6 +143,8 @@ class Runtime:
                 "lastRefusal": self.forwarder.last_refusal,
             },
             "clock": {"synchronised": kernel_clock_synchronised()},
+            "certificates": certificate_facts(cert_expiry(m, datetime.now(UTC)),
+                                              m.cert_expiry_warn_days),
             "tasks": self.tasks_alive(),
             "tap": {"viewers": self.tap.viewers, "dropped": self.tap.dropped_total},
             "http": self.http_address,
@@ -161,6 +166,12 @@ class Runtime:
         for name, alive in snap["tasks"].items():
             if not alive:
                 reasons.append(f"task {name} is not running")
+        for name, c in snap.get("certificates", {}).items():
+            if c["daysLeft"] is None:
+                reasons.append(f"certificate {name} {c['path']}: no certificate can be read")
+            elif c["daysLeft"] < 0:
+                reasons.append(f"certificate {name} {c['path']} expired on {c['notAfter']}: "
+                               "TLS connections fail until it is renewed")
         if snap["buffer"]["diskFull"]:
             reasons.append("buffer: the disk is full; reads are refused until space is freed")
         return {"ok": not reasons, "reasons": reasons}

@@ -80,6 +80,17 @@ def status_payload(
     return out
 
 
+def certificate_facts(certs: Sequence[CertExpiry], warn_days: int) -> dict[str, Any]:
+    """``{"ca": {...}, "client": {...}}`` as the health message, ``edge-agent status`` and
+    /health report them (the same expiry, :func:`agent.uplink.security.cert_expiry`)."""
+    return {c.name: {
+        "path": c.path,
+        "notAfter": iso_ms(c.not_after) if c.not_after is not None else None,
+        "daysLeft": c.days_left,
+        "warning": c.days_left is None or c.days_left <= warn_days,
+    } for c in certs}
+
+
 def health_payload(
     *,
     gateway: str,
@@ -95,14 +106,7 @@ def health_payload(
     cert_warn_days: int,
 ) -> dict[str, Any]:
     """Periodic message on {prefix}/{site}/{gateway}/health."""
-    cert_out: dict[str, Any] = {}
-    for c in certs:
-        cert_out[c.name] = {
-            "path": c.path,
-            "notAfter": iso_ms(c.not_after) if c.not_after is not None else None,
-            "daysLeft": c.days_left,
-            "warning": c.days_left is None or c.days_left <= cert_warn_days,
-        }
+    cert_out = certificate_facts(certs, cert_warn_days)
     return {
         "schema": HEALTH_SCHEMA,
         "gateway": gateway,

@@ -1,11 +1,25 @@
-"""Uplink security: start-time checks (exit code 2), secrets from files or the environment,
-the TLS context, and certificate expiry.
+"""Uplink security, the one home of its rules: start-time checks (exit code 2), secrets from
+files or the environment, the TLS context, and certificate expiry over whole bundles.
+
+The uplink, ``doctor``, the health message (``/health``) and ``edge-agent status`` all call
+these functions; nothing else builds a TLS context, reads a secret or decodes a certificate.
+
+Secret resolution (:func:`resolve_password`, :func:`read_secret`), one precedence everywhere:
+``*_file`` first (the file's text with one trailing newline stripped, as ``echo s > f`` writes
+it), then ``*_env`` (the variable must be set), then the value written in the config (warned
+about at start). The config allows only one source per secret (exit 2 otherwise), so the order
+only decides for configs built in code.
+
+Certificate expiry (:func:`cert_expiry`): every certificate of a PEM file counts, and the file
+expires with its earliest ``notAfter`` (a CA bundle or a client chain breaks when its first
+member does).
 
 Nothing here logs a password, a key or a secret: messages name the file or variable only.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -17,15 +31,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.config import AgentConfig, MqttConfig, is_loopback
+from agent.config import AgentConfig, ConfigError, MqttConfig, is_loopback, read_secret_file
 
 __all__ = [
     "CertExpiry",
+    "SecretError",
     "SecurityReport",
     "build_ssl_context",
     "bundle_not_after",
     "cert_expiry",
     "check_security",
+    "file_expiry",
     "read_secret",
     "resolve_password",
 ]
@@ -113,12 +129,13 @@ def check_security(cfg: AgentConfig) -> SecurityReport:
 
 
 def read_secret(file: Path | None, env: str | None, what: str) -> str | None:
-    """The secret from a file (trailing newline stripped) or an environment variable."""
+    """The secret from a file or an environment variable (see the module docstring); None
+    when neither is given. Raises :class:`SecretError` naming where it looked."""
     if file is not None:
         try:
-            return file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise SecretError(f"{what}: cannot read {file} ({exc.strerror})") from exc
+            return read_secret_file(file, what)
+        except ConfigError as exc:
+            raise SecretError(exc.issues[0].message) from None
     if env is not None:
         value = os.environ.get(env)
         if value is None:
@@ -128,9 +145,9 @@ def read_secret(file: Path | None, env: str | None, what: str) -> str | None:
 
 
 def resolve_password(cfg: MqttConfig) -> str | None:
-    if cfg.password is not None:
-        return cfg.password
-    return read_secret(cfg.password_file, cfg.password_env, "uplink.mqtt password")
+    """The broker password: password_file, then password_env, then password."""
+    secret = read_secret(cfg.password_file, cfg.password_env, "uplink.mqtt password")
+    return secret if secret is not None else cfg.password
 
 
 def build_ssl_context(cfg: MqttConfig) -> ssl.SSLContext:
@@ -205,8 +222,18 @@ def bundle_not_after(path: Path) -> list[datetime | None]:
 
 def _not_after(path: Path) -> datetime | None:
     """The earliest notAfter of the certificates in the file: for a client certificate with
-    its chain and for a CA bundle alike, the first one to expire breaks the connection."""
-    known = [na for na in bundle_not_after(path) if na is not None]
+    its chain and for a CA bundle alike, the first one to expire breaks the connection.
+    Cached per (path, mtime, size): /metrics and status ask often, a renewal changes mtime."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _cached_not_after(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_not_after(path: str, _mtime_ns: int, _size: int) -> datetime | None:
+    known = [na for na in bundle_not_after(Path(path)) if na is not None]
     return min(known) if known else None
 
 
@@ -217,9 +244,14 @@ def cert_expiry(cfg: MqttConfig, now: datetime) -> list[CertExpiry]:
     if not cfg.tls_enabled:
         return out
     for name, path in (("client", cfg.tls.cert), ("ca", cfg.tls.ca)):
-        if path is None:
-            continue
-        na = _not_after(path)
-        days = None if na is None else math.floor((na - now).total_seconds() / 86400 * 10) / 10
-        out.append(CertExpiry(name, str(path), na, days))
+        if path is not None:
+            out.append(file_expiry(name, path, now))
     return out
+
+
+def file_expiry(name: str, path: Path, now: datetime) -> CertExpiry:
+    """One PEM file's expiry: the earliest notAfter of all its certificates (None: none
+    could be read), days left rounded down to a tenth."""
+    na = _not_after(path)
+    days = None if na is None else math.floor((na - now).total_seconds() / 86400 * 10) / 10
+    return CertExpiry(name, str(path), na, days)

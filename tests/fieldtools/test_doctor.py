@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import MqttConfig
 from agent.fieldtools.doctor import check_certificate
 from tests.support.baudline import BaudLine
 from tests.support.harness import SimProcess, write_config
@@ -153,8 +152,6 @@ def test_certificate_checks(tmp_path: Path) -> None:
     assert check_certificate("ca", tmp_path / "nope.pem").status == "FAIL"
 
 
-@pytest.mark.skipif("tls" not in MqttConfig.model_fields,
-                    reason="uplink.mqtt.tls arrives with the uplink branch")
 @pytest.mark.parametrize("kind", ["garbage", "expired"])
 def test_doctor_bad_ca_file(tmp_path: Path, mosquitto: Mosquitto, kind: str) -> None:
     if kind == "garbage":
@@ -166,7 +163,7 @@ def test_doctor_bad_ca_file(tmp_path: Path, mosquitto: Mosquitto, kind: str) -> 
     try:
         cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
                            buffer=tmp_path / "buffer.db",
-                           mqtt={"tls": {"enabled": False, "ca": str(ca)}},
+                           mqtt={"tls": {"ca": str(ca)}},
                            extra={"status": {"socket": str(tmp_path / "agent.sock")}})
         proc = _doctor(cfg)
     finally:

@@ -267,3 +267,31 @@ async def test_username_password_from_file_over_tls(
     pw.chmod(0o600)
     cfg = tls_cfg(broker, ca=pki.ca).model_copy(update={"username": "edge", "password_file": pw})
     assert await _connects(cfg, timeout_s=10), broker.log_text()
+
+
+def test_secret_precedence_is_file_then_env_then_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One precedence for every caller (uplink, doctor, commands): the config allows only one
+    source, so this decides only for configs built in code (model_construct skips that rule)."""
+    from agent.uplink.security import SecretError, read_secret
+
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    monkeypatch.setenv("EDGE_PW", "from-env")
+
+    def cfg(**kw: Any) -> MqttConfig:
+        return MqttConfig.model_construct(**{"host": "h", "password": None,
+                                             "password_file": None, "password_env": None, **kw})
+
+    everything = cfg(password="inline", password_file=secret, password_env="EDGE_PW")
+    assert resolve_password(everything) == "from-file"
+    assert resolve_password(cfg(password="inline", password_env="EDGE_PW")) == "from-env"
+    assert resolve_password(cfg(password="inline")) == "inline"
+    assert resolve_password(cfg()) is None
+    secret.write_text("two-newlines\n\n")  # exactly one trailing newline is stripped
+    assert read_secret(secret, None, "x") == "two-newlines\n"
+    with pytest.raises(SecretError, match="environment variable NOPE_PW is not set"):
+        read_secret(None, "NOPE_PW", "x")
+    with pytest.raises(SecretError, match=str(tmp_path / "missing")):
+        read_secret(tmp_path / "missing", None, "x")

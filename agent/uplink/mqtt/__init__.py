@@ -49,6 +49,7 @@ from agent.uplink.mqtt.packets import (
     describe_connect_error,
     publish_packet_size,
 )
+from agent.uplink.mqtt.probe import connect_once
 from agent.uplink.mqtt.types import (
     Handler,
     InboundMessage,
@@ -78,6 +79,7 @@ __all__ = [
     "UplinkNotConnected",
     "UplinkStats",
     "Will",
+    "connect_once",
     "connect_packet",
     "describe_connect_error",
     "publish_packet_size",
