@@ -73,6 +73,8 @@ class BufferStats:
     dropped_events: int = 0  # outbox rows evicted because the buffer was full
     expired: int = 0  # reads and events dropped because they were older than max_age_s
     salvaged_rows: int = 0  # rows carried over from quarantined (corrupt) files
+    dead_letters_max: int = 0  # the cap (buffer.dead_letters_max); at it an alarm was raised
+    dead_letters_held: int = 0  # refusals kept in the outbox because dead letters were full
 
 
 class BufferStoreError(Exception):
@@ -132,7 +134,7 @@ class Buffer(Protocol):
 
     async def release(self, ids: Sequence[int], *, error: str | None = None) -> None: ...
 
-    async def dead_letter(self, ids: Sequence[int], reason: str) -> None: ...
+    async def dead_letter(self, ids: Sequence[int], reason: str) -> int: ...
 
     async def stats(self) -> BufferStats: ...
 

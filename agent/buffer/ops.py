@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agent.buffer.api import BufferFullError, BufferStats, Claimed, OutEvent, StoredRead
+from agent.buffer.api import (
+    PRIORITY_ALARM,
+    BufferFullError,
+    BufferStats,
+    Claimed,
+    OutEvent,
+    StoredRead,
+)
 from agent.buffer.rows import READ_COLUMNS, ReadRow, decode_read
 from agent.buffer.store import Rejected, Store
 
@@ -111,24 +119,66 @@ def release(s: Store, ids: Sequence[int], error: str | None) -> None:
         [(error, i) for i in ids])
 
 
-def dead_letter(s: Store, ids: Sequence[int], reason: str) -> None:
+def dead_letter(s: Store, ids: Sequence[int], reason: str) -> int:
+    """Move outbox rows to dead_letters; returns how many moved.
+
+    At ``dead_letters_max`` an alarm row is queued (once per crossing) and the configured
+    policy applies (issue 13: no silent deletion):
+
+    * ``keep``: only what fits moves; the rest stay in the outbox, held back for one lease
+      period (``lease_until_s`` in the future, so ``claim`` skips them) and then retried:
+      backpressure on the refused topic, nothing deleted;
+    * ``drop_oldest``: all move and the oldest dead letters are deleted (counted, logged).
+    """
     conn = s.conn
     now = s.clock()
+    count = int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+    move = list(ids)
+    held: list[int] = []
+    keep = s.cfg.dead_letter_policy == "keep"
+    if keep and count + len(move) > s.dead_letters_max:
+        room = max(0, s.dead_letters_max - count)
+        move, held = move[:room], move[room:]
     conn.executemany(
         "INSERT OR REPLACE INTO dead_letters (id, kind, payload, priority, created_at_s, "
         "attempts, last_error, reason, dead_at_s) SELECT id, kind, payload, priority, "
         "created_at_s, attempts, last_error, ?, ? FROM outbox WHERE id = ?",
-        [(reason, now, i) for i in ids])
-    conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
-    n = int(conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+        [(reason, now, i) for i in move])
+    conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in move])
+    if held:
+        hold_s = s.lease_max_s or s.cfg.lease_s
+        conn.executemany(
+            # the next claim counts the attempt (an expired lease is one)
+            "UPDATE outbox SET lease_until_s = ?, last_error = ? WHERE id = ?",
+            [(now + hold_s, f"dead letters full: {reason}", i) for i in held])
+        s.count("dead_letters_held", len(held))  # the forwarder logs each one
+    n = count + len(move)
     excess = n - s.dead_letters_max
     if excess > 0:
         old = [r[0] for r in conn.execute(
             "SELECT id FROM dead_letters ORDER BY id LIMIT ?", (excess,)).fetchall()]
         conn.execute("DELETE FROM dead_letters WHERE id BETWEEN ? AND ?", (old[0], old[-1]))
         s.count("dropped_dead_letters", len(old))
-        s.note("buffer: more than %d dead letters: dropped the oldest %d, ids %d..%d",
-               s.dead_letters_max, len(old), old[0], old[-1])
+        s.note("buffer: more than %d dead letters (dead_letter_policy drop_oldest): dropped "
+               "the oldest %d, ids %d..%d", s.dead_letters_max, len(old), old[0], old[-1])
+    full = bool(held) or excess > 0 or n >= s.dead_letters_max
+    if full and not s.dead_letters_full_alarmed:
+        s.dead_letters_full_alarmed = True
+        alarm = {"type": "dead_letters_full", "max": s.dead_letters_max,
+                 "policy": s.cfg.dead_letter_policy, "reason": reason,
+                 "detail": ("new refusals stay in the outbox and are retried" if keep else
+                            "the oldest dead letters are deleted to make room") +
+                           "; fix the cause (broker ACL?), then `edge-agent buffer "
+                           "dead-letters replay --all` (docs/buffer.md)"}
+        conn.execute("INSERT INTO outbox (kind, payload, priority, created_at_s) "
+                     "VALUES ('alarm', ?, ?, ?)",
+                     (json.dumps(alarm, sort_keys=True), PRIORITY_ALARM, now))
+        s.note("buffer: ALARM dead letters reached their cap of %d (policy %s); fix the "
+               "cause, then `edge-agent buffer dead-letters replay --all`", s.dead_letters_max,
+               s.cfg.dead_letter_policy)
+    elif not full:
+        s.dead_letters_full_alarmed = False
+    return len(move)
 
 
 def stats(s: Store) -> BufferStats:
@@ -162,6 +212,8 @@ def stats(s: Store) -> BufferStats:
         dropped_events=c("dropped_events"),
         expired=c("expired_events") + c("expired_reads"),
         salvaged_rows=c("salvaged_rows"),
+        dead_letters_max=s.dead_letters_max,
+        dead_letters_held=c("dead_letters_held"),
     )
 
 

@@ -94,8 +94,8 @@ class RetryWhenFull:
     async def release(self, ids: Sequence[int], *, error: str | None = None) -> None:
         await self._retry("releasing events", lambda: self._inner.release(ids, error=error))
 
-    async def dead_letter(self, ids: Sequence[int], reason: str) -> None:
-        await self._retry("moving events to dead letters",
+    async def dead_letter(self, ids: Sequence[int], reason: str) -> int:
+        return await self._retry("moving events to dead letters",
                           lambda: self._inner.dead_letter(ids, reason))
 
     async def stats(self) -> BufferStats:

@@ -46,7 +46,7 @@ class SqliteBuffer:
         rng: random.Random | None = None,
         connect: Connect = sqlite3_connect,
         check_at_open: bool = True,
-        dead_letters_max: int = 10_000,
+        dead_letters_max: int | None = None,
         elapsed: Callable[[], float] | None = None,
         steps: ClockSteps | None = None,
     ) -> None:
@@ -71,7 +71,7 @@ class SqliteBuffer:
         rng: random.Random | None = None,
         connect: Connect = sqlite3_connect,
         check_at_open: bool = True,
-        dead_letters_max: int = 10_000,
+        dead_letters_max: int | None = None,
         elapsed: Callable[[], float] | None = None,
         steps: ClockSteps | None = None,
     ) -> Self:
@@ -201,11 +201,16 @@ class SqliteBuffer:
             await self._call(lambda s: ops.release(s, idl, error), "release", len(idl))
             self._events_ready.set()
 
-    async def dead_letter(self, ids: Sequence[int], reason: str) -> None:
-        """Move rows to dead_letters: kept and counted, never retried automatically."""
+    async def dead_letter(self, ids: Sequence[int], reason: str) -> int:
+        """Move rows to dead_letters: kept and counted, never retried automatically. Returns
+        how many moved: at the cap with ``dead_letter_policy: keep`` the rest stay in the
+        outbox, held back for a lease period (see :func:`ops.dead_letter`)."""
         idl = list(ids)
-        if idl:
-            await self._call(lambda s: ops.dead_letter(s, idl, reason), "dead_letter", len(idl))
+        if not idl:
+            return 0
+        moved: int = await self._call(lambda s: ops.dead_letter(s, idl, reason), "dead_letter",
+                                      len(idl))
+        return moved
 
     async def stats(self) -> BufferStats:
         result: BufferStats = await self._call(ops.stats, "stats")

@@ -52,7 +52,7 @@ Connect = Callable[[str], Conn]
 
 COUNTER_NAMES = (
     "dropped_events", "dropped_reads", "dropped_dead_letters", "expired_events", "expired_reads",
-    "quarantined_files", "salvaged_rows", "undecodable_reads",
+    "quarantined_files", "salvaged_rows", "undecodable_reads", "dead_letters_held",
 )
 _SWEEP_INTERVAL_S = 1.0
 
@@ -79,7 +79,7 @@ class _CorruptFileError(Exception):
 class Store:
     def __init__(self, cfg: BufferConfig, *, clock: Callable[[], float], rng: random.Random,
                  connect: Connect, check_at_open: bool = True,
-                 dead_letters_max: int = 10_000, steps: ClockSteps | None = None) -> None:
+                 dead_letters_max: int | None = None, steps: ClockSteps | None = None) -> None:
         self.cfg = cfg
         self.path = Path(cfg.path)
         self.clock = clock
@@ -93,7 +93,9 @@ class Store:
         self.rng = rng
         self._connect = connect
         self.check_at_open = check_at_open
-        self.dead_letters_max = dead_letters_max
+        self.dead_letters_max = (cfg.dead_letters_max if dead_letters_max is None
+                                 else dead_letters_max)
+        self.dead_letters_full_alarmed = False  # one alarm per crossing of the cap
         self._conn: Conn | None = None
         self.generation = ""
         self.page_size = 4096

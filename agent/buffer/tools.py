@@ -177,3 +177,95 @@ def purge(path: str | os.PathLike[str], *, confirm: bool, outbox: bool = True,
             conn.executescript("PRAGMA incremental_vacuum;")  # give the space back
     return PurgeResult(done=confirm, reads=counts.get("reads", 0),
                        events=counts.get("outbox", 0), dead_letters=counts.get("dead_letters", 0))
+
+
+# ----------------------------------------------------------------------------- dead letters
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetter:
+    id: int
+    kind: str
+    reason: str
+    attempts: int
+    last_error: str | None
+    created_at_s: float
+    dead_at_s: float
+    size_bytes: int
+    event_ids: list[str]  # the EPCIS eventIDs inside (for an events document)
+    payload: str | None = None  # only from dead_letter(); the exact stored text
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _event_ids(payload: str) -> list[str]:
+    try:
+        doc = json.loads(payload)
+        events = doc["epcisBody"]["eventList"] if "epcisBody" in doc else [doc]
+        return [str(e["eventID"]) for e in events if isinstance(e, dict) and "eventID" in e]
+    except (ValueError, TypeError, KeyError):
+        return []
+
+
+def _dead(row: tuple[Any, ...], *, with_payload: bool) -> DeadLetter:
+    id_, kind, reason, attempts, last_error, created, dead_at, payload = row
+    return DeadLetter(id=int(id_), kind=str(kind), reason=str(reason), attempts=int(attempts),
+                      last_error=last_error, created_at_s=float(created),
+                      dead_at_s=float(dead_at), size_bytes=len(str(payload).encode()),
+                      event_ids=_event_ids(str(payload)),
+                      payload=str(payload) if with_payload else None)
+
+
+_DEAD_SELECT = ("SELECT id, kind, reason, attempts, last_error, created_at_s, dead_at_s, payload "
+                "FROM dead_letters")
+
+
+def dead_letters(path: str | os.PathLike[str], *, limit: int = 100) -> list[DeadLetter]:
+    """The oldest ``limit`` dead letters (read-only; payloads left out)."""
+    with _connect(Path(path), write=False) as conn:
+        rows = conn.execute(f"{_DEAD_SELECT} ORDER BY id LIMIT ?", (limit,)).fetchall()
+    return [_dead(r, with_payload=False) for r in rows]
+
+
+def dead_letter(path: str | os.PathLike[str], dead_id: int) -> DeadLetter:
+    """One dead letter with its payload; ToolError when there is none with that id."""
+    with _connect(Path(path), write=False) as conn:
+        row = conn.execute(f"{_DEAD_SELECT} WHERE id = ?", (dead_id,)).fetchone()
+    if row is None:
+        raise ToolError(f"{path}: no dead letter with id {dead_id} (see `edge-agent buffer "
+                        "dead-letters list`)")
+    return _dead(row, with_payload=True)
+
+
+def replay(path: str | os.PathLike[str], ids: list[int] | None) -> int:
+    """Put dead letters (``ids``, or all with None) back in the outbox, unchanged: the same
+    row id and payload, so the same eventIDs reach the broker (a receiver that already has
+    one deduplicates it). Attempts start again at 0. Returns how many moved; safe while the
+    agent runs (one short write transaction; its forwarder picks the rows up)."""
+    p = Path(path)
+    with _connect(p, write=True) as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        if ids is None:
+            chosen = [int(r[0]) for r in conn.execute("SELECT id FROM dead_letters")]
+        else:
+            present = {int(r[0]) for r in conn.execute(
+                f"SELECT id FROM dead_letters WHERE id IN ({','.join('?' * len(ids))})",  # noqa: S608
+                ids)} if ids else set()
+            missing = sorted(set(ids) - present)
+            if missing:
+                conn.execute("ROLLBACK")
+                raise ToolError(f"{p}: no dead letter with id {', '.join(map(str, missing))}; "
+                                "nothing replayed")
+            chosen = sorted(present)
+        conn.executemany(
+            "INSERT INTO outbox (id, kind, payload, priority, created_at_s, attempts, "
+            "lease_until_s, last_error) SELECT id, kind, payload, priority, created_at_s, 0, "
+            "NULL, 'replayed dead letter: ' || reason FROM dead_letters WHERE id = ?",
+            [(i,) for i in chosen])
+        conn.executemany("DELETE FROM dead_letters WHERE id = ?", [(i,) for i in chosen])
+        conn.execute("INSERT INTO counters (name, value) VALUES ('replayed_dead_letters', ?) "
+                     "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                     (len(chosen),))
+        conn.execute("COMMIT")
+    return len(chosen)

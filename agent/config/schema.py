@@ -280,6 +280,12 @@ class BufferConfig(_Model):
     # still checkpoint, turn reads into events and delete delivered rows: a full disk then
     # drains instead of deadlocking. 0 = no reserve.
     reserve_bytes: int = 4 * 1024**2
+    # Dead letters (messages the broker refused for good) are kept for a technician
+    # (`edge-agent buffer dead-letters`). At dead_letters_max an alarm is raised and the policy
+    # applies: keep = new refusals stay in the outbox and are retried later (backpressure, no
+    # deletion); drop_oldest = the oldest dead letters are deleted, counted and logged.
+    dead_letters_max: Annotated[int, Field(ge=1)] = 10_000
+    dead_letter_policy: Literal["keep", "drop_oldest"] = "keep"
 
     @field_validator("max_size", "reserve_bytes", mode="before")
     @classmethod

@@ -1,4 +1,5 @@
-"""``edge-agent buffer stats|export|purge -c FILE``: CLI glue over agent/buffer/tools.py.
+"""``edge-agent buffer stats|export|purge|dead-letters -c FILE``: CLI glue over
+agent/buffer/tools.py.
 
 stats and export open the file read-only (WAL readers never block the running agent); purge
 asks first and refuses while the agent runs unless forced.
@@ -62,10 +63,55 @@ def cmd_buffer(args: argparse.Namespace) -> int:
             print(f"exported {n} {what}" + (f" to {args.output}" if args.output else ""),
                   file=sys.stderr)
             return EXIT_OK
+        if args.buffer_command == "dead-letters":
+            return _dead_letters(args, path)
         return _purge(args, cfg.gateway.id, path, cfg)
     except tools.ToolError as exc:
         print(f"edge-agent buffer: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+
+
+def _dead_letters(args: argparse.Namespace, path: Path) -> int:
+    action = args.dead_action
+    if action == "list":
+        rows = tools.dead_letters(path, limit=args.limit)
+        if args.json:
+            print(json.dumps([r.as_dict() for r in rows], indent=2))
+            return EXIT_OK
+        if not rows:
+            print(f"no dead letters in {path}")
+            return EXIT_OK
+        print(f"{'ID':>8}  {'KIND':<6}  {'EVENTS':>6}  {'BYTES':>7}  REASON")
+        for r in rows:
+            print(f"{r.id:>8}  {r.kind:<6}  {len(r.event_ids):>6}  {r.size_bytes:>7}  {r.reason}")
+        return EXIT_OK
+    if action == "show":
+        d = tools.dead_letter(path, args.id)
+        print(json.dumps(d.as_dict(), indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if action == "replay":
+        if not args.all and not args.ids:
+            print("edge-agent buffer dead-letters replay: give ids or --all", file=sys.stderr)
+            return EXIT_FAILURE
+        n = tools.replay(path, None if args.all else list(args.ids))
+        print(f"replayed {n} dead letters into the outbox (same ids and eventIDs); the agent "
+              "sends them next")
+        return EXIT_OK
+    # purge: only the dead letters, asking first (export them with `buffer export
+    # --dead-letters` if they may be needed)
+    dry = tools.purge(path, confirm=False, outbox=False, reads=False, dead_letters=True)
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("edge-agent buffer dead-letters purge: not a terminal; pass --yes to purge "
+                  "without asking", file=sys.stderr)
+            return EXIT_FAILURE
+        answer = input(f"Delete {dry.dead_letters} dead letters from {path} for good? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not confirmed; nothing deleted", file=sys.stderr)
+            return EXIT_FAILURE
+    done = tools.purge(path, confirm=True, outbox=False, reads=False, dead_letters=True)
+    print(f"purged {done.dead_letters} dead letters")
+    return EXIT_OK
 
 
 def _purge(args: argparse.Namespace, gateway_id: str, path: Path, cfg: object) -> int:
@@ -113,5 +159,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     purge.add_argument("--yes", action="store_true", help="do not ask")
     purge.add_argument("--force", action="store_true", help="even while the agent runs")
     for p in (stats, export, purge):
+        p.add_argument("-c", "--config", required=True)
+        p.set_defaults(func=cmd_buffer)
+    dead = bsub.add_parser("dead-letters", help="list, show, replay or purge dead letters")
+    dsub = dead.add_subparsers(dest="dead_action", required=True, metavar="ACTION")
+    dlist = dsub.add_parser("list", help="the oldest dead letters with their refusal reason")
+    dlist.add_argument("--limit", type=int, default=100)
+    dlist.add_argument("--json", action="store_true")
+    show = dsub.add_parser("show", help="one dead letter with its payload")
+    show.add_argument("id", type=int)
+    replay = dsub.add_parser("replay", help="put dead letters back in the outbox")
+    replay.add_argument("ids", type=int, nargs="*")
+    replay.add_argument("--all", action="store_true", help="every dead letter")
+    dpurge = dsub.add_parser("purge", help="delete the dead letters (asks first)")
+    dpurge.add_argument("--yes", action="store_true", help="do not ask")
+    for p in (dlist, show, replay, dpurge):
         p.add_argument("-c", "--config", required=True)
         p.set_defaults(func=cmd_buffer)

@@ -20,6 +20,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("buffer_size_bytes", "gauge", "Size of the buffer file on disk"),
     ("buffer_dropped_total", "counter", "Reads and events dropped (buffer full or too old)"),
     ("buffer_dead_letters", "gauge", "Events the broker refused permanently (kept)"),
+    ("buffer_dead_letters_full", "gauge", "1 when dead letters reached buffer.dead_letters_max"),
     ("buffer_disk_full", "gauge", "1 while the disk holding the buffer is full"),
     ("uplink_connected", "gauge", "1 while connected to the broker"),
     ("uplink_published_total", "counter", "Messages confirmed by a PUBACK success code"),
@@ -65,6 +66,7 @@ def render(snap: dict[str, Any]) -> str:
     samples["buffer_size_bytes"].append(({}, b["sizeBytes"]))
     samples["buffer_dropped_total"].append(({}, b["dropped"]))
     samples["buffer_dead_letters"].append(({}, b["deadLetters"]))
+    samples["buffer_dead_letters_full"].append(({}, b.get("deadLettersFull", False)))
     samples["buffer_disk_full"].append(({}, b["diskFull"]))
     u = snap["uplink"]
     samples["uplink_connected"].append(({"broker": u["broker"]}, u["connected"]))

@@ -123,6 +123,10 @@ class Runtime:
                 "maxSize": stats.max_size,
                 "dropped": stats.dropped_total,
                 "deadLetters": stats.dead_letters,
+                "deadLettersMax": stats.dead_letters_max,
+                "deadLettersFull": bool(stats.dead_letters_max
+                                        and stats.dead_letters >= stats.dead_letters_max),
+                "deadLettersHeld": stats.dead_letters_held,
                 "quarantinedFiles": stats.quarantined_files,
                 "diskFull": stats.disk_full,
             },
@@ -172,6 +176,11 @@ class Runtime:
             elif c["daysLeft"] < 0:
                 reasons.append(f"certificate {name} {c['path']} expired on {c['notAfter']}: "
                                "TLS connections fail until it is renewed")
+        if snap["buffer"].get("deadLettersFull"):
+            cap = snap["buffer"]["deadLettersMax"]
+            reasons.append(f"buffer: dead letters at their cap of {cap} "
+                           f"({self.cfg.buffer.dead_letter_policy}): fix the refusal, then "
+                           "`edge-agent buffer dead-letters replay --all`")
         if snap["buffer"]["diskFull"]:
             reasons.append("buffer: the disk is full; reads are refused until space is freed")
         return {"ok": not reasons, "reasons": reasons}

@@ -484,6 +484,12 @@ class Forwarder:
 
     async def _dead_letter(self, rows: list[Claimed], reason: str) -> None:
         ids = [c.id for c in rows]
-        await self._buffer.dead_letter(ids, reason)
-        self.dead_lettered += len(rows)
+        # At the dead-letter cap with policy keep, some rows stay in the outbox (held back,
+        # retried later): only the moved ones count as dead-lettered.
+        moved = await self._buffer.dead_letter(ids, reason)
+        self.dead_lettered += moved
+        if moved < len(ids):
+            log.warning("dead letters are full (buffer.dead_letter_policy keep): %d of row(s) %s "
+                        "stay in the outbox and are retried after a pause", len(ids) - moved,
+                        ids)
         await self._forget_refusals(ids)

@@ -134,6 +134,8 @@ def health_payload(
             "dropped": buffer.dropped_total,
             "quarantined": buffer.quarantined_files,
             "deadLetters": buffer.dead_letters,
+            "deadLettersFull": bool(buffer.dead_letters_max
+                                    and buffer.dead_letters >= buffer.dead_letters_max),
             "diskFull": buffer.disk_full,
         },
         "uplink": {

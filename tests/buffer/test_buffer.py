@@ -244,8 +244,8 @@ async def test_stale_leases_are_released_at_open(tmp_path: Path) -> None:
 
 async def test_dead_letters_are_kept_counted_and_not_retried(tmp_path: Path) -> None:
     clock = FakeClock()
-    async with await SqliteBuffer.open(make_cfg(tmp_path), clock=clock,
-                                       dead_letters_max=2) as buf:
+    async with await SqliteBuffer.open(make_cfg(tmp_path, dead_letter_policy="drop_oldest"),
+                                       clock=clock, dead_letters_max=2) as buf:
         await buf.commit_events([], [event(i) for i in range(4)])
         c = await buf.claim(10, lease_s=10)
         await buf.release([c[0].id], error="payload too large")

@@ -80,7 +80,8 @@ OPT_FLOAT = (float, int, type(None))
 HEALTH_SHAPE: dict[str, Any] = {
     "schema": str, "gateway": str, "site": str, "version": str, "ts": str,
     "buffer": {"depth": int, "readsPending": int, "oldestAgeS": OPT_FLOAT, "sizeBytes": int,
-               "dropped": int, "quarantined": int, "deadLetters": int, "diskFull": bool},
+               "dropped": int, "quarantined": int, "deadLetters": int, "deadLettersFull": bool,
+               "diskFull": bool},
     "uplink": {"connected": bool, "broker": str, "onPrimary": bool, "protocol": str,
                "tls": bool, "reconnects": int, "deliveredEvents": int,
                "deliveredMessages": int, "refusedMessages": int, "deadLettered": int,
