@@ -136,7 +136,7 @@ class Agent:
         secret = read_secret(c.secret_file, c.secret_env, "uplink.commands secret")
         assert secret is not None  # the config requires one of the two
         verifier = CommandVerifier(secret.encode(), max_skew_s=c.max_skew_s, clock=time.time)
-        return CommandServer(uplink, target, verifier, base)
+        return CommandServer(uplink, target, verifier, base, reply_prefix=c.reply_prefix)
 
 
 async def _report_status(field_tools: Runtime) -> None:

@@ -418,6 +418,10 @@ class CommandsConfig(_Model):
     secret_file: Path | None = None
     secret_env: str | None = None
     max_skew_s: Annotated[float, Field(gt=0)] = 300.0
+    # Replies of verified commands go to their MQTT 5 Response Topic only when it is under this
+    # prefix (never one of the agent's other topics or another gateway's); None = the agent's
+    # own {prefix}/{site}/{gateway}/cmd-reply. Refused commands are answered only there.
+    reply_prefix: Annotated[str, Field(min_length=1, pattern=r"^[^+#\x00]+$")] | None = None
 
     @model_validator(mode="after")
     def _secret(self) -> CommandsConfig:

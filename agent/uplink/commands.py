@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -98,19 +99,78 @@ def command_name(cmd_prefix: str, topic: str) -> str:
     return name
 
 
+MAX_DEPTH: Final = 8  # a command is {"body": {"dbm": {...}}}: 3 levels; json recurses
+MAX_TOPIC_BYTES: Final = 1024
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a command may carry")
+
+
+def json_depth(payload: bytes) -> int:
+    """Deepest [ / { nesting of a JSON text, counted before parsing (json.loads recurses, so
+    50,000 brackets would raise RecursionError inside it). Brackets inside strings are not
+    counted; invalid JSON gets some number and then fails to parse."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for b in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:
+                in_string = False
+        elif b == 0x22:
+            in_string = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def reply_topic_problem(topic: str, *, reply_prefix: str, own_base: str) -> str | None:
+    """Why a command's Response Topic must not be used (None: it may). A valid MQTT publish
+    topic (§4.7: no wildcards, no NUL, at most MAX_TOPIC_BYTES here), not a $SYS topic, under
+    the configured reply prefix, and never one of the agent's own topics outside that prefix."""
+    if not topic:
+        return "empty response topic"
+    if len(topic.encode("utf-8", "surrogatepass")) > MAX_TOPIC_BYTES:
+        return f"response topic longer than {MAX_TOPIC_BYTES} bytes"
+    if any(c in topic for c in "+#\x00"):
+        return "response topic with a wildcard or NUL (not a publish topic)"
+    if topic.startswith("$"):
+        return "response topic under $ (broker-reserved)"
+    if not (topic == reply_prefix or topic.startswith(reply_prefix.rstrip("/") + "/")):
+        return f"response topic outside the reply prefix {reply_prefix!r}"
+    own_reply = own_base + "/cmd-reply"
+    if topic.startswith(own_base + "/") and not topic.startswith(own_reply + "/"):
+        return "response topic is one of the agent's own topics"
+    root = own_base.rsplit("/", 2)[0]
+    if topic.startswith(root + "/") and not topic.startswith(own_base + "/") \
+            and topic[len(root) + 1:].count("/") >= 1:
+        return "response topic is another gateway's"
+    return None
+
+
 def parse_command(name: str, payload: bytes) -> tuple[Command, str]:
     """Parse the payload; returns the command and its claimed signature (not yet checked)."""
     if len(payload) > MAX_PAYLOAD:
         raise CommandError("malformed", f"payload of {len(payload)} bytes is over {MAX_PAYLOAD}")
+    depth = json_depth(payload)
+    if depth > MAX_DEPTH:
+        raise CommandError("malformed", f"payload nests more than {MAX_DEPTH} levels deep")
     try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
         raise CommandError("malformed", f"payload is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CommandError("malformed", "payload must be a JSON object")
     ts, nonce, body, sig = data.get("ts"), data.get("nonce"), data.get("body", {}), data.get("sig")
-    if isinstance(ts, bool) or not isinstance(ts, int | float):
-        raise CommandError("malformed", "'ts' must be a number (epoch seconds)")
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        raise CommandError("malformed", "'ts' must be a finite number (epoch seconds)")
     if not isinstance(nonce, str) or not _NONCE_RE.match(nonce):
         raise CommandError("malformed", "'nonce' must be 8-128 characters of [A-Za-z0-9_-]")
     if not isinstance(body, dict):

@@ -46,7 +46,8 @@ def write_agent_config(path: Path, port: str, broker: Mosquitto, db: Path, secre
     write_config(path, reader_port=port, broker=broker, buffer=db, reader=reader,
                  mqtt={"health_interval_s": 3600, **(mqtt or {})})
     cfg = yaml.safe_load(path.read_text())
-    cfg["uplink"]["commands"] = {"enabled": True, "secret_file": str(secret)}
+    cfg["uplink"]["commands"] = {"enabled": True, "secret_file": str(secret),
+                                 "reply_prefix": "ops/replies"}
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
@@ -197,9 +198,12 @@ def test_refused_commands_get_errors_and_the_agent_keeps_running(rig: Rig) -> No
                            "body": {}}).encode()
     r = cc.call_raw("stop_reader", unsigned)
     assert (r["ok"], r["error"]["code"]) == (False, "malformed")
+    # never answered on the topic the (unverified) sender chose: on the agent's own
+    assert cc.last_topic == f"{BASE}/cmd-reply/stop_reader"
     wrong = signed_payload(b"not-the-secret", "stop_reader", {"reader": "r1"})
     r = cc.call_raw("stop_reader", wrong)
     assert (r["ok"], r["error"]["code"]) == (False, "unauthorised")
+    assert cc.last_topic == f"{BASE}/cmd-reply/stop_reader"
     stale = signed_payload(SECRET, "stop_reader", {"reader": "r1"}, ts=int(time.time()) - 3600)
     r = cc.call_raw("stop_reader", stale)
     assert (r["ok"], r["error"]["code"]) == (False, "stale")

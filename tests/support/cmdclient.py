@@ -39,9 +39,12 @@ def signed_payload(secret: bytes, name: str, body: Mapping[str, Any] | None = No
 
 class CommandClient:
     def __init__(self, broker: Mosquitto, replies: Collector, *, base: str, secret: bytes,
-                 reply_topic: str) -> None:
+                 reply_topic: str, fallback: Collector | None = None) -> None:
         self.broker = broker
         self.replies = replies
+        # Refused commands are answered only on the agent's own {base}/cmd-reply/<name>.
+        self.fallback = fallback
+        self.last_topic: str | None = None
         self.base = base
         self.secret = secret
         self.reply_topic = reply_topic
@@ -67,13 +70,27 @@ class CommandClient:
         return corr
 
     def wait_reply(self, corr: bytes, timeout_s: float = 10.0) -> dict[str, Any]:
+        """The reply carrying ``corr``: on the Response Topic (a verified command) or on the
+        agent's fallback topic (a refused one); ``last_topic`` says which."""
         def mine(m: Any) -> bool:
             return getattr(m.properties, "CorrelationData", None) == corr
 
-        (msg,) = self.replies.wait_for(mine, timeout_s)
-        assert msg.topic == self.reply_topic
-        reply: dict[str, Any] = json.loads(msg.payload)
-        return reply
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for collector in (self.replies, self.fallback):
+                if collector is None:
+                    continue
+                found = [m for m in collector.messages if mine(m)]
+                if found:
+                    msg = found[0]
+                    assert msg.topic == self.reply_topic or msg.topic.startswith(
+                        f"{self.base}/cmd-reply/"), msg.topic
+                    self.last_topic = msg.topic
+                    reply: dict[str, Any] = json.loads(msg.payload)
+                    return reply
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no reply with correlation data {corr!r}")
+            time.sleep(0.02)
 
     def call_raw(self, name: str, payload: bytes, timeout_s: float = 10.0) -> dict[str, Any]:
         return self.wait_reply(self.send(name, payload), timeout_s)
@@ -86,8 +103,10 @@ class CommandClient:
 @contextmanager
 def command_client(broker: Mosquitto, *, base: str, secret: bytes,
                    reply_topic: str = "ops/replies/test") -> Iterator[CommandClient]:
-    with collect(broker, reply_topic) as replies:
-        cc = CommandClient(broker, replies, base=base, secret=secret, reply_topic=reply_topic)
+    with collect(broker, reply_topic) as replies, \
+            collect(broker, f"{base}/cmd-reply/#") as fallback:
+        cc = CommandClient(broker, replies, base=base, secret=secret, reply_topic=reply_topic,
+                           fallback=fallback)
         try:
             yield cc
         finally:

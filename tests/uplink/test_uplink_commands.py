@@ -142,7 +142,7 @@ async def test_commands_over_mosquitto(mosquitto: Mosquitto) -> None:
     up = MqttUplink(cfg, client_id=f"edge-cmd-{os.getpid()}")
     target = Target()
     server = CommandServer(up, target, CommandVerifier(SECRET, max_skew_s=30, clock=time.time),
-                           BASE)
+                           BASE, reply_prefix="replies")
     await up.start()
     assert await up.wait_connected(10)
     task = asyncio.create_task(server.run())
@@ -160,11 +160,14 @@ async def test_commands_over_mosquitto(mosquitto: Mosquitto) -> None:
             assert got[0].properties is not None
             assert getattr(got[0].properties, "CorrelationData", None) == b"corr-1"
             assert target.calls == [("power", ("r1", 27.5))]
-            # the replay of the same message: refused, nothing executed
+            # the replay of the same message: refused, nothing executed, and answered on the
+            # agent's own fallback topic, never on the one an unverified sender chose
             await asyncio.to_thread(send, mosquitto, f"{BASE}/cmd/set_reader_power", ok,
                                     response_topic="replies/op2")
-            got = await asyncio.to_thread(r.wait_for, lambda m: m.topic == "replies/op2", 5)
+            got = await asyncio.to_thread(
+                fb.wait_for, lambda m: m.topic.endswith("/set_reader_power"), 5)
             assert json.loads(got[0].payload)["error"]["code"] == "replayed"
+            assert not [m for m in r.messages if m.topic == "replies/op2"]
             # no response topic: fallback reply topic; bad HMAC, old timestamp, malformed JSON
             cases = [
                 ("ping", signed("ping", {}, ts=now, nonce="nonce-bad-1", secret=b"x"),
@@ -176,7 +179,8 @@ async def test_commands_over_mosquitto(mosquitto: Mosquitto) -> None:
             ]
             for name, payload, _code in cases:
                 await asyncio.to_thread(send, mosquitto, f"{BASE}/cmd/{name}", payload)
-            replies = await asyncio.to_thread(fb.wait_count, len(cases), None, 5)
+            # + 1: the replayed set_reader_power above was answered on the fallback too
+            replies = await asyncio.to_thread(fb.wait_count, len(cases) + 1, None, 5)
             by_topic = {m.topic.rsplit("/", 1)[1]: json.loads(m.payload) for m in replies}
             for name, _payload, code in cases:
                 assert by_topic[name]["ok"] is False
