@@ -74,7 +74,8 @@ class Agent:
         commands = self._command_server(
             uplink, topic_map["base"],
             RemoteCommands(cfg, readers, forwarder, uplink, config_path=self.config_path))
-        field_tools = Runtime(cfg, readers.statuses, buffer, uplink, forwarder, ingest)
+        field_tools = Runtime(cfg, readers.statuses, buffer, uplink, forwarder, ingest,
+                              commands=commands)
         ingest.on_read = field_tools.tap.on_read
         pipeline.on_events = field_tools.tap.on_events
         log.info(

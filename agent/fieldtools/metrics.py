@@ -29,6 +29,8 @@ METRICS: list[tuple[str, str, str]] = [
     ("uplink_events_delivered_total", "counter", "EPCIS events confirmed by the broker"),
     ("clock_synchronised", "gauge", "1 when the system clock is NTP-synchronised"),
     ("tap_dropped_total", "counter", "Live-view items dropped for slow viewers"),
+    ("commands_total", "counter", "Remote commands by result (executed, refused, "
+     "refusedUnanswered: over the refusal budget, badReplyTopics, handlerErrors)"),
     ("healthy", "gauge", "1 when /health answers 200"),
 ]
 
@@ -70,6 +72,8 @@ def render(snap: dict[str, Any]) -> str:
     samples["buffer_disk_full"].append(({}, b["diskFull"]))
     u = snap["uplink"]
     samples["uplink_connected"].append(({"broker": u["broker"]}, u["connected"]))
+    for result, n in (snap.get("commands") or {}).items():
+        samples["commands_total"].append(({"result": result}, n))
     samples["uplink_published_total"].append(({}, u["published"]))
     by_reason = u.get("refusedByReason") or {}
     if by_reason:

@@ -54,6 +54,10 @@ class IngestView(Protocol):
     accepted_total: int
 
 
+class CommandsView(Protocol):
+    def stats(self) -> dict[str, int]: ...
+
+
 @dataclass(slots=True)
 class Runtime:
     cfg: AgentConfig
@@ -69,6 +73,7 @@ class Runtime:
     down_since: dict[str, float] = field(default_factory=dict)
     http_address: str | None = None
     socket_path: str | None = None
+    commands: CommandsView | None = None  # remote commands, when enabled
 
     def tick(self) -> None:
         """Once a second (server task): rate samples and how long each reader has been down."""
@@ -146,6 +151,7 @@ class Runtime:
                 "deadLettered": self.forwarder.dead_lettered,
                 "lastRefusal": self.forwarder.last_refusal,
             },
+            "commands": self.commands.stats() if self.commands is not None else None,
             "clock": {"synchronised": kernel_clock_synchronised()},
             "certificates": certificate_facts(cert_expiry(m, datetime.now(UTC)),
                                               m.cert_expiry_warn_days),

@@ -6,6 +6,8 @@ MQTT 5 Response Topic with the Correlation Data."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -223,3 +225,10 @@ def test_refused_commands_get_errors_and_the_agent_keeps_running(rig: Rig) -> No
     assert "(malformed)" in log
     assert "(stale)" in log
     assert "commands: executed 'stop_reader'" not in log
+    # counted where a technician looks: `edge-agent status` (and /metrics commands_total)
+    proc = subprocess.run([sys.executable, "-m", "agent", "status", "--json", "-c",
+                           str(rig.cfg)], capture_output=True, text=True, timeout=30, check=True)
+    counts = json.loads(proc.stdout)["commands"]
+    assert counts["refused"] >= 5, counts
+    assert counts["executed"] >= 2, counts
+    assert counts["handlerErrors"] == 0, counts

@@ -97,3 +97,56 @@ async def test_a_reply_topic_paho_refuses_does_not_end_the_server(mosquitto: Mos
         with pytest.raises(asyncio.CancelledError):
             await task
         await up.aclose()
+
+
+async def test_a_flood_of_refusals_does_not_starve_a_signed_command(
+        mosquitto: Mosquitto) -> None:
+    """500 unsigned/garbled commands and then one signed ping: the ping is answered promptly,
+    the refusals are all counted, and only the budget of them is answered."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from agent.uplink import cmdserver
+
+    cfg = MqttConfig(host=mosquitto.host, port=mosquitto.port, reconnect_min_s=0.05,
+                     reconnect_max_s=0.2)
+    up = MqttUplink(cfg, client_id=f"edge-flood-{os.getpid()}")
+    server = CommandServer(up, Target(), CommandVerifier(SECRET, max_skew_s=30, clock=time.time),
+                           BASE)
+    await up.start()
+    assert await up.wait_connected(10)
+    task = asyncio.create_task(server.run(), name="cmd-server")
+    flooder = paho.Client(CallbackAPIVersion.VERSION2, client_id="flooder",
+                          protocol=paho.MQTTv5)
+    flooder.connect(mosquitto.host, mosquitto.port)
+    flooder.loop_start()
+    try:
+        with collect(mosquitto, f"{BASE}/cmd-reply/#") as fb:
+            await asyncio.sleep(0.2)
+            infos = [flooder.publish(f"{BASE}/cmd/ping", b"{not json" if i % 2 else
+                                     json.dumps({"ts": time.time(), "nonce": f"nonce-f{i:05d}",
+                                                 "body": {}}).encode(), qos=1)
+                     for i in range(500)]
+            for info in infos:
+                await asyncio.to_thread(info.wait_for_publish, 5)
+            t0 = time.monotonic()
+            await asyncio.to_thread(send, mosquitto, f"{BASE}/cmd/ping",
+                                    signed("ping", {}, ts=time.time(), nonce="nonce-signed-1"))
+            got = await asyncio.to_thread(
+                fb.wait_for, lambda m: b'"ok":true' in m.payload, 10)
+            assert json.loads(got[0].payload)["result"] == {"pong": True}
+            assert time.monotonic() - t0 < 5
+            await asyncio.sleep(0.5)
+            refusals = [m for m in fb.messages if b'"ok":false' in m.payload]
+            assert len(refusals) <= cmdserver.REFUSAL_BUDGET
+            assert server.refused == 500
+            assert server.refused_unanswered == 500 - len(refusals)
+            assert server.stats()["refusedUnanswered"] == server.refused_unanswered
+        assert not task.done()
+    finally:
+        flooder.loop_stop()
+        flooder.disconnect()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await up.aclose()
