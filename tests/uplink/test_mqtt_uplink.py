@@ -641,3 +641,27 @@ async def test_connection_changed_and_wait_connected(mosquitto: Mosquitto) -> No
         assert up.stats().reconnects == 1
     finally:
         await up.aclose()
+
+
+@pytest.mark.slow
+async def test_a_hung_broker_is_logged_and_left(mosquitto: Mosquitto,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 13 item 6: a broker that keeps its socket open but answers nothing (SIGSTOP) is
+    noticed by the keepalive (no PINGRESP): one WARNING naming it, then a reconnect once it
+    answers again."""
+    caplog.set_level(logging.INFO, LOGGER)
+    cfg = make_cfg(mosquitto, keepalive_s=5)
+    up = MqttUplink(cfg, client_id=new_client_id())
+    await up.start()
+    assert await up.wait_connected(10)
+    mosquitto.pause()
+    try:
+        await until(lambda: not up.connected, timeout_s=30)
+    finally:
+        mosquitto.resume()
+    lost = [r for r in caplog.records if "connection lost" in r.getMessage()]
+    assert lost, [r.getMessage() for r in caplog.records]
+    assert lost[0].levelno == logging.WARNING
+    assert "keep alive" in lost[0].getMessage().lower(), lost[0].getMessage()
+    assert await up.wait_connected(30)
+    await up.aclose()
