@@ -135,25 +135,62 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
 
 
+class _BadRequests:
+    """One log line per bad request on a local door, at most one per ``every_s`` per door
+    (the rest are counted into the next line), so a scanner probing the port cannot flood
+    the journal."""
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        self.every_s = every_s
+        self.total: dict[str, int] = {}
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def __call__(self, door: str, why: str) -> None:
+        self.total[door] = self.total.get(door, 0) + 1
+        now = time.monotonic()
+        if now - self._last.get(door, -1e9) < self.every_s:
+            self._held[door] = self._held.get(door, 0) + 1
+            return
+        held = self._held.pop(door, 0)
+        self._last[door] = now
+        log.warning("%s: bad request: %s%s", door, why[:200],
+                    f" ({held} more since the last such line)" if held else "")
+
+
+bad_request = _BadRequests()
+
+
 async def _unix_client(rt: Runtime, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter) -> None:
     try:
-        async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            line = await reader.readline()
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                line = await reader.readline()
+        except (ValueError, asyncio.LimitOverrunError):  # a line over the stream limit
+            bad_request("status socket", "request line too long")
+            return
+        req: object
         try:
             text = line.strip()
             req = json.loads(text) if text.startswith(b"{") else {"cmd": text.decode()}
         except ValueError:
-            req = {}
-        cmd = req.get("cmd")
+            req = None
+        cmd = req.get("cmd") if isinstance(req, dict) else None
+        tail_reader = req.get("reader") if isinstance(req, dict) else None
+        if cmd not in ("status", "tail") or not (tail_reader is None
+                                                 or isinstance(tail_reader, str)):
+            bad_request("status socket", f"{line[:80]!r}: expected status, tail or "
+                        '{"cmd": "tail", "reader": NAME}')
+            writer.write(_dumps({"error": f"bad request {line[:40]!r}; expected status or "
+                                          'tail (or {"cmd": "tail", "reader": NAME})'}))
+            await writer.drain()
+            return
         if cmd == "status":
             writer.write(_dumps(await rt.snapshot()))
             await writer.drain()
-        elif cmd == "tail":
-            await _tail(rt, writer, req.get("reader"))
         else:
-            writer.write(_dumps({"error": f"unknown command {cmd!r}; expected status or tail"}))
-            await writer.drain()
+            await _tail(rt, writer, tail_reader)
     except (TimeoutError, ConnectionError, OSError):
         pass
     except Exception:
@@ -192,8 +229,12 @@ async def _http_client(rt: Runtime, reader: asyncio.StreamReader,
     try:
         async with asyncio.timeout(REQUEST_TIMEOUT_S):
             head = await reader.readuntil(b"\r\n\r\n")
-    except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-            ConnectionError):
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        bad_request("http", "header too long or cut short" if isinstance(
+            exc, asyncio.LimitOverrunError) else "connection closed inside the header")
+        writer.close()
+        return
+    except (TimeoutError, ConnectionError):
         writer.close()
         return
     try:
@@ -202,6 +243,7 @@ async def _http_client(rt: Runtime, reader: asyncio.StreamReader,
         method, target = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
         path = target.split("?", 1)[0]
         if method not in ("GET", "HEAD"):
+            bad_request("http", f"{request_line[:80]!r}: only GET and HEAD")
             status, ctype, body = 405, "text/plain", b"only GET\n"
         elif path == "/metrics":
             snap = await rt.snapshot()
@@ -216,6 +258,7 @@ async def _http_client(rt: Runtime, reader: asyncio.StreamReader,
         elif path == "/status":
             status, ctype, body = 200, "application/json", _dumps(await rt.snapshot())
         else:
+            bad_request("http", f"{request_line[:80]!r}: not found")
             status, ctype, body = 404, "text/plain", b"not found: try /metrics or /health\n"
         reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
                   503: "Service Unavailable"}[status]

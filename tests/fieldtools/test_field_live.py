@@ -3,6 +3,7 @@ both log formats."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -224,3 +225,57 @@ def test_status_counts_broker_refusals_by_reason_code(
     finally:
         agent.stop()
         sim.stop()
+
+
+def test_bad_requests_on_the_local_doors_get_one_line_each(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Issue 13 item 6: garbage on the status socket and the HTTP port is answered, logged as
+    one WARNING line (rate-limited per door), never a traceback, and the agent keeps serving."""
+    import socket as so
+
+    sock = tmp_path / "agent.sock"
+    port = _free_port()
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=str(tmp_path / "ttyGONE"),
+                       broker=mosquitto, buffer=tmp_path / "buffer.db",
+                       extra={"status": {"socket": str(sock)},
+                              "http": {"listen": f"127.0.0.1:{port}"}})
+    agent = AgentProcess(cfg, tmp_path / "agent.log")
+
+    def unix(data: bytes) -> bytes:
+        with so.socket(so.AF_UNIX, so.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(sock))
+            s.sendall(data)
+            with contextlib.suppress(OSError):
+                s.shutdown(so.SHUT_WR)
+            out = b""
+            with contextlib.suppress(OSError):
+                while chunk := s.recv(65536):
+                    out += chunk
+            return out
+
+    def tcp(data: bytes) -> bytes:
+        with so.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(data)
+            out = b""
+            with contextlib.suppress(OSError):
+                while chunk := s.recv(65536):
+                    out += chunk
+            return out
+
+    try:
+        wait_until(lambda: sock.exists(), 30, "the status socket", diagnostics=agent.log_text)
+        assert b"bad request" in unix(b'{"cmd": "tail", "reader": [1, 2]}\n')
+        assert b"bad request" in unix(b"nonsense\n")
+        unix(b"x" * 200_000 + b"\n")  # over the stream limit
+        assert tcp(b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
+        assert tcp(b"GET /nope HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404")
+        tcp(b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * 200_000)  # a header that never ends
+        assert _status(cfg)["gateway"]["id"] == "gw-test"  # still serving
+        assert tcp(b"GET /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200")
+    finally:
+        assert agent.stop() == 0, agent.log_text()
+    log = agent.log_text()
+    assert "Traceback" not in log
+    assert "status socket: bad request" in log
+    assert "http: bad request" in log
