@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent.buffer.api import (
-    PRIORITY_ALARM,
     BufferFullError,
     BufferStats,
     Claimed,
@@ -15,7 +13,7 @@ from agent.buffer.api import (
     StoredRead,
 )
 from agent.buffer.rows import READ_COLUMNS, ReadRow, decode_read
-from agent.buffer.store import Rejected, Store
+from agent.buffer.store import Rejected, Store, insert_alarm
 
 _INSERT_READ = f"INSERT INTO reads ({READ_COLUMNS}) VALUES ({', '.join('?' * 12)})"  # noqa: S608
 _SELECT_READS = f"SELECT id, {READ_COLUMNS} FROM reads WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
@@ -170,9 +168,7 @@ def dead_letter(s: Store, ids: Sequence[int], reason: str) -> int:
                             "the oldest dead letters are deleted to make room") +
                            "; fix the cause (broker ACL?), then `edge-agent buffer "
                            "dead-letters replay --all` (docs/buffer.md)"}
-        conn.execute("INSERT INTO outbox (kind, payload, priority, created_at_s) "
-                     "VALUES ('alarm', ?, ?, ?)",
-                     (json.dumps(alarm, sort_keys=True), PRIORITY_ALARM, now))
+        insert_alarm(conn, alarm, now)
         s.note("buffer: ALARM dead letters reached their cap of %d (policy %s); fix the "
                "cause, then `edge-agent buffer dead-letters replay --all`", s.dead_letters_max,
                s.cfg.dead_letter_policy)

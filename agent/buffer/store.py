@@ -252,9 +252,7 @@ class Store:
                 "generation": gen,
                 "previous_generation": report.previous_generation,
             }
-            conn.execute("INSERT INTO outbox (kind, payload, priority, created_at_s) "
-                         "VALUES ('alarm', ?, ?, ?)",
-                         (json.dumps(alarm, sort_keys=True), PRIORITY_ALARM, now))
+            insert_alarm(conn, alarm, now)
             conn.execute("COMMIT")
         except Exception as exc:
             raise BufferOpenError(
@@ -564,6 +562,13 @@ class Store:
             with contextlib.suppress(OSError):
                 total += os.path.getsize(f"{self.path}{suffix}")
         return total
+
+
+def insert_alarm(conn: Conn, alarm: dict[str, Any], now: float) -> None:
+    """Queue an alarm for ``.../alarms`` in the current transaction (priority: never evicted)."""
+    conn.execute("INSERT INTO outbox (kind, payload, priority, created_at_s) "
+                 "VALUES ('alarm', ?, ?, ?)", (json.dumps(alarm, sort_keys=True),
+                                                PRIORITY_ALARM, now))
 
 
 def _quick_check(conn: Conn) -> None:

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from agent.config import AgentConfig, AnyReaderConfig
+from agent.config import AgentConfig, AnyReaderConfig, MqttConfig
 from agent.fieldtools.checkconfig import check_config
 from agent.uplink.mqtt import connect_once
 from agent.uplink.security import (
@@ -37,7 +37,8 @@ from agent.uplink.security import (
 )
 
 Status = Literal["PASS", "WARN", "FAIL", "SKIP"]
-CERT_WARN_DAYS = 30
+# The same warning threshold as the health message: uplink.mqtt.cert_expiry_warn_days.
+CERT_WARN_DAYS: int = MqttConfig.model_fields["cert_expiry_warn_days"].default
 DISK_MIN_FREE = 64 * 1024**2
 
 
@@ -309,14 +310,16 @@ async def probe_reader(rc: AnyReaderConfig, timeout_s: float) -> Check:
 # ----------------------------------------------------------------------------- certificates
 
 
-def check_certificate(what: str, path: Path, now: datetime | None = None) -> Check:
+def check_certificate(what: str, path: Path, now: datetime | None = None, *,
+                      warn_days: int = CERT_WARN_DAYS) -> Check:
     """One row for ``tls.<what>`` (``ca`` or ``cert``), from the uplink's own expiry: the
     earliest notAfter of every certificate in the file (:func:`security.file_expiry`)."""
     now = now or datetime.now(UTC)
-    return certificate_row(file_expiry("client" if what == "cert" else what, path, now))
+    return certificate_row(file_expiry("client" if what == "cert" else what, path, now),
+                           warn_days)
 
 
-def certificate_row(c: CertExpiry) -> Check:
+def certificate_row(c: CertExpiry, warn_days: int) -> Check:
     what = "cert" if c.name == "client" else c.name
     name = f"certificate {what}"
     path = Path(c.path)
@@ -333,7 +336,7 @@ def certificate_row(c: CertExpiry) -> Check:
     if c.expired:
         return Check(name, "FAIL", f"{path} expired on {stamp}",
                      f"renew the {what} certificate; until then TLS connections fail")
-    if c.days_left < CERT_WARN_DAYS:
+    if c.days_left <= warn_days:  # the health message's rule (uplink/health.py)
         return Check(name, "WARN", f"{path} expires in {c.days_left:.0f} days ({stamp})",
                      f"renew the {what} certificate soon")
     return Check(name, "PASS", f"valid until {stamp} ({c.days_left:.0f} days)")
@@ -343,7 +346,7 @@ def certificate_checks(cfg: AgentConfig, now: datetime | None = None) -> list[Ch
     """CA bundle first, then the client certificate, as the health message reports them."""
     now = now or datetime.now(UTC)
     certs = sorted(cert_expiry(cfg.uplink.mqtt, now), key=lambda c: c.name != "ca")
-    return [certificate_row(c) for c in certs]
+    return [certificate_row(c, cfg.uplink.mqtt.cert_expiry_warn_days) for c in certs]
 
 
 # ----------------------------------------------------------------------------- host

@@ -15,19 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.config import AgentConfig, ConfigError, load_config, parse_config
+from tests.core.test_config import MINIMAL
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "configs").glob("*.yaml"))
 SENTINEL = "S3cr3t-Sentinel-9f2"
 
-MINIMAL = """\
-gateway: {id: gw-test, site: lab}
-readers:
-  - {name: r1, driver: r2000, port: /dev/pts/7, baudrate: 115200}
-buffer: {path: ./buffer.db}
-uplink:
-  mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: trace}
-"""
 
 
 def _issues(text: str, file: str = "f.yaml") -> list[str]:

@@ -6,68 +6,30 @@ puts them back and every one reaches the subscriber with its original eventID.""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
-from tests.support.harness import AgentProcess, SimProcess, wait_until, write_config
-from tests.support.mosquitto import Mosquitto
+from tests.support.harness import (
+    AgentProcess,
+    SimProcess,
+    agent_cli,
+    agent_status,
+    durable_collector,
+    wait_until,
+    write_config,
+)
+from tests.support.mosquitto import Collector, Mosquitto
 
 BASE = "trace/lab/gw-test"
 
 
-def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
-                          text=True, timeout=60, check=False, input=stdin)
+def _event_ids(sub: Collector) -> set[str]:
+    docs = [json.loads(m.payload) for m in sub.messages if m.topic.endswith("/events")]
+    return {e["eventID"] for d in docs for e in d["epcisBody"]["eventList"]}
 
 
-def _status(cfg: Path) -> dict[str, Any]:
-    proc = _cli("status", "--json", "-c", str(cfg))
-    assert proc.returncode == 0, proc.stderr
-    doc: dict[str, Any] = json.loads(proc.stdout)
-    return doc
-
-
-class _Sub:
-    """A QoS 1 subscriber with its own broker user (the ACL lets it read everything)."""
-
-    def __init__(self, broker: Mosquitto) -> None:
-        self.messages: list[tuple[str, dict[str, Any]]] = []
-        self._lock = threading.Lock()
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id="dl-sub", protocol=paho.MQTTv5)
-        c.username_pw_set("sub", "pw")
-        c.on_connect = lambda cl, *_: cl.subscribe(f"{BASE}/#", qos=1)
-        c.on_message = self._on_message
-        c.reconnect_delay_set(1, 2)
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = 3600  # its queue survives the broker's restart
-        c.connect(broker.host, broker.port, clean_start=False, properties=props)
-        c.loop_start()
-        self.client = c
-
-    def _on_message(self, _c: Any, _u: Any, m: paho.MQTTMessage) -> None:
-        with self._lock:
-            self.messages.append((m.topic, json.loads(m.payload)))
-
-    def event_ids(self) -> set[str]:
-        with self._lock:
-            docs = [d for t, d in self.messages if t.endswith("/events")]
-        return {e["eventID"] for d in docs for e in d["epcisBody"]["eventList"]}
-
-    def alarms(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [d for t, d in self.messages if t.endswith("/alarms")]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+def _alarms(sub: Collector) -> list[dict[str, Any]]:
+    return [json.loads(m.payload) for m in sub.messages if m.topic.endswith("/alarms")]
 
 
 def test_dead_letters_cap_alarm_and_replay_after_the_acl_is_fixed(
@@ -79,8 +41,13 @@ def test_dead_letters_cap_alarm_and_replay_after_the_acl_is_fixed(
     broker: Mosquitto = mosquitto_factory(users={"edge": "pw", "sub": "pw"}, acl=refusing)
     (tmp_path / "pw").write_text("pw\n")
     (tmp_path / "pw").chmod(0o600)
-    sub = _Sub(broker)
-    wait_until(lambda: sub.client.is_connected(), 10, "the subscriber")
+    with durable_collector(broker, f"{BASE}/#", "dl-sub", username="sub",
+                           password="pw") as sub:
+        _run(tmp_path, broker, sub, edge, reader)
+
+
+def _run(tmp_path: Path, broker: Mosquitto, sub: Collector, edge: list[str],
+         reader: list[str]) -> None:
     sim = SimProcess("r2000", "--pty", "--tags", "3", "--read-rate", "20",
                      log_path=tmp_path / "sim.log")
     sock = tmp_path / "agent.sock"
@@ -93,48 +60,47 @@ def test_dead_letters_cap_alarm_and_replay_after_the_acl_is_fixed(
                        extra={"status": {"socket": str(sock)}})
     agent = AgentProcess(cfg, tmp_path / "agent.log")
     try:
-        wait_until(lambda: sock.exists() and _status(cfg)["buffer"]["deadLettersHeld"] > 0, 60,
+        wait_until(lambda: sock.exists() and agent_status(cfg)["buffer"]["deadLettersHeld"] > 0, 60,
                    "dead letters at the cap, further refusals held", diagnostics=agent.log_text)
-        snap = _status(cfg)
+        snap = agent_status(cfg)
         assert snap["buffer"]["deadLetters"] == 5  # the cap holds: nothing deleted
         assert snap["buffer"]["deadLettersFull"] is True
         assert any("dead letters at their cap of 5" in r for r in snap["health"]["reasons"])
         assert snap["buffer"]["dropped"] == 0
-        wait_until(lambda: any(a.get("type") == "dead_letters_full" for a in sub.alarms()), 30,
+        wait_until(lambda: any(a.get("type") == "dead_letters_full" for a in _alarms(sub)), 30,
                    "the dead_letters_full alarm")
 
-        listed = _cli("buffer", "dead-letters", "list", "--json", "-c", str(cfg))
+        listed = agent_cli("buffer", "dead-letters", "list", "--json", "-c", str(cfg))
         assert listed.returncode == 0, listed.stderr
         rows = json.loads(listed.stdout)
         assert len(rows) == 5
         assert all("Not authorized" in r["reason"] for r in rows)
         dead_ids = {eid for r in rows for eid in r["event_ids"]}
         assert len(dead_ids) == 5
-        shown = _cli("buffer", "dead-letters", "show", str(rows[0]["id"]), "-c", str(cfg))
+        shown = agent_cli("buffer", "dead-letters", "show", str(rows[0]["id"]), "-c", str(cfg))
         assert shown.returncode == 0, shown.stderr
         assert rows[0]["event_ids"][0] in json.loads(shown.stdout)["payload"]
 
         broker.acl = [*edge, f"topic write {BASE}/events", *reader]  # the fix
         broker.stop()
         broker.start()
-        replay = _cli("buffer", "dead-letters", "replay", "--all", "-c", str(cfg))
+        replay = agent_cli("buffer", "dead-letters", "replay", "--all", "-c", str(cfg))
         assert replay.returncode == 0, replay.stderr
         assert "replayed 5 dead letters" in replay.stdout
-        wait_until(lambda: sub.event_ids() >= dead_ids, 60,
+        wait_until(lambda: _event_ids(sub) >= dead_ids, 60,
                    "every replayed dead letter at the subscriber", diagnostics=agent.log_text)
-        wait_until(lambda: _status(cfg)["buffer"]["deadLetters"] == 0
-                   and _status(cfg)["buffer"]["depth"] < 5, 60, "the held refusals delivered",
+        wait_until(lambda: agent_status(cfg)["buffer"]["deadLetters"] == 0
+                   and agent_status(cfg)["buffer"]["depth"] < 5, 60, "the held refusals delivered",
                    diagnostics=agent.log_text)
-        assert _status(cfg)["buffer"]["deadLettersFull"] is False
+        assert agent_status(cfg)["buffer"]["deadLettersFull"] is False
     finally:
         assert agent.stop() == 0, agent.log_text()
         sim.stop()
-        sub.close()
     # purge: refuses without a terminal or --yes, then deletes with --yes
-    no = _cli("buffer", "dead-letters", "purge", "-c", str(cfg), stdin="y\n")
+    no = agent_cli("buffer", "dead-letters", "purge", "-c", str(cfg), stdin="y\n")
     assert no.returncode == 1
     assert "pass --yes" in no.stderr
-    yes = _cli("buffer", "dead-letters", "purge", "--yes", "-c", str(cfg))
+    yes = agent_cli("buffer", "dead-letters", "purge", "--yes", "-c", str(cfg))
     assert yes.returncode == 0, yes.stderr
     assert "purged 0 dead letters" in yes.stdout
     assert "Traceback" not in agent.log_text()

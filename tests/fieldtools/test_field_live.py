@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,19 +14,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support.harness import AgentProcess, SimProcess, wait_until, write_config
-from tests.support.mosquitto import Mosquitto
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
-                          text=True, timeout=60, check=False)
+from tests.support.harness import (
+    AgentProcess,
+    SimProcess,
+    agent_cli,
+    agent_status,
+    wait_until,
+    write_config,
+)
+from tests.support.mosquitto import Mosquitto, free_port
 
 
 def _http(url: str) -> tuple[int, str]:
@@ -45,13 +40,6 @@ def _health_is(url: str, code: int) -> bool:
         return False
 
 
-def _status(cfg: Path) -> dict[str, Any]:
-    proc = _cli("status", "--json", "-c", str(cfg))
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout)
-    return result
-
-
 def _metric(text: str, name: str) -> float:
     m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
     assert m, f"{name} not in metrics:\n{text}"
@@ -62,17 +50,18 @@ def test_status_tail_metrics_health_against_a_running_agent(
         tmp_path: Path, mosquitto: Mosquitto) -> None:
     sim = SimProcess("r2000", "--pty", "--tags", "3", "--seed", "4", log_path=tmp_path / "sim.log")
     sock = tmp_path / "agent.sock"
-    http = f"127.0.0.1:{_free_port()}"
+    http = f"127.0.0.1:{free_port()}"
     cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
                        buffer=tmp_path / "buffer.db",
                        extra={"status": {"socket": str(sock)}, "http": {"listen": http}})
     agent = AgentProcess(cfg, tmp_path / "agent.log")
     try:
-        wait_until(lambda: sock.exists() and _status(cfg)["readers"][0]["state"] == "connected",
-                   30, "the reader to connect", diagnostics=agent.log_text)
-        first = _status(cfg)
+        wait_until(lambda: sock.exists()
+                   and agent_status(cfg)["readers"][0]["state"] == "connected", 30,
+                   "the reader to connect", diagnostics=agent.log_text)
+        first = agent_status(cfg)
         time.sleep(1.5)
-        second = _status(cfg)
+        second = agent_status(cfg)
         r1, r2 = first["readers"][0], second["readers"][0]
         assert r2["name"] == "r1"
         assert r2["firmware"] == "1.9"
@@ -85,7 +74,7 @@ def test_status_tail_metrics_health_against_a_running_agent(
                 "diskFull"} <= set(second["buffer"])
         assert second["clock"]["synchronised"] in (True, False, None)
 
-        human = _cli("status", "--socket", str(sock))
+        human = agent_cli("status", "--socket", str(sock))
         assert human.returncode == 0, human.stderr
         assert re.search(r"r1\s+connected\s+1\.9", human.stdout), human.stdout
         assert "health: OK" in human.stdout
@@ -135,7 +124,7 @@ def test_status_tail_metrics_health_against_a_running_agent(
         assert _http(f"http://{http}/nope")[0] == 404
 
         # The buffer cannot be purged under a running agent (detected via its socket).
-        purge = _cli("buffer", "purge", "--yes", "-c", str(cfg))
+        purge = agent_cli("buffer", "purge", "--yes", "-c", str(cfg))
         assert purge.returncode == 1
         assert "the agent is running" in purge.stderr
     finally:
@@ -151,7 +140,7 @@ def test_status_tail_metrics_health_against_a_running_agent(
 
 def test_health_503_with_reasons_and_json_logs(tmp_path: Path, mosquitto: Mosquitto) -> None:
     sock = tmp_path / "agent.sock"
-    http = f"127.0.0.1:{_free_port()}"
+    http = f"127.0.0.1:{free_port()}"
     cfg = write_config(tmp_path / "agent.yaml", reader_port=str(tmp_path / "ttyGONE"),
                        broker=mosquitto, buffer=tmp_path / "buffer.db",
                        extra={"status": {"socket": str(sock)},
@@ -169,7 +158,7 @@ def test_health_503_with_reasons_and_json_logs(tmp_path: Path, mosquitto: Mosqui
         metrics = _http(f"http://{http}/metrics")[1]
         assert _metric(metrics, "edge_agent_healthy") == 0
         assert _metric(metrics, 'edge_agent_reader_up{reader="r1"}') == 0
-        human = _cli("status", "--socket", str(sock))
+        human = agent_cli("status", "--socket", str(sock))
         assert "health: UNHEALTHY" in human.stdout
     finally:
         assert agent.stop() == 0, agent.log_text()
@@ -183,7 +172,7 @@ def test_health_503_with_reasons_and_json_logs(tmp_path: Path, mosquitto: Mosqui
 
 
 def test_status_without_an_agent_exits_1(tmp_path: Path) -> None:
-    proc = _cli("status", "--socket", str(tmp_path / "none.sock"))
+    proc = agent_cli("status", "--socket", str(tmp_path / "none.sock"))
     assert proc.returncode == 1
     assert "no agent answers on" in proc.stderr
 
@@ -200,7 +189,7 @@ def test_status_counts_broker_refusals_by_reason_code(
     (tmp_path / "pw").chmod(0o600)
     sim = SimProcess("r2000", "--pty", "--tags", "2", log_path=tmp_path / "sim.log")
     sock = tmp_path / "agent.sock"
-    http = f"127.0.0.1:{_free_port()}"
+    http = f"127.0.0.1:{free_port()}"
     cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=broker,
                        buffer=tmp_path / "buffer.db",
                        mqtt={"username": "edge", "password_file": str(tmp_path / "pw")},
@@ -210,12 +199,12 @@ def test_status_counts_broker_refusals_by_reason_code(
         def refused() -> dict[str, int]:
             if not sock.exists():
                 return {}
-            by_reason: dict[str, int] = _status(cfg)["uplink"]["refusedByReason"]
+            by_reason: dict[str, int] = agent_status(cfg)["uplink"]["refusedByReason"]
             return by_reason
 
         wait_until(lambda: refused().get("0x87 Not authorized", 0) >= 2, 30,
                    "refusals counted under 0x87", diagnostics=agent.log_text)
-        snap = _status(cfg)
+        snap = agent_status(cfg)
         assert set(snap["uplink"]["refusedByReason"]) == {"0x87 Not authorized"}
         assert snap["uplink"]["deliveredEvents"] == 0
         code, metrics = _http(f"http://{http}/metrics")
@@ -234,7 +223,7 @@ def test_bad_requests_on_the_local_doors_get_one_line_each(
     import socket as so
 
     sock = tmp_path / "agent.sock"
-    port = _free_port()
+    port = free_port()
     cfg = write_config(tmp_path / "agent.yaml", reader_port=str(tmp_path / "ttyGONE"),
                        broker=mosquitto, buffer=tmp_path / "buffer.db",
                        extra={"status": {"socket": str(sock)},
@@ -271,7 +260,7 @@ def test_bad_requests_on_the_local_doors_get_one_line_each(
         assert tcp(b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405")
         assert tcp(b"GET /nope HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 404")
         tcp(b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * 200_000)  # a header that never ends
-        assert _status(cfg)["gateway"]["id"] == "gw-test"  # still serving
+        assert agent_status(cfg)["gateway"]["id"] == "gw-test"  # still serving
         assert tcp(b"GET /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 200")
     finally:
         assert agent.stop() == 0, agent.log_text()

@@ -59,6 +59,20 @@ class AgentProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def agent_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``edge-agent ARGS`` as a subprocess (exit code, stdout, stderr as text)."""
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
+                          text=True, timeout=60, check=False, input=stdin)
+
+
+def agent_status(cfg: Path) -> dict[str, Any]:
+    """``edge-agent status --json -c CFG`` of the running agent (asserting it answered)."""
+    proc = agent_cli("status", "--json", "-c", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    return doc
+
+
 def write_config(
     path: Path,
     *,
@@ -155,9 +169,12 @@ def wait_until(
 
 
 @contextlib.contextmanager
-def durable_collector(broker: Mosquitto, topic: str, client_id: str) -> Any:
+def durable_collector(broker: Mosquitto, topic: str, client_id: str, *,
+                      username: str | None = None, password: str | None = None,
+                      tls_ca: Path | None = None) -> Any:
     """A QoS 1 subscriber with a persistent session (clean start off, session expiry 1 h), so
-    messages queued for it survive its own reconnects and a graceful broker restart."""
+    messages queued for it survive its own reconnects and a graceful broker restart; with a
+    broker user (``username``/``password``) and over TLS verified by ``tls_ca`` when given."""
     import threading
 
     import paho.mqtt.client as paho
@@ -183,6 +200,12 @@ def durable_collector(broker: Mosquitto, topic: str, client_id: str) -> Any:
     def on_message(_c: paho.Client, _u: Any, m: paho.MQTTMessage) -> None:
         collector.add(Received(m.topic, bytes(m.payload), m.qos, bool(m.retain), None))
 
+    if username is not None:
+        client.username_pw_set(username, password)
+    if tls_ca is not None:
+        import ssl
+
+        client.tls_set_context(ssl.create_default_context(cafile=str(tls_ca)))
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message

@@ -79,10 +79,14 @@ def password_line(user: str, password: str) -> str:
     return f"{user}:$6${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago (brokers, HTTP doors)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_free_port = free_port
 
 
 class Mosquitto:
