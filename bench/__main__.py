@@ -15,6 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 RUNS: list[tuple[str, list[str]]] = [
     ("reader decoders (frames/s vs the line limit)", ["bench/bench_decoders.py"]),
+    ("line noise: 1 GB of noise and 10 MB mixed into valid R2000 frames",
+     ["bench/bench_noise.py"]),
     ("EPC decode and event hash (µs per call)", ["bench/bench_epc.py"]),
     ("pipeline: raw reads/s through presence, decoding, EPCIS", ["bench/bench_pipeline.py"]),
     ("buffer: durable ingest at 25,000 reads/s offered (RSS sampled)",

@@ -169,6 +169,10 @@ class R2000Config(_ReaderBase):
     # connect); above temperature_warn_c one WARNING, and one more when it is back below.
     temperature_interval_s: Annotated[float, Field(ge=0)] = 60.0
     temperature_warn_c: Annotated[int, Field(ge=-40, le=150)] = 60
+    # No frame for this long during an inventory round: its end frame was lost (line noise
+    # that passed the 8-bit checksum can swallow it), so the next round is started and the
+    # round counted in roundsUnconfirmed. Only silence_timeout_s without any frame reconnects.
+    round_end_timeout_s: Annotated[float, Field(gt=0, le=60)] = 1.0
 
     @model_validator(mode="after")
     def _check_modes(self) -> R2000Config:

@@ -32,6 +32,10 @@ class ReaderStatus:
     rounds: int = 0
     stray_frames: int = 0
     malformed_frames: int = 0
+    # inventory rounds whose end frame never came (noise swallowed it): the next round was
+    # started after round_end_timeout_s instead of a reconnect
+    rounds_unconfirmed: int = 0
+    command_retries: int = 0  # commands asked a second time after a lost reply
     # Error codes / statuses the reader reported (A0 error code, Chafon status byte) -> count.
     error_codes: dict[int, int] = field(default_factory=dict)
     # Decoder counters summed over closed connections; the open one's stats are live (attach()).
@@ -85,6 +89,8 @@ class ReaderStatus:
             "roundsTotal": self.rounds,
             "strayFrames": self.stray_frames,
             "malformedFrames": self.malformed_frames,
+            "roundsUnconfirmed": self.rounds_unconfirmed,
+            "commandRetries": self.command_retries,
             "errorCodes": {f"0x{k:02X}": v for k, v in sorted(self.error_codes.items())},
             "decoder": self.decoder,
         }

@@ -208,6 +208,26 @@ async def test_line_faults_resync_count_and_keep_delivering(tmp_path: Path) -> N
     assert all(t.antenna == 1 for t in known)
 
 
+async def test_a_lost_round_end_starts_the_next_round_not_a_reconnect(tmp_path: Path) -> None:
+    """Issue 13 item 5: noise that eats a summary frame (here: a dropped byte in 1 frame of 5,
+    and noise before half the frames) used to stall the reader for silence_timeout_s and then
+    reconnect. Now the next round starts after round_end_timeout_s; nothing is invented."""
+    expected = _population(4, 9)
+    with sim(tmp_path, "r2000", "--pty", "--tags", "4", "--seed", "9", "--drop-byte", "0.2",
+             "--garbage", "0.5", "--read-rate", "200") as s:
+        cfg = reader_config(driver="r2000", port=s.port, silence_timeout_s=5.0,
+                            round_end_timeout_s=0.2)
+        async with Run(cfg) as run:
+            await run.wait_for(lambda r: r.status.rounds_unconfirmed >= 3, 30,
+                               "three rounds whose end was lost")
+            n = len(run.reads)
+            await run.wait_reads(n + 20, timeout_s=10)
+    assert run.status.disconnects == 0
+    assert run.status.connects == 1
+    assert run.status.as_dict()["roundsUnconfirmed"] >= 3
+    assert [t.epc for t in run.tags if t.epc not in expected] == []
+
+
 async def test_silent_reader_is_reopened_and_reads_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -9,6 +9,7 @@ V3.x). Pure: bytes in, frozen dataclasses out; never raises on line noise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -125,13 +126,24 @@ class A0Decoder:
 
     On a bad frame drop ONE byte and rescan (§1.9: 0xA0 can occur inside an EPC).
     Memory is bounded: the buffer never holds more than one maximal frame of pending bytes.
+
+    The 8-bit checksum passes one noise candidate in 256, and a candidate whose Len reaches
+    into real frames would swallow them (a lost round end). So a frame that passes the checksum
+    but is for another address, or that ``accept`` rejects (see :func:`plausible`), is treated
+    like a bad checksum: one byte dropped, rescan -- the real frames behind it are still found.
     """
 
-    __slots__ = ("_buf", "address", "stats")
+    __slots__ = ("_buf", "accept", "address", "exact", "stats")
 
-    def __init__(self, address: int | None = None) -> None:
+    def __init__(
+        self, address: int | None = None, *, accept: Callable[[A0Frame], bool] | None = None,
+        exact: bool = False,
+    ) -> None:
         self._buf = bytearray()
         self.address = address  # None: accept any; else own address and broadcast (§1.3)
+        # True: the own address only (a reader's replies carry its address, learned at identify)
+        self.exact = exact
+        self.accept = accept  # None: every checksum-valid frame
         self.stats = DecoderStats()
 
     def feed(self, data: bytes) -> list[A0Frame]:
@@ -168,11 +180,19 @@ class A0Decoder:
                 pos += 1
                 continue
             addr = buf[pos + 2]
-            frame = A0Frame(addr, buf[pos + 3], bytes(buf[pos + 4 : end - 1]))
-            pos = end
-            if self.address is not None and addr not in (self.address, BROADCAST):
+            own = self.address
+            if own is not None and addr != own and (self.exact or addr != BROADCAST):
                 self.stats.wrong_address += 1
+                self.stats.bytes_discarded += 1
+                pos += 1
                 continue
+            frame = A0Frame(addr, buf[pos + 3], bytes(buf[pos + 4 : end - 1]))
+            if self.accept is not None and not self.accept(frame):
+                self.stats.implausible += 1
+                self.stats.bytes_discarded += 1
+                pos += 1
+                continue
+            pos = end
             self.stats.frames += 1
             out.append(frame)
         del buf[:pos]
@@ -314,6 +334,81 @@ def parse_inventory(
         rssi_raw=rssi & 0x7F,
         phase=int.from_bytes(data[n - 2 : n], "big") if phase else None,
     )
+
+
+KNOWN_CMDS = frozenset(int(c) for c in Cmd)
+# Data lengths of the replies to the other commands (§1.5, §1.10): 1 = an ErrorCode or the
+# success code 0x10; firmware and temperature are 2 bytes; output power 1, 4 or 8.
+REPLY_SIZES: dict[int, frozenset[int]] = {
+    Cmd.RESET: frozenset({0, 1}),
+    Cmd.SET_UART_BAUDRATE: frozenset({1}),
+    Cmd.GET_FIRMWARE_VERSION: frozenset({1, 2}),
+    Cmd.SET_READER_ADDRESS: frozenset({1}),
+    Cmd.SET_WORK_ANTENNA: frozenset({1}),
+    Cmd.GET_WORK_ANTENNA: frozenset({1}),
+    Cmd.SET_OUTPUT_POWER: frozenset({1}),
+    Cmd.GET_OUTPUT_POWER: frozenset({1, 4, 8}),
+    Cmd.GET_OUTPUT_POWER_EIGHT: frozenset({1, 8}),
+    Cmd.SET_TEMPORARY_OUTPUT_POWER: frozenset({1}),
+    Cmd.GET_READER_TEMPERATURE: frozenset({1, 2}),
+    Cmd.SET_ANTENNA_GROUP: frozenset({1}),
+    Cmd.GET_ANTENNA_GROUP: frozenset({1}),
+}
+MAX_FREQUENCY_INDEX = 59  # §1.6 frequency table: 0-59
+# §1.6 RSSI byte (bit 7 removed) as dBm = raw - 129. Real modules report about -99..-20 dBm
+# (V2.2 table: raw 31..110); outside -110..-5 dBm (raw 19..124) the frame is noise.
+RSSI_RAW_MIN = 19
+RSSI_RAW_MAX = 124
+
+
+def plausible(
+    frame: A0Frame,
+    *,
+    phase: bool | None = None,
+    antennas: frozenset[int] | None = None,
+    antenna_group: int = 0,
+) -> bool:
+    """Could the reader have sent this checksum-valid frame? (issue: noise invents reads)
+
+    Replies must carry a known command code. For inventory commands the data length must be
+    one of §1.8/§1.9's forms, and a tag frame must agree with its own PC word: ``n == 4 + 2 *
+    (PC >> 11)`` (+2 with phase), at least one EPC word, a frequency index of the table, an
+    RSSI in range, and (when ``antennas`` is given) an antenna the agent asked for. FastTID
+    frames (EPC + CRC + TID after the PC's length) are therefore refused: the agent never
+    turns FastTID on. ``phase=None`` accepts both forms.
+    """
+    cmd = frame.cmd
+    if cmd not in KNOWN_CMDS:
+        return False
+    if cmd not in INVENTORY_CMDS:
+        sizes = REPLY_SIZES.get(cmd)
+        return sizes is None or len(frame.data) in sizes
+    data = frame.data
+    n = len(data)
+    if n == 1:
+        return True  # ErrorCode
+    if n == 2:
+        return cmd == Cmd.FAST_SWITCH_ANT_INVENTORY and data[0] <= 7  # antenna missing
+    if n in (5, 7):
+        return True  # summaries (§1.8)
+    if n % 2 or n < 6:
+        return False
+    words = data[1] >> 3  # PC >> 11
+    if n == 8 and cmd == Cmd.FAST_SWITCH_ANT_INVENTORY and words != 2:
+        return True  # V2.2 0x8A summary (§1.9)
+    tag_sizes = (4 + 2 * words, 6 + 2 * words) if phase is None else (4 + 2 * words + 2 * phase,)
+    if words == 0 or n not in tag_sizes:
+        return False
+    if data[0] >> 2 > MAX_FREQUENCY_INDEX:
+        return False
+    rssi = data[3 + 2 * words]
+    if not RSSI_RAW_MIN <= rssi & 0x7F <= RSSI_RAW_MAX:
+        return False
+    if antennas is not None:
+        antenna = (data[0] & 0x03) + (rssi >> 7) * 4 + (8 if antenna_group == 1 else 0) + 1
+        if antenna not in antennas:
+            return False
+    return True
 
 
 def real_time_inventory(address: int, repeat: int = 1) -> bytes:

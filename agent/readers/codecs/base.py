@@ -18,6 +18,9 @@ class DecoderStats:
     # partial frames abandoned because the line went quiet mid-frame (resync after an idle gap;
     # Chafon's 15 ms inter-byte rule, reader-protocols.md §2.2)
     partial_timeouts: int = 0
+    # frames with a valid checksum that cannot be what the reader sent (wrong length for the
+    # command, impossible field values, a command never sent): noise that passed the check
+    implausible: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -28,4 +31,5 @@ class DecoderStats:
             "oversize": self.oversize,
             "wrong_address": self.wrong_address,
             "partial_timeouts": self.partial_timeouts,
+            "implausible": self.implausible,
         }

@@ -303,12 +303,16 @@ class _LenCrcDecoder(Generic[F]):
                 stats.bytes_discarded += 1
                 pos += 1
                 continue
+            addr = buf[pos + 1]
+            if self.address is not None and addr not in (self.address, BROADCAST):
+                # Noise can pass the CRC too (1 in 65,536); like a bad CRC, drop one byte so a
+                # real frame that a false Len reached into is still found.
+                stats.wrong_address += 1
+                stats.bytes_discarded += 1
+                pos += 1
+                continue
             frame = bytes(buf[pos:end])
             pos = end
-            addr = frame[1]
-            if self.address is not None and addr not in (self.address, BROADCAST):
-                stats.wrong_address += 1
-                continue
             stats.frames += 1
             out.append(self._make(frame))
         del buf[:pos]

@@ -66,8 +66,12 @@ class R2000Reader(DriverBase[R2000Config]):
         sync: SyncState | None = None,
     ) -> None:
         super().__init__(cfg, status, now=now, sync=sync)
-        # Replies carry the reader's own address even when we talk to broadcast 0xFF (§1.3).
-        self._decoder = a0.A0Decoder(None if cfg.address == a0.BROADCAST else cfg.address)
+        # Replies carry the reader's own address even when we talk to broadcast 0xFF (§1.3);
+        # identify() then learns it, so noise for another address is refused from there on.
+        self._antennas = frozenset(cfg.antennas)
+        self._decoder = a0.A0Decoder(
+            None if cfg.address == a0.BROADCAST else cfg.address, accept=self._plausible
+        )
         self.session: FrameSession[a0.A0Frame] = FrameSession(link, self._decoder)
         self.firmware: str | None = None
         self.temperature_c: int | None = None
@@ -79,6 +83,12 @@ class R2000Reader(DriverBase[R2000Config]):
         self._empty_cycles = 0
         self._clock = time.monotonic
         self._next_temperature_s: float | None = None  # None: not read periodically
+        self._heard_s = self._clock()  # when the reader last sent a frame
+
+    def _plausible(self, frame: a0.A0Frame) -> bool:
+        # Checked inside the decoder: a refused frame costs one byte, not the frames behind it.
+        return a0.plausible(frame, phase=self.cfg.phase, antennas=self._antennas,
+                            antenna_group=self._group or 0)
 
     # -- settings requested by other tasks (applied between rounds) ------------------------------
 
@@ -95,18 +105,27 @@ class R2000Reader(DriverBase[R2000Config]):
 
     async def _command(self, cmd: int, data: bytes = b"") -> a0.A0Frame:
         timeout_s = self.cfg.response_timeout_s
+        request = a0.encode(self.cfg.address, cmd, data)
         try:
-            return await self.session.request(
-                a0.encode(self.cfg.address, cmd, data),
-                lambda f: f.cmd == cmd,
-                timeout_s=timeout_s,
-                on_other=self._stray,
-            )
+            try:
+                reply = await self.session.request(
+                    request, lambda f: f.cmd == cmd, timeout_s=timeout_s, on_other=self._stray
+                )
+            except ReaderTimeout:
+                # One reply lost to line noise is no reason to reconnect: every command we
+                # send is idempotent (reads, or settings to the same value), so ask once more.
+                self.status.command_retries += 1
+                log.debug("reader %s: no reply to 0x%02X, asking again", self.cfg.name, cmd)
+                reply = await self.session.request(
+                    request, lambda f: f.cmd == cmd, timeout_s=timeout_s, on_other=self._stray
+                )
         except ReaderTimeout as exc:
             name = a0.Cmd(cmd).name.lower() if cmd in set(a0.Cmd) else "command"
             raise ReaderTimeout(
                 f"no reply to {name} (0x{cmd:02X}) within {timeout_s:.2f} s"
             ) from exc
+        self._heard_s = self._clock()
+        return reply
 
     def _stray(self, frame: a0.A0Frame) -> None:
         # Leftovers of an inventory started before we (re)connected: harmless, counted.
@@ -130,6 +149,10 @@ class R2000Reader(DriverBase[R2000Config]):
                 f"unexpected firmware-version reply {frame.data.hex(' ')} (expected 2 bytes)"
             )
         self.firmware = f"{frame.data[0]}.{frame.data[1]}"
+        # From here on only the reader's own address: half the noise that passes a checksum
+        # names broadcast 0xFF.
+        self._decoder.address = frame.address
+        self._decoder.exact = True
         self.status.firmware = self.firmware
         self.status.model = "R2000"
         text = f"R2000 firmware {self.firmware}, address 0x{frame.address:02X}"
@@ -333,14 +356,23 @@ class R2000Reader(DriverBase[R2000Config]):
         cfg = self.cfg
         await self.session.send(command)
         cmd = command[3]
+        silence_s = cfg.silence_timeout_s
         while True:
+            quiet_s = self._clock() - self._heard_s
+            wait_s = max(0.001, min(cfg.round_end_timeout_s, silence_s - quiet_s))
             try:
-                frame = await self.session.next_frame(cfg.silence_timeout_s)
+                frame = await self.session.next_frame(wait_s)
             except ReaderTimeout as exc:
-                raise ReaderSilent(
-                    f"reader {cfg.name} sent nothing for {cfg.silence_timeout_s:.1f} s "
-                    "during inventory"
-                ) from exc
+                if self._clock() - self._heard_s + 1e-3 >= silence_s:
+                    raise ReaderSilent(
+                        f"reader {cfg.name} sent nothing for {silence_s:.1f} s during inventory"
+                    ) from exc
+                # The reader is alive but this round's end never came: start the next one.
+                self.status.rounds_unconfirmed += 1
+                log.debug("reader %s: no end of round within %.2f s; next round", cfg.name,
+                          cfg.round_end_timeout_s)
+                return
+            self._heard_s = self._clock()
             if frame.cmd != cmd:
                 self._stray(frame)
                 continue
