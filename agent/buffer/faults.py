@@ -7,6 +7,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agent.buffer import pages
 from agent.buffer.api import BufferOpenError
 
 # Primary result codes (https://sqlite.org/rescode.html).
@@ -112,6 +113,26 @@ def open_error(path: Path, exc: BaseException) -> BufferOpenError:
 
 
 # ----------------------------------------------------------------------------- quarantine
+
+
+def wal_damage(path: Path) -> str | None:
+    """Why the WAL beside ``path`` would lose commits on replay (pages.check_wal), or None.
+
+    Costs a read of the WAL, which a clean stop leaves empty (the close checkpoints with
+    TRUNCATE): only a start after a crash or power cut pays it.
+    """
+    wal = Path(f"{path}-wal")
+    try:
+        if wal.stat().st_size <= 32:
+            return None
+        data = wal.read_bytes()
+    except OSError:
+        return None
+    check = pages.check_wal(data)
+    if not check.damaged:
+        return None
+    return (f"its write-ahead log has a damaged frame: SQLite would replay {check.valid} of "
+            f"{check.frames} frames and silently drop the commits after it")
 
 
 def quarantine_name(path: Path, now_s: float) -> Path:

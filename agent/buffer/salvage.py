@@ -1,21 +1,34 @@
 """Salvage: read back what is still readable from a quarantined (corrupt) buffer file.
 
-Rows are read back by rowid range. A range whose pages cannot be read is split in halves until
-the unreadable part is isolated (down to single ids, within a budget of failed queries), and
-that part is skipped. On a 3,000-row file with garbage written into its middle this recovered
-2,964 rows where the sqlite3 CLI's ``.recover`` gave up. Every row read is validated before it
-is inserted (with its id) into the fresh buffer; leases are dropped (the rows become available).
+Two passes, both into the fresh buffer, keyed by id (a row found twice is inserted once):
+
+1. Through SQLite, by rowid range. A range whose pages cannot be read is split in halves until
+   the unreadable part is isolated (down to single ids, within a budget of failed queries), and
+   that part is skipped. On a 3,000-row file with garbage written into its middle this
+   recovered 2,964 rows where the sqlite3 CLI's ``.recover`` gave up.
+2. Page by page (agent/buffer/pages.py): every table-leaf page of the file and of its WAL,
+   without the B-tree above them, so rows survive a truncated file, lost interior pages, an
+   unreadable ``sqlite_sequence`` or a damaged WAL frame. A row is assigned to its table by
+   its shape. Ids stay above every id seen in either pass.
+
+Every row is validated before it is inserted: columns of the right types, and an outbox or
+dead-letter payload must be a JSON object of the expected shape (an event: an EPCIS event
+with its eventID), so a damaged payload is never published. Invalid rows are counted and
+listed in the report. Leases are dropped (the rows become available).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import mmap
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.buffer.pages import PageImages, RawRow
 from agent.buffer.rows import decode_read
 from agent.buffer.schema import TABLE_COLUMNS, Conn
 
@@ -35,6 +48,9 @@ class SalvageReport:
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows recovered
     skipped: dict[str, list[tuple[int, int]]] = field(default_factory=dict)  # unreadable ranges
     invalid_rows: int = 0  # read, but with values that cannot be right
+    invalid: list[dict[str, Any]] = field(default_factory=list)  # the first few, with reasons
+    page_rows: dict[str, int] = field(default_factory=dict)  # of rows: found only page by page
+    invalid_ids: set[tuple[str, int]] = field(default_factory=set)  # counted once per row
     previous_generation: str | None = None
     counters: dict[str, int] = field(default_factory=dict)
     error: str | None = None  # why (part of) the file could not be read at all
@@ -159,22 +175,65 @@ class _Reader:
             ranges.append((a, b))
 
 
-def _valid_outbox(row: tuple[Any, ...]) -> bool:
+_EVENT_TYPES = frozenset({"ObjectEvent", "AggregationEvent", "TransactionEvent",
+                          "TransformationEvent", "AssociationEvent"})
+_INVALID_KEPT = 100  # invalid rows described in the report (all are counted)
+
+
+def payload_problem(kind: Any, payload: Any) -> str | None:
+    """Why an outbox payload cannot be published as it is; None when it can."""
+    if not isinstance(payload, str):
+        return "payload is not text"
+    try:
+        doc = json.loads(payload)
+    except ValueError as exc:
+        return f"payload is not JSON ({exc})"
+    if not isinstance(doc, dict):
+        return "payload is not a JSON object"
+    if kind == "event":
+        if doc.get("type") not in _EVENT_TYPES:
+            return f"event payload has type {str(doc.get('type'))[:40]!r}, not an EPCIS event"
+        if not isinstance(doc.get("eventID"), str) or not isinstance(doc.get("eventTime"), str):
+            return "event payload lacks its eventID or eventTime"
+    return None
+
+
+def _outbox_problem(row: tuple[Any, ...]) -> str | None:
     _id, kind, payload, priority, created, attempts = row[:6]
-    return (isinstance(kind, str) and isinstance(payload, str) and isinstance(priority, int)
-            and isinstance(created, int | float) and isinstance(attempts, int))
+    if not (isinstance(kind, str) and isinstance(priority, int)
+            and isinstance(created, int | float) and isinstance(attempts, int)):
+        return "columns of the wrong type"
+    return payload_problem(kind, payload)
 
 
-def _valid_read(row: tuple[Any, ...]) -> bool:
+def _dead_problem(row: tuple[Any, ...]) -> str | None:
+    problem = _outbox_problem(row)
+    if problem is None and not (isinstance(row[7], str) and isinstance(row[8], int | float)):
+        return "columns of the wrong type"
+    return problem
+
+
+def _read_problem(row: tuple[Any, ...]) -> str | None:
     try:
         decode_read(tuple(row[1:]))
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
+    except (TypeError, ValueError, OverflowError) as exc:
+        return f"read row does not decode ({exc})"
+    return None
 
 
-def _valid_kv(row: tuple[Any, ...]) -> bool:
-    return isinstance(row[0], str) and row[1] is not None
+def _kv_problem(row: tuple[Any, ...]) -> str | None:
+    return None if isinstance(row[0], str) and row[1] is not None else "key or value missing"
+
+
+def _note_invalid(report: SalvageReport, table: str, row: tuple[Any, ...], why: str) -> None:
+    if isinstance(row[0], int):
+        if (table, row[0]) in report.invalid_ids:
+            return  # the same row again (both passes, or two page images)
+        report.invalid_ids.add((table, row[0]))
+    report.invalid_rows += 1
+    if len(report.invalid) < _INVALID_KEPT:
+        report.invalid.append({"table": table, "id": row[0] if isinstance(row[0], int) else None,
+                               "reason": why[:200]})
 
 
 def salvage(source: Path, dst: Conn) -> SalvageReport:
@@ -186,7 +245,7 @@ def salvage(source: Path, dst: Conn) -> SalvageReport:
         report.error = f"cannot open it at all: {exc}"
         return report
     try:
-        _salvage(src, dst, report)
+        _salvage(src, dst, report, source)
     finally:
         src.close()
     if report.error is None and not report.total and report.skipped:
@@ -194,7 +253,7 @@ def salvage(source: Path, dst: Conn) -> SalvageReport:
     return report
 
 
-def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport) -> None:
+def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport, source: Path) -> None:
     reader = _Reader(src, report)
     sequences: dict[str, int] = {}
     try:
@@ -216,7 +275,7 @@ def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport) -> None:
 
     pending = 0
 
-    def inserter(table: str, validate: Callable[[tuple[Any, ...]], bool],
+    def inserter(table: str, validate: Callable[[tuple[Any, ...]], str | None],
                  upsert: bool) -> Callable[[list[tuple[Any, ...]]], None]:
         cols = TABLE_COLUMNS[table]
         verb = "INSERT OR REPLACE" if upsert else "INSERT OR IGNORE"
@@ -228,8 +287,9 @@ def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport) -> None:
             good = []
             for row in rows:
                 values = tuple(row[1:])  # row[0] is the rowid
-                if not validate(values):
-                    report.invalid_rows += 1
+                problem = validate(values)
+                if problem is not None:
+                    _note_invalid(report, table, values, problem)
                     continue
                 if table == "outbox":  # leases of a dead file mean nothing: release them
                     values = (*values[:6], None, values[7])
@@ -245,11 +305,11 @@ def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport) -> None:
 
         return sink
 
-    plan: list[tuple[str, Callable[[tuple[Any, ...]], bool], int | None, bool]] = [
-        ("reads", _valid_read, sequences.get("reads"), False),
-        ("outbox", _valid_outbox, sequences.get("outbox"), False),
-        ("dead_letters", _valid_outbox, sequences.get("outbox"), False),
-        ("state", _valid_kv, None, True),
+    plan: list[tuple[str, Callable[[tuple[Any, ...]], str | None], int | None, bool]] = [
+        ("reads", _read_problem, sequences.get("reads"), False),
+        ("outbox", _outbox_problem, sequences.get("outbox"), False),
+        ("dead_letters", _dead_problem, sequences.get("outbox"), False),
+        ("state", _kv_problem, None, True),
     ]
     try:
         for table, validate, hi, upsert in plan:
@@ -257,9 +317,14 @@ def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport) -> None:
             reader.table(table, cols, hi, inserter(table, validate, upsert))
         if not dst.in_transaction:
             dst.execute("BEGIN IMMEDIATE")
-        for name, seq in sequences.items():
-            if name in ("reads", "outbox"):
-                _raise_sequence(dst, name, seq)
+        by_table = {t: (v, u) for t, v, _hi, u in plan}
+        seen_max = _page_pass(source, dst, report, by_table)
+        for name in ("reads", "outbox"):
+            top = max(sequences.get(name, 0), seen_max.get(name, 0))
+            if name == "outbox":  # dead letters keep their outbox ids
+                top = max(top, seen_max.get("dead_letters", 0))
+            if top:
+                raise_sequence(dst, name, top)
         dst.execute("COMMIT")
     except BaseException:
         if dst.in_transaction:
@@ -267,7 +332,92 @@ def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport) -> None:
         raise
 
 
-def _raise_sequence(dst: Conn, name: str, seq: int) -> None:
+def _table_of(row: RawRow) -> str | None:
+    """Which buffer table a page-level row belongs to, by its shape (schema.py, _V1).
+
+    ``INTEGER PRIMARY KEY`` columns are stored as NULL (the rowid is the id). The key-value
+    tables cannot be told apart by shape except ``meta``'s generation, so only that is used.
+    """
+    v = row.values
+    n = len(v)
+    if not n or (v[0] is not None and n != 2):
+        return None
+    if n == 13 and isinstance(v[1], int) and isinstance(v[2], str):
+        return "reads"
+    if n == 8 and isinstance(v[1], str) and isinstance(v[2], str):
+        return "outbox"
+    if n == 9 and isinstance(v[1], str) and isinstance(v[2], str) and isinstance(v[7], str):
+        return "dead_letters"
+    if n == 2 and v[0] == "generation" and isinstance(v[1], str):
+        return "meta"
+    return None
+
+
+def _page_pass(
+    source: Path, dst: Conn, report: SalvageReport,
+    tables: dict[str, tuple[Callable[[tuple[Any, ...]], str | None], bool]],
+) -> dict[str, int]:
+    """Pass 2: rows straight from the page images; returns the highest id seen per table."""
+    seen: dict[str, int] = {}
+    try:
+        with source.open("rb") as f_db:
+            size = source.stat().st_size
+            db: bytes | mmap.mmap = (
+                mmap.mmap(f_db.fileno(), 0, access=mmap.ACCESS_READ) if size else b"")
+            wal_path = Path(f"{source}-wal")
+            wal: bytes | mmap.mmap = b""
+            f_wal = wal_path.open("rb") if wal_path.exists() else None
+            try:
+                if f_wal is not None and wal_path.stat().st_size:
+                    wal = mmap.mmap(f_wal.fileno(), 0, access=mmap.ACCESS_READ)
+                _page_rows(PageImages(db, wal), dst, report, tables, seen)
+            finally:
+                if isinstance(wal, mmap.mmap):
+                    wal.close()
+                if f_wal is not None:
+                    f_wal.close()
+                if isinstance(db, mmap.mmap):
+                    db.close()
+    except OSError as exc:
+        report.error = (report.error + "; " if report.error else "") + (
+            f"page-by-page pass failed: {exc}")
+    return seen
+
+
+def _page_rows(
+    images: PageImages, dst: Conn, report: SalvageReport,
+    tables: dict[str, tuple[Callable[[tuple[Any, ...]], str | None], bool]],
+    seen: dict[str, int],
+) -> None:
+    for raw in images.rows():
+        table = _table_of(raw)
+        if table is None:
+            continue
+        if table == "meta":
+            if report.previous_generation is None:
+                report.previous_generation = str(raw.values[1])
+            continue
+        values = (raw.rowid, *raw.values[1:])
+        seen[table] = max(seen.get(table, 0), raw.rowid)
+        validate, _upsert = tables[table]
+        exists = dst.execute(f"SELECT 1 FROM {table} WHERE id = ?",  # noqa: S608
+                             (raw.rowid,)).fetchone()
+        if exists is not None:
+            continue  # pass 1 had it (or an earlier image did)
+        problem = validate(values)
+        if problem is not None:
+            _note_invalid(report, table, values, f"{problem} (page {raw.page})")
+            continue
+        if table == "outbox":
+            values = (*values[:6], None, values[7])
+        cols = TABLE_COLUMNS[table]
+        dst.execute(f"INSERT INTO {table} ({', '.join(cols)}) "  # noqa: S608
+                    f"VALUES ({', '.join('?' * len(cols))})", values)
+        report.rows[table] = report.rows.get(table, 0) + 1
+        report.page_rows[table] = report.page_rows.get(table, 0) + 1
+
+
+def raise_sequence(dst: Conn, name: str, seq: int) -> None:
     """Keep AUTOINCREMENT past every id the old file ever handed out."""
     row = dst.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (name,)).fetchone()
     if row is None:

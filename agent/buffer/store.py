@@ -27,12 +27,14 @@ import json
 import logging
 import os
 import random
+import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.buffer import faults, limits
+from agent.buffer import faults, ledger, limits
 from agent.buffer.api import (
     PRIORITY_ALARM,
     BufferCorruptError,
@@ -40,7 +42,7 @@ from agent.buffer.api import (
     BufferOpenError,
     BufferStoreError,
 )
-from agent.buffer.salvage import salvage
+from agent.buffer.salvage import raise_sequence, salvage
 from agent.buffer.schema import Conn, SchemaTooNewError, configure, migrate
 from agent.buffer.writer import Request
 from agent.clock import ClockSteps
@@ -108,6 +110,9 @@ class Store:
         self._tx_counters: dict[str, int] = {}
         self._tx_notes: list[tuple[str, tuple[Any, ...]]] = []
         self._tx_inserted = False
+        self._ledger_saved_s = float("-inf")
+        self._ledger_last: ledger.Ledger | None = None
+        self._ledger_warned = False
 
     @property
     def conn(self) -> Conn:
@@ -120,13 +125,21 @@ class Store:
     def open(self) -> None:
         faults.preflight(self.path)
         self._ensure_reserve()
-        try:
-            self._conn = self._open_checked()
-        except _CorruptFileError as exc:
-            log.error("buffer file %s is corrupt (%s); quarantining and salvaging it",  # noqa: TRY400
-                      self.path, exc)
-            self._conn = self._replace_corrupt(str(exc))
+        damage = faults.wal_damage(self.path)
+        if damage is not None:
+            # SQLite would replay the WAL up to the damaged frame and drop every later commit
+            # without an error: salvage reads those frames page by page instead.
+            log.error("buffer file %s: %s; quarantining and salvaging it", self.path, damage)
+            self._conn = self._replace_corrupt(damage)
+        else:
+            try:
+                self._conn = self._open_checked()
+            except _CorruptFileError as exc:
+                log.error("buffer file %s is corrupt (%s); quarantining and salvaging it",  # noqa: TRY400
+                          self.path, exc)
+                self._conn = self._replace_corrupt(str(exc))
         self._load()
+        self._check_ledger()
         released = self._release_stale_leases()
         log.info("buffer %s open: generation %s, %d stale leases released",
                  self.path, self.generation, released)
@@ -183,6 +196,64 @@ class Store:
                 log.error("buffer: unreadable clock step log %.200r ignored: %s",  # noqa: TRY400
                           row[0], exc)
 
+    # ------------------------------------------------------------------ ledger (ledger.py)
+
+    def _ledger_now(self) -> ledger.Ledger:
+        seqs = dict(self.conn.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+        return ledger.Ledger(self.generation, int(seqs.get("reads", 0)),
+                             int(seqs.get("outbox", 0)))
+
+    def _check_ledger(self) -> None:
+        """Compare the file with what the agent remembers having committed; alarm on a loss."""
+        path = ledger.ledger_path(self.path)
+        remembered, problem = ledger.load(path)
+        if problem is not None:
+            log.warning("buffer: %s; it is written again now", problem)
+        if remembered is not None:
+            conn = self.conn
+            row = conn.execute(
+                "SELECT value FROM meta WHERE key = 'previous_generation'").fetchone()
+            alarm = ledger.compare(remembered, self._ledger_now(),
+                                   None if row is None else str(row[0]))
+            if alarm is not None:
+                now = self.clock()
+                alarm |= {"path": str(self.path), "ledger": str(path),
+                          "detected_at": _iso(now)}
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    # New ids continue above every id handed out before: a readId or an
+                    # outbox id never means two different rows.
+                    raise_sequence(conn, "reads", remembered.reads_id)
+                    raise_sequence(conn, "outbox", remembered.outbox_id)
+                    insert_alarm(conn, alarm, now)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    self._rollback_quietly()
+                    raise
+                log.error("buffer: %s: %s (ledger %s: generation %s, read id %d, outbox id "
+                          "%d); alarm queued", alarm["type"], alarm["detail"], path,
+                          remembered.generation, remembered.reads_id, remembered.outbox_id)
+        self._ledger_saved_s = float("-inf")
+        self._save_ledger()
+
+    def _save_ledger(self) -> None:
+        now = time.monotonic()
+        if now - self._ledger_saved_s < ledger.SAVE_EVERY_S:
+            return
+        self._ledger_saved_s = now
+        try:
+            current = self._ledger_now()
+            if current != self._ledger_last:
+                ledger.save(ledger.ledger_path(self.path), current)
+                self._ledger_last = current
+        except (OSError, sqlite3.Error) as exc:
+            if not self._ledger_warned:
+                self._ledger_warned = True
+                log.warning("buffer: cannot write the ledger next to %s (%s); a replaced or "
+                            "truncated buffer file would not be detected", self.path, exc)
+            return
+        self._ledger_warned = False
+
     def _release_stale_leases(self) -> int:
         # Only this process writes the file, so every lease found at start is a dead process's.
         # The publish may have happened (at least once): count it as an attempt.
@@ -204,6 +275,8 @@ class Store:
     def close(self) -> None:
         if self._conn is None:
             return
+        self._ledger_saved_s = float("-inf")  # a clean stop leaves the exact ledger
+        self._save_ledger()
         conn, self._conn = self._conn, None
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -251,7 +324,10 @@ class Store:
                 "salvage_error": report.error,
                 "generation": gen,
                 "previous_generation": report.previous_generation,
+                "page_rows": report.page_rows,
+                "invalid_row_samples": report.invalid[:10],
             }
+            alarm["report"] = _write_report(moved, alarm, report.invalid)
             insert_alarm(conn, alarm, now)
             conn.execute("COMMIT")
         except Exception as exc:
@@ -296,6 +372,7 @@ class Store:
                 pending[0].error = self._translate(exc)
                 return
             else:
+                self._save_ledger()
                 return
 
     def _alone(self, req: Request[Store]) -> None:
@@ -569,6 +646,19 @@ def insert_alarm(conn: Conn, alarm: dict[str, Any], now: float) -> None:
     conn.execute("INSERT INTO outbox (kind, payload, priority, created_at_s) "
                  "VALUES ('alarm', ?, ?, ?)", (json.dumps(alarm, sort_keys=True),
                                                 PRIORITY_ALARM, now))
+
+
+def _write_report(moved: Path, alarm: dict[str, Any], invalid: list[dict[str, Any]]) -> str | None:
+    """``<quarantined file>.report.json``: the alarm and every invalid row described (the
+    first 100), kept with the file for whoever examines it."""
+    target = Path(f"{moved}.report.json")
+    try:
+        target.write_text(json.dumps(alarm | {"invalid_rows_described": invalid}, indent=2,
+                                     sort_keys=True, default=str) + "\n")
+    except OSError as exc:
+        log.warning("buffer: cannot write the salvage report %s: %s", target, exc)
+        return None
+    return str(target)
 
 
 def _quick_check(conn: Conn) -> None:

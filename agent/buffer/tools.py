@@ -116,7 +116,7 @@ def stats(path: str | os.PathLike[str], *, now: float | None = None) -> FileStat
             counters=counters,
             quarantined_files=sorted(
                 str(q) for q in p.parent.glob(f"{p.name}.corrupt-*")
-                if not q.name.endswith(("-wal", "-shm", "-journal"))),
+                if not q.name.endswith(("-wal", "-shm", "-journal", ".report.json"))),
         )
         conn.execute("COMMIT")
     return result

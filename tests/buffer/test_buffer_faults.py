@@ -30,7 +30,8 @@ def write_garbage(path: Path, offset: int, size: int) -> None:
 
 
 def quarantined(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if ".corrupt-" in p.name)
+    return sorted(p for p in directory.iterdir()
+                  if ".corrupt-" in p.name and not p.name.endswith(".report.json"))
 
 
 async def fill(cfg_path: Path, reads: int, events: int) -> str:

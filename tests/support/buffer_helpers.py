@@ -34,8 +34,10 @@ def barcode(n: int) -> BarcodeRead:
 
 
 def event(n: int, *, priority: int = 0, kind: str = "event", at: float = T0) -> OutEvent:
-    return OutEvent(kind=kind, payload=f'{{"eventID": "ni:///sha-256;{n:064x}", "n": {n}}}',
-                    priority=priority, created_at_s=at)
+    # The shape salvage checks before it re-publishes a row (salvage.payload_problem).
+    payload = (f'{{"type": "ObjectEvent", "eventTime": "2026-01-01T00:00:00Z", '
+               f'"eventID": "ni:///sha-256;{n:064x}", "n": {n}}}')
+    return OutEvent(kind=kind, payload=payload, priority=priority, created_at_s=at)
 
 
 def ro_rows(path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
