@@ -1,9 +1,12 @@
 """From reader tasks to the durable buffer, in group-committed batches.
 
 Readers never wait for an fsync per read: reads queue here for a few milliseconds and are
-committed together. A read is *accepted* once ``put_reads`` returned. If the buffer applies
-backpressure the queue fills and the readers' ``put`` waits: readers pause, nothing is dropped
-silently.
+committed together. A read is *accepted* (``accepted_total``) only once ``put_reads`` returned,
+that is once it is committed. Until then it is *waiting* (``waiting``: this queue plus the batch
+being committed, in RAM). If the buffer applies backpressure (full) the batch is held and every
+reader's ``put`` waits at once (``paused``), so what waits in RAM stops growing: it is the held
+batch (at most ``max_batch``) plus what was queued when the buffer filled. Nothing is dropped
+silently; a reader's ``readsTotal`` counts what the reader reported, accepted or not yet.
 """
 
 from __future__ import annotations
@@ -32,15 +35,29 @@ class Ingest:
         # a put is in flight), so that drain() neither forgets it nor stores it twice.
         self._holding: list[Read] = []
         self._put: asyncio.Future[None] | None = None
+        self._room = asyncio.Event()  # clear while the buffer refuses reads (backpressure)
+        self._room.set()
 
     async def put(self, read: Read) -> None:
         if self.on_read is not None:
             self.on_read(read)
+        if not self._room.is_set():
+            await self._room.wait()  # the reader pauses here: no read piles up in RAM
         await self._queue.put(read)
 
     @property
     def queued(self) -> int:
         return self._queue.qsize()
+
+    @property
+    def waiting(self) -> int:
+        """Reads handed over and not yet committed (in RAM: the queue and the held batch)."""
+        return self._queue.qsize() + len(self._holding)
+
+    @property
+    def paused(self) -> bool:
+        """True while the buffer refuses reads and the readers wait."""
+        return not self._room.is_set()
 
     async def run(self) -> None:
         while True:
@@ -70,13 +87,16 @@ class Ingest:
                 # Backpressure policy: hold these reads (the queue behind them fills and the
                 # readers pause) until the uplink frees space.
                 if not warned:
-                    log.warning("buffer full, pausing readers: %s", exc)
+                    log.warning("buffer full, pausing readers (%d reads wait in memory, not yet "
+                                "accepted): %s", self.waiting, exc)
                     warned = True
+                    self._room.clear()
                 await asyncio.sleep(self.retry_s)
                 continue
             break
         if warned:
             log.info("buffer has room again; readers resume")
+            self._room.set()
         self._accepted(batch)
 
     def _accepted(self, batch: list[Read]) -> None:

@@ -9,7 +9,10 @@ PREFIX = "edge_agent_"
 # name, type, help
 METRICS: list[tuple[str, str, str]] = [
     ("agent_info", "gauge", "Agent version (value 1)"),
-    ("reads_total", "counter", "Tag and barcode reads handed to the buffer, per reader"),
+    ("reads_total", "counter", "Tag and barcode reads the reader reported, per reader"),
+    ("reads_accepted_total", "counter", "Reads committed to the buffer (accepted)"),
+    ("reads_waiting", "gauge", "Reads handed over but not yet committed (in memory)"),
+    ("ingest_paused", "gauge", "1 while the buffer is full (backpressure) and readers wait"),
     ("reader_up", "gauge", "1 while the reader is connected, per reader"),
     ("decoder_frames_total", "counter", "Frames decoded on the reader line (at last reconnect)"),
     ("decoder_bad_checksums_total", "counter", "Frames with a bad checksum, per reader"),
@@ -61,6 +64,10 @@ def render(snap: dict[str, Any]) -> str:
         samples["decoder_frames_total"].append((lab, dec.get("frames", 0)))
         samples["decoder_bad_checksums_total"].append((lab, dec.get("bad_checksums", 0)))
         samples["decoder_bytes_discarded_total"].append((lab, dec.get("bytes_discarded", 0)))
+    ing = snap.get("ingest") or {}
+    samples["reads_accepted_total"].append(({}, ing.get("accepted", 0)))
+    samples["reads_waiting"].append(({}, ing.get("waiting", 0)))
+    samples["ingest_paused"].append(({}, ing.get("paused", False)))
     b = snap["buffer"]
     samples["buffer_reads_pending"].append(({}, b["readsPending"]))
     samples["buffer_events_pending"].append(({}, b["depth"]))

@@ -53,6 +53,12 @@ class ForwarderView(Protocol):
 class IngestView(Protocol):
     accepted_total: int
 
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def paused(self) -> bool: ...
+
 
 class CommandsView(Protocol):
     def stats(self) -> dict[str, int]: ...
@@ -117,6 +123,13 @@ class Runtime:
             "gateway": {"id": self.cfg.gateway.id, "site": self.cfg.gateway.site},
             "uptimeS": round(now - self.started_s, 1),
             "readers": readers,
+            # readsTotal (per reader) counts what readers reported; a read is accepted once
+            # it is committed to the buffer; until then it waits in RAM (docs/buffer.md).
+            "ingest": {
+                "accepted": self.ingest.accepted_total,
+                "waiting": self.ingest.waiting,
+                "paused": self.ingest.paused,
+            },
             "buffer": {
                 "path": str(self.cfg.buffer.path),
                 "depth": stats.events_pending,

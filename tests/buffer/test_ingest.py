@@ -65,8 +65,11 @@ async def test_drain_gives_up_at_its_deadline_and_says_how_many_reads_were_lost(
 ) -> None:
     caplog.set_level(logging.WARNING)
     buf = await full_buffer(tmp_path)
-    ingest, task = await start(buf, 5)
-    await ingest.put(tag(99))  # one more, still queued
+    ingest, task = await start(buf, 6)
+    # A reader's put now waits while the buffer is full: stopping it hands nothing over.
+    reader = asyncio.create_task(ingest.put(tag(99)), name="reader-put")
+    await asyncio.sleep(0.05)
+    await stop(reader)
     await stop(task)
     started = time.monotonic()
     await asyncio.wait_for(ingest.drain(timeout_s=0.5), 10)  # was an endless retry loop
@@ -75,4 +78,28 @@ async def test_drain_gives_up_at_its_deadline_and_says_how_many_reads_were_lost(
     assert "6 reads" in caplog.text
     assert "not stored" in caplog.text
     assert (await buf.stats()).reads_pending == 0
+    await buf.aclose()
+
+
+async def test_under_backpressure_reads_wait_uncounted_and_readers_pause(tmp_path: Path) -> None:
+    """Issue 13 item 6: before, up to 20,000 reads waited in RAM while counted as taken in."""
+    buf = await full_buffer(tmp_path)
+    ingest, task = await start(buf, 5)
+    assert ingest.paused
+    assert ingest.waiting == 5
+    assert ingest.accepted_total == 0  # handed over, not committed: not accepted
+    blocked = asyncio.create_task(ingest.put(tag(99)), name="reader-put")
+    await asyncio.sleep(0.1)
+    assert not blocked.done()  # the reader waits instead of queueing more in RAM
+    assert ingest.waiting == 5
+    rows = await buf.claim(10_000, lease_s=60)  # the uplink delivers: room again
+    await buf.ack([r.id for r in rows])
+    await asyncio.wait_for(blocked, 5)
+    deadline = time.monotonic() + 5
+    while ingest.accepted_total < 6:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    assert not ingest.paused
+    assert ingest.waiting == 0
+    await stop(task)
     await buf.aclose()
