@@ -113,12 +113,51 @@ def _cp_and_ref(cp: str, ref: str, total: int) -> bool:
     return _digits(cp, 6, 12) and _digits(ref, 0, 12) and len(cp) + len(ref) == total
 
 
+# Escaped in a canonical Digital Link path segment: the URN escapes, the reference's extra
+# ones (GS1 Digital Link 1.2 Table 7-1), and '#' (CPI, AI 8010). Everything else is literal.
+_DL_ESCAPED: Final = frozenset('"%&/<>?!()*+,:#')
+_HEX: Final = frozenset("0123456789abcdefABCDEF")
+
+
+def _unescape(component: str, allowed: frozenset[str]) -> str | None:
+    """Decode ``%XX`` escapes (either hex case); every character must be in ``allowed``."""
+    out: list[str] = []
+    i = 0
+    end = len(component)
+    while i < end:
+        c = component[i]
+        if c == "%":
+            pair = component[i + 1 : i + 3]
+            if len(pair) != 2 or not set(pair) <= _HEX:
+                return None
+            c = chr(int(pair, 16))
+            i += 3
+        else:
+            i += 1
+        if c not in allowed:
+            return None
+        out.append(c)
+    return "".join(out)
+
+
+def _dl_segment(value: str) -> str:
+    """A decoded value -> its one canonical Digital Link form (upper-case escapes)."""
+    return "".join(f"%{ord(c):02X}" if c in _DL_ESCAPED else c for c in value)
+
+
 def digital_link_escape(urn_component: str) -> str:
     """URN component (TDS Table A-1 URI form) -> Digital Link path segment, reference style.
 
-    The URN escapes stay as written; ``! ( ) * + , :`` become ``%21 %28 %29 %2A %2B %2C %3A``.
+    The URN escapes stay; ``! ( ) * + , :`` become ``%21 %28 %29 %2A %2B %2C %3A``. The result
+    is canonical, so that converting it again gives the same string: escapes are written in
+    upper case and an escape of a character that needs none (``%41``) becomes the character.
+    (The reference keeps such non-canonical escapes as written; URNs the agent decodes from
+    tags never contain them.)
     """
-    return urn_component.translate(_DL_EXTRA_ESCAPES)
+    raw = _unescape(urn_component, _TABLE_A1_CHARS | {"#"})
+    if raw is None:
+        return urn_component.translate(_DL_EXTRA_ESCAPES)
+    return _dl_segment(raw)
 
 
 _dl_escape = digital_link_escape
@@ -404,9 +443,12 @@ _SHORT_NAMES: Final = {
 }
 
 # Primary keys the CBV 2.0 event hash keeps, with the value syntax and the single key qualifier
-# (if any) allowed in the constrained form. The character class is the one the reference
-# accepts in the final URI: " ' - . 0-9 ; < = > ? A-Z _ a-z (so a '%' escape is not canonical).
-_X: Final = "\"'\\-.0-9;<=>?A-Z_a-z"
+# (if any) allowed in the constrained form. Values are checked *decoded* (%-escapes resolved):
+# any of the 82 Table A-1 characters, each counted once, so that a canonical Digital Link with
+# escapes (``/21/32a%2Fb``) is accepted again unchanged. (The reference's final check admits
+# only the characters that need no escape, and hashes such URIs as they are written: for the
+# canonical forms this module outputs that is the very same string.)
+_X: Final = "".join(re.escape(c) for c in sorted(_TABLE_A1_CHARS))
 _KEY_SYNTAX: Final[dict[str, tuple[re.Pattern[str], dict[str, re.Pattern[str]]]]] = {
     "00": (re.compile(r"[0-9]{18}"), {}),
     "01": (
@@ -465,21 +507,36 @@ def canonical_digital_link(uri: str) -> str | None:
     _authority, slash, path = rest.partition("/")
     if not slash:
         return None
-    segments = [_SHORT_NAMES.get(s, s) for s in path.split("/")]
+    segments = path.split("/")
     if segments and segments[-1] == "":  # one trailing slash is allowed
         segments.pop()
     for i, segment in enumerate(segments[:-1]):
+        ai = _SHORT_NAMES.get(segment, segment)
         lead = segments[i + 1][:4]  # a key value starts with at least four digits
-        if segment in _KEY_SYNTAX and len(lead) == 4 and lead.isascii() and lead.isdigit():
-            return _constrain(segment, segments[i + 1], segments[i + 2 :])
+        if ai in _KEY_SYNTAX and len(lead) == 4 and all(c in _DIGITS for c in lead):
+            # Short names name AIs, never values: a serial "sscc" stays "sscc".
+            after = segments[i + 2 :]
+            qualifiers = [_SHORT_NAMES.get(q, q) if j % 2 == 0 else q
+                          for j, q in enumerate(after)]
+            return _constrain(ai, segments[i + 1], qualifiers)
     return None
 
 
-def _constrain(ai: str, value: str, qualifiers: list[str]) -> str | None:
+def _constrain(ai: str, value_uri: str, qualifiers: list[str]) -> str | None:
     if len(qualifiers) % 2:
         return None
-    pairs = list(zip(qualifiers[::2], qualifiers[1::2], strict=True))
-    if ai == "01" and value.isdigit() and len(value) in (8, 12, 13):
+    allowed = _TABLE_A1_CHARS | {"#"} if ai == "8010" else _TABLE_A1_CHARS
+    value = _unescape(value_uri, allowed)
+    decoded: list[tuple[str, str]] = []
+    for q_ai, q_uri in zip(qualifiers[::2], qualifiers[1::2], strict=True):
+        q_value = _unescape(q_uri, _TABLE_A1_CHARS)
+        if q_value is None:
+            return None
+        decoded.append((q_ai, q_value))
+    if value is None:
+        return None
+    pairs = decoded
+    if ai == "01" and all(c in _DIGITS for c in value) and len(value) in (8, 12, 13):
         value = value.zfill(14)  # GTIN-8/12/13 -> GTIN-14
     if ai in ("01", "8006"):
         pairs = [p for p in pairs if p[0] != "22"]  # CPV is not part of the constrained form
@@ -488,10 +545,10 @@ def _constrain(ai: str, value: str, qualifiers: list[str]) -> str | None:
     value_syntax, qualifier_syntax = _KEY_SYNTAX[ai]
     if not value_syntax.fullmatch(value) or len(pairs) > 1:
         return None
-    path = f"/{ai}/{value}"
+    path = f"/{ai}/{_dl_segment(value)}"
     for q_ai, q_value in pairs:
         q_syntax = qualifier_syntax.get(q_ai)
         if q_syntax is None or not q_syntax.fullmatch(q_value):
             return None
-        path += f"/{q_ai}/{q_value}"
+        path += f"/{q_ai}/{_dl_segment(q_value)}"
     return DIGITAL_LINK_HOST + path
