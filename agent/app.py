@@ -20,6 +20,7 @@ from agent.buffer.sqlite import SqliteBuffer
 from agent.config import AgentConfig
 from agent.fieldtools.runtime import Runtime
 from agent.fieldtools.server import serve as serve_field_tools
+from agent.pipeline import barcode_data
 from agent.pipeline.worker import Pipeline
 from agent.readers.tasks import ReaderTasks
 from agent.remote import RemoteCommands
@@ -46,6 +47,8 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
+        if any(r.driver == "barcode" and r.enabled for r in cfg.readers):
+            barcode_data.preload()  # not at the first scan, on a busy event loop
         buffer = await SqliteBuffer.open(cfg.buffer)
         topic_map = topics(cfg.uplink.mqtt, cfg.gateway.site, cfg.gateway.id)
         depth = (await buffer.stats()).events_pending

@@ -99,6 +99,16 @@ def digital_link(
     return base
 
 
+def preload() -> None:
+    """Import biip and parse one GS1 string now, at start, when a barcode reader is configured.
+
+    The first import (and biip's lazily loaded company-prefix table) took 150-250 ms on the
+    event loop at the first scan, long enough for a busy serial line to overrun its 4 KB tty
+    buffer (issue 12). RFID-only gateways never call this and never pay biip's RSS.
+    """
+    interpret("]d201095011010209171719050810ABC", "]d2")
+
+
 def interpret(data: bytes | str, symbology: str | None = None) -> BarcodeData:
     """Interpret one scan's data (without its AIM identifier) given the identifier, if any."""
     text = _text(data)

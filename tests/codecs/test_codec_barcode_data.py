@@ -151,3 +151,13 @@ def test_interpret_never_raises(data: bytes | str, symbology: str | None) -> Non
 def test_interpret_never_raises_on_near_gs1_text(text: str) -> None:
     interpret(text)
     interpret(text, "]d2")
+
+
+def test_preload_imports_biip_before_the_first_scan() -> None:
+    """Issue 12: the first scan paid biip's import (150-250 ms) on the event loop."""
+    import sys
+
+    from agent.pipeline import barcode_data
+
+    barcode_data.preload()
+    assert "biip" in sys.modules

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -120,6 +121,8 @@ class PahoCallbacks:
             return
         self._client.last_attempt_failed = False
         self._client.backoff_attempt = 0
+        self._client.last_up_s = time.monotonic()
+        self._client.up = True
         receive_max = getattr(properties, "ReceiveMaximum", None) or MQTT_DEFAULT_RECEIVE_MAXIMUM
         max_packet = getattr(properties, "MaximumPacketSize", None)
         window = max(1, min(self._cfg.inflight_window, int(receive_max)))
@@ -152,6 +155,9 @@ class PahoCallbacks:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        if self._client.up:
+            self._client.up = False
+            self._client.last_up_s = time.monotonic()  # it was up until now
         reason = str(reason_code)
         if flags.is_disconnect_packet_from_server:
             reason = f"broker sent DISCONNECT: {reason}"

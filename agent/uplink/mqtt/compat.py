@@ -63,6 +63,10 @@ def accept_out_of_spec_puback_codes() -> None:
 accept_out_of_spec_puback_codes()
 
 
+RECENT_UP_S = 120.0  # a broker connected within this long counts as "recently reachable"
+RECENT_CAP_S = 2.0  # the backoff cap meanwhile
+
+
 class PahoClient(paho.Client):
     """paho's client with our reconnect policy, run inside paho's own thread:
 
@@ -83,6 +87,9 @@ class PahoClient(paho.Client):
     rng: random.Random = random.Random()  # noqa: S311 - jitter, not cryptography
     skip_wait = False
     in_handshake = False
+    # monotonic time the broker was last reachable (connected); -inf: never yet
+    last_up_s = float("-inf")
+    up = False  # between a successful CONNACK and the next disconnect
 
     def reconnect(self) -> MQTTErrorCode:
         if self.brokers:
@@ -129,6 +136,11 @@ class PahoClient(paho.Client):
         if self.skip_wait:
             return
         cap = min(self.jitter_max_s, self.jitter_min_s * 2 ** min(self.backoff_attempt, 30))
+        if time.monotonic() - self.last_up_s < RECENT_UP_S:
+            # The broker was up moments ago (a restart, a short outage): keep trying at least
+            # every RECENT_CAP_S so the backlog moves within seconds of its return, instead of
+            # waiting out a reconnect_max_s sized for long outages.
+            cap = min(cap, RECENT_CAP_S)
         self.backoff_attempt += 1
         deadline = time.monotonic() + self.rng.uniform(0, cap)
         while (self._state not in (_CS_DISCONNECTING, _CS_DISCONNECTED)
