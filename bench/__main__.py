@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 RUNS: list[tuple[str, list[str]]] = [
     ("reader decoders (frames/s vs the line limit)", ["bench/bench_decoders.py"]),
@@ -26,6 +26,8 @@ RUNS: list[tuple[str, list[str]]] = [
                                                  "--events", "1000000", "--batch", "500"]),
     ("uplink: read->PUBACK latency at 1,000 events/s",
      ["-m", "bench.bench_uplink", "online", "--rate", "1000", "--seconds", "10"]),
+    ("end to end: pty -> edge-agent -> Mosquitto -> subscriber, rate sweep",
+     ["-m", "bench.bench_e2e", "--rates", "1000,2000,3000,5000", "--seconds", "10"]),
     ("footprint: idle CPU and RSS with four connected readers",
      ["-m", "bench.bench_footprint", "--seconds", "30"]),
 ]
@@ -33,6 +35,9 @@ RUNS: list[tuple[str, list[str]]] = [
 
 def main() -> int:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "firmware-sim")]))
+    if sys.argv[1:2] == ["e2e"]:  # `python -m bench e2e [args]`: the whole path only
+        return subprocess.run([sys.executable, "-m", "bench.bench_e2e", *sys.argv[2:]],
+                              cwd=ROOT, env=env, check=False).returncode
     failed = 0
     for title, args in RUNS:
         print(f"\n=== {title}\n$ python {' '.join(args)}", flush=True)

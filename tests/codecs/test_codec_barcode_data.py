@@ -161,3 +161,25 @@ def test_preload_imports_biip_before_the_first_scan() -> None:
 
     barcode_data.preload()
     assert "biip" in sys.modules
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60))
+def test_the_fast_non_gs1_path_agrees_with_biip(text: str) -> None:
+    """Issue 12: texts that cannot start a GS1 form skip biip; biip must agree they are not."""
+    import biip
+
+    from agent.pipeline.barcode_data import interpret
+
+    got = interpret(text, None)
+    if text.lstrip()[:1] in "0123456789(]\x1d" or "://" in text:
+        return  # the slow path
+    assert not got.is_gs1
+    try:
+        result = biip.parse(text)
+    except Exception:  # biip may refuse outright: equally "not GS1"
+        return
+    assert result.gs1_message is None
+    assert result.gtin is None
+    assert result.sscc is None
+    assert result.gs1_digital_link_uri is None

@@ -1,0 +1,265 @@
+"""The whole path, as a user runs it (issue 12): line generator -> pty -> the real `edge-agent
+run` (barcode driver, every_read) -> its SQLite buffer -> a local Mosquitto -> a QoS 1
+subscriber that counts every line.
+
+    python -m bench e2e [--rates 1000,2000,5000] [--seconds 10] [--broker-outage-s 0]
+
+* The generator writes newline-terminated 63-byte lines into the pty master at a fixed rate
+  (1 ms ticks). Before each write it asks the slave's input queue (FIONREAD): a line that would
+  not fit the 4 KB tty buffer is counted as an **overrun** and not written (a UART would have
+  lost it), so overruns are exact.
+* Each line carries its sequence number; the subscriber (persistent session, QoS 1) counts
+  unique, duplicate and missing lines and the latency from the write to its arrival.
+* The agent's CPU (utime + stime from /proc) and peak RSS are sampled; CPU is reported per
+  1,000 events delivered.
+* ``--broker-outage-s S``: stop the broker in the middle of the run and start it again after
+  S seconds; reports the time from its return to the next event.
+
+Nothing asserts: figures go to docs/benchmarks.md by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import fcntl
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from tests.support.mosquitto import Mosquitto
+
+LINE_BYTES = 63
+TTY_BUFFER = 4095  # N_TTY_BUF_SIZE - 1: what a pty slave's input queue holds
+TOPIC = "trace/lab/gw-bench/events"
+
+
+def line(seq: int) -> bytes:
+    head = f"BENCH{seq:012d}"
+    return (head + "X" * (LINE_BYTES - 1 - len(head)) + "\n").encode()
+
+
+@dataclass
+class Subscriber:
+    broker: Mosquitto
+    received: dict[int, float] = field(default_factory=dict)  # seq -> first arrival
+    duplicates: int = 0
+    messages: int = 0
+    last_arrival_s: float = 0.0
+
+    def start(self) -> paho.Client:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = 3600
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-e2e-sub",
+                        protocol=paho.MQTTv5)
+        ready = threading.Event()
+        c.on_connect = lambda cl, _u, _f, _rc, _p: cl.subscribe(TOPIC, qos=1)
+        c.on_subscribe = lambda *_a: ready.set()
+        c.on_message = self._on_message
+        c.reconnect_delay_set(1, 2)
+        c.connect(self.broker.host, self.broker.port, clean_start=False, properties=props)
+        c.loop_start()
+        if not ready.wait(10):
+            raise RuntimeError("subscriber could not subscribe")
+        return c
+
+    def _on_message(self, _c: paho.Client, _u: Any, m: paho.MQTTMessage) -> None:
+        now = time.monotonic()
+        self.messages += 1
+        self.last_arrival_s = now
+        doc = json.loads(m.payload)
+        for e in doc["epcisBody"]["eventList"]:
+            seq = int(str(e["tea:reads"][0]["tea:barcode"])[5:17])
+            if seq in self.received:
+                self.duplicates += 1
+            else:
+                self.received[seq] = now
+
+
+def agent_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def agent_rss_mb(pid: int) -> float:
+    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if ln.startswith("VmRSS:"):
+            return int(ln.split()[1]) / 1024
+    return 0.0
+
+
+def queued(fd: int) -> int:
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf)
+    return buf[0]
+
+
+def generate(master: int, slave: int, rate: int, seconds: float, start_seq: int,
+             sent_at: dict[int, float]) -> tuple[int, int]:
+    """Write ``rate`` lines/s for ``seconds``; returns (written, overruns)."""
+    written = overruns = 0
+    t0 = time.monotonic()
+    total = int(rate * seconds)
+    seq = start_seq
+    while seq - start_seq < total:
+        due = min(total, int((time.monotonic() - t0) * rate) + 1)
+        room = TTY_BUFFER - queued(slave)
+        chunk = bytearray()
+        now = time.monotonic()
+        while seq - start_seq < due:
+            if room >= LINE_BYTES:
+                chunk += line(seq)
+                sent_at[seq] = now
+                room -= LINE_BYTES
+                written += 1
+            else:
+                overruns += 1
+            seq += 1
+        if chunk:
+            os.write(master, bytes(chunk))
+        time.sleep(0.001)
+    return written, overruns
+
+
+def write_config(tmp: Path, broker: Mosquitto, port: str) -> Path:
+    cfg = {
+        "gateway": {"id": "gw-bench", "site": "lab"},
+        "readers": [{"name": "scan-1", "driver": "barcode", "port": port, "terminator": "LF",
+                     "mode": "every_read"}],
+        "buffer": {"path": str(tmp / "buffer.db"), "max_size": 2 * 1024**3},
+        "uplink": {"mqtt": {"host": broker.host, "port": broker.port, "topic_prefix": "trace"}},
+        "http": {"enabled": False},
+        "status": {"socket": str(tmp / "agent.sock")},
+    }
+    path = tmp / "agent.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def run_rate(rate: int, seconds: float, outage_s: float,
+             profile: Path | None = None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp_name:
+        tmp = Path(tmp_name)
+        broker = Mosquitto().start()
+        master, slave = os.openpty()
+        port = os.ttyname(slave)
+        cfg = write_config(tmp, broker, port)
+        sub = Subscriber(broker)
+        client = sub.start()
+        exe = Path(sys.executable).with_name("edge-agent")
+        log = (tmp / "agent.log").open("wb")
+        agent = subprocess.Popen([str(exe), "run", "-c", str(cfg)], stdout=log,
+                                 stderr=subprocess.STDOUT)
+        try:
+            time.sleep(2.0)  # start, open the port, connect
+            sent_at: dict[int, float] = {}
+            cpu0, wall0 = agent_cpu_s(agent.pid), time.monotonic()
+            peak_rss = 0.0
+            result: dict[str, Any] = {}
+
+            def sample() -> None:
+                nonlocal peak_rss
+                while agent.poll() is None and not result:
+                    peak_rss = max(peak_rss, agent_rss_mb(agent.pid))
+                    time.sleep(0.5)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            back_s: float | None = None
+            if outage_s:
+                def outage() -> None:
+                    nonlocal back_s
+                    time.sleep(seconds / 3)
+                    broker.stop()  # SIGTERM: its persistence keeps the subscriber session
+                    time.sleep(outage_s)
+                    broker.start()
+                    back_s = time.monotonic()
+                threading.Thread(target=outage, daemon=True).start()
+            spy = None
+            if profile is not None:  # py-spy (pip install py-spy): collapsed stacks
+                spy = subprocess.Popen(
+                    [str(Path(sys.executable).with_name("py-spy")), "record", "-p",
+                     str(agent.pid), "-d", str(int(seconds)), "-r", "200", "--nonblocking",
+                     "--format", "raw", "-o", str(profile)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            written, overruns = generate(master, slave, rate, seconds, 0, sent_at)
+            if spy is not None:
+                spy.wait(30)
+            gen_end = time.monotonic()
+            deadline = gen_end + max(30.0, 3 * outage_s)
+            while len(sub.received) < written and time.monotonic() < deadline:
+                time.sleep(0.2)
+            drained = time.monotonic()
+            cpu = agent_cpu_s(agent.pid) - cpu0
+            result["done"] = True
+            lat = sorted(sub.received[s] - sent_at[s] for s in sub.received if s in sent_at)
+            first_after = None
+            if back_s is not None:
+                after = [t for t in sub.received.values() if t >= back_s]
+                first_after = (min(after) - back_s) if after else None
+            delivered = len(sub.received)
+            return {
+                "rate": rate, "seconds": seconds, "offered": int(rate * seconds),
+                "written": written, "overruns": overruns, "delivered": delivered,
+                "missing": written - delivered, "duplicates": sub.duplicates,
+                "ratio": delivered / max(1, int(rate * seconds)),
+                "events_per_s": delivered / max(1e-9, (max(sub.received.values(), default=gen_end)
+                                                     - wall0)),
+                "p50_ms": 1000 * statistics.median(lat) if lat else None,
+                "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))] if lat else None,
+                "cpu_s": cpu, "cpu_ms_per_1000": cpu * 1e6 / max(1, delivered),
+                "cpu_share": cpu / max(1e-9, drained - wall0),
+                "peak_rss_mb": peak_rss, "messages": sub.messages,
+                "first_event_after_broker_back_s": first_after,
+            }
+        finally:
+            agent.terminate()
+            try:
+                agent.wait(15)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+            log.close()
+            client.loop_stop()
+            client.disconnect()
+            broker.close()
+            os.close(master)
+            os.close(slave)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rates", default="1000,2000,5000,10000,20000")
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--broker-outage-s", type=float, default=0.0)
+    ap.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the agent to FILE "
+                    "(one rate only)")
+    args = ap.parse_args(argv)
+    print("rate/s  written  overruns  delivered  missing  dups  ratio   ev/s    p50 ms  p99 ms  "
+          "CPU ms/1000ev  CPU%   RSS MB  first-after-outage s")
+    for rate in (int(r) for r in args.rates.split(",")):
+        r = run_rate(rate, args.seconds, args.broker_outage_s, args.profile)
+        fa = r["first_event_after_broker_back_s"]
+        print(f"{rate:6d}  {r['written']:7d}  {r['overruns']:8d}  {r['delivered']:9d}  "
+              f"{r['missing']:7d}  {r['duplicates']:4d}  {r['ratio']:.4f}  "
+              f"{r['events_per_s']:6.0f}  {r['p50_ms'] or 0:7.1f}  {r['p99_ms'] or 0:7.1f}  "
+              f"{r['cpu_ms_per_1000']:13.0f}  {100 * r['cpu_share']:4.0f}  "
+              f"{r['peak_rss_mb']:6.1f}  {'' if fa is None else f'{fa:.2f}'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
