@@ -24,6 +24,7 @@ from agent.readers.codecs.llrp_params import (
     P_AISPEC,
     P_AISPEC_STOP_TRIGGER,
     P_ANTENNA_CONFIGURATION,
+    P_C1G2_EPC_MEMORY_SELECTOR,
     P_C1G2_INVENTORY_COMMAND,
     P_C1G2_RF_CONTROL,
     P_C1G2_SINGULATION_CONTROL,
@@ -490,6 +491,12 @@ def add_rospec(
     tag_population: int = 32,
     tag_transit_time_ms: int = 0,
     select: int = DEFAULT_SELECT,
+    epc_memory_selector: int | None = None,
+    report_trigger: int = REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC,
+    inventory_parameter_spec_id: int = 1,
+    configure_antennas: bool = True,
+    hop_table_id: int = 1,
+    channel_index: int = 1,
     report_custom: bytes = b"",
 ) -> bytes:
     """ADD_ROSPEC for one C1G2 inventory over ``antennas`` (empty: all, AntennaID 0).
@@ -500,7 +507,9 @@ def add_rospec(
     RFTransmitter(224: power table index, 0 = reader default) + C1G2InventoryCommand(330) >
     C1G2RFControl(335: mode index, Tari 0 = mode default) + C1G2SingulationControl(336: session,
     tag population, transit time); ROReportSpec(237: upon N tags or end of ROSpec) >
-    TagReportContentSelector(238) + ``report_custom`` (e.g. Impinj selectors).
+    TagReportContentSelector(238) [> C1G2EPCMemorySelector(348): ``epc_memory_selector`` flag
+    byte, 0x80 CRC, 0x40 PC] + ``report_custom`` (e.g. Impinj selectors).
+    ``configure_antennas=False`` leaves out the AntennaConfigurations: reader defaults apply.
     """
     ants = [a & 0xFFFF for a in antennas] or [0]
     powers = _powers(ants, power_index)
@@ -520,22 +529,29 @@ def add_rospec(
     configs = b"".join(
         tlv(
             P_ANTENNA_CONFIGURATION,
-            _u16(ant) + tlv(P_RF_TRANSMITTER, _u16(1) + _u16(0) + _u16(pw)) + c1g2,
+            _u16(ant) + tlv(P_RF_TRANSMITTER, _u16(hop_table_id) + _u16(channel_index) + _u16(pw))
+            + c1g2,
         )
         for ant, pw in zip(ants, powers, strict=True)
-    )
+    ) if configure_antennas else b""
     ai = tlv(
         P_AISPEC,
         _u16(len(ants))
         + b"".join(_u16(a) for a in ants)
         + tlv(P_AISPEC_STOP_TRIGGER, _u8(0) + _u32(0))
-        + tlv(P_INVENTORY_PARAMETER_SPEC, _u16(1) + _u8(PROTOCOL_EPC_C1G2) + configs),
+        + tlv(
+            P_INVENTORY_PARAMETER_SPEC,
+            _u16(inventory_parameter_spec_id) + _u8(PROTOCOL_EPC_C1G2) + configs,
+        ),
+    )
+    memory = b"" if epc_memory_selector is None else tlv(
+        P_C1G2_EPC_MEMORY_SELECTOR, _u8(epc_memory_selector)
     )
     report = tlv(
         P_RO_REPORT_SPEC,
-        _u8(REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC)
+        _u8(report_trigger)
         + _u16(report_every_n_tags)
-        + tlv(P_TAG_REPORT_CONTENT_SELECTOR, _u16(select & 0xFFC0))
+        + tlv(P_TAG_REPORT_CONTENT_SELECTOR, _u16(select & 0xFFC0) + memory)
         + report_custom,
     )
     rospec = tlv(P_ROSPEC, _u32(rospec_id) + _u8(0) + _u8(0) + boundary + ai + report)
