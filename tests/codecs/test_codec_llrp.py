@@ -476,9 +476,8 @@ def test_capabilities() -> None:
     assert (caps.country_code, caps.communications_standard) == (840, 2)
     assert caps.power_table_cdbm == ((1, 2600), (81, 3000))
     (rf,) = caps.rf_modes
-    assert (rf.mode_id, rf.dr_64_3, rf.m_value, rf.bdr_bps, rf.min_tari_ns) == (
-        1000, True, 2, 40000, 6000,
-    )
+    assert (rf.mode_id, rf.dr_64_3, rf.m_value, rf.spectral_mask) == (1000, True, 1, 2)
+    assert (rf.bdr_bps, rf.pie_x1000, rf.min_tari_ns, rf.max_tari_ns) == (40000, 1500, 6000, 6000)
     assert llrp.parse_capabilities(one(KEEPALIVE)) is None
 
 
