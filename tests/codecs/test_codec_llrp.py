@@ -560,6 +560,35 @@ def test_set_reader_config_keepalive_and_events() -> None:
     assert llrp.get_reader_config(1) == v("0402 00000011 00000001 0000 00 0000 0000")
 
 
+def test_custom_and_version_messages() -> None:
+    # Constructed from the CUSTOM_MESSAGE layout (VendorIdentifier u32, MessageSubtype u8, data)
+    # and Impinj's subtype 21 (IMPINJ_ENABLE_EXTENSIONS, Wireshark packet-llrp.c), reserved u32.
+    assert llrp.impinj_enable_extensions(0) == v("07ff 00000013 00000000 0000651a 15 00000000")
+    assert llrp.get_supported_version(5) == v("082e 0000000a 00000005")
+    assert llrp.set_protocol_version(6, 2) == v("082f 0000000b 00000006 02")
+    resp = one(v("0838 00000014 00000005 02 02 011f 0008 0000 0000"))
+    assert resp.name == "GET_SUPPORTED_VERSION_RESPONSE"
+    assert llrp.parse_supported_version(resp) == (2, 2)
+    status = llrp.parse_status(llrp.LlrpMessage(2, resp.type, 5, resp.body[2:]))
+    assert status is not None
+    assert status.ok
+    assert llrp.parse_supported_version(one(KEEPALIVE)) is None
+
+
+@pytest.mark.parametrize("data", GOLDEN, ids=lambda b: b[:2].hex())
+def test_truncated_bodies_parse_partially(data: bytes) -> None:
+    # The message layer is sound but the body is cut anywhere (a buggy reader): the content
+    # decoders return what they can and never raise.
+    m = one(data)
+    stats = DecoderStats()
+    for cut in range(len(m.body)):
+        short = LlrpMessage(m.version, m.type, m.msg_id, m.body[:cut])
+        _parse_all(short, stats)
+        assert len(llrp.parse_ro_access_report(short)) <= len(llrp.parse_ro_access_report(m))
+    if len(m.body) >= 4:  # a parameter list: some cut lands inside a parameter
+        assert stats.implausible > 0
+
+
 # ----------------------------------------------------------------------------- parameters
 
 

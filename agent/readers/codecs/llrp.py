@@ -1,7 +1,8 @@
 """EPCglobal LLRP 1.1 / 1.0.1 (Low Level Reader Protocol, TCP port 5084): messages.
 
-Source: EPCglobal "Low Level Reader Protocol (LLRP), Version 1.1" (binary encoding, same as
-1.0.1 for everything here); every type number checked against the Wireshark LLRP dissector
+Source: EPCglobal "Low Level Reader Protocol (LLRP), Version 1.1", binary encoding chapter (§17:
+17.1 messages, e.g. 17.1.1 GET_SUPPORTED_VERSION; 17.2 parameters; same encoding as 1.0.1 for
+everything here). Every type number and field layout checked against the Wireshark LLRP dissector
 (``epan/dissectors/packet-llrp.c``) and the LTK-generated tables of ``llrpjs``. Pure: bytes in,
 frozen dataclasses out; never raises on a bad byte stream. Parameters: ``llrp_params``.
 
@@ -46,6 +47,7 @@ from agent.readers.codecs.llrp_params import (
     P_UHF_BAND_CAPABILITIES,
     P_UHF_C1G2_RF_MODE_TABLE,
     P_UHF_C1G2_RF_MODE_TABLE_ENTRY,
+    VENDOR_IMPINJ,
     LlrpStatus,
     ReaderEvent,
     TagReport,
@@ -58,6 +60,7 @@ from agent.readers.codecs.llrp_params import (
 )
 
 HEADER_LEN = 10
+IMPINJ_ENABLE_EXTENSIONS = 21  # Impinj CUSTOM_MESSAGE subtype (22 = its response)
 MAX_MESSAGE = 16 * 1024 * 1024  # cap on MessageLength: a full-config response is a few KiB
 VERSION_1_0_1 = 1
 VERSION_1_1 = 2
@@ -352,6 +355,32 @@ def tv(ptype: int, value: bytes) -> bytes:
 def custom(vendor: int, subtype: int, data: bytes = b"") -> bytes:
     """Custom parameter (TLV 1023): vendor PEN u32, subtype u32, data."""
     return tlv(P_CUSTOM, _u32(vendor) + _u32(subtype) + data)
+
+
+def custom_message(msg_id: int, vendor: int, subtype: int, data: bytes = b"") -> bytes:
+    """CUSTOM_MESSAGE (1023): VendorIdentifier u32, MessageSubtype u8, data."""
+    return message(MsgType.CUSTOM_MESSAGE, msg_id, _u32(vendor) + _u8(subtype) + data)
+
+
+def impinj_enable_extensions(msg_id: int) -> bytes:
+    """Impinj IMPINJ_ENABLE_EXTENSIONS (subtype 21, u32 reserved): unlocks Impinj parameters."""
+    return custom_message(msg_id, VENDOR_IMPINJ, IMPINJ_ENABLE_EXTENSIONS, _u32(0))
+
+
+def get_supported_version(msg_id: int) -> bytes:
+    """LLRP 1.1 GET_SUPPORTED_VERSION; sent with Ver 2 (a 1.0.1-only reader answers an error)."""
+    return message(MsgType.GET_SUPPORTED_VERSION, msg_id, version=VERSION_1_1)
+
+
+def set_protocol_version(msg_id: int, version: int) -> bytes:
+    return message(MsgType.SET_PROTOCOL_VERSION, msg_id, _u8(version), version=VERSION_1_1)
+
+
+def parse_supported_version(msg: LlrpMessage) -> tuple[int, int] | None:
+    """GET_SUPPORTED_VERSION_RESPONSE: (CurrentVersion u8, SupportedVersion u8), LLRPStatus."""
+    if msg.type != MsgType.GET_SUPPORTED_VERSION_RESPONSE or len(msg.body) < 2:
+        return None
+    return msg.body[0], msg.body[1]
 
 
 def get_reader_capabilities(msg_id: int, requested_data: int = 0) -> bytes:
