@@ -546,6 +546,13 @@ def test_add_rospec_structure_and_llrp_ts_antenna_config() -> None:
     our_inv = parse_params(ours_sub[1].value[1:])
     assert our_inv == ref_inv[:2]  # RFControl + SingulationControl; ref adds an Impinj custom
     assert parse_params(ours[1].value[2:])[0].value == v("0001 0001 0050")  # antenna 2: 80
+    # Power index 0 and no mode: no RFTransmitter, no C1G2RFControl (the reader's own settings).
+    bare = one(llrp.add_rospec(1, 1, [3], session=2))
+    (config,) = parse_params(_find(parse_params(bare.body), 177, 183, 186).value[3:])
+    (inventory,) = parse_params(config.value[2:])
+    assert inventory.type == 330
+    (singulation,) = parse_params(inventory.value[1:])
+    assert singulation == Param(336, False, v("80 0020 00000000"))
 
 
 def test_set_reader_config_keepalive_and_events() -> None:

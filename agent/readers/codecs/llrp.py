@@ -515,7 +515,7 @@ def add_rospec(
     report_every_n_tags: int = 1,
     timeout_ms: int = 0,
     power_index: int | Sequence[int] = 0,
-    mode_index: int = 0,
+    mode_index: int | None = None,
     session: int = 1,
     tag_population: int = 32,
     tag_transit_time_ms: int = 0,
@@ -533,9 +533,10 @@ def add_rospec(
     ROSpec(177) > ROBoundarySpec(178) > ROSpecStartTrigger(179: null, START_ROSPEC starts it)
     + ROSpecStopTrigger(182: null, or duration ``timeout_ms``); AISpec(183) > AISpecStopTrigger
     (184: null) + InventoryParameterSpec(186) > AntennaConfiguration(222) per antenna >
-    RFTransmitter(224: power table index, 0 = reader default) + C1G2InventoryCommand(330) >
-    C1G2RFControl(335: mode index, Tari 0 = mode default) + C1G2SingulationControl(336: session,
-    tag population, transit time); ROReportSpec(237: upon N tags or end of ROSpec) >
+    [RFTransmitter(224: power table index, 1-based; 0 leaves it out)] + C1G2InventoryCommand(330)
+    > [C1G2RFControl(335: mode index, None leaves it out; Tari 0)] + C1G2SingulationControl(336:
+    session, tag population, transit time); ROReportSpec(237: upon N tags or end of ROSpec;
+    ``report_every_n_tags=0``: only at the end) >
     TagReportContentSelector(238) [> C1G2EPCMemorySelector(348): ``epc_memory_selector`` flag
     byte, 0x80 CRC, 0x40 PC] + ``report_custom`` (e.g. Impinj selectors).
     ``configure_antennas=False`` leaves out the AntennaConfigurations: reader defaults apply.
@@ -549,17 +550,17 @@ def add_rospec(
     c1g2 = tlv(
         P_C1G2_INVENTORY_COMMAND,
         _u8(0)  # TagInventoryStateAware = 0
-        + tlv(P_C1G2_RF_CONTROL, _u16(mode_index) + _u16(0))
+        + (b"" if mode_index is None else tlv(P_C1G2_RF_CONTROL, _u16(mode_index) + _u16(0)))
         + tlv(
             P_C1G2_SINGULATION_CONTROL,
             _u8((session & 0x3) << 6) + _u16(tag_population) + _u32(tag_transit_time_ms),
         ),
     )
+    rf = _u16(hop_table_id) + _u16(channel_index)
     configs = b"".join(
         tlv(
             P_ANTENNA_CONFIGURATION,
-            _u16(ant) + tlv(P_RF_TRANSMITTER, _u16(hop_table_id) + _u16(channel_index) + _u16(pw))
-            + c1g2,
+            _u16(ant) + (tlv(P_RF_TRANSMITTER, rf + _u16(pw)) if pw else b"") + c1g2,
         )
         for ant, pw in zip(ants, powers, strict=True)
     ) if configure_antennas else b""

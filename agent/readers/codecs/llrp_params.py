@@ -396,6 +396,8 @@ def decode_tag_report(p: Param, stats: DecoderStats | None = None) -> TagReport 
         elif sub.type == P_EPC_DATA and len(sub.value) >= 2:
             bits = _u(sub.value, 0, 2)
             epc = sub.value[2 : 2 + (bits + 7) // 8]
+            if len(epc) < (bits + 7) // 8 and stats is not None:
+                stats.implausible += 1  # EPCLengthBits says more than the parameter holds
         elif sub.type == P_CUSTOM:
             c = decode_custom(sub)
             if c is None:
