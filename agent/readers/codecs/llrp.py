@@ -1,0 +1,588 @@
+"""EPCglobal LLRP 1.1 / 1.0.1 (Low Level Reader Protocol, TCP port 5084): messages.
+
+Source: EPCglobal "Low Level Reader Protocol (LLRP), Version 1.1", binary encoding chapter (§17:
+17.1 messages, e.g. 17.1.1 GET_SUPPORTED_VERSION; 17.2 parameters; same encoding as 1.0.1 for
+everything here). Every type number and field layout checked against the Wireshark LLRP dissector
+(``epan/dissectors/packet-llrp.c``) and the LTK-generated tables of ``llrpjs``. Pure: bytes in,
+frozen dataclasses out; never raises on a bad byte stream. Parameters: ``llrp_params``.
+
+    # [rsvd:3][Ver:3][MessageType:10][MessageLength:32][MessageID:32][body]          (§4.2)
+    # MessageLength counts the whole message, the 10-byte header included. Ver 1 = LLRP 1.0.1,
+    # Ver 2 = LLRP 1.1. All integers big-endian.
+
+TCP has no frame marker to hunt for: a length below 10 or above the cap cannot be skipped past,
+so the decoder marks itself ``broken`` and the session must reconnect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+
+from agent.readers.codecs.base import DecoderStats
+from agent.readers.codecs.llrp_params import (
+    P_AISPEC,
+    P_AISPEC_STOP_TRIGGER,
+    P_ANTENNA_CONFIGURATION,
+    P_C1G2_EPC_MEMORY_SELECTOR,
+    P_C1G2_INVENTORY_COMMAND,
+    P_C1G2_RF_CONTROL,
+    P_C1G2_SINGULATION_CONTROL,
+    P_CUSTOM,
+    P_EVENT_NOTIFICATION_STATE,
+    P_GENERAL_DEVICE_CAPABILITIES,
+    P_INVENTORY_PARAMETER_SPEC,
+    P_KEEPALIVE_SPEC,
+    P_READER_EVENT_NOTIFICATION_SPEC,
+    P_REGULATORY_CAPABILITIES,
+    P_RF_TRANSMITTER,
+    P_RO_BOUNDARY_SPEC,
+    P_RO_REPORT_SPEC,
+    P_ROSPEC,
+    P_ROSPEC_START_TRIGGER,
+    P_ROSPEC_STOP_TRIGGER,
+    P_TAG_REPORT_CONTENT_SELECTOR,
+    P_TRANSMIT_POWER_LEVEL_TABLE_ENTRY,
+    P_UHF_BAND_CAPABILITIES,
+    P_UHF_C1G2_RF_MODE_TABLE,
+    P_UHF_C1G2_RF_MODE_TABLE_ENTRY,
+    VENDOR_IMPINJ,
+    LlrpStatus,
+    ReaderEvent,
+    TagReport,
+    decode_reader_event,
+    decode_tag_reports,
+    find_status,
+    parse_params,
+    sub_params,
+    utf8v,
+)
+
+HEADER_LEN = 10
+IMPINJ_ENABLE_EXTENSIONS = 21  # Impinj CUSTOM_MESSAGE subtype (22 = its response)
+MAX_MESSAGE = 16 * 1024 * 1024  # cap on MessageLength: a full-config response is a few KiB
+VERSION_1_0_1 = 1
+VERSION_1_1 = 2
+KNOWN_VERSIONS = frozenset({VERSION_1_0_1, VERSION_1_1})
+PORT = 5084
+
+
+class MsgType(IntEnum):
+    """Message types (LLRP 1.1 message table)."""
+
+    GET_READER_CAPABILITIES = 1
+    GET_READER_CONFIG = 2
+    SET_READER_CONFIG = 3
+    CLOSE_CONNECTION_RESPONSE = 4
+    GET_READER_CAPABILITIES_RESPONSE = 11
+    GET_READER_CONFIG_RESPONSE = 12
+    SET_READER_CONFIG_RESPONSE = 13
+    CLOSE_CONNECTION = 14
+    ADD_ROSPEC = 20
+    DELETE_ROSPEC = 21
+    START_ROSPEC = 22
+    STOP_ROSPEC = 23
+    ENABLE_ROSPEC = 24
+    DISABLE_ROSPEC = 25
+    GET_ROSPECS = 26
+    ADD_ROSPEC_RESPONSE = 30
+    DELETE_ROSPEC_RESPONSE = 31
+    START_ROSPEC_RESPONSE = 32
+    STOP_ROSPEC_RESPONSE = 33
+    ENABLE_ROSPEC_RESPONSE = 34
+    DISABLE_ROSPEC_RESPONSE = 35
+    GET_ROSPECS_RESPONSE = 36
+    ADD_ACCESSSPEC = 40
+    DELETE_ACCESSSPEC = 41
+    DELETE_ACCESSSPEC_RESPONSE = 51
+    GET_SUPPORTED_VERSION = 46  # LLRP 1.1
+    SET_PROTOCOL_VERSION = 47  # LLRP 1.1
+    GET_SUPPORTED_VERSION_RESPONSE = 56
+    SET_PROTOCOL_VERSION_RESPONSE = 57
+    GET_REPORT = 60
+    RO_ACCESS_REPORT = 61
+    KEEPALIVE = 62
+    READER_EVENT_NOTIFICATION = 63
+    ENABLE_EVENTS_AND_REPORTS = 64
+    KEEPALIVE_ACK = 72
+    ERROR_MESSAGE = 100
+    CUSTOM_MESSAGE = 1023
+
+
+_KNOWN_TYPES = frozenset(int(t) for t in MsgType)
+
+
+@dataclass(frozen=True, slots=True)
+class LlrpMessage:
+    version: int
+    type: int
+    msg_id: int
+    body: bytes
+
+    @property
+    def name(self) -> str:
+        return MsgType(self.type).name if self.type in _KNOWN_TYPES else f"TYPE_{self.type}"
+
+
+def parse_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(version, type, length, msg_id) of the first 10 bytes; None if fewer."""
+    if len(data) < HEADER_LEN:
+        return None
+    word = int.from_bytes(data[0:2], "big")
+    return (
+        (word >> 10) & 0x7,
+        word & 0x3FF,
+        int.from_bytes(data[2:6], "big"),
+        int.from_bytes(data[6:10], "big"),
+    )
+
+
+class LlrpDecoder:
+    """Stream decoder: read the header, wait for MessageLength bytes, emit, repeat.
+
+    Messages of an unknown version (not 1 or 2) are still delivered (their length is sound, so
+    the stream stays in step) and counted as ``implausible``; the session answers or drops them.
+    A length < 10 or > ``max_message`` counts ``oversize`` and sets ``broken``: every later byte
+    is discarded, since nothing in a TCP stream marks where the next message starts.
+    """
+
+    __slots__ = ("_buf", "broken", "max_message", "stats")
+
+    def __init__(self, max_message: int = MAX_MESSAGE) -> None:
+        self._buf = bytearray()
+        self.max_message = max_message
+        self.broken = False
+        self.stats = DecoderStats()
+
+    def feed(self, data: bytes) -> list[LlrpMessage]:
+        self.stats.bytes_in += len(data)
+        if self.broken:
+            self.stats.bytes_discarded += len(data)
+            return []
+        buf = self._buf
+        buf += data
+        out: list[LlrpMessage] = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= HEADER_LEN:
+            word = (buf[pos] << 8) | buf[pos + 1]
+            length = int.from_bytes(buf[pos + 2 : pos + 6], "big")
+            if length < HEADER_LEN or length > self.max_message:
+                self.stats.oversize += 1
+                self.stats.bytes_discarded += n - pos
+                self.broken = True
+                pos = n
+                break
+            if n - pos < length:
+                break
+            version = (word >> 10) & 0x7
+            if version not in KNOWN_VERSIONS or word >> 13:
+                self.stats.implausible += 1
+            out.append(
+                LlrpMessage(
+                    version,
+                    word & 0x3FF,
+                    int.from_bytes(buf[pos + 6 : pos + 10], "big"),
+                    bytes(buf[pos + HEADER_LEN : pos + length]),
+                )
+            )
+            self.stats.frames += 1
+            pos += length
+        del buf[:pos]
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self._buf)
+
+    def reset(self) -> None:
+        """A new connection: forget the partial message and the broken state (stats stay)."""
+        self._buf.clear()
+        self.broken = False
+
+
+# ----------------------------------------------------------------------------- content
+
+
+def _uint(data: bytes, at: int, n: int) -> int:
+    return int.from_bytes(data[at : at + n], "big")
+
+
+def parse_status(msg: LlrpMessage, stats: DecoderStats | None = None) -> LlrpStatus | None:
+    """The LLRPStatus (TLV 287) of a *_RESPONSE or ERROR_MESSAGE; None when it has none."""
+    return find_status(msg.body, stats)
+
+
+def parse_ro_access_report(
+    msg: LlrpMessage, stats: DecoderStats | None = None
+) -> tuple[TagReport, ...]:
+    """The TagReportData (TLV 240) of an RO_ACCESS_REPORT; () for any other message."""
+    if msg.type != MsgType.RO_ACCESS_REPORT:
+        return ()
+    return decode_tag_reports(msg.body, stats)
+
+
+def parse_reader_event(msg: LlrpMessage, stats: DecoderStats | None = None) -> ReaderEvent | None:
+    """ReaderEventNotificationData (TLV 246) of a READER_EVENT_NOTIFICATION."""
+    if msg.type != MsgType.READER_EVENT_NOTIFICATION:
+        return None
+    return decode_reader_event(msg.body, stats)
+
+
+def parse_capabilities(msg: LlrpMessage, stats: DecoderStats | None = None) -> Capabilities | None:
+    """GeneralDeviceCapabilities (137) + RegulatoryCapabilities (143) of the response."""
+    if msg.type != MsgType.GET_READER_CAPABILITIES_RESPONSE:
+        return None
+    return decode_capabilities(msg.body, stats)
+
+
+# ----------------------------------------------------------------------------- capabilities
+
+
+@dataclass(frozen=True, slots=True)
+class RfMode:
+    """UHFC1G2RFModeTableEntry (TLV 329)."""
+
+    mode_id: int
+    dr_64_3: bool  # DRValue: 0 = DR 8, 1 = DR 64/3
+    epc_hag_conformance: bool
+    m_value: int  # 0 FM0, 1 M2, 2 M4, 3 M8
+    forward_link_modulation: int  # 0 PR-ASK, 1 SSB-ASK, 2 DSB-ASK
+    spectral_mask: int
+    bdr_bps: int
+    pie_x1000: int
+    min_tari_ns: int
+    max_tari_ns: int
+    step_tari_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What GET_READER_CAPABILITIES_RESPONSE told: GeneralDeviceCapabilities + regulatory."""
+
+    max_antennas: int | None = None
+    can_set_antenna_properties: bool = False
+    has_utc_clock: bool = False
+    manufacturer_pen: int | None = None  # IANA Private Enterprise Number (25882 = Impinj)
+    model: int | None = None
+    firmware: str = ""
+    country_code: int | None = None
+    communications_standard: int | None = None
+    power_table_cdbm: tuple[tuple[int, int], ...] = ()  # (index, dBm * 100)
+    rf_modes: tuple[RfMode, ...] = ()
+
+
+def _rf_mode(v: bytes) -> RfMode | None:
+    if len(v) < 28:
+        return None
+    return RfMode(
+        _uint(v, 0, 4), bool(v[4] & 0x80), bool(v[4] & 0x40), v[5], v[6], v[7],
+        _uint(v, 8, 4), _uint(v, 12, 4), _uint(v, 16, 4), _uint(v, 20, 4), _uint(v, 24, 4),
+    )
+
+
+def decode_capabilities(body: bytes, stats: DecoderStats | None = None) -> Capabilities:
+    gen: dict[str, int | bool | str] = {}
+    powers: list[tuple[int, int]] = []
+    modes: list[RfMode] = []
+    for p in parse_params(body, stats):
+        v = p.value
+        if p.tv:
+            continue
+        if p.type == P_GENERAL_DEVICE_CAPABILITIES and len(v) >= 12:
+            gen["max_antennas"] = _uint(v, 0, 2)
+            gen["can_set_antenna_properties"] = bool(v[2] & 0x80)
+            gen["has_utc_clock"] = bool(v[2] & 0x40)
+            gen["manufacturer_pen"] = _uint(v, 4, 4)
+            gen["model"] = _uint(v, 8, 4)
+            gen["firmware"] = utf8v(v, 12)[0]
+        elif p.type == P_REGULATORY_CAPABILITIES and len(v) >= 4:
+            gen["country_code"] = _uint(v, 0, 2)
+            gen["communications_standard"] = _uint(v, 2, 2)
+            for band in sub_params(p, 4, stats):
+                if band.type != P_UHF_BAND_CAPABILITIES or band.tv:
+                    continue
+                for e in band.children(stats):
+                    if e.tv:
+                        continue
+                    if e.type == P_TRANSMIT_POWER_LEVEL_TABLE_ENTRY and len(e.value) >= 4:
+                        dbm_x100 = int.from_bytes(e.value[2:4], "big", signed=True)
+                        powers.append((_uint(e.value, 0, 2), dbm_x100))
+                    elif e.type == P_UHF_C1G2_RF_MODE_TABLE:
+                        for m in e.children(stats):
+                            if m.type != P_UHF_C1G2_RF_MODE_TABLE_ENTRY or m.tv:
+                                continue
+                            mode = _rf_mode(m.value)
+                            if mode is not None:
+                                modes.append(mode)
+    return Capabilities(
+        power_table_cdbm=tuple(powers), rf_modes=tuple(modes), **gen  # type: ignore[arg-type]
+    )
+
+
+# ----------------------------------------------------------------------------- encoders
+
+
+def _u8(v: int) -> bytes:
+    return (v & 0xFF).to_bytes(1, "big")
+
+
+def _u16(v: int) -> bytes:
+    return (v & 0xFFFF).to_bytes(2, "big")
+
+
+def _u32(v: int) -> bytes:
+    return (v & 0xFFFFFFFF).to_bytes(4, "big")
+
+
+def message(mtype: int, msg_id: int, body: bytes = b"", version: int = VERSION_1_0_1) -> bytes:
+    """§4.2 header + body. Version 1 (LLRP 1.0.1) by default: every reader speaks it."""
+    word = ((version & 0x7) << 10) | (mtype & 0x3FF)
+    return _u16(word) + _u32(HEADER_LEN + len(body)) + _u32(msg_id) + body
+
+
+def tlv(ptype: int, body: bytes = b"") -> bytes:
+    """§4.3.2 TLV parameter: type (10 bits, top bit 0), length including the 4-byte header."""
+    return _u16(ptype & 0x3FF) + _u16(4 + len(body)) + body
+
+
+def tv(ptype: int, value: bytes) -> bytes:
+    """§4.3.1 TV parameter: 1 bit set + 7-bit type, then the fixed-length value."""
+    return _u8(0x80 | (ptype & 0x7F)) + value
+
+
+def custom(vendor: int, subtype: int, data: bytes = b"") -> bytes:
+    """Custom parameter (TLV 1023): vendor PEN u32, subtype u32, data."""
+    return tlv(P_CUSTOM, _u32(vendor) + _u32(subtype) + data)
+
+
+def custom_message(msg_id: int, vendor: int, subtype: int, data: bytes = b"") -> bytes:
+    """CUSTOM_MESSAGE (1023): VendorIdentifier u32, MessageSubtype u8, data."""
+    return message(MsgType.CUSTOM_MESSAGE, msg_id, _u32(vendor) + _u8(subtype) + data)
+
+
+def impinj_enable_extensions(msg_id: int) -> bytes:
+    """Impinj IMPINJ_ENABLE_EXTENSIONS (subtype 21, u32 reserved): unlocks Impinj parameters."""
+    return custom_message(msg_id, VENDOR_IMPINJ, IMPINJ_ENABLE_EXTENSIONS, _u32(0))
+
+
+def get_supported_version(msg_id: int) -> bytes:
+    """LLRP 1.1 GET_SUPPORTED_VERSION; sent with Ver 2 (a 1.0.1-only reader answers an error)."""
+    return message(MsgType.GET_SUPPORTED_VERSION, msg_id, version=VERSION_1_1)
+
+
+def set_protocol_version(msg_id: int, version: int) -> bytes:
+    return message(MsgType.SET_PROTOCOL_VERSION, msg_id, _u8(version), version=VERSION_1_1)
+
+
+def parse_supported_version(msg: LlrpMessage) -> tuple[int, int] | None:
+    """GET_SUPPORTED_VERSION_RESPONSE: (CurrentVersion u8, SupportedVersion u8), LLRPStatus."""
+    if msg.type != MsgType.GET_SUPPORTED_VERSION_RESPONSE or len(msg.body) < 2:
+        return None
+    return msg.body[0], msg.body[1]
+
+
+def get_reader_capabilities(msg_id: int, requested_data: int = 0) -> bytes:
+    """RequestedData u8: 0 all, 1 general device, 2 LLRP, 3 regulatory, 4 air protocol."""
+    return message(MsgType.GET_READER_CAPABILITIES, msg_id, _u8(requested_data))
+
+
+def get_reader_config(
+    msg_id: int, requested_data: int = 0, antenna_id: int = 0, gpi_port: int = 0, gpo_port: int = 0
+) -> bytes:
+    """AntennaID u16, RequestedData u8 (0 all, 8 keepalive spec...), GPIPortNum, GPOPortNum."""
+    body = _u16(antenna_id) + _u8(requested_data) + _u16(gpi_port) + _u16(gpo_port)
+    return message(MsgType.GET_READER_CONFIG, msg_id, body)
+
+
+def _rospec_msg(mtype: MsgType, msg_id: int, rospec_id: int) -> bytes:
+    return message(mtype, msg_id, _u32(rospec_id))
+
+
+def delete_rospec(msg_id: int, rospec_id: int = 0) -> bytes:
+    """ROSpecID u32; 0 deletes every ROSpec."""
+    return _rospec_msg(MsgType.DELETE_ROSPEC, msg_id, rospec_id)
+
+
+def start_rospec(msg_id: int, rospec_id: int) -> bytes:
+    return _rospec_msg(MsgType.START_ROSPEC, msg_id, rospec_id)
+
+
+def stop_rospec(msg_id: int, rospec_id: int) -> bytes:
+    return _rospec_msg(MsgType.STOP_ROSPEC, msg_id, rospec_id)
+
+
+def enable_rospec(msg_id: int, rospec_id: int) -> bytes:
+    return _rospec_msg(MsgType.ENABLE_ROSPEC, msg_id, rospec_id)
+
+
+def disable_rospec(msg_id: int, rospec_id: int) -> bytes:
+    return _rospec_msg(MsgType.DISABLE_ROSPEC, msg_id, rospec_id)
+
+
+def delete_accessspec(msg_id: int, accessspec_id: int = 0) -> bytes:
+    """AccessSpecID u32; 0 deletes every AccessSpec."""
+    return message(MsgType.DELETE_ACCESSSPEC, msg_id, _u32(accessspec_id))
+
+
+def enable_events_and_reports(msg_id: int) -> bytes:
+    return message(MsgType.ENABLE_EVENTS_AND_REPORTS, msg_id)
+
+
+def get_report(msg_id: int) -> bytes:
+    return message(MsgType.GET_REPORT, msg_id)
+
+
+def keepalive_ack(msg_id: int) -> bytes:
+    """The reply to KEEPALIVE; carries the KEEPALIVE's MessageID."""
+    return message(MsgType.KEEPALIVE_ACK, msg_id)
+
+
+def close_connection(msg_id: int) -> bytes:
+    return message(MsgType.CLOSE_CONNECTION, msg_id)
+
+
+def keepalive_spec(period_ms: int | None) -> bytes:
+    """KeepaliveSpec (TLV 220): trigger u8 (0 null, 1 periodic), PeriodicTriggerValue u32 ms."""
+    if period_ms is None or period_ms <= 0:
+        return tlv(P_KEEPALIVE_SPEC, _u8(0) + _u32(0))
+    return tlv(P_KEEPALIVE_SPEC, _u8(1) + _u32(period_ms))
+
+
+def reader_event_notification_spec(events: Mapping[int, bool]) -> bytes:
+    """ReaderEventNotificationSpec (244) > EventNotificationState (245: EventType u16, u1)."""
+    states = b"".join(
+        tlv(P_EVENT_NOTIFICATION_STATE, _u16(event) + _u8(0x80 if on else 0))
+        for event, on in sorted(events.items())
+    )
+    return tlv(P_READER_EVENT_NOTIFICATION_SPEC, states)
+
+
+def set_reader_config(
+    msg_id: int,
+    *,
+    reset_to_factory_default: bool = False,
+    keepalive_ms: int | None = None,
+    events: Mapping[int, bool] | None = None,
+    extra: bytes = b"",
+) -> bytes:
+    """ResetToFactoryDefault u1 (+7 reserved), then [ReaderEventNotificationSpec] [KeepaliveSpec].
+
+    Parameter order follows the message's definition: ReaderEventNotificationSpec, (antenna
+    params, ROReportSpec, AccessReportSpec), KeepaliveSpec, ... ``extra`` goes last (Custom).
+    """
+    body = _u8(0x80 if reset_to_factory_default else 0)
+    if events:
+        body += reader_event_notification_spec(events)
+    if keepalive_ms is not None:
+        body += keepalive_spec(keepalive_ms)
+    return message(MsgType.SET_READER_CONFIG, msg_id, body + extra)
+
+
+# TagReportContentSelector enable bits (u16, MSB first).
+SELECT_ROSPEC_ID = 1 << 15
+SELECT_SPEC_INDEX = 1 << 14
+SELECT_INVENTORY_PARAMETER_SPEC_ID = 1 << 13
+SELECT_ANTENNA_ID = 1 << 12
+SELECT_CHANNEL_INDEX = 1 << 11
+SELECT_PEAK_RSSI = 1 << 10
+SELECT_FIRST_SEEN = 1 << 9
+SELECT_LAST_SEEN = 1 << 8
+SELECT_TAG_SEEN_COUNT = 1 << 7
+SELECT_ACCESS_SPEC_ID = 1 << 6
+DEFAULT_SELECT = (
+    SELECT_ANTENNA_ID | SELECT_CHANNEL_INDEX | SELECT_PEAK_RSSI | SELECT_FIRST_SEEN
+    | SELECT_LAST_SEEN | SELECT_TAG_SEEN_COUNT
+)
+PROTOCOL_EPC_C1G2 = 1
+REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC = 2
+
+
+def _powers(antennas: Sequence[int], power_index: int | Sequence[int]) -> list[int]:
+    if isinstance(power_index, int):
+        return [power_index] * len(antennas)
+    powers = list(power_index)
+    last = powers[-1] if powers else 0
+    return (powers + [last] * len(antennas))[: len(antennas)]
+
+
+def add_rospec(
+    msg_id: int,
+    rospec_id: int,
+    antennas: Iterable[int] = (),
+    *,
+    report_every_n_tags: int = 1,
+    timeout_ms: int = 0,
+    power_index: int | Sequence[int] = 0,
+    mode_index: int | None = None,
+    session: int = 1,
+    tag_population: int = 32,
+    tag_transit_time_ms: int = 0,
+    select: int = DEFAULT_SELECT,
+    epc_memory_selector: int | None = None,
+    report_trigger: int = REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC,
+    inventory_parameter_spec_id: int = 1,
+    configure_antennas: bool = True,
+    hop_table_id: int = 1,
+    channel_index: int = 1,
+    report_custom: bytes = b"",
+) -> bytes:
+    """ADD_ROSPEC for one C1G2 inventory over ``antennas`` (empty: all, AntennaID 0).
+
+    ROSpec(177) > ROBoundarySpec(178) > ROSpecStartTrigger(179: null, START_ROSPEC starts it)
+    + ROSpecStopTrigger(182: null, or duration ``timeout_ms``); AISpec(183) > AISpecStopTrigger
+    (184: null) + InventoryParameterSpec(186) > AntennaConfiguration(222) per antenna >
+    [RFTransmitter(224: power table index, 1-based; 0 leaves it out)] + C1G2InventoryCommand(330)
+    > [C1G2RFControl(335: mode index, None leaves it out; Tari 0)] + C1G2SingulationControl(336:
+    session, tag population, transit time); ROReportSpec(237: upon N tags or end of ROSpec;
+    ``report_every_n_tags=0``: only at the end) >
+    TagReportContentSelector(238) [> C1G2EPCMemorySelector(348): ``epc_memory_selector`` flag
+    byte, 0x80 CRC, 0x40 PC] + ``report_custom`` (e.g. Impinj selectors).
+    ``configure_antennas=False`` leaves out the AntennaConfigurations: reader defaults apply.
+    """
+    ants = [a & 0xFFFF for a in antennas] or [0]
+    powers = _powers(ants, power_index)
+    stop = _u8(1) + _u32(timeout_ms) if timeout_ms > 0 else _u8(0) + _u32(0)
+    boundary = tlv(
+        P_RO_BOUNDARY_SPEC, tlv(P_ROSPEC_START_TRIGGER, _u8(0)) + tlv(P_ROSPEC_STOP_TRIGGER, stop)
+    )
+    c1g2 = tlv(
+        P_C1G2_INVENTORY_COMMAND,
+        _u8(0)  # TagInventoryStateAware = 0
+        + (b"" if mode_index is None else tlv(P_C1G2_RF_CONTROL, _u16(mode_index) + _u16(0)))
+        + tlv(
+            P_C1G2_SINGULATION_CONTROL,
+            _u8((session & 0x3) << 6) + _u16(tag_population) + _u32(tag_transit_time_ms),
+        ),
+    )
+    rf = _u16(hop_table_id) + _u16(channel_index)
+    configs = b"".join(
+        tlv(
+            P_ANTENNA_CONFIGURATION,
+            _u16(ant) + (tlv(P_RF_TRANSMITTER, rf + _u16(pw)) if pw else b"") + c1g2,
+        )
+        for ant, pw in zip(ants, powers, strict=True)
+    ) if configure_antennas else b""
+    ai = tlv(
+        P_AISPEC,
+        _u16(len(ants))
+        + b"".join(_u16(a) for a in ants)
+        + tlv(P_AISPEC_STOP_TRIGGER, _u8(0) + _u32(0))
+        + tlv(
+            P_INVENTORY_PARAMETER_SPEC,
+            _u16(inventory_parameter_spec_id) + _u8(PROTOCOL_EPC_C1G2) + configs,
+        ),
+    )
+    memory = b"" if epc_memory_selector is None else tlv(
+        P_C1G2_EPC_MEMORY_SELECTOR, _u8(epc_memory_selector)
+    )
+    report = tlv(
+        P_RO_REPORT_SPEC,
+        _u8(report_trigger)
+        + _u16(report_every_n_tags)
+        + tlv(P_TAG_REPORT_CONTENT_SELECTOR, _u16(select & 0xFFC0) + memory)
+        + report_custom,
+    )
+    rospec = tlv(P_ROSPEC, _u32(rospec_id) + _u8(0) + _u8(0) + boundary + ai + report)
+    return message(MsgType.ADD_ROSPEC, msg_id, rospec)
