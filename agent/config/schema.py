@@ -119,6 +119,16 @@ class _ReaderBase(_EventContext):
     # A reader that sends nothing for this long during inventory is closed, reopened,
     # re-identified and re-configured (no 0x70 reset: that reboots the module).
     silence_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    @property
+    def link_spec(self) -> str:
+        """What the supervisor opens: the port spec (LLRP readers: a socket:// URL)."""
+        return str(self.port)
+
+    @property
+    def link_baudrate(self) -> int:
+        """The line rate to open with (0 for network readers)."""
+        return int(getattr(self, "baudrate", 0))
+
     # --- Event mapping (agent/pipeline; docs/pipeline.md). Tag reads: `presence` folds reads
     # into arrival/departure events per read point, `every_read` makes one event per read.
     # Barcode scans always become one event each (minus double scans).
@@ -257,8 +267,55 @@ class BarcodeConfig(_ReaderBase):
         return parse_terminator(self.terminator)
 
 
+class LlrpReportConfig(_Model):
+    # ROReportSpec (LLRP 1.1 §13.2.6): a report every N tags (or at the end of the ROSpec).
+    every_n_tags: Annotated[int, Field(ge=1, le=65535)] = 1
+
+
+class LlrpConfig(_ReaderBase):
+    """A fixed network reader speaking LLRP 1.0.1 / 1.1 over TCP (Impinj Speedway/R700,
+    Zebra FX7500/FX9600): docs/readers.md, LLRP."""
+
+    driver: Literal["llrp"]
+    host: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9.:_-]+$")]
+    # The reader's TCP port (5084 is LLRP's; 5085, LLRP over TLS, is not supported yet).
+    port: Annotated[int, Field(ge=1, le=65535)] = 5084  # type: ignore[assignment]
+    antennas: list[Annotated[int, Field(ge=1, le=64)]] = Field(default_factory=lambda: [1])
+    # Transmit power in dBm: mapped to the reader's TransmitPowerTable, the highest entry not
+    # above the request (logged). One value for every antenna, or {antenna: dBm}. null: the
+    # reader's own setting.
+    power_dbm: Annotated[float, Field(ge=0, le=40)] | dict[
+        Annotated[int, Field(ge=1, le=64)], Annotated[float, Field(ge=0, le=40)]] | None = None
+    session: Annotated[int, Field(ge=0, le=3)] = 1  # Gen2 session (C1G2SingulationControl)
+    tag_population: Annotated[int, Field(ge=1, le=65535)] = 32
+    # The reader sends KEEPALIVE this often; three missed ones (or a dead socket) reconnect.
+    keepalive_s: Annotated[float, Field(ge=0.5, le=3600)] = 10.0
+    report: LlrpReportConfig = Field(default_factory=LlrpReportConfig)
+
+    @property
+    def link_spec(self) -> str:
+        """The link the supervisor opens (pyserial's TCP URL: the same seam as serial)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"socket://{host}:{self.port}"
+
+    @model_validator(mode="after")
+    def _check_antennas(self) -> LlrpConfig:
+        if len(set(self.antennas)) != len(self.antennas):
+            raise ValueError(f"antennas lists an antenna twice: {self.antennas}")
+        extra = sorted(set(self.antenna_map) - set(self.antennas))
+        if extra:
+            raise ValueError(f"antenna_map: antenna(s) {extra} are not in antennas "
+                             f"{self.antennas}; add them to antennas or remove the mapping")
+        if isinstance(self.power_dbm, dict):
+            unknown = sorted(set(self.power_dbm) - set(self.antennas))
+            if unknown:
+                raise ValueError(f"power_dbm names antenna(s) {unknown} that are not in "
+                                 f"antennas {self.antennas}")
+        return self
+
+
 # A new driver adds its model to this union; DRIVER_TAGS and the loader's messages follow.
-AnyReaderConfig = R2000Config | ChafonConfig | BarcodeConfig
+AnyReaderConfig = R2000Config | ChafonConfig | BarcodeConfig | LlrpConfig
 ReaderConfig = Annotated[AnyReaderConfig, Field(discriminator="driver")]
 DRIVER_TAGS: frozenset[str] = frozenset(
     tag

@@ -88,7 +88,7 @@ def config_warnings(
              f"{m.publish_timeout_s:g} s is shorter than a PUBACK takes over a slow mobile link: "
              f"every message would be sent twice; expected >= {PUBLISH_TIMEOUT_MIN_S:g} s")
     for i, r in enumerate(cfg.readers):
-        if r.port.startswith(UNSTABLE_PORT_PREFIXES):
+        if isinstance(r.port, str) and r.port.startswith(UNSTABLE_PORT_PREFIXES):
             warn(("readers", i, "port"),
                  f"{r.port} is numbered in plug order and may name another device after a "
                  "reboot; use the stable /dev/serial/by-id/... path (ls -l /dev/serial/by-id/)")

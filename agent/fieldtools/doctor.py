@@ -92,7 +92,7 @@ class Doctor:
 
     async def check_reader(self, rc: AnyReaderConfig) -> None:
         name = f"reader {rc.name}"
-        port = rc.port
+        port = rc.link_spec
         if "://" in port:
             await self.step(f"{name} port", lambda: self._url_port(port))
         else:
@@ -110,6 +110,13 @@ class Doctor:
                 + (f", firmware {view['firmware']}" if view.get("firmware") else "")
                 + (f" ({view['lastError']})" if view.get("lastError") and not ok else ""),
                 "" if ok else _baud_hint(rc)))
+            return
+        if rc.driver == "llrp":
+            # The TCP connection was accepted above; only one LLRP client may be connected,
+            # so doctor does not take the reader from a running agent to ask it more.
+            self.add(Check(f"{name} answers", "SKIP", "LLRP: TCP reachable (checked above)",
+                           "start the agent and see `edge-agent status` for the reader's "
+                           "model, firmware and antennas"))
             return
         if rc.driver == "barcode":
             # A scanner answers no command: only a scan proves the line (see `edge-agent tail`).
@@ -281,7 +288,11 @@ def port_access(name: str, port: str) -> Check:
 
 
 def _baud_hint(rc: AnyReaderConfig) -> str:
-    return (f"no valid reply at {rc.baudrate} baud: check readers[].baudrate (defaults: R2000 "
+    if rc.driver == "llrp":
+        return ("the reader accepts TCP but did not complete the LLRP start: is another client "
+                "connected (only one may be), or is it not an LLRP reader? (`edge-agent status`"
+                " names the reason)")
+    return (f"no valid reply at {rc.link_baudrate} baud: check readers[].baudrate (defaults: R2000 "
             "115200, Chafon 57600; `edge-agent probe PORT` tries every rate), the reader's "
             "address, its power, and that no other program holds the port")
 
@@ -292,7 +303,7 @@ async def probe_reader(rc: AnyReaderConfig, timeout_s: float) -> Check:
 
     name = f"reader {rc.name} answers"
     try:
-        results = await probe(rc.port, bauds=[rc.baudrate], protocols=[rc.driver],
+        results = await probe(rc.link_spec, bauds=[rc.link_baudrate], protocols=[rc.driver],
                               timeout_s=timeout_s)
     except (LinkError, OSError) as exc:
         return Check(name, "FAIL", f"cannot open the port: {_why(exc)}",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import AnyReaderConfig, BarcodeConfig, ChafonConfig, R2000Config
+from agent.config import AnyReaderConfig, BarcodeConfig, ChafonConfig, LlrpConfig, R2000Config
 from agent.readers.drivers.base import (
     Power,
     PowerResult,
@@ -37,6 +37,10 @@ def check_power(cfg: AnyReaderConfig, power: Power) -> Power:
     """The power if this reader can take it; ValueError (range) / SettingNotSupported."""
     if isinstance(cfg, BarcodeConfig):
         raise SettingNotSupported(f"reader {cfg.name} is a barcode scanner: no output power")
+    if isinstance(cfg, LlrpConfig):
+        raise SettingNotSupported(
+            f"reader {cfg.name}: an LLRP reader's power is set by power_dbm in the config "
+            "(mapped to its power table at connect); changing it at run time is not supported")
     if isinstance(cfg, ChafonConfig):
         if cfg.work_mode == "push":
             raise SettingNotSupported(
@@ -125,7 +129,9 @@ def _consume(fut: asyncio.Future[PowerResult]) -> None:
 class ReaderControl:
     def __init__(self, cfg: AnyReaderConfig) -> None:
         self.cfg = cfg
-        self.desired: Power | None = getattr(cfg, "power_dbm", None)
+        power = getattr(cfg, "power_dbm", None)
+        # LLRP power (float dBm, mapped to the reader's table) is config-only: not shown here.
+        self.desired: Power | None = None if isinstance(cfg, LlrpConfig) else power
         self._driver: ReaderDriver | None = None
         self._status: ReaderStatus | None = None
 
@@ -144,7 +150,7 @@ class ReaderControl:
     def connect_config(self) -> AnyReaderConfig:
         """The reader config for a new connection: configure() applies the desired power."""
         cfg = self.cfg
-        if isinstance(cfg, BarcodeConfig) or self.desired == cfg.power_dbm:
+        if isinstance(cfg, BarcodeConfig | LlrpConfig) or self.desired == cfg.power_dbm:
             return cfg
         return cfg.model_copy(update={"power_dbm": self.desired})
 

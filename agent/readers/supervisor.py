@@ -21,12 +21,13 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from agent.config import AnyReaderConfig, BarcodeConfig, ChafonConfig, R2000Config
+from agent.config import AnyReaderConfig, BarcodeConfig, ChafonConfig, LlrpConfig, R2000Config
 from agent.model import Read
 from agent.readers.control import ReaderControl
 from agent.readers.drivers.barcode import BarcodeReader
 from agent.readers.drivers.base import ReaderDriver
 from agent.readers.drivers.chafon import ChafonReader
+from agent.readers.drivers.llrp import LlrpReader
 from agent.readers.drivers.r2000 import R2000Reader
 from agent.readers.link import Link, LinkError, SerialLink
 from agent.readers.ports import PortError, resolve_port
@@ -55,7 +56,13 @@ def _barcode(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDr
     return BarcodeReader(cfg, link, status)
 
 
-DRIVERS: dict[str, DriverFactory] = {"r2000": _r2000, "chafon": _chafon, "barcode": _barcode}
+def _llrp(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
+    assert isinstance(cfg, LlrpConfig)
+    return LlrpReader(cfg, link, status)
+
+
+DRIVERS: dict[str, DriverFactory] = {"r2000": _r2000, "chafon": _chafon, "barcode": _barcode,
+                                     "llrp": _llrp}
 
 
 def _line_summary(stats: dict[str, int]) -> str:
@@ -93,9 +100,9 @@ async def supervise_reader(
     while True:
         problem: str
         try:
-            device = await resolve(cfg.port)
+            device = await resolve(cfg.link_spec)
             status.device = device
-            link = await open_link(device, cfg.baudrate)
+            link = await open_link(device, cfg.link_baudrate)
         except (LinkError, PortError, OSError) as exc:
             problem = str(exc) or type(exc).__name__
         else:
@@ -106,7 +113,8 @@ async def supervise_reader(
             problem = "connection closed"
             try:
                 who = await reader.identify()
-                where = cfg.port if device == cfg.port else f"{cfg.port} ({device})"
+                spec = cfg.link_spec
+                where = spec if device == spec else f"{spec} ({device})"
                 log.info("reader %s: %s on %s", cfg.name, who, where)
                 await reader.configure()
                 status.state = "connected"

@@ -51,7 +51,7 @@ class ReaderTasks:
         rc = self.config(name)
         assert rc is not None, name
         assert self._tg is not None, "start() outside the agent's TaskGroup"
-        status = ReaderStatus(rc.name, rc.driver, rc.port)
+        status = ReaderStatus(rc.name, rc.driver, rc.link_spec)
         self.statuses[rc.name] = status
         self._tasks[name] = self._tg.create_task(
             supervise_reader(rc, self.put, status, control=self.control(name)),

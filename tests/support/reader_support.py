@@ -38,7 +38,7 @@ class Run:
     def __init__(self, cfg: AnyReaderConfig, control: ReaderControl | None = None) -> None:
         self.cfg = cfg
         self.control = control
-        self.status = ReaderStatus(cfg.name, cfg.driver, cfg.port)
+        self.status = ReaderStatus(cfg.name, cfg.driver, cfg.link_spec)
         self.reads: list[Read] = []
         self.read_times: list[float] = []  # time.monotonic() of each put
         self._changed = asyncio.Event()

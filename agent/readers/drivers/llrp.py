@@ -1,0 +1,273 @@
+"""LLRP fixed-reader driver (Impinj Speedway/R700, Zebra FX7500/FX9600) over TCP.
+
+One object per connection attempt, on the same supervisor as the serial drivers (the link is
+pyserial's ``socket://host:port``: one seam for I/O). The codec is agent/readers/codecs/llrp.py.
+
+* identify(): wait for the reader's READER_EVENT_NOTIFICATION with ConnectionAttemptEvent
+  (LLRP 1.1 §13.2.6.x: a status other than Success, e.g. "a client-initiated connection already
+  exists", is named and retried by the supervisor), then GET_READER_CAPABILITIES: manufacturer,
+  model, firmware, antennas, the transmit power table.
+* configure(): DELETE_ACCESSSPEC(0) and DELETE_ROSPEC(0) remove what an earlier client left,
+  SET_READER_CONFIG sets the keepalive, ADD_ROSPEC (antennas, power mapped to the reader's power
+  table: the highest entry not above the request, logged; session, tag population, a report
+  every N tags), ENABLE_ROSPEC. Every response's LLRPStatus is checked and named on failure.
+* reads(): START_ROSPEC, then RO_ACCESS_REPORT -> one TagRead per TagReportData; KEEPALIVE is
+  acknowledged; reader events are logged (antenna connected/disconnected at WARNING). Three
+  keepalive periods without any message -> ReaderSilent: the supervisor reconnects with backoff,
+  and the next connection configures the reader again.
+* Vendor extensions are never required: a reader that refuses CUSTOM_MESSAGE (Zebra) works;
+  Impinj's peak RSSI (centi-dBm) is used when a report carries it.
+
+Reads are stamped on the gateway's clock when the report arrives (the reader's own timestamps
+are its clock, not ours).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+from agent.clock import SyncState, utcnow
+from agent.config import LlrpConfig
+from agent.model import TagRead
+from agent.readers.codecs import llrp
+from agent.readers.codecs.base import DecoderStats
+from agent.readers.codecs.llrp import LlrpMessage, MsgType
+from agent.readers.codecs.llrp_params import CONNECTION_STATUS
+from agent.readers.drivers.base import DriverBase
+from agent.readers.link import Link
+from agent.readers.session import FrameSession, ReaderCommandError, ReaderSilent, ReaderTimeout
+from agent.readers.status import ReaderStatus
+
+log = logging.getLogger(__name__)
+
+ROSPEC_ID = 0x7E1A  # ours; DELETE_ROSPEC(0) at connect removes any other client's
+KEEPALIVES_MISSED = 3
+PEN_NAMES = {25882: "Impinj", 10642: "Zebra", 161: "Motorola/Zebra", 22695: "ThingMagic"}
+_RESPONSE: dict[int, int] = {
+    MsgType.GET_READER_CAPABILITIES: MsgType.GET_READER_CAPABILITIES_RESPONSE,
+    MsgType.SET_READER_CONFIG: MsgType.SET_READER_CONFIG_RESPONSE,
+    MsgType.ADD_ROSPEC: MsgType.ADD_ROSPEC_RESPONSE,
+    MsgType.DELETE_ROSPEC: MsgType.DELETE_ROSPEC_RESPONSE,
+    MsgType.START_ROSPEC: MsgType.START_ROSPEC_RESPONSE,
+    MsgType.STOP_ROSPEC: MsgType.STOP_ROSPEC_RESPONSE,
+    MsgType.ENABLE_ROSPEC: MsgType.ENABLE_ROSPEC_RESPONSE,
+    MsgType.DELETE_ACCESSSPEC: MsgType.DELETE_ACCESSSPEC_RESPONSE,
+    MsgType.CLOSE_CONNECTION: MsgType.CLOSE_CONNECTION_RESPONSE,
+}
+
+
+class _StreamDecoder:
+    """The session's decoder: TCP has no line noise to resync from (a partial message just
+    waits for the rest), so the idle resync is a no-op."""
+
+    def __init__(self) -> None:
+        self.inner = llrp.LlrpDecoder()
+        self.stats: DecoderStats = self.inner.stats
+
+    def feed(self, data: bytes) -> list[LlrpMessage]:
+        return self.inner.feed(data)
+
+    def resync(self) -> list[LlrpMessage]:
+        return []
+
+    @property
+    def pending(self) -> int:
+        return 0  # never ask for an idle resync
+
+
+def power_index(table: tuple[tuple[int, int], ...], dbm: float) -> tuple[int, float] | None:
+    """The highest entry of the TransmitPowerTable (index, dBm*100) not above ``dbm``; if every
+    entry is above it, the lowest. None for an empty table."""
+    if not table:
+        return None
+    want = round(dbm * 100)
+    below = [(p, i) for i, p in table if p <= want]
+    p, i = max(below) if below else min((p, i) for i, p in table)
+    return i, p / 100
+
+
+class LlrpReader(DriverBase[LlrpConfig]):
+    def __init__(
+        self,
+        cfg: LlrpConfig,
+        link: Link,
+        status: ReaderStatus,
+        *,
+        now: Callable[[], datetime] = utcnow,
+        sync: SyncState | None = None,
+    ) -> None:
+        super().__init__(cfg, status, now=now, sync=sync)
+        self._decoder = _StreamDecoder()
+        self.session: FrameSession[LlrpMessage] = FrameSession(link, self._decoder,
+                                                               idle_resync_s=3600.0)
+        self._msg_id = 0
+        self.capabilities: llrp.Capabilities | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        self._msg_id = (self._msg_id + 1) & 0xFFFFFFFF
+        return self._msg_id
+
+    async def _request(self, build: Callable[[int], bytes], what: str) -> LlrpMessage:
+        """Send one request, wait for its response (same message id), check its LLRPStatus."""
+        msg_id = self._next_id()
+        data = build(msg_id)
+        mtype = ((data[0] << 8) | data[1]) & 0x3FF
+        expected = _RESPONSE.get(mtype)
+
+        def is_reply(m: LlrpMessage) -> bool:
+            return m.msg_id == msg_id and m.type in (expected, MsgType.ERROR_MESSAGE)
+
+        try:
+            reply = await self.session.request(data, is_reply,
+                                               timeout_s=self.cfg.response_timeout_s * 5,
+                                               on_other=self._unsolicited)
+        except ReaderTimeout as exc:
+            raise ReaderTimeout(f"no reply to {what} within "
+                                f"{self.cfg.response_timeout_s * 5:.1f} s") from exc
+        status = llrp.parse_status(reply, self._decoder.stats)
+        if reply.type == MsgType.ERROR_MESSAGE or status is None or not status.ok:
+            code = status.code if status is not None else -1
+            self.status.note_error(code)
+            detail = (f"{status.name}" + (f": {status.description}" if status.description
+                                          else "")) if status is not None else "no LLRPStatus"
+            raise ReaderCommandError(f"{what} refused by the reader: {detail}")
+        return reply
+
+    def _unsolicited(self, msg: LlrpMessage) -> None:
+        """Messages that are not the awaited reply while configuring: handled or counted."""
+        if msg.type == MsgType.KEEPALIVE:
+            return  # acknowledged in reads(); during configuration the reader waits for us
+        if msg.type == MsgType.READER_EVENT_NOTIFICATION:
+            self._reader_event(msg)
+            return
+        self.status.stray_frames += 1
+
+    def _reader_event(self, msg: LlrpMessage) -> None:
+        event = llrp.parse_reader_event(msg, self._decoder.stats)
+        if event is None:
+            self.status.malformed_frames += 1
+            return
+        for a in event.antenna_events:
+            log.warning("reader %s: antenna %d %s", self.cfg.name, a.antenna_id,
+                        "connected" if a.connected else "DISCONNECTED")
+        if event.reader_exception:
+            log.warning("reader %s: reader exception: %s", self.cfg.name, event.reader_exception)
+        if event.connection_closed:
+            log.warning("reader %s: the reader is closing the connection", self.cfg.name)
+
+    # -- connect -------------------------------------------------------------------------------
+
+    async def identify(self) -> str:
+        cfg = self.cfg
+        # §14: the reader speaks first, with a ConnectionAttemptEvent.
+        while True:
+            try:
+                msg = await self.session.next_frame(cfg.response_timeout_s * 5)
+            except ReaderTimeout as exc:
+                raise ReaderTimeout(
+                    f"no READER_EVENT_NOTIFICATION within {cfg.response_timeout_s * 5:.1f} s "
+                    "after connecting: is this an LLRP reader (TCP 5084)?") from exc
+            if msg.type != MsgType.READER_EVENT_NOTIFICATION:
+                self.status.stray_frames += 1
+                continue
+            event = llrp.parse_reader_event(msg, self._decoder.stats)
+            if event is None or event.connection_attempt is None:
+                continue
+            if event.connection_attempt != 0:
+                name = CONNECTION_STATUS.get(event.connection_attempt, "unknown status")
+                hint = (" (another client is connected to the reader: close it, or reboot the "
+                        "reader)" if event.connection_attempt in (1, 2) else "")
+                raise ReaderCommandError(f"the reader refused the connection: {name}{hint}")
+            break
+        reply = await self._request(llrp.get_reader_capabilities, "GET_READER_CAPABILITIES")
+        caps = llrp.parse_capabilities(reply, self._decoder.stats)
+        if caps is None:
+            raise ReaderCommandError("GET_READER_CAPABILITIES_RESPONSE could not be decoded")
+        self.capabilities = caps
+        maker = PEN_NAMES.get(caps.manufacturer_pen or -1, f"PEN {caps.manufacturer_pen}")
+        self.status.model = f"{maker} model {caps.model}"
+        self.status.firmware = caps.firmware or None
+        powers = [p / 100 for _, p in caps.power_table_cdbm]
+        power = f", power {min(powers):g}-{max(powers):g} dBm" if powers else ""
+        return (f"LLRP reader {maker} model {caps.model}, firmware {caps.firmware or '?'}, "
+                f"{caps.max_antennas} antennas{power}")
+
+    def _power_indexes(self) -> int | list[int]:
+        cfg = self.cfg
+        table = self.capabilities.power_table_cdbm if self.capabilities else ()
+        if cfg.power_dbm is None or not table:
+            if cfg.power_dbm is not None:
+                log.warning("reader %s: the reader reports no power table; its own power "
+                            "setting applies", cfg.name)
+            return 0
+        wanted = (cfg.power_dbm if isinstance(cfg.power_dbm, dict)
+                  else dict.fromkeys(cfg.antennas, cfg.power_dbm))
+        out: list[int] = []
+        chosen: list[str] = []
+        for antenna in cfg.antennas:
+            dbm = wanted.get(antenna)
+            picked = power_index(table, dbm) if dbm is not None else None
+            out.append(picked[0] if picked else 0)
+            if picked is not None and dbm is not None:
+                chosen.append(f"antenna {antenna}: {picked[1]:g} dBm (asked {dbm:g})")
+        log.info("reader %s: transmit power from the reader's table: %s", cfg.name,
+                 "; ".join(chosen))
+        return out
+
+    async def configure(self) -> None:
+        cfg = self.cfg
+        await self._request(lambda i: llrp.delete_accessspec(i, 0), "DELETE_ACCESSSPEC")
+        await self._request(lambda i: llrp.delete_rospec(i, 0), "DELETE_ROSPEC")
+        keepalive_ms = round(cfg.keepalive_s * 1000)
+        await self._request(lambda i: llrp.set_reader_config(i, keepalive_ms=keepalive_ms),
+                            "SET_READER_CONFIG")
+        indexes = self._power_indexes()
+        await self._request(lambda i: llrp.add_rospec(
+            i, ROSPEC_ID, cfg.antennas, report_every_n_tags=cfg.report.every_n_tags,
+            power_index=indexes, session=cfg.session, tag_population=cfg.tag_population),
+            "ADD_ROSPEC")
+        await self._request(lambda i: llrp.enable_rospec(i, ROSPEC_ID), "ENABLE_ROSPEC")
+
+    # -- inventory -----------------------------------------------------------------------------
+
+    async def reads(self) -> AsyncIterator[TagRead]:
+        cfg = self.cfg
+        await self._request(lambda i: llrp.start_rospec(i, ROSPEC_ID), "START_ROSPEC")
+        silence_s = cfg.keepalive_s * KEEPALIVES_MISSED
+        while True:
+            try:
+                msg = await self.session.next_frame(silence_s)
+            except ReaderTimeout as exc:
+                raise ReaderSilent(
+                    f"reader {cfg.name} sent nothing (not even a keepalive) for {silence_s:.1f} s"
+                ) from exc
+            if msg.type == MsgType.RO_ACCESS_REPORT:
+                now = self._now()
+                synced = self._sync.synced()
+                for tag in llrp.parse_ro_access_report(msg, self._decoder.stats):
+                    if not tag.epc:
+                        self.status.malformed_frames += 1
+                        continue
+                    self.status.tag_frames += 1
+                    rssi: float | None = (tag.impinj_rssi_cdbm / 100
+                                          if tag.impinj_rssi_cdbm is not None
+                                          else None if tag.rssi_dbm is None
+                                          else float(tag.rssi_dbm))
+                    yield TagRead(reader=cfg.name, epc=tag.epc.hex().upper(), read_at=now,
+                                  antenna=tag.antenna_id, rssi_dbm=rssi, pc=tag.pc,
+                                  clock_synced=synced)
+                self.status.rounds += 1
+            elif msg.type == MsgType.KEEPALIVE:
+                await self.session.send(llrp.keepalive_ack(msg.msg_id))
+            elif msg.type == MsgType.READER_EVENT_NOTIFICATION:
+                self._reader_event(msg)
+            elif msg.type == MsgType.ERROR_MESSAGE:
+                status = llrp.parse_status(msg, self._decoder.stats)
+                log.warning("reader %s: ERROR_MESSAGE from the reader: %s", cfg.name,
+                            status.name if status is not None else "no status")
+            else:
+                self.status.stray_frames += 1
