@@ -87,6 +87,7 @@ class LLRPConfig:
 class ROSpecEntry:
     info: w.ROSpecInfo
     state: int = DISABLED
+    stop_s: float | None = None  # ROSpecStopTrigger duration: when the active ROSpec ends
 
 
 @dataclass(slots=True)
@@ -173,6 +174,7 @@ class LLRPDevice(ScheduledDevice):
         if self._silent(now) or self._hello_pending:
             return due
         own = [t for t in (self._keepalive_s, self._report_s) if t is not None]
+        own += [e.stop_s for e in self.rospecs.values() if e.stop_s is not None]
         if due is not None:
             own.append(due)
         return min(own) if own else None
@@ -191,9 +193,21 @@ class LLRPDevice(ScheduledDevice):
                 self._keepalive_s = due + self.keepalive_period_s
                 self.llrp_stats.keepalives_sent += 1
                 return iter([Emission(due, w.message(w.KEEPALIVE, self._msg_id()))])
+        self._end_timed_rospecs(t0_s)
         if self._report_s is not None and self._report_s <= t0_s:
             return self._report(t0_s)
         return None
+
+    def _end_timed_rospecs(self, t0_s: float) -> None:
+        """ROSpecStopTrigger duration: the ROSpec goes back to inactive when it is over."""
+        ended = False
+        for entry in self.rospecs.values():
+            if entry.stop_s is not None and entry.stop_s <= t0_s:
+                entry.state = INACTIVE if entry.state == ACTIVE else entry.state
+                entry.stop_s = None
+                ended = True
+        if ended:
+            self._schedule(t0_s)
 
     def _hello(self, t0_s: float) -> Job:
         status = w.CONN_FAILED_CLIENT_CONNECTION_EXISTS if self.config.busy else w.CONN_SUCCESS
@@ -400,18 +414,28 @@ class LLRPDevice(ScheduledDevice):
             del self.rospecs[rid]
         elif mtype == w.ENABLE_ROSPEC:
             if entry.state == DISABLED:
-                entry.state = ACTIVE if entry.info.start_immediate else INACTIVE
+                entry.state = INACTIVE
+                if entry.info.start_immediate:
+                    self._activate(entry, t_s)
         elif mtype == w.DISABLE_ROSPEC:
             entry.state = DISABLED
+            entry.stop_s = None
         elif mtype == w.START_ROSPEC:
             if entry.state == DISABLED:
                 return f"ROSpec {rid} is disabled"
-            entry.state = ACTIVE
+            self._activate(entry, t_s)
         elif mtype == w.STOP_ROSPEC:
             if entry.state == DISABLED:
                 return f"ROSpec {rid} is disabled"
             entry.state = INACTIVE
+            entry.stop_s = None
         return ""
+
+    @staticmethod
+    def _activate(entry: ROSpecEntry, t_s: float) -> None:
+        entry.state = ACTIVE
+        duration_ms = entry.info.duration_ms
+        entry.stop_s = t_s + duration_ms / 1000 if duration_ms else None
 
     def _schedule(self, t_s: float) -> None:
         """(Re)start or stop the report clock after the ROSpec states changed."""

@@ -89,6 +89,7 @@ P_TRANSMIT_POWER_LEVEL_TABLE_ENTRY = 145
 P_ROSPEC = 177
 P_RO_BOUNDARY_SPEC = 178
 P_ROSPEC_START_TRIGGER = 179
+P_ROSPEC_STOP_TRIGGER = 182
 P_AISPEC = 183
 P_IDENTIFICATION = 218
 P_KEEPALIVE_SPEC = 220
@@ -378,6 +379,7 @@ class ROSpecInfo:
     antennas: tuple[int, ...]  # from the AISpecs; (0,) = all
     tags_per_report: int  # ROReportSpec N; 0 / absent -> 1
     start_immediate: bool  # ROSpecStartTrigger type 1
+    duration_ms: int  # ROSpecStopTrigger type 1 (duration); 0 = runs until STOP_ROSPEC
     raw: bytes  # the whole ROSpec parameter, header included (GET_ROSPECS echoes it)
 
 
@@ -389,6 +391,7 @@ def parse_rospec(param: Param) -> ROSpecInfo:
     antennas: list[int] = []
     n = 1
     immediate = False
+    duration_ms = 0
     for p in iter_params(body[6:]):
         if p.type == P_AISPEC:
             if len(p.body) < 2:
@@ -404,6 +407,9 @@ def parse_rospec(param: Param) -> ROSpecInfo:
         elif p.type == P_RO_BOUNDARY_SPEC:
             trigger = find(p.body, P_ROSPEC_START_TRIGGER)
             immediate = trigger is not None and trigger.body[:1] == b"\x01"
+            stop = find(p.body, P_ROSPEC_STOP_TRIGGER)
+            if stop is not None and len(stop.body) >= 5 and stop.body[0] == 1:
+                (duration_ms,) = struct.unpack_from(">I", stop.body, 1)
     return ROSpecInfo(
         rospec_id=rospec_id,
         priority=priority,
@@ -411,6 +417,7 @@ def parse_rospec(param: Param) -> ROSpecInfo:
         antennas=tuple(antennas) or (0,),
         tags_per_report=n or 1,
         start_immediate=immediate,
+        duration_ms=duration_ms,
         raw=tlv(P_ROSPEC, body),
     )
 
@@ -424,7 +431,7 @@ def rospec(
 ) -> bytes:
     """A minimal ROSpec (tests and the stale-ROSpec fault): null stop triggers, report on N."""
     start = tlv(P_ROSPEC_START_TRIGGER, u8(1 if immediate else 0))
-    stop = tlv(180, u8(0) + u32(0))  # ROSpecStopTrigger: null
+    stop = tlv(P_ROSPEC_STOP_TRIGGER, u8(0) + u32(0))  # null
     boundary = tlv(P_RO_BOUNDARY_SPEC, start + stop)
     ai_stop = tlv(184, u8(0) + u32(0))  # AISpecStopTrigger: null
     inventory = tlv(186, u16(1) + u8(1))  # InventoryParameterSpec: id 1, EPCGlobal C1G2

@@ -20,6 +20,7 @@ from readersim.faults import DeviceFaults, Window
 from readersim.llrp import STALE_ROSPEC_ID, LLRPConfig, LLRPDevice
 from readersim.population import Population, TagSpec, generated_tags
 
+from agent.readers.codecs import llrp as agent_llrp
 from tests.support.sim_support import FakeClock, SimProcess, drive, h
 
 UTC0 = 1_700_000_000.0
@@ -122,7 +123,7 @@ def tlv(ptype: int, body: bytes) -> bytes:
 
 
 def rospec(rid: int, antennas: tuple[int, ...] = (0,), n: int = 1) -> bytes:
-    boundary = tlv(178, tlv(179, b"\x00") + tlv(180, b"\x00" + bytes(4)))
+    boundary = tlv(178, tlv(179, b"\x00") + tlv(182, b"\x00" + bytes(4)))
     ai = tlv(
         183,
         struct.pack(">H", len(antennas))
@@ -451,6 +452,108 @@ def test_wire_helpers_roundtrip() -> None:
     assert w.status_of(w.llrp_status(109, "x")) == (109, "x")
     buf = bytearray(h("04 01 00 00 00 02 00 00 00 01") + GET_CAPABILITIES)
     assert w.split_messages(buf) == ([], 21)  # impossible length: stream dropped
+
+
+def test_rospec_stop_trigger_duration_ends_the_inventory() -> None:
+    dev, clock = connected(read_rate_per_s=100.0)
+    boundary = tlv(178, tlv(179, b"\x00") + tlv(182, b"\x01" + struct.pack(">I", 300)))
+    ai = tlv(183, struct.pack(">HH", 1, 0) + tlv(184, b"\x00" + bytes(4)))
+    spec = tlv(177, struct.pack(">IBB", 8, 0, 0) + boundary + ai)
+    assert status(ask(dev, msg(20, 1, spec)).body) == 0
+    assert status(ask(dev, rospec_op(24, 2, 8)).body) == 0
+    assert status(ask(dev, rospec_op(22, 3, 8)).body) == 0
+    frames = drive(dev, clock, 2.0)
+    assert 28 <= len(frames) <= 30  # 100 reads/s for 0.3 s, one tag per report
+    assert dev.rospecs[8].state == 1  # inactive again
+    assert status(ask(dev, rospec_op(22, 4, 8)).body) == 0  # and can be started again
+    assert drive(dev, clock, 1.0)
+
+
+# -- against the agent's own codec (the simulator shares no code with it) -----------------------
+
+
+def agent_ask(dev: LLRPDevice, request: bytes) -> agent_llrp.LlrpMessage:
+    decoder = agent_llrp.LlrpDecoder()
+    replies = [m for f in dev.feed(request) for m in decoder.feed(f)]
+    assert len(replies) == 1
+    assert decoder.stats.implausible == 0
+    return replies[0]
+
+
+def test_agent_codec_session() -> None:
+    tags = generated_tags(4, seed=9, antennas=(1, 2))
+    dev, clock = make(tags=tags, flavour="impinj", stale_rospec=True, rssi_jitter_db=1.0)
+    decoder = agent_llrp.LlrpDecoder()
+    (hello,) = [m for f in dev.poll() for m in decoder.feed(f)]
+    event = agent_llrp.parse_reader_event(hello)
+    assert event is not None
+    assert event.connection_ok
+    assert event.timestamp_us == round(UTC0 * 1_000_000)
+
+    caps = agent_llrp.parse_capabilities(agent_ask(dev, agent_llrp.get_reader_capabilities(1)))
+    assert caps is not None
+    assert (caps.max_antennas, caps.manufacturer_pen, caps.firmware) == (4, 25882, "5.14.0.240")
+    assert caps.has_utc_clock
+    assert caps.can_set_antenna_properties
+    assert caps.power_table_cdbm[0] == (1, 1000)
+    assert caps.power_table_cdbm[-1] == (87, 3150)
+
+    ext = agent_ask(dev, agent_llrp.impinj_enable_extensions(2))
+    assert ext.type == agent_llrp.MsgType.CUSTOM_MESSAGE
+    ext_status = agent_llrp.parse_status(agent_llrp.LlrpMessage(1, 1023, 3, ext.body[5:]))
+    assert ext_status is not None
+    assert ext_status.ok
+    requests = [
+        agent_llrp.set_reader_config(3, keepalive_ms=1000, events={0: True}),
+        agent_llrp.delete_accessspec(4),
+        agent_llrp.delete_rospec(5),  # clears the stale ROSpec 99
+        agent_llrp.add_rospec(6, 99, (1, 2), report_every_n_tags=2, power_index=81),
+        agent_llrp.enable_rospec(7, 99),
+        agent_llrp.start_rospec(8, 99),
+    ]
+    for request in requests:
+        reply = agent_ask(dev, request)
+        st = agent_llrp.parse_status(reply)
+        assert st is not None
+        assert st.ok, (reply.name, st)
+        assert reply.msg_id == int.from_bytes(request[6:10], "big")
+    assert dev.feed(agent_llrp.enable_events_and_reports(9)) == []
+
+    got = [m for f in drive(dev, clock, 2.2) for m in decoder.feed(f)]
+    keepalives = [m for m in got if m.type == agent_llrp.MsgType.KEEPALIVE]
+    assert len(keepalives) == 2
+    reports = [r for m in got for r in agent_llrp.parse_ro_access_report(m)]
+    assert len(reports) > 300
+    by_epc = {t.epc: t for t in tags}
+    for r in reports:
+        tag = by_epc[r.epc]
+        assert (r.epc_bits, r.antenna_id, r.tag_seen_count) == (96, tag.antenna, 1)
+        assert r.impinj_rssi_cdbm is not None
+        assert abs(r.impinj_rssi_cdbm - tag.rssi_dbm * 100) <= 100
+        assert r.first_seen_us == r.last_seen_us
+    assert {r.epc for r in reports} == set(by_epc)
+    assert decoder.stats.implausible == 0
+
+    stop = agent_ask(dev, agent_llrp.stop_rospec(10, 99))
+    assert stop.type == agent_llrp.MsgType.STOP_ROSPEC_RESPONSE
+    dev.feed(agent_llrp.keepalive_ack(keepalives[-1].msg_id))
+    closed = agent_ask(dev, agent_llrp.close_connection(11))
+    assert closed.type == agent_llrp.MsgType.CLOSE_CONNECTION_RESPONSE
+    assert dev.hangup_due_s() is not None
+
+
+def test_agent_codec_sees_unsupported_custom_and_busy() -> None:
+    dev, _ = connected()
+    refused = agent_ask(dev, agent_llrp.impinj_enable_extensions(5))
+    st = agent_llrp.parse_status(refused)
+    assert refused.type == agent_llrp.MsgType.ERROR_MESSAGE
+    assert st is not None
+    assert (st.code, refused.msg_id) == (109, 5)
+    busy, _ = make(busy=True)
+    (event_msg,) = agent_llrp.LlrpDecoder().feed(busy.poll()[0])
+    event = agent_llrp.parse_reader_event(event_msg)
+    assert event is not None
+    assert event.connection_attempt == 2
 
 
 # -- over real TCP ----------------------------------------------------------------------------
