@@ -29,6 +29,7 @@ Flavour = Literal["plain", "impinj"]
 STALE_ROSPEC_ID = 99
 MAX_REPORT_RATE_PER_S = 20_000.0  # "unlimited" read rate: the radio's ceiling
 TCP_BAUD = 100_000_000  # the server paces writes by baud; a LAN is not a serial line
+MAX_QUEUED_REQUESTS = 1024  # a client may pipeline requests; a real reader drops none
 
 # ROSpec CurrentState.
 DISABLED = 0
@@ -112,7 +113,14 @@ class LLRPDevice(ScheduledDevice):
         faults: DeviceFaults | None = None,
         epoch_s: float | None = None,
     ) -> None:
-        super().__init__(clock=clock, rng=rng, baud=config.baud, faults=faults, epoch_s=epoch_s)
+        super().__init__(
+            clock=clock,
+            rng=rng,
+            baud=config.baud,
+            faults=faults,
+            epoch_s=epoch_s,
+            max_queued_commands=MAX_QUEUED_REQUESTS,
+        )
         self.config = config
         self.population = population
         self.connected_s = clock()

@@ -415,6 +415,13 @@ def test_split_and_coalesced_input() -> None:
     assert [(decode(f).type, decode(f).id) for f in out] == [(11, 1), (51, 2)]
 
 
+def test_pipelined_requests_are_all_answered() -> None:
+    dev, _ = connected()
+    data = b"".join(msg(41, 100 + i, bytes(4)) for i in range(40))
+    frames = dev.feed(data) + dev.poll()
+    assert [decode(f).id for f in frames] == list(range(100, 140))
+
+
 def test_close_connection_answers_then_hangs_up() -> None:
     dev, clock = connected()
     ask(dev, keepalive_config(1, 100))
@@ -588,6 +595,57 @@ def test_tcp_session() -> None:
             assert (closed.type, closed.id) == (4, 2)
             sock.settimeout(5)
             assert sock.recv(1) == b""  # the reader closed the connection
+    finally:
+        code, err = sim.stop()
+    assert code == 0, err
+    assert "Traceback" not in err
+
+
+def test_tcp_inventory_reports() -> None:
+    sim = SimProcess("llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--read-rate", "50")
+    try:
+        port = int(sim.port.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            assert decode(recv_message(sock)).type == 63
+            sock.sendall(add_rospec(1, 5) + rospec_op(24, 2, 5) + rospec_op(22, 3, 5))
+            answers = [decode(recv_message(sock)) for _ in range(3)]
+            assert [(a.type, a.id, status(a.body)) for a in answers] == [
+                (30, 1, 0),
+                (34, 2, 0),
+                (32, 3, 0),
+            ]
+            start = time.monotonic()
+            reads = [r for _ in range(10) for r in tag_reads(recv_message(sock))]
+            elapsed = time.monotonic() - start
+            assert len(reads) == 10
+            assert len({r.epc for r in reads}) == 3
+            assert 0.1 < elapsed < 2.0  # 50 reads/s
+            now_us = time.time() * 1e6
+            assert all(abs(r.first_us - now_us) < 5e6 for r in reads)  # wall-clock UTC
+    finally:
+        code, err = sim.stop()
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("flag", "connection_status", "min_s"),
+    [(("--busy",), b"\x00\x02", 0.0), (("--drop-after", "0.5"), b"\x00\x00", 0.45)],
+)
+def test_tcp_reader_closes_the_connection(
+    flag: tuple[str, ...], connection_status: bytes, min_s: float
+) -> None:
+    sim = SimProcess("llrp", "--tcp", "127.0.0.1:0", *flag)
+    try:
+        port = int(sim.port.rsplit(":", 1)[1])
+        start = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            hello = decode(recv_message(sock))
+            assert one(one(hello.body, 246), 256) == connection_status
+            sock.settimeout(5)
+            assert sock.recv(1) == b""
+            assert min_s <= time.monotonic() - start < 3.0
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            assert decode(recv_message(sock)).type == 63  # the next connection is served
     finally:
         code, err = sim.stop()
     assert code == 0, err
