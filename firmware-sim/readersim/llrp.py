@@ -29,6 +29,7 @@ Flavour = Literal["plain", "impinj"]
 STALE_ROSPEC_ID = 99
 MAX_REPORT_RATE_PER_S = 20_000.0  # "unlimited" read rate: the radio's ceiling
 TCP_BAUD = 100_000_000  # the server paces writes by baud; a LAN is not a serial line
+CATCH_UP_S = 0.25  # reports later than this are not made up for
 MAX_QUEUED_REQUESTS = 1024  # a client may pipeline requests; a real reader drops none
 
 # ROSpec CurrentState.
@@ -169,7 +170,7 @@ class LLRPDevice(ScheduledDevice):
         self._buf += data
         messages, dropped = w.split_messages(self._buf)
         self.stats.bytes_discarded += dropped
-        return [w.message(m.type, m.id, m.body) for m in messages]
+        return [w.message(m.type, m.id, m.body, version=m.version) for m in messages]
 
     def _on_abort(self) -> None:
         self._buf.clear()
@@ -246,7 +247,7 @@ class LLRPDevice(ScheduledDevice):
         rate = self.config.report_rate_per_s
         n = entry.info.tags_per_report
         period = n / rate
-        if start < t0_s - 1.0:  # after a silence: no burst of catch-up reports
+        if start < t0_s - CATCH_UP_S:  # after a silence or a stall: no burst of catch-up
             start = t0_s
         self._report_s = start + period
         tags = self._visible(entry, start)
@@ -278,6 +279,10 @@ class LLRPDevice(ScheduledDevice):
     def _start(self, command: bytes, t0_s: float) -> Job:
         msg = w.parse_message(command)
         t = t0_s + self.config.reply_latency_s
+        if msg.version != w.VERSION:
+            self.llrp_stats.errors_sent += 1
+            text = f"unsupported version {msg.version}: this reader speaks LLRP 1.0.1 only"
+            return iter([Emission(t, w.error_message(msg.id, w.M_UNSUPPORTED_VERSION, text))])
         try:
             frame = self._answer(msg, t)
         except (w.WireError, struct.error) as exc:

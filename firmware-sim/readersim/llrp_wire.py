@@ -120,6 +120,7 @@ M_SUCCESS = 0
 M_PARAMETER_ERROR = 100
 M_FIELD_ERROR = 101
 M_UNSUPPORTED_MESSAGE = 109
+M_UNSUPPORTED_VERSION = 110
 
 # ConnectionAttemptEvent status.
 CONN_SUCCESS = 0
@@ -181,10 +182,12 @@ def utf8v(text: str) -> bytes:
     return u16(len(raw)) + raw
 
 
-def message(msg_type: int, msg_id: int, body: bytes = b"") -> bytes:
+def message(msg_type: int, msg_id: int, body: bytes = b"", *, version: int = VERSION) -> bytes:
     if not 0 <= msg_type < 1024:
         raise ValueError("message type is 10 bits")
-    return u16((VERSION << 10) | msg_type) + u32(HEADER_LEN + len(body)) + u32(msg_id) + body
+    if not 0 <= version < 8:
+        raise ValueError("version is 3 bits")
+    return u16((version << 10) | msg_type) + u32(HEADER_LEN + len(body)) + u32(msg_id) + body
 
 
 def tlv(param_type: int, body: bytes = b"") -> bytes:

@@ -398,6 +398,28 @@ def test_unknown_message_gets_error_message_109() -> None:
     assert dev.feed(msg(64, 78)) == []  # ENABLE_EVENTS_AND_REPORTS has no response
 
 
+def test_llrp_1_1_message_gets_unsupported_version() -> None:
+    dev, _ = connected()
+    frames = dev.feed(h("08 2e 00 00 00 0a 00 00 00 05"))  # GET_SUPPORTED_VERSION, version 2
+    m = decode(frames[0])
+    assert (m.version, m.type, m.id, status(m.body)) == (1, 100, 5, 110)
+    agent_reply = agent_ask(dev, agent_llrp.get_supported_version(6))
+    st = agent_llrp.parse_status(agent_reply)
+    assert st is not None
+    assert (agent_reply.type, st.code) == (100, 110)
+
+
+def test_reports_resume_after_a_silence_without_a_burst() -> None:
+    faults = DeviceFaults(silent=(Window(start_s=0.5, duration_s=1.0),))
+    dev, clock = connected(faults=faults, read_rate_per_s=100.0)
+    start_inventory(dev)
+    assert 45 <= len(drive(dev, clock, 0.5)) <= 50
+    assert drive(dev, clock, 0.99) == []
+    clock.advance(0.02)  # 1.51 s: the silence is over
+    assert len(dev.poll()) <= 2
+    assert 45 <= len(drive(dev, clock, 0.5)) <= 52
+
+
 def test_simple_requests_answer_with_their_response_and_id() -> None:
     dev, _ = connected()
     for req, resp in [(2, 12), (41, 51), (44, 54)]:
@@ -566,15 +588,34 @@ def test_agent_codec_sees_unsupported_custom_and_busy() -> None:
 # -- over real TCP ----------------------------------------------------------------------------
 
 
+_pending: dict[int, bytes] = {}
+
+
 def recv_message(sock: socket.socket, timeout_s: float = 5.0) -> bytes:
+    """The next whole message from ``sock`` (bytes past it are kept for the next call)."""
     deadline = time.monotonic() + timeout_s
-    buf = b""
+    buf = _pending.pop(sock.fileno(), b"")
     while len(buf) < 10 or len(buf) < struct.unpack_from(">I", buf, 2)[0]:
         sock.settimeout(max(0.01, deadline - time.monotonic()))
-        chunk = sock.recv(4096 if len(buf) < 10 else struct.unpack_from(">I", buf, 2)[0] - len(buf))
+        chunk = sock.recv(4096)
         assert chunk, "connection closed"
         buf += chunk
-    return buf
+    n = struct.unpack_from(">I", buf, 2)[0]
+    if buf[n:]:
+        _pending[sock.fileno()] = buf[n:]
+    return buf[:n]
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    _pending.pop(sock.fileno(), None)  # a closed socket's leftovers under a reused fd
+    return sock
+
+
+def no_more_bytes(sock: socket.socket) -> bool:
+    """True when the peer closed the connection with nothing left unread."""
+    sock.settimeout(5)
+    return _pending.pop(sock.fileno(), b"") == b"" and sock.recv(1) == b""
 
 
 def test_tcp_session() -> None:
@@ -583,7 +624,7 @@ def test_tcp_session() -> None:
         url = sim.port
         assert url.startswith("tcp://127.0.0.1:")
         port = int(url.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with connect(port) as sock:
             hello = decode(recv_message(sock))
             assert hello.type == 63
             assert one(one(hello.body, 246), 256) == b"\x00\x00"
@@ -593,8 +634,7 @@ def test_tcp_session() -> None:
             sock.sendall(msg(14, 2))
             closed = decode(recv_message(sock))
             assert (closed.type, closed.id) == (4, 2)
-            sock.settimeout(5)
-            assert sock.recv(1) == b""  # the reader closed the connection
+            assert no_more_bytes(sock)  # the reader closed the connection
     finally:
         code, err = sim.stop()
     assert code == 0, err
@@ -605,7 +645,7 @@ def test_tcp_inventory_reports() -> None:
     sim = SimProcess("llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--read-rate", "50")
     try:
         port = int(sim.port.rsplit(":", 1)[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with connect(port) as sock:
             assert decode(recv_message(sock)).type == 63
             sock.sendall(add_rospec(1, 5) + rospec_op(24, 2, 5) + rospec_op(22, 3, 5))
             answers = [decode(recv_message(sock)) for _ in range(3)]
@@ -638,13 +678,12 @@ def test_tcp_reader_closes_the_connection(
     try:
         port = int(sim.port.rsplit(":", 1)[1])
         start = time.monotonic()
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with connect(port) as sock:
             hello = decode(recv_message(sock))
             assert one(one(hello.body, 246), 256) == connection_status
-            sock.settimeout(5)
-            assert sock.recv(1) == b""
+            assert no_more_bytes(sock)
             assert min_s <= time.monotonic() - start < 3.0
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        with connect(port) as sock:
             assert decode(recv_message(sock)).type == 63  # the next connection is served
     finally:
         code, err = sim.stop()
