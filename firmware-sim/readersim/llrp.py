@@ -152,6 +152,8 @@ class LLRPDevice(ScheduledDevice):
         self._hangup_s = t_s if self._hangup_s is None else min(self._hangup_s, t_s)
         self._report_s = None
         self._keepalive_s = None
+        for entry in self.rospecs.values():
+            entry.stop_s = None
 
     def _msg_id(self) -> int:
         msg_id = self._next_id
@@ -182,6 +184,8 @@ class LLRPDevice(ScheduledDevice):
         now = self._clock()
         if self._silent(now) or self._hello_pending:
             return due
+        if self._hangup_s is not None and now >= self._hangup_s:
+            return None  # the connection is over: nothing more will be sent
         own = [t for t in (self._keepalive_s, self._report_s) if t is not None]
         own += [e.stop_s for e in self.rospecs.values() if e.stop_s is not None]
         if due is not None:

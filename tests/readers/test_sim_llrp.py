@@ -454,6 +454,18 @@ def test_close_connection_answers_then_hangs_up() -> None:
     assert dev.feed(GET_CAPABILITIES) == []
 
 
+def test_drop_after_ends_a_timed_inventory_too() -> None:
+    dev, clock = connected(drop_after_s=0.2, read_rate_per_s=100.0)
+    boundary = tlv(178, tlv(179, b"\x01") + tlv(182, b"\x01" + struct.pack(">I", 500)))
+    ai = tlv(183, struct.pack(">HH", 1, 0) + tlv(184, b"\x00" + bytes(4)))
+    spec = tlv(177, struct.pack(">IBB", 8, 0, 0) + boundary + ai)
+    assert status(ask(dev, msg(20, 1, spec)).body) == 0
+    assert status(ask(dev, rospec_op(24, 2, 8)).body) == 0  # immediate start trigger
+    frames = drive(dev, clock, 1.0)
+    assert 18 <= len(frames) <= 20  # reports until the drop at 0.2 s, then nothing
+    assert dev.next_due_s() is None
+
+
 def test_busy_reports_status_2_and_hangs_up() -> None:
     dev, clock = make(busy=True)
     frames = dev.poll()
