@@ -491,6 +491,11 @@ def test_wire_helpers_roundtrip() -> None:
     )
     assert w.parse_message(GET_CAPABILITIES) == w.Message(1, 1, 1, b"\x00")
     assert w.status_of(w.llrp_status(109, "x")) == (109, "x")
+    (ant_msg,) = agent_llrp.LlrpDecoder().feed(w.antenna_event(3, 42, antenna=2, connected=False))
+    ant_event = agent_llrp.parse_reader_event(ant_msg)
+    assert ant_event is not None
+    assert ant_event.timestamp_us == 42
+    assert [(a.antenna_id, a.connected) for a in ant_event.antenna_events] == [(2, False)]
     buf = bytearray(h("04 01 00 00 00 02 00 00 00 01") + GET_CAPABILITIES)
     assert w.split_messages(buf) == ([], 21)  # impossible length: stream dropped
 
