@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_BAUD = {"r2000": 115200, "chafon": 57600, "barcode": 9600}
+DEFAULT_BAUD = {"r2000": 115200, "chafon": 57600, "barcode": 9600, "llrp": 100_000_000}
 
 
 def _int(text: str) -> int:
@@ -311,6 +311,54 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         metavar="N",
         help="inventory scan time in units of 100 ms (default %(default)s)",
+    )
+
+    llrp = sub.add_parser("llrp", help="LLRP 1.0.1 fixed reader over TCP (Impinj, Zebra)")
+    _common(llrp, "llrp")
+    _rfid(llrp)
+    g = llrp.add_argument_group("llrp")
+    g.add_argument(
+        "--flavour",
+        choices=["plain", "impinj"],
+        default="plain",
+        help="plain LLRP (custom messages refused) or Impinj (PEN 25882: custom messages, "
+        "ImpinjPeakRSSI in tag reports) (default %(default)s)",
+    )
+    g.add_argument(
+        "--antennas",
+        type=_int_list,
+        default=(1, 2, 3, 4),
+        metavar="LIST",
+        help="connected antenna ports; AISpec antenna 0 = all of them (default 1,2,3,4)",
+    )
+    g.add_argument(
+        "--ports",
+        type=int,
+        default=None,
+        help="MaxNumberOfAntennaSupported (default 4, or the highest of --antennas)",
+    )
+    g.add_argument("--firmware", default="5.14.0.240", help="ReaderFirmwareVersion string")
+    lf = llrp.add_argument_group("llrp faults")
+    lf.add_argument(
+        "--drop-after",
+        type=_seconds,
+        metavar="S",
+        help="close each TCP connection S seconds after it opened",
+    )
+    lf.add_argument(
+        "--stale-rospec",
+        action="store_true",
+        help="ROSpec 99 already exists at connect (only DELETE_ROSPEC 0 clears it)",
+    )
+    lf.add_argument(
+        "--refuse-custom",
+        action="store_true",
+        help="answer CUSTOM_MESSAGE with ERROR_MESSAGE 109 even with --flavour impinj",
+    )
+    lf.add_argument(
+        "--busy",
+        action="store_true",
+        help="ConnectionAttemptEvent status 2 (a client connection exists), then close",
     )
 
     barcode = sub.add_parser("barcode", help="barcode scanner in serial line mode")

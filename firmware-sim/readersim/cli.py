@@ -4,6 +4,7 @@
     reader-sim r2000 --tcp 127.0.0.1:0          # prints tcp://127.0.0.1:PORT first
     reader-sim chafon --pty --model 288
     reader-sim barcode --pty --terminator crlf
+    reader-sim llrp --tcp 127.0.0.1:0           # LLRP 1.0.1 reader, TCP only
 
 stdout carries only the line protocol (first line = port; ``GONE <port>`` when the port
 vanishes; ``PORT <port>`` when it is back); logs go to stderr. SIGTERM/SIGINT exit with 0.
@@ -13,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import random
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +34,7 @@ from readersim.faults import (
     LineFaults,
     Window,
 )
+from readersim.llrp import LLRPConfig, LLRPDevice
 from readersim.population import Population, generated_tags
 from readersim.r2000 import R2000Config, R2000Device
 from readersim.scenario import Scenario, load_scenario
@@ -220,6 +224,40 @@ def _barcode_plan(args: argparse.Namespace) -> Plan:
     return Plan(_spec(args, scenario), factory, summary)
 
 
+def _llrp_plan(args: argparse.Namespace) -> Plan:
+    if args.pty:
+        raise ValueError("llrp is served over TCP only (--tcp HOST:PORT)")
+    if args.tcp is None:
+        args.tcp = ("127.0.0.1", 0)
+    scenario = _scenario(args)
+    antennas = args.antennas
+    config = LLRPConfig(
+        flavour=args.flavour,
+        ports=args.ports or max(4, *antennas),
+        connected_antennas=frozenset(antennas),
+        read_rate_per_s=_read_rate(args, scenario),
+        firmware=args.firmware,
+        baud=args.baud,
+        drop_after_s=args.drop_after,
+        stale_rospec=args.stale_rospec,
+        refuse_custom=args.refuse_custom,
+        busy=args.busy,
+    )
+    population = _population(args, scenario)
+    faults = _device_faults(args, scenario)
+
+    def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
+        utc = time.time() - (clock() - epoch_s)  # wall time at the epoch
+        cfg = dataclasses.replace(config, utc_at_epoch_s=utc)
+        return LLRPDevice(cfg, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s)
+
+    summary = (
+        f"llrp reader ({config.flavour}): {config.ports} ports, antennas "
+        f"{sorted(config.connected_antennas)}, {len(population.tags)} tags"
+    )
+    return Plan(_spec(args, scenario), factory, summary)
+
+
 def build_plan(args: argparse.Namespace) -> Plan:
     if args.device == "r2000":
         return _r2000_plan(args)
@@ -227,6 +265,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
         return _chafon_plan(args)
     if args.device == "barcode":
         return _barcode_plan(args)
+    if args.device == "llrp":
+        return _llrp_plan(args)
     raise ValueError(f"unknown device {args.device!r}")
 
 

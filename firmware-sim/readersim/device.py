@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from readersim.faults import DeviceFaults
 
@@ -61,6 +61,15 @@ class Device(Protocol):
     def poll(self, limit: int = 64) -> list[bytes]: ...
 
     def next_due_s(self) -> float | None: ...
+
+
+@runtime_checkable
+class HangsUp(Protocol):
+    """A device that can end the connection itself (an LLRP reader's CLOSE_CONNECTION)."""
+
+    def hangup_due_s(self) -> float | None:
+        """Clock time at which the server closes the connection; None = never."""
+        ...
 
 
 class ScheduledDevice(ABC):

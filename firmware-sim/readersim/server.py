@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from readersim.device import Clock, Device
+from readersim.device import Clock, Device, HangsUp
 from readersim.faults import Chunk, LineFaultInjector, LineFaults, Window
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,7 @@ async def run_session(
     outbox: deque[tuple[bytes, int]] = deque()
     wake = asyncio.Event()
     line = PacedLine(write, injector, clock)
+    hangs_up = device if isinstance(device, HangsUp) else None
 
     async def receive() -> None:
         while True:
@@ -127,6 +128,10 @@ async def run_session(
                 await line.send(frame, baud)
                 continue
             due = device.next_due_s()
+            if hangs_up is not None and (hangup := hangs_up.hangup_due_s()) is not None:
+                if hangup <= clock():
+                    raise PortClosedError  # the device closes the connection
+                due = hangup if due is None else min(due, hangup)
             burst = injector.next_burst_s() if injector is not None else None
             if burst is not None:
                 due = burst + epoch_s if due is None else min(due, burst + epoch_s)
