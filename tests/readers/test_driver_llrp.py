@@ -1,0 +1,98 @@
+"""LLRP driver against reader-sim llrp over real TCP (issue 11): identify, configure, reads,
+keepalives, reconnects, stale ROSpecs, a busy reader."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from readersim.population import generated_tags
+from tests.support.reader_support import Run, reader_config, sim
+
+
+def _hostport(url: str) -> tuple[str, int]:
+    m = re.fullmatch(r"tcp://([^:]+):(\d+)", url)
+    assert m, url
+    return m.group(1), int(m.group(2))
+
+
+def _population(count: int, seed: int, antennas: tuple[int, ...]) -> dict[str, int]:
+    return {t.epc.hex().upper(): t.antenna
+            for t in generated_tags(count, seed=seed, antennas=antennas)}
+
+
+def _cfg(url: str, **fields: object) -> object:
+    host, port = _hostport(url)
+    fields.setdefault("antennas", [1, 2])
+    return reader_config(driver="llrp", host=host, port=port, **fields)
+
+
+async def test_identifies_configures_and_reads_the_population(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    expected = _population(6, 3, (1, 2))
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "6", "--seed", "3", "--tag-antennas", "1,2") as s, \
+            caplog.at_level(logging.INFO, logger="agent.readers"):
+        async with Run(_cfg(s.port, power_dbm=27.6)) as run:  # type: ignore[arg-type]
+            await run.wait_for(lambda r: {t.epc for t in r.tags} >= set(expected), 15,
+                               "every EPC of the population")
+    for t in run.tags:
+        assert t.epc in expected, t
+        assert t.antenna == expected[t.epc]
+        assert t.rssi_dbm is not None
+        assert -100 < t.rssi_dbm < 0
+    assert run.status.state == "connected"
+    assert run.status.firmware
+    assert "transmit power from the reader's table: antenna 1: 27.5 dBm (asked 27.6)" \
+        in caplog.text
+
+
+async def test_a_dropped_connection_reconnects_and_reads_resume(tmp_path: Path) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--drop-after",
+             "1.0") as s:
+        async with Run(_cfg(s.port)) as run:  # type: ignore[arg-type]
+            await run.wait_for(lambda r: r.status.connects >= 2, 15, "a second connection")
+            n = len(run.reads)
+            await run.wait_reads(n + 5, timeout_s=5)
+    assert run.status.disconnects >= 1
+
+
+async def test_silent_keepalives_reconnect_within_three_periods(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--silent-after", "1.0",
+             "--silent-for", "2.0") as s, caplog.at_level(logging.WARNING, logger="agent.readers"):
+        async with Run(_cfg(s.port, keepalive_s=0.5)) as run:  # type: ignore[arg-type]
+            await run.wait_reads(3)
+            await run.wait_for(lambda r: r.status.disconnects >= 1, 10, "a silence reset")
+            n = len(run.reads)
+            await run.wait_reads(n + 5, timeout_s=6)  # back within 3 s of the reader's return
+    assert "not even a keepalive" in caplog.text
+
+
+async def test_a_rospec_left_by_another_client_is_deleted(tmp_path: Path) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--stale-rospec") as s:
+        async with Run(_cfg(s.port)) as run:  # type: ignore[arg-type]
+            await run.wait_reads(5)
+    assert run.status.disconnects == 0
+
+
+async def test_a_busy_reader_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--busy") as s, \
+            caplog.at_level(logging.WARNING, logger="agent.readers"):
+        async with Run(_cfg(s.port)) as run:  # type: ignore[arg-type]
+            await run.wait_for(lambda r: r.status.last_error is not None, 10, "the refusal")
+    assert "Failed_A_Client_Initiated_Connection_Already_Exists" in str(run.status.last_error)
+    assert "another client is connected" in caplog.text
+
+
+async def test_impinj_flavour_reports_centi_dbm(tmp_path: Path) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--flavour",
+             "impinj") as s:
+        async with Run(_cfg(s.port)) as run:  # type: ignore[arg-type]
+            await run.wait_reads(5)
+    assert "Impinj" in str(run.status.model)
+    assert all(t.rssi_dbm is not None for t in run.tags)
