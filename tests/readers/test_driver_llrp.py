@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from readersim.population import generated_tags
+
 from tests.support.reader_support import Run, reader_config, sim
 
 
@@ -34,8 +34,8 @@ async def test_identifies_configures_and_reads_the_population(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     expected = _population(6, 3, (1, 2))
-    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "6", "--seed", "3", "--tag-antennas", "1,2") as s, \
-            caplog.at_level(logging.INFO, logger="agent.readers"):
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "6", "--seed", "3",
+             "--tag-antennas", "1,2") as s, caplog.at_level(logging.INFO, logger="agent.readers"):
         async with Run(_cfg(s.port, power_dbm=27.6)) as run:  # type: ignore[arg-type]
             await run.wait_for(lambda r: {t.epc for t in r.tags} >= set(expected), 15,
                                "every EPC of the population")
