@@ -395,10 +395,7 @@ def decode_tag_report(p: Param, stats: DecoderStats | None = None) -> TagReport 
         first = body[pos]
         if not first & 0x80:
             rest = parse_params(body[pos:], stats)  # TLVs (and any TVs after them)
-            tlvs.extend(x for x in rest if not x.tv)
-            for x in rest:
-                if x.tv:
-                    tlvs.append(x)
+            tlvs.extend(rest)
             break
         ptype = first & 0x7F
         size = TV_LENGTHS.get(ptype)
