@@ -124,12 +124,40 @@ def cmd_ports(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _probe_llrp(url: str, timeout_s: float) -> int:
+    from agent.readers.drivers.llrp import probe_llrp
+    from agent.readers.link import LinkError
+    from agent.readers.session import ReaderError
+
+    hostport = url.removeprefix("llrp://").rstrip("/")
+    host, sep, port_text = hostport.rpartition(":")
+    if not sep or "]" in port_text:
+        host, port_text = hostport, "5084"
+    try:
+        port = int(port_text)
+    except ValueError:
+        print(f"port error: {url}: the port must be a number (llrp://HOST[:PORT])",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        print(asyncio.run(probe_llrp(host.strip("[]"), port, timeout_s=max(timeout_s, 2.0))))
+    except LinkError as exc:
+        print(f"port error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except ReaderError as exc:
+        print(f"{url}: {exc}")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     """Exit 0: a reader identified; 1: nothing identified; 2: the port cannot be used."""
     from agent.readers.link import LinkError
     from agent.readers.ports import PortError, resolve_port
     from agent.readers.probe import PROTOCOLS, format_probe, probe
 
+    if args.port.startswith("llrp://"):
+        return _probe_llrp(args.port, args.timeout_s)
     try:
         device = resolve_port(args.port)
     except (PortError, ValueError) as exc:
@@ -185,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
         "command: scan something while probing).",
     )
     probe.add_argument("port", metavar="PORT",
-                       help="device path, /dev/serial/by-id/..., usb:VID:PID[:SERIAL] or "
-                       "socket://host:port")
+                       help="device path, /dev/serial/by-id/..., usb:VID:PID[:SERIAL], "
+                       "socket://host:port, or llrp://HOST[:PORT] for a fixed LLRP reader")
     probe.add_argument("--baud", type=int, action="append", metavar="N",
                        help="try only this baud rate (repeatable)")
     probe.add_argument("--protocol", choices=["r2000", "chafon"],

@@ -36,6 +36,8 @@ class ReaderStatus:
     # started after round_end_timeout_s instead of a reconnect
     rounds_unconfirmed: int = 0
     command_retries: int = 0  # commands asked a second time after a lost reply
+    # LLRP: the reader's clock minus the gateway's (from its timestamps), seconds; None: unknown
+    reader_clock_offset_s: float | None = None
     # Error codes / statuses the reader reported (A0 error code, Chafon status byte) -> count.
     error_codes: dict[int, int] = field(default_factory=dict)
     # Decoder counters summed over closed connections; the open one's stats are live (attach()).
@@ -91,6 +93,7 @@ class ReaderStatus:
             "malformedFrames": self.malformed_frames,
             "roundsUnconfirmed": self.rounds_unconfirmed,
             "commandRetries": self.command_retries,
+            "readerClockOffsetS": self.reader_clock_offset_s,
             "errorCodes": {f"0x{k:02X}": v for k, v in sorted(self.error_codes.items())},
             "decoder": self.decoder,
         }

@@ -46,6 +46,9 @@ async def test_identifies_configures_and_reads_the_population(
         assert -100 < t.rssi_dbm < 0
     assert run.status.state == "connected"
     assert run.status.firmware
+    offset = run.status.as_dict()["readerClockOffsetS"]
+    assert offset is not None
+    assert abs(offset) < 2.0  # the simulator's clock is the gateway's
     assert "transmit power from the reader's table: antenna 1: 27.5 dBm (asked 27.6)" \
         in caplog.text
 
@@ -96,3 +99,22 @@ async def test_impinj_flavour_reports_centi_dbm(tmp_path: Path) -> None:
             await run.wait_reads(5)
     assert "Impinj" in str(run.status.model)
     assert all(t.rssi_dbm is not None for t in run.tags)
+
+
+async def test_probe_names_manufacturer_model_firmware_antennas_and_power(
+    tmp_path: Path,
+) -> None:
+    from agent.readers.drivers.llrp import probe_llrp
+    from agent.readers.session import ReaderError
+
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--flavour", "impinj") as s:
+        host, port = _hostport(s.port)
+        text = await probe_llrp(host, port)
+    assert "LLRP reader Impinj" in text
+    assert "firmware" in text
+    assert "antennas: 4" in text
+    assert "10-31.5 dBm" in text
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--busy") as s:
+        host, port = _hostport(s.port)
+        with pytest.raises(ReaderError, match="another client is connected"):
+            await probe_llrp(host, port)

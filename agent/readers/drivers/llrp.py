@@ -24,6 +24,7 @@ are its clock, not ours).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -36,14 +37,21 @@ from agent.readers.codecs.base import DecoderStats
 from agent.readers.codecs.llrp import LlrpMessage, MsgType
 from agent.readers.codecs.llrp_params import CONNECTION_STATUS
 from agent.readers.drivers.base import DriverBase
-from agent.readers.link import Link
-from agent.readers.session import FrameSession, ReaderCommandError, ReaderSilent, ReaderTimeout
+from agent.readers.link import Link, SerialLink
+from agent.readers.session import (
+    FrameSession,
+    ReaderCommandError,
+    ReaderError,
+    ReaderSilent,
+    ReaderTimeout,
+)
 from agent.readers.status import ReaderStatus
 
 log = logging.getLogger(__name__)
 
 ROSPEC_ID = 0x7E1A  # ours; DELETE_ROSPEC(0) at connect removes any other client's
 KEEPALIVES_MISSED = 3
+CLOCK_WARN_S = 2.0
 PEN_NAMES = {25882: "Impinj", 10642: "Zebra", 161: "Motorola/Zebra", 22695: "ThingMagic"}
 _RESPONSE: dict[int, int] = {
     MsgType.GET_READER_CAPABILITIES: MsgType.GET_READER_CAPABILITIES_RESPONSE,
@@ -104,6 +112,7 @@ class LlrpReader(DriverBase[LlrpConfig]):
                                                                idle_resync_s=3600.0)
         self._msg_id = 0
         self.capabilities: llrp.Capabilities | None = None
+        self._clock_warned = False
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -159,6 +168,17 @@ class LlrpReader(DriverBase[LlrpConfig]):
         if event.connection_closed:
             log.warning("reader %s: the reader is closing the connection", self.cfg.name)
 
+    def _note_clock(self, reader_us: int, now: datetime | None = None) -> None:
+        """The reader's clock against ours (reads are stamped on ours): kept in the status, one
+        WARNING when it is off by more than CLOCK_WARN_S (a reader without NTP)."""
+        gateway_s = (now or self._now()).timestamp()
+        offset_s = round(reader_us / 1e6 - gateway_s, 3)
+        self.status.reader_clock_offset_s = offset_s
+        if abs(offset_s) > CLOCK_WARN_S and not self._clock_warned:
+            self._clock_warned = True
+            log.warning("reader %s: its clock is %+.1f s off the gateway's; reads are stamped "
+                        "with the gateway's clock", self.cfg.name, offset_s)
+
     # -- connect -------------------------------------------------------------------------------
 
     async def identify(self) -> str:
@@ -177,6 +197,8 @@ class LlrpReader(DriverBase[LlrpConfig]):
             event = llrp.parse_reader_event(msg, self._decoder.stats)
             if event is None or event.connection_attempt is None:
                 continue
+            if event.timestamp_us is not None:
+                self._note_clock(event.timestamp_us)
             if event.connection_attempt != 0:
                 name = CONNECTION_STATUS.get(event.connection_attempt, "unknown status")
                 hint = (" (another client is connected to the reader: close it, or reboot the "
@@ -248,11 +270,14 @@ class LlrpReader(DriverBase[LlrpConfig]):
             if msg.type == MsgType.RO_ACCESS_REPORT:
                 now = self._now()
                 synced = self._sync.synced()
+                newest_us: int | None = None
                 for tag in llrp.parse_ro_access_report(msg, self._decoder.stats):
                     if not tag.epc:
                         self.status.malformed_frames += 1
                         continue
                     self.status.tag_frames += 1
+                    if tag.last_seen_us is not None:
+                        newest_us = max(newest_us or 0, tag.last_seen_us)
                     rssi: float | None = (tag.impinj_rssi_cdbm / 100
                                           if tag.impinj_rssi_cdbm is not None
                                           else None if tag.rssi_dbm is None
@@ -261,6 +286,8 @@ class LlrpReader(DriverBase[LlrpConfig]):
                                   antenna=tag.antenna_id, rssi_dbm=rssi, pc=tag.pc,
                                   clock_synced=synced)
                 self.status.rounds += 1
+                if newest_us:
+                    self._note_clock(newest_us, now)
             elif msg.type == MsgType.KEEPALIVE:
                 await self.session.send(llrp.keepalive_ack(msg.msg_id))
             elif msg.type == MsgType.READER_EVENT_NOTIFICATION:
@@ -271,3 +298,32 @@ class LlrpReader(DriverBase[LlrpConfig]):
                             status.name if status is not None else "no status")
             else:
                 self.status.stray_frames += 1
+
+
+async def probe_llrp(host: str, port: int = llrp.PORT, *, timeout_s: float = 2.0) -> str:
+    """``edge-agent probe llrp://HOST[:PORT]``: connect, identify, close; one report.
+
+    Raises LinkError (cannot connect), ReaderError (not an LLRP reader, or it refused us:
+    another client is connected) with the reason.
+    """
+    cfg = LlrpConfig.model_validate({"name": "probe", "driver": "llrp", "host": host,
+                                     "port": port, "response_timeout_s": timeout_s / 5})
+    link = await SerialLink.open(cfg.link_spec, 0)
+    try:
+        status = ReaderStatus(cfg.name, cfg.driver, cfg.link_spec)
+        reader = LlrpReader(cfg, link, status)
+        who = await reader.identify()
+        caps = reader.capabilities
+        with contextlib.suppress(ReaderError):
+            await reader._request(llrp.close_connection, "CLOSE_CONNECTION")
+    finally:
+        await link.aclose()
+    lines = [f"llrp://{host}:{port}: {who}"]
+    if caps is not None:
+        powers = [p / 100 for _, p in caps.power_table_cdbm]
+        lines.append(f"  antennas: {caps.max_antennas}; transmit power table: "
+                     + (f"{len(powers)} entries, {min(powers):g}-{max(powers):g} dBm"
+                        if powers else "none reported"))
+        if caps.rf_modes:
+            lines.append("  RF modes: " + ", ".join(str(m.mode_id) for m in caps.rf_modes))
+    return "\n".join(lines)
