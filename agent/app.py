@@ -8,12 +8,15 @@ agent/fieldtools/). What is left here is the start order, the shutdown order and
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent import __version__, systemd
+from agent.buffer.api import PRIORITY_ALARM, BufferFullError, OutEvent
 from agent.buffer.ingest import Ingest
 from agent.buffer.retry import RetryWhenFull
 from agent.buffer.sqlite import SqliteBuffer
@@ -22,6 +25,7 @@ from agent.fieldtools.runtime import Runtime
 from agent.fieldtools.server import serve as serve_field_tools
 from agent.pipeline import barcode_data
 from agent.pipeline.worker import Pipeline
+from agent.readers.status import ReaderStatus
 from agent.readers.tasks import ReaderTasks
 from agent.remote import RemoteCommands
 from agent.uplink.cmdserver import CommandServer
@@ -109,6 +113,7 @@ class Agent:
                     name="watchdog",
                 )
                 tg.create_task(_report_status(field_tools), name="sd-status")
+                tg.create_task(_reader_alarms(readers.statuses, buffer), name="reader-alarms")
                 systemd.ready(field_tools.status_line())
         except* _Shutdown:
             log.info("shutting down")
@@ -151,6 +156,26 @@ async def _report_status(field_tools: Runtime) -> None:
         if line != last:
             systemd.status(line)
             last = line
+
+
+async def _reader_alarms(statuses: Mapping[str, ReaderStatus], buffer: SqliteBuffer,
+                         every_s: float = 1.0) -> None:
+    """Alarms the readers raised (LLRP antenna events, reader exceptions) -> the buffer, as
+    ``alarm`` rows: the forwarder publishes them on ``.../alarms`` like the buffer's own."""
+    while True:
+        await asyncio.sleep(every_s)
+        for status in list(statuses.values()):
+            alarms = status.take_alarms()
+            if not alarms:
+                continue
+            now = time.time()
+            try:
+                await buffer.put_events([
+                    OutEvent(kind="alarm", payload=json.dumps(a, sort_keys=True),
+                             priority=PRIORITY_ALARM, created_at_s=now) for a in alarms])
+            except BufferFullError as exc:
+                status.pending_alarms[:0] = alarms  # kept for the next round
+                log.warning("reader alarms wait: %s", exc)
 
 
 async def _wait_for_stop(stop: asyncio.Event) -> None:

@@ -14,6 +14,7 @@ METRICS: list[tuple[str, str, str]] = [
     ("reads_waiting", "gauge", "Reads handed over but not yet committed (in memory)"),
     ("ingest_paused", "gauge", "1 while the buffer is full (backpressure) and readers wait"),
     ("reader_up", "gauge", "1 while the reader is connected, per reader"),
+    ("reader_antenna_up", "gauge", "1 while the reader reports the antenna connected (LLRP)"),
     ("decoder_frames_total", "counter", "Frames decoded on the reader line (at last reconnect)"),
     ("decoder_bad_checksums_total", "counter", "Frames with a bad checksum, per reader"),
     ("decoder_bytes_discarded_total", "counter", "Line-noise bytes skipped, per reader"),
@@ -60,6 +61,9 @@ def render(snap: dict[str, Any]) -> str:
         lab = {"reader": r["name"]}
         samples["reads_total"].append((lab, r["readsTotal"]))
         samples["reader_up"].append((lab, r["state"] == "connected"))
+        for antenna, state in (r.get("antennas") or {}).items():
+            samples["reader_antenna_up"].append(({**lab, "antenna": antenna},
+                                                 state == "connected"))
         dec = r.get("decoder") or {}
         samples["decoder_frames_total"].append((lab, dec.get("frames", 0)))
         samples["decoder_bad_checksums_total"].append((lab, dec.get("bad_checksums", 0)))

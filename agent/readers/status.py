@@ -7,6 +7,8 @@ from typing import Any
 
 from agent.readers.codecs.base import DecoderStats
 
+MAX_PENDING_ALARMS = 100
+
 
 @dataclass(slots=True)
 class ReaderStatus:
@@ -38,6 +40,12 @@ class ReaderStatus:
     command_retries: int = 0  # commands asked a second time after a lost reply
     # LLRP: the reader's clock minus the gateway's (from its timestamps), seconds; None: unknown
     reader_clock_offset_s: float | None = None
+    # LLRP: antenna -> connected, from the reader's AntennaEvents (absent: never reported)
+    antennas: dict[int, bool] = field(default_factory=dict)
+    # Alarms the driver raised for ``.../alarms`` (antenna disconnected, reader exception),
+    # taken by the agent's reader-alarms task into the buffer. Bounded; overflow counted.
+    pending_alarms: list[dict[str, Any]] = field(default_factory=list)
+    alarms_dropped: int = 0
     # Error codes / statuses the reader reported (A0 error code, Chafon status byte) -> count.
     error_codes: dict[int, int] = field(default_factory=dict)
     # Decoder counters summed over closed connections; the open one's stats are live (attach()).
@@ -64,6 +72,16 @@ class ReaderStatus:
             for k, v in self.decoder_live.as_dict().items():
                 self.decoder_closed[k] = self.decoder_closed.get(k, 0) + v
             self.decoder_live = None
+
+    def raise_alarm(self, alarm: dict[str, Any]) -> None:
+        if len(self.pending_alarms) >= MAX_PENDING_ALARMS:
+            self.alarms_dropped += 1  # a flapping antenna: the log has every one
+            return
+        self.pending_alarms.append({"reader": self.name, **alarm})
+
+    def take_alarms(self) -> list[dict[str, Any]]:
+        taken, self.pending_alarms = self.pending_alarms, []
+        return taken
 
     def note_error(self, code: int) -> None:
         self.error_codes[code] = self.error_codes.get(code, 0) + 1
@@ -94,6 +112,8 @@ class ReaderStatus:
             "roundsUnconfirmed": self.rounds_unconfirmed,
             "commandRetries": self.command_retries,
             "readerClockOffsetS": self.reader_clock_offset_s,
+            "antennas": {str(a): "connected" if up else "disconnected"
+                         for a, up in sorted(self.antennas.items())},
             "errorCodes": {f"0x{k:02X}": v for k, v in sorted(self.error_codes.items())},
             "decoder": self.decoder,
         }

@@ -32,3 +32,37 @@ def test_three_lines_of_yaml_are_enough() -> None:
     assert cfg.link_baudrate == 0
     v6 = LlrpConfig.model_validate({"name": "x", "driver": "llrp", "host": "fd00::7", "port": 1})
     assert v6.link_spec == "socket://[fd00::7]:1"
+
+
+async def test_antenna_events_set_the_state_and_raise_alarms(tmp_path: object) -> None:
+    """Issue 11 item 4: a disconnected antenna is an alarm, and so is its return."""
+    from agent.readers.codecs import llrp
+    from agent.readers.drivers.llrp import LlrpReader
+    from agent.readers.status import ReaderStatus
+
+    class _NoLink:  # the message handling under test never touches the link
+        async def read(self) -> bytes:
+            raise AssertionError("not used")
+
+        async def write(self, data: bytes) -> None:
+            raise AssertionError("not used")
+
+        async def aclose(self) -> None:
+            return None
+
+    def event(antenna: int, connected: bool) -> llrp.LlrpMessage:
+        body = llrp.tlv(246, llrp.tlv(128, (1_780_000_000_000_000).to_bytes(8, "big"))
+                        + llrp.tlv(255, bytes((int(connected),)) + antenna.to_bytes(2, "big")))
+        return llrp.LlrpMessage(1, llrp.MsgType.READER_EVENT_NOTIFICATION, 7, body)
+
+    cfg = LlrpConfig.model_validate({"name": "dock", "driver": "llrp", "host": "h"})
+    status = ReaderStatus("dock", "llrp", cfg.link_spec)
+    reader = LlrpReader(cfg, _NoLink(), status)
+    reader._reader_event(event(3, connected=False))
+    reader._reader_event(event(3, connected=True))
+    reader._reader_event(event(1, connected=True))  # a first report "connected": no alarm
+    assert status.as_dict()["antennas"] == {"1": "connected", "3": "connected"}
+    alarms = status.take_alarms()
+    assert [(a["type"], a["antenna"], a["reader"]) for a in alarms] == [
+        ("antenna_disconnected", 3, "dock"), ("antenna_connected", 3, "dock")]
+    assert status.take_alarms() == []

@@ -160,11 +160,23 @@ class LlrpReader(DriverBase[LlrpConfig]):
         if event is None:
             self.status.malformed_frames += 1
             return
+        when = self._now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
         for a in event.antenna_events:
+            was = self.status.antennas.get(a.antenna_id)
+            self.status.antennas[a.antenna_id] = a.connected
             log.warning("reader %s: antenna %d %s", self.cfg.name, a.antenna_id,
                         "connected" if a.connected else "DISCONNECTED")
+            if not a.connected or was is False:  # a loss, or the end of one
+                self.status.raise_alarm({
+                    "type": "antenna_connected" if a.connected else "antenna_disconnected",
+                    "antenna": a.antenna_id, "detected_at": when,
+                    "detail": f"the reader reports antenna {a.antenna_id} "
+                              + ("connected again" if a.connected else
+                                 "disconnected: no reads from it until it is back")})
         if event.reader_exception:
             log.warning("reader %s: reader exception: %s", self.cfg.name, event.reader_exception)
+            self.status.raise_alarm({"type": "reader_exception", "detected_at": when,
+                                     "detail": event.reader_exception[:500]})
         if event.connection_closed:
             log.warning("reader %s: the reader is closing the connection", self.cfg.name)
 
