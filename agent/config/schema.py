@@ -288,6 +288,9 @@ class LlrpConfig(_ReaderBase):
         Annotated[int, Field(ge=1, le=64)], Annotated[float, Field(ge=0, le=40)]] | None = None
     session: Annotated[int, Field(ge=0, le=3)] = 1  # Gen2 session (C1G2SingulationControl)
     tag_population: Annotated[int, Field(ge=1, le=65535)] = 32
+    # The reader's RF mode: a ModeIdentifier of its UHFC1G2RFModeTable (checked at connect;
+    # a mode the reader does not list is refused naming the ones it has). null: its default.
+    reader_mode: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
     # The reader sends KEEPALIVE this often; three missed ones (or a dead socket) reconnect.
     keepalive_s: Annotated[float, Field(ge=0.5, le=3600)] = 10.0
     report: LlrpReportConfig = Field(default_factory=LlrpReportConfig)

@@ -66,3 +66,22 @@ async def test_antenna_events_set_the_state_and_raise_alarms(tmp_path: object) -
     assert [(a["type"], a["antenna"], a["reader"]) for a in alarms] == [
         ("antenna_disconnected", 3, "dock"), ("antenna_connected", 3, "dock")]
     assert status.take_alarms() == []
+
+
+async def test_reader_mode_must_be_in_the_readers_mode_table() -> None:
+    from agent.readers.codecs import llrp
+    from agent.readers.drivers.llrp import LlrpReader
+    from agent.readers.session import ReaderCommandError
+    from agent.readers.status import ReaderStatus
+
+    def mode(mode_id: int) -> llrp.RfMode:
+        return llrp.RfMode(mode_id, False, True, 2, 0, 2, 320_000, 1500, 6250, 25000, 0)
+
+    cfg = LlrpConfig.model_validate({"name": "d", "driver": "llrp", "host": "h",
+                                     "reader_mode": 1002})
+    reader = LlrpReader(cfg, None, ReaderStatus("d", "llrp", cfg.link_spec))  # type: ignore[arg-type]
+    reader.capabilities = llrp.Capabilities(rf_modes=(mode(1000), mode(1002)))
+    assert reader._mode() == 1002
+    reader.capabilities = llrp.Capabilities(rf_modes=(mode(1000), mode(2)))
+    with pytest.raises(ReaderCommandError, match=r"reader_mode 1002 is not .* \(it has 1000, 2\)"):
+        reader._mode()

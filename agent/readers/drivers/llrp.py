@@ -252,6 +252,18 @@ class LlrpReader(DriverBase[LlrpConfig]):
                  "; ".join(chosen))
         return out
 
+    def _mode(self) -> int | None:
+        """reader_mode, checked against the reader's UHFC1G2RFModeTable (when it sent one)."""
+        mode = self.cfg.reader_mode
+        modes = self.capabilities.rf_modes if self.capabilities else ()
+        if mode is None:
+            return None
+        if modes and mode not in {m.mode_id for m in modes}:
+            raise ReaderCommandError(
+                f"reader_mode {mode} is not in the reader's RF mode table (it has "
+                f"{', '.join(str(m.mode_id) for m in modes)}): fix readers[].reader_mode")
+        return mode
+
     async def configure(self) -> None:
         cfg = self.cfg
         await self._request(lambda i: llrp.delete_accessspec(i, 0), "DELETE_ACCESSSPEC")
@@ -260,10 +272,11 @@ class LlrpReader(DriverBase[LlrpConfig]):
         await self._request(lambda i: llrp.set_reader_config(i, keepalive_ms=keepalive_ms),
                             "SET_READER_CONFIG")
         indexes = self._power_indexes()
+        mode = self._mode()
         await self._request(lambda i: llrp.add_rospec(
             i, ROSPEC_ID, cfg.antennas, report_every_n_tags=cfg.report.every_n_tags,
-            power_index=indexes, session=cfg.session, tag_population=cfg.tag_population),
-            "ADD_ROSPEC")
+            power_index=indexes, mode_index=mode, session=cfg.session,
+            tag_population=cfg.tag_population), "ADD_ROSPEC")
         await self._request(lambda i: llrp.enable_rospec(i, ROSPEC_ID), "ENABLE_ROSPEC")
 
     # -- inventory -----------------------------------------------------------------------------
