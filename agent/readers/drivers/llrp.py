@@ -266,8 +266,15 @@ class LlrpReader(DriverBase[LlrpConfig]):
 
     async def configure(self) -> None:
         cfg = self.cfg
-        await self._request(lambda i: llrp.delete_accessspec(i, 0), "DELETE_ACCESSSPEC")
-        await self._request(lambda i: llrp.delete_rospec(i, 0), "DELETE_ROSPEC")
+        # ID 0 = all of them (§ DELETE_ROSPEC). Some readers (llrpkit's emulator) answer
+        # M_ParameterError when there is none: nothing left behind, not a reason to stop.
+        for build, what in ((lambda i: llrp.delete_accessspec(i, 0), "DELETE_ACCESSSPEC"),
+                            (lambda i: llrp.delete_rospec(i, 0), "DELETE_ROSPEC")):
+            try:
+                await self._request(build, what)
+            except ReaderCommandError as exc:
+                log.info("reader %s: %s (taken as: nothing left by an earlier client)",
+                         self.cfg.name, exc)
         keepalive_ms = round(cfg.keepalive_s * 1000)
         await self._request(lambda i: llrp.set_reader_config(i, keepalive_ms=keepalive_ms),
                             "SET_READER_CONFIG")
