@@ -152,7 +152,7 @@ def write_config(tmp: Path, broker: Mosquitto, port: str) -> Path:
 
 
 def run_rate(rate: int, seconds: float, outage_s: float,
-             profile: Path | None = None) -> dict[str, Any]:
+             profile: Path | None = None, pin_cpu: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp_name:
         tmp = Path(tmp_name)
         broker = Mosquitto().start()
@@ -163,7 +163,8 @@ def run_rate(rate: int, seconds: float, outage_s: float,
         client = sub.start()
         exe = Path(sys.executable).with_name("edge-agent")
         log = (tmp / "agent.log").open("wb")
-        agent = subprocess.Popen([str(exe), "run", "-c", str(cfg)], stdout=log,
+        pin = ["taskset", "-c", str(pin_cpu)] if pin_cpu is not None else []
+        agent = subprocess.Popen([*pin, str(exe), "run", "-c", str(cfg)], stdout=log,
                                  stderr=subprocess.STDOUT)
         try:
             time.sleep(2.0)  # start, open the port, connect
@@ -246,13 +247,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rates", default="1000,2000,5000,10000,20000")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--broker-outage-s", type=float, default=0.0)
+    ap.add_argument("--cpu", type=int, help="pin the agent to this CPU (taskset): one core, "
+                    "as on a busy Raspberry Pi")
     ap.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the agent to FILE "
                     "(one rate only)")
     args = ap.parse_args(argv)
     print("rate/s  written  overruns  delivered  missing  dups  ratio   ev/s    p50 ms  p99 ms  "
           "CPU ms/1000ev  CPU%   RSS MB  first-after-outage s")
     for rate in (int(r) for r in args.rates.split(",")):
-        r = run_rate(rate, args.seconds, args.broker_outage_s, args.profile)
+        r = run_rate(rate, args.seconds, args.broker_outage_s, args.profile, args.cpu)
         fa = r["first_event_after_broker_back_s"]
         print(f"{rate:6d}  {r['written']:7d}  {r['overruns']:8d}  {r['delivered']:9d}  "
               f"{r['missing']:7d}  {r['duplicates']:4d}  {r['ratio']:.4f}  "
