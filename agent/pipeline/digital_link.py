@@ -79,24 +79,8 @@ def _gs3a3_length(component: str) -> int | None:
     Literal characters must be Table A-1 characters that need no escape; ``%XX`` must name one
     of the 82 Table A-1 characters (hex digits in either case).
     """
-    n = 0
-    i = 0
-    end = len(component)
-    while i < end:
-        c = component[i]
-        if c == "%":
-            pair = component[i + 1 : i + 3]
-            if len(pair) != 2 or not all(h in "0123456789abcdefABCDEF" for h in pair):
-                return None
-            if chr(int(pair, 16)) not in _TABLE_A1_CHARS:
-                return None
-            i += 3
-        elif c in _URN_LITERAL:
-            i += 1
-        else:
-            return None
-        n += 1
-    return n
+    raw = _unescape(component, _TABLE_A1_CHARS, literal=_URN_LITERAL)
+    return None if raw is None else len(raw)
 
 
 def _gs3a3(component: str, max_chars: int) -> bool:
@@ -119,8 +103,10 @@ _DL_ESCAPED: Final = frozenset('"%&/<>?!()*+,:#')
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 
 
-def _unescape(component: str, allowed: frozenset[str]) -> str | None:
-    """Decode ``%XX`` escapes (either hex case); every character must be in ``allowed``."""
+def _unescape(component: str, allowed: frozenset[str],
+              literal: frozenset[str] | None = None) -> str | None:
+    """Decode ``%XX`` escapes (either hex case); every character must be in ``allowed``, and
+    one written as itself in ``literal`` too (when given)."""
     out: list[str] = []
     i = 0
     end = len(component)
@@ -133,6 +119,8 @@ def _unescape(component: str, allowed: frozenset[str]) -> str | None:
             c = chr(int(pair, 16))
             i += 3
         else:
+            if literal is not None and c not in literal:
+                return None
             i += 1
         if c not in allowed:
             return None
