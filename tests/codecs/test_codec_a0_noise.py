@@ -146,3 +146,24 @@ def test_plausible_frames_always_parse(noise: bytes, phase_opt: int) -> None:
     for f in d.feed(noise + SUMMARY_V3):
         if f.cmd in (0x89, 0x8A, 0x8B):
             assert parse_inventory(f, phase=bool(phase)) is not None
+
+
+async def test_fasttid_frames_are_refused_and_explained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reader with FastTID saved in its flash sends EPC + CRC + TID after the PC's length:
+    refused (the agent never turns FastTID on), with one WARNING naming the likely cause."""
+    import logging
+
+    from agent.config import R2000Config
+    from agent.readers.drivers.r2000 import R2000Reader
+    from agent.readers.status import ReaderStatus
+
+    cfg = R2000Config.model_validate({"name": "r", "driver": "r2000", "port": "/dev/x"})
+    reader = R2000Reader(cfg, None, ReaderStatus("r", "r2000", "/dev/x"))  # type: ignore[arg-type]
+    tid = bytes(2) + bytes(12)  # CRC + a 96-bit TID after the 12-byte EPC
+    frame = A0Frame(1, 0x89, b"\x04\x30\x00" + bytes(12) + tid + b"\x45")
+    with caplog.at_level(logging.WARNING, logger="agent.readers"):
+        assert not reader._plausible(frame)
+        assert not reader._plausible(frame)
+    assert caplog.text.count("FastTID on in") == 1

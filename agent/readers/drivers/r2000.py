@@ -84,11 +84,28 @@ class R2000Reader(DriverBase[R2000Config]):
         self._clock = time.monotonic
         self._next_temperature_s: float | None = None  # None: not read periodically
         self._heard_s = self._clock()  # when the reader last sent a frame
+        self._fasttid_warned = False
 
     def _plausible(self, frame: a0.A0Frame) -> bool:
         # Checked inside the decoder: a refused frame costs one byte, not the frames behind it.
-        return a0.plausible(frame, phase=self.cfg.phase, antennas=self._antennas,
-                            antenna_group=self._group or 0)
+        ok = a0.plausible(frame, phase=self.cfg.phase, antennas=self._antennas,
+                          antenna_group=self._group or 0)
+        if not ok and not self._fasttid_warned and self._looks_like_fasttid(frame):
+            self._fasttid_warned = True
+            log.warning("reader %s: tag frames are longer than their PC word says (FastTID "
+                        "on in the reader's flash?); they are refused as implausible: turn "
+                        "FastTID off with the vendor tool", self.cfg.name)
+        return ok
+
+    def _looks_like_fasttid(self, frame: a0.A0Frame) -> bool:
+        """An inventory reply with a valid checksum, our address and an EPC of the PC's length
+        followed by more (CRC + TID): what a reader with FastTID on sends (§1.6)."""
+        data = frame.data
+        n = len(data)
+        if frame.cmd not in a0.INVENTORY_CMDS or n < 6 or n % 2:
+            return False
+        words = data[1] >> 3
+        return words > 0 and n >= 4 + 2 * words + 2 * self.cfg.phase + 4
 
     # -- settings requested by other tasks (applied between rounds) ------------------------------
 
