@@ -97,7 +97,11 @@ def agent_cpu_s(pid: int) -> float:
 
 
 def agent_rss_mb(pid: int) -> float:
-    for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:  # killed (--kill-at-s) between two samples
+        return 0.0
+    for ln in text.splitlines():
         if ln.startswith("VmRSS:"):
             return int(ln.split()[1]) / 1024
     return 0.0
@@ -152,7 +156,8 @@ def write_config(tmp: Path, broker: Mosquitto, port: str) -> Path:
 
 
 def run_rate(rate: int, seconds: float, outage_s: float,
-             profile: Path | None = None, pin_cpu: int | None = None) -> dict[str, Any]:
+             profile: Path | None = None, pin_cpu: int | None = None,
+             kill_at_s: float | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp_name:
         tmp = Path(tmp_name)
         broker = Mosquitto().start()
@@ -175,7 +180,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
 
             def sample() -> None:
                 nonlocal peak_rss
-                while agent.poll() is None and not result:
+                while not result:
                     peak_rss = max(peak_rss, agent_rss_mb(agent.pid))
                     time.sleep(0.5)
 
@@ -191,6 +196,17 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                     broker.start()
                     back_s = time.monotonic()
                 threading.Thread(target=outage, daemon=True).start()
+            killed: dict[str, float] = {}
+            if kill_at_s is not None:
+                def kill() -> None:
+                    nonlocal agent
+                    time.sleep(kill_at_s)
+                    agent.kill()  # SIGKILL: no drain, no final commit
+                    agent.wait()
+                    killed["at"] = time.monotonic()
+                    agent = subprocess.Popen([*pin, str(exe), "run", "-c", str(cfg)],
+                                             stdout=log, stderr=subprocess.STDOUT)
+                threading.Thread(target=kill, daemon=True).start()
             spy = None
             if profile is not None:  # py-spy (pip install py-spy): collapsed stacks
                 spy = subprocess.Popen(
@@ -206,7 +222,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
             while len(sub.received) < written and time.monotonic() < deadline:
                 time.sleep(0.2)
             drained = time.monotonic()
-            cpu = agent_cpu_s(agent.pid) - cpu0
+            cpu = agent_cpu_s(agent.pid) - (0.0 if killed else cpu0)
             result["done"] = True
             lat = sorted(sub.received[s] - sent_at[s] for s in sub.received if s in sent_at)
             first_after = None
@@ -227,6 +243,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 "cpu_share": cpu / max(1e-9, drained - wall0),
                 "peak_rss_mb": peak_rss, "messages": sub.messages,
                 "first_event_after_broker_back_s": first_after,
+                "lost_at_kill_ms": (1000 * (written - delivered) / rate) if killed else None,
             }
         finally:
             agent.terminate()
@@ -247,6 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rates", default="1000,2000,5000,10000,20000")
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--broker-outage-s", type=float, default=0.0)
+    ap.add_argument("--kill-at-s", type=float, help="SIGKILL the agent S seconds into the "
+                    "run and start it again at once: reports the input lost, in ms")
     ap.add_argument("--cpu", type=int, help="pin the agent to this CPU (taskset): one core, "
                     "as on a busy Raspberry Pi")
     ap.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the agent to FILE "
@@ -255,13 +274,17 @@ def main(argv: list[str] | None = None) -> None:
     print("rate/s  written  overruns  delivered  missing  dups  ratio   ev/s    p50 ms  p99 ms  "
           "CPU ms/1000ev  CPU%   RSS MB  first-after-outage s")
     for rate in (int(r) for r in args.rates.split(",")):
-        r = run_rate(rate, args.seconds, args.broker_outage_s, args.profile, args.cpu)
+        r = run_rate(rate, args.seconds, args.broker_outage_s, args.profile, args.cpu,
+                     args.kill_at_s)
         fa = r["first_event_after_broker_back_s"]
         print(f"{rate:6d}  {r['written']:7d}  {r['overruns']:8d}  {r['delivered']:9d}  "
               f"{r['missing']:7d}  {r['duplicates']:4d}  {r['ratio']:.4f}  "
               f"{r['events_per_s']:6.0f}  {r['p50_ms'] or 0:7.1f}  {r['p99_ms'] or 0:7.1f}  "
               f"{r['cpu_ms_per_1000']:13.0f}  {100 * r['cpu_share']:4.0f}  "
               f"{r['peak_rss_mb']:6.1f}  {'' if fa is None else f'{fa:.2f}'}", flush=True)
+        if r["lost_at_kill_ms"] is not None:
+            print(f"        SIGKILL: {r['missing']} lines written and never delivered = "
+                  f"{r['lost_at_kill_ms']:.1f} ms of input at {rate}/s", flush=True)
 
 
 if __name__ == "__main__":
