@@ -204,6 +204,10 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                     agent.kill()  # SIGKILL: no drain, no final commit
                     agent.wait()
                     killed["at"] = time.monotonic()
+                    # Lines the agent never read: still in the tty buffer (pyserial flushes it
+                    # when the next agent opens the port, as it would on a UART).
+                    killed["seq"] = max(sent_at, default=-1)
+                    killed["unread"] = queued(slave) // LINE_BYTES
                     agent = subprocess.Popen([*pin, str(exe), "run", "-c", str(cfg)],
                                              stdout=log, stderr=subprocess.STDOUT)
                 threading.Thread(target=kill, daemon=True).start()
@@ -225,6 +229,10 @@ def run_rate(rate: int, seconds: float, outage_s: float,
             cpu = agent_cpu_s(agent.pid) - (0.0 if killed else cpu0)
             result["done"] = True
             lat = sorted(sub.received[s] - sent_at[s] for s in sub.received if s in sent_at)
+            agent_lost = 0
+            if killed:
+                before = sum(1 for q in sent_at if q <= killed["seq"] and q not in sub.received)
+                agent_lost = max(0, before - int(killed["unread"]))
             first_after = None
             if back_s is not None:
                 after = [t for t in sub.received.values() if t >= back_s]
@@ -243,7 +251,9 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 "cpu_share": cpu / max(1e-9, drained - wall0),
                 "peak_rss_mb": peak_rss, "messages": sub.messages,
                 "first_event_after_broker_back_s": first_after,
-                "lost_at_kill_ms": (1000 * (written - delivered) / rate) if killed else None,
+                "lost_at_kill_ms": (1000 * agent_lost / rate) if killed else None,
+                "lost_at_kill": agent_lost if killed else None,
+                "unread_at_kill": killed.get("unread"),
             }
         finally:
             agent.terminate()
@@ -283,8 +293,10 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['cpu_ms_per_1000']:13.0f}  {100 * r['cpu_share']:4.0f}  "
               f"{r['peak_rss_mb']:6.1f}  {'' if fa is None else f'{fa:.2f}'}", flush=True)
         if r["lost_at_kill_ms"] is not None:
-            print(f"        SIGKILL: {r['missing']} lines written and never delivered = "
-                  f"{r['lost_at_kill_ms']:.1f} ms of input at {rate}/s", flush=True)
+            print(f"        SIGKILL: {r['lost_at_kill']} lines the agent had read and not "
+                  f"committed = {r['lost_at_kill_ms']:.1f} ms of input at {rate}/s; "
+                  f"{r['unread_at_kill']} lines still unread in the tty buffer (flushed when "
+                  f"the next agent opens the port); {r['missing']} missing in all", flush=True)
 
 
 if __name__ == "__main__":
