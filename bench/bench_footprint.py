@@ -43,13 +43,16 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=10.0)
     ap.add_argument("--readers", type=int, default=4)
     ap.add_argument("--tags", type=int, default=0)
+    ap.add_argument("--read-rate", type=float, default=None,
+                    help="reader-sim --read-rate per reader (0 = as fast as the line allows)")
     ap.add_argument("--inventory-repeat", type=int, default=None,
                     help="readers[].inventory_repeat (default: the config default, 1)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="footprint-"))
     with Mosquitto() as broker:
+        rate = ["--read-rate", str(args.read_rate)] if args.read_rate is not None else []
         sims = [SimProcess("r2000", "--pty", "--tags", str(args.tags), "--seed", str(i + 1),
-                           log_path=tmp / f"sim{i}.log") for i in range(args.readers)]
+                           *rate, log_path=tmp / f"sim{i}.log") for i in range(args.readers)]
         cfg = {
             "gateway": {"id": "gw-bench", "site": "lab"},
             "readers": [{"name": f"r{i + 1}", "driver": "r2000", "port": s.port,
@@ -66,13 +69,14 @@ def main() -> int:
         try:
             time.sleep(args.warmup)
             pid = agent.proc.pid if agent.proc else 0
-            c0, t0 = cpu_s(pid), time.monotonic()
+            c0, t0, r0 = cpu_s(pid), time.monotonic(), reads_seq(tmp / "buffer.db")
             rss_max = 0
             while time.monotonic() - t0 < args.seconds:
                 time.sleep(1.0)
                 rss_max = max(rss_max, status_kb(pid, "VmRSS"))
             cpu = cpu_s(pid) - c0
             wall = time.monotonic() - t0
+            reads = reads_seq(tmp / "buffer.db") - r0
             rss = status_kb(pid, "VmRSS")
             hwm = status_kb(pid, "VmHWM")
             threads = status_kb(pid, "Threads")
@@ -84,11 +88,24 @@ def main() -> int:
     connected = log.count("R2000 firmware")
     print(f"readers connected: {connected}/{args.readers} (tags in field: {args.tags})")
     print(f"window: {wall:.1f} s after {args.warmup:.0f} s warm-up")
+    print(f"reads committed: {reads / wall:,.0f}/s")
     print(f"CPU: {cpu:.2f} s = {100 * cpu / wall:.2f}% of one core")
     print(f"RSS: {rss / 1024:.1f} MB now, {rss_max / 1024:.1f} MB max sampled, "
           f"{hwm / 1024:.1f} MB peak (VmHWM); threads {threads}")
     print(f"python {sys.version.split()[0]}, logs in {tmp}")
     return 0
+
+
+def reads_seq(db: Path) -> int:
+    """The highest read id handed out (reads are deleted once turned into events)."""
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        row = con.execute("SELECT seq FROM sqlite_sequence WHERE name = 'reads'").fetchone()
+        return int(row[0]) if row else 0
+    finally:
+        con.close()
 
 
 def _start_info(tmp: Path) -> AgentProcess:
