@@ -457,25 +457,32 @@ def _render_ordered(children: tuple[_Child, ...], order: _Order) -> tuple[str, t
     ):
         extensions = [c for c in rest if isinstance(c, _Node) and "{" in c.name and "/}" in c.name]
         rest = [c for c in rest if not any(c is e for e in extensions)]
+    # One pass to find each ordered name's children (the names of an order are distinct), then
+    # render them name by name; a child's unconsumed remainder keeps the child's place.
+    slots: list[_Child | None] = list(rest)
+    where: dict[str, list[int]] = {}
+    wanted = {name for name, _ in order}
+    for i, child in enumerate(slots):
+        if isinstance(child, _Node) and child.name in wanted:
+            where.setdefault(child.name, []).append(i)
     text = ""
     for name, sub_order in order:
+        indexes = where.get(name)
+        if not indexes:
+            continue
         parts: list[str] = []
-        remaining: list[_Child] = []
-        for child in rest:
-            if not isinstance(child, _Node) or child.name != name:
-                remaining.append(child)
-                continue
-            part, leftover = _render_ordered_node(child, sub_order)
+        for i in indexes:
+            node = slots[i]
+            assert isinstance(node, _Node)
+            part, leftover = _render_ordered_node(node, sub_order)
             if part:
                 parts.append(part)
-            if leftover is not None:
-                remaining.append(leftover)
-        rest = remaining
+            slots[i] = leftover
         parts.sort()
         text += "".join(parts)
     if extensions:
         text += _render_generic(tuple(extensions))
-    return text, tuple(rest)
+    return text, tuple(c for c in slots if c is not None)
 
 
 def _render_ordered_node(node: _Node, sub_order: _Order | None) -> tuple[str, _Node | None]:
