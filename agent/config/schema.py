@@ -294,11 +294,22 @@ class LlrpConfig(_ReaderBase):
     # The reader sends KEEPALIVE this often; three missed ones (or a dead socket) reconnect.
     keepalive_s: Annotated[float, Field(ge=0.5, le=3600)] = 10.0
     report: LlrpReportConfig = Field(default_factory=LlrpReportConfig)
+    # LLRP over TLS (port 5085 unless port is given): a tls: section means TLS unless
+    # enabled: false; ca / cert / key as for the broker (system store without ca).
+    tls: TlsConfig | None = None
+
+    @property
+    def tls_on(self) -> bool:
+        return self.tls is not None and self.tls.enabled is not False
 
     @property
     def link_spec(self) -> str:
-        """The link the supervisor opens (pyserial's TCP URL: the same seam as serial)."""
+        """The link the supervisor opens: pyserial's TCP URL (the same seam as serial), or
+        ``tls://`` for LLRP over TLS."""
         host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.tls_on:
+            port = self.port if "port" in self.model_fields_set else 5085
+            return f"tls://{host}:{port}"
         return f"socket://{host}:{self.port}"
 
     @model_validator(mode="after")

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from types import TracebackType
 from typing import Protocol
 
 import serial
 import serial_asyncio_fast
+
+from agent.config import ConfigError, TlsConfig, read_secret_file
 
 log = logging.getLogger(__name__)
 
@@ -81,3 +84,80 @@ class SerialLink:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A client context for a network reader (LLRP over TLS): the CA file or the system store,
+    hostname checked, TLS 1.2 at least, a client certificate when given. The same rules as the
+    broker's (agent/uplink/security.py), which this layer may not import."""
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                         cafile=str(tls.ca) if tls.ca is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise LinkError(f"the reader's TLS CA file {tls.ca} cannot be used: {exc}") from exc
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not tls.verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if tls.cert is not None and tls.key is not None:
+        try:
+            password = (read_secret_file(tls.key_password_file, "tls.key_password_file")
+                        if tls.key_password_file is not None else None)
+            ctx.load_cert_chain(str(tls.cert), str(tls.key), password=password)
+        except (ConfigError, OSError, ssl.SSLError) as exc:
+            raise LinkError(f"the reader's TLS client certificate cannot be used: {exc}") from exc
+    return ctx
+
+
+class TlsLink:
+    """A TLS stream to a network reader: ``tls://host:port`` (LLRP over TLS, 5085)."""
+
+    def __init__(self, spec: str, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter) -> None:
+        self.port = spec
+        self._reader = reader
+        self._writer = writer
+        self._closed = False
+
+    @classmethod
+    async def open(cls, spec: str, ctx: ssl.SSLContext, *, timeout_s: float = 10.0) -> TlsLink:
+        hostport = spec.removeprefix("tls://")
+        host, _, port = hostport.rpartition(":")
+        host = host.strip("[]")
+        try:
+            async with asyncio.timeout(timeout_s):
+                reader, writer = await asyncio.open_connection(host, int(port), ssl=ctx,
+                                                               server_hostname=host)
+        except ssl.SSLCertVerificationError as exc:
+            raise LinkError(f"cannot open {spec}: TLS: certificate verify failed: "
+                            f"{exc.verify_message} (check tls.ca)") from exc
+        except ssl.SSLError as exc:
+            raise LinkError(f"cannot open {spec}: TLS: {exc.reason or exc}") from exc
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise LinkError(f"cannot open {spec}: {exc or type(exc).__name__}") from exc
+        return cls(spec, reader, writer)
+
+    async def read(self) -> bytes:
+        try:
+            return await self._reader.read(65536)
+        except (OSError, ssl.SSLError) as exc:
+            raise LinkError(f"{self.port}: {exc}") from exc
+
+    async def write(self, data: bytes) -> None:
+        if self._writer.is_closing():
+            raise LinkError(f"{self.port}: connection is closed")
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except (OSError, ssl.SSLError) as exc:
+            raise LinkError(f"{self.port}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("closing %s: %s", self.port, exc)

@@ -29,7 +29,7 @@ from agent.readers.drivers.base import ReaderDriver
 from agent.readers.drivers.chafon import ChafonReader
 from agent.readers.drivers.llrp import LlrpReader
 from agent.readers.drivers.r2000 import R2000Reader
-from agent.readers.link import Link, LinkError, SerialLink
+from agent.readers.link import Link, LinkError, SerialLink, TlsLink, tls_context
 from agent.readers.ports import PortError, resolve_port
 from agent.readers.session import ReaderError
 from agent.readers.status import ReaderStatus
@@ -102,7 +102,11 @@ async def supervise_reader(
         try:
             device = await resolve(cfg.link_spec)
             status.device = device
-            link = await open_link(device, cfg.link_baudrate)
+            link: Link
+            if device.startswith("tls://") and isinstance(cfg, LlrpConfig) and cfg.tls:
+                link = await TlsLink.open(device, tls_context(cfg.tls))
+            else:
+                link = await open_link(device, cfg.link_baudrate)
         except (LinkError, PortError, OSError) as exc:
             problem = str(exc) or type(exc).__name__
         else:

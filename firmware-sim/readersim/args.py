@@ -64,6 +64,11 @@ def _common(parser: argparse.ArgumentParser, device: str) -> None:
         "--link", type=Path, metavar="PATH", help="pty: keep a symlink at PATH to the current pty"
     )
     parser.add_argument(
+        "--tls-cert", type=Path, metavar="PEM",
+        help="tcp: serve TLS with this certificate (chain) ... (LLRP over TLS, port 5085)",
+    )
+    parser.add_argument("--tls-key", type=Path, metavar="PEM", help="... and this private key")
+    parser.add_argument(
         "--baud",
         type=int,
         default=DEFAULT_BAUD[device],

@@ -103,6 +103,8 @@ def _spec(args: argparse.Namespace, scenario: Scenario) -> ServeSpec:
         line_faults=_line_faults(args, scenario),
         vanish=vanish,
         seed=args.seed,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
 

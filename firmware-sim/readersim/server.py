@@ -24,6 +24,7 @@ import errno
 import logging
 import os
 import random
+import ssl
 import tty
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -58,6 +59,8 @@ class ServeSpec:
     line_faults: LineFaults = field(default_factory=LineFaults)
     vanish: tuple[Window, ...] = ()  # scenario times at which the port disappears
     seed: int = 1
+    tls_cert: Path | None = None  # tcp: serve TLS (LLRP over TLS) with this cert and key
+    tls_key: Path | None = None
 
 
 class PacedLine:
@@ -329,13 +332,17 @@ async def serve_tcp(spec: ServeSpec, factory: DeviceFactory, announce: Announce)
             state.writers.add(writer)
             tg.create_task(session(reader, writer), name=f"sim-tcp-session-{state.sessions}")
 
+        tls: ssl.SSLContext | None = None
+        if spec.tls_cert is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(str(spec.tls_cert), str(spec.tls_key or spec.tls_cert))
         while True:
             server = await asyncio.start_server(
-                on_connect, spec.host, bound_port, reuse_address=True
+                on_connect, spec.host, bound_port, reuse_address=True, ssl=tls
             )
             try:
                 bound_port = server.sockets[0].getsockname()[1]
-                url = f"tcp://{spec.host}:{bound_port}"
+                url = f"{'tls' if tls else 'tcp'}://{spec.host}:{bound_port}"
                 announce(url if first else f"PORT {url}")
                 first = False
                 window = _next_vanish(spec.vanish, clock() - epoch_s)

@@ -151,3 +151,27 @@ async def test_against_llrpkit_s_emulator_a_reader_we_did_not_write(tmp_path: Pa
     assert "Impinj" in str(run.status.model)
     assert len({t.epc for t in run.tags}) >= 2
     assert all(t.antenna in (1, 2, 3, 4) and t.rssi_dbm is not None for t in run.tags)
+
+
+async def test_llrp_over_tls_reads_and_refuses_an_unknown_ca(tmp_path: Path) -> None:
+    """Issue 11 item 1: `tls:` means LLRP over TLS (5085 unless port is given); the reader's
+    certificate is verified against the CA, and a wrong CA never falls back to plain TCP."""
+    from tests.support.tlscerts import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--tls-cert",
+             str(pki.server_cert), "--tls-key", str(pki.server_key)) as s:
+        m = re.fullmatch(r"tls://([^:]+):(\d+)", s.port)
+        assert m, s.port
+        cfg = reader_config(driver="llrp", host=m.group(1), port=int(m.group(2)),
+                            tls={"ca": str(pki.ca)})
+        assert cfg.link_spec.startswith("tls://")
+        async with Run(cfg) as run:
+            await run.wait_reads(5)
+        assert run.status.state == "connected"
+        wrong = reader_config(driver="llrp", host=m.group(1), port=int(m.group(2)),
+                              tls={"ca": str(pki.other_ca)})
+        async with Run(wrong) as bad:
+            await bad.wait_for(lambda r: r.status.last_error is not None, 10, "a TLS refusal")
+        assert "certificate verify failed" in str(bad.status.last_error)
+        assert bad.reads == []
