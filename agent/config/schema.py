@@ -320,6 +320,9 @@ class LlrpConfig(_ReaderBase):
         if extra:
             raise ValueError(f"antenna_map: antenna(s) {extra} are not in antennas "
                              f"{self.antennas}; add them to antennas or remove the mapping")
+        if self.tls is not None and not self.tls.verify:
+            raise ValueError("tls.verify: false is not supported for readers: give the "
+                             "reader's CA in tls.ca (or its self-signed certificate) instead")
         if isinstance(self.power_dbm, dict):
             unknown = sorted(set(self.power_dbm) - set(self.antennas))
             if unknown:

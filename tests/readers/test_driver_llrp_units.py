@@ -85,3 +85,11 @@ async def test_reader_mode_must_be_in_the_readers_mode_table() -> None:
     reader.capabilities = llrp.Capabilities(rf_modes=(mode(1000), mode(2)))
     with pytest.raises(ReaderCommandError, match=r"reader_mode 1002 is not .* \(it has 1000, 2\)"):
         reader._mode()
+
+
+def test_tls_verify_off_is_refused_for_readers() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="tls.verify: false is not supported"):
+        LlrpConfig.model_validate({"name": "x", "driver": "llrp", "host": "h",
+                                   "tls": {"verify": False}})
