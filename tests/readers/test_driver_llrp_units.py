@@ -90,6 +90,6 @@ async def test_reader_mode_must_be_in_the_readers_mode_table() -> None:
 def test_tls_verify_off_is_refused_for_readers() -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="tls.verify: false is not supported"):
+    with pytest.raises(ValidationError, match=r"tls\.verify: false is not supported"):
         LlrpConfig.model_validate({"name": "x", "driver": "llrp", "host": "h",
                                    "tls": {"verify": False}})
