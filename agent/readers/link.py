@@ -28,8 +28,12 @@ class Link(Protocol):
     async def aclose(self) -> None: ...
 
 
-class SerialLink:
-    """pyserial behind asyncio streams; ``socket://host:port`` URLs go over TCP."""
+class _StreamLink:
+    """A link over asyncio streams; subclasses open it. ``_ERRORS`` are the failures that mean
+    the port or connection is gone (LinkError), whatever the transport."""
+
+    _ERRORS: tuple[type[BaseException], ...] = (OSError,)
+    _READ_BYTES = 4096
 
     def __init__(
         self, port: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -38,6 +42,37 @@ class SerialLink:
         self._reader = reader
         self._writer = writer
         self._closed = False
+
+    async def read(self) -> bytes:
+        try:
+            return await self._reader.read(self._READ_BYTES)
+        except self._ERRORS as exc:
+            raise LinkError(f"{self.port}: {exc}") from exc
+
+    async def write(self, data: bytes) -> None:
+        if self._writer.is_closing():
+            raise LinkError(f"{self.port}: port is closed")
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except self._ERRORS as exc:
+            raise LinkError(f"{self.port}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        try:
+            await self._writer.wait_closed()
+        except self._ERRORS as exc:
+            log.debug("closing %s: %s", self.port, exc)
+
+
+class SerialLink(_StreamLink):
+    """pyserial behind asyncio streams; ``socket://host:port`` URLs go over TCP."""
+
+    _ERRORS = (serial.SerialException, OSError)
 
     @classmethod
     async def open(cls, port: str, baudrate: int) -> SerialLink:
@@ -48,31 +83,6 @@ class SerialLink:
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open {port}: {exc}") from exc
         return cls(port, reader, writer)
-
-    async def read(self) -> bytes:
-        try:
-            return await self._reader.read(4096)
-        except (serial.SerialException, OSError) as exc:
-            raise LinkError(f"{self.port}: {exc}") from exc
-
-    async def write(self, data: bytes) -> None:
-        if self._writer.is_closing():
-            raise LinkError(f"{self.port}: port is closed")
-        try:
-            self._writer.write(data)
-            await self._writer.drain()
-        except (serial.SerialException, OSError) as exc:
-            raise LinkError(f"{self.port}: {exc}") from exc
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._writer.close()
-        try:
-            await self._writer.wait_closed()
-        except (serial.SerialException, OSError) as exc:
-            log.debug("closing %s: %s", self.port, exc)
 
     async def __aenter__(self) -> SerialLink:
         return self
@@ -86,38 +96,37 @@ class SerialLink:
         await self.aclose()
 
 
-def tls_context(tls: TlsConfig) -> ssl.SSLContext:
-    """A client context for a network reader (LLRP over TLS): the CA file or the system store,
-    hostname checked, TLS 1.2 at least, a client certificate when given. The same rules as the
-    broker's (agent/uplink/security.py), which this layer may not import."""
-    try:
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                         cafile=str(tls.ca) if tls.ca is not None else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise LinkError(f"the reader's TLS CA file {tls.ca} cannot be used: {exc}") from exc
+def client_ssl_context(tls: TlsConfig, key_password: str | None = None) -> ssl.SSLContext:
+    """The one client TLS context of the agent (broker and network readers): the CA file or the
+    system store, hostname checked, TLS 1.2 at least, a client certificate when given.
+    Raises OSError / ssl.SSLError for unusable files."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
+                                     cafile=str(tls.ca) if tls.ca is not None else None)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if not tls.verify:
+    if not tls.verify:  # the broker: only with allow_insecure; readers: refused by the config
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if tls.cert is not None and tls.key is not None:
-        try:
-            password = (read_secret_file(tls.key_password_file, "tls.key_password_file")
-                        if tls.key_password_file is not None else None)
-            ctx.load_cert_chain(str(tls.cert), str(tls.key), password=password)
-        except (ConfigError, OSError, ssl.SSLError) as exc:
-            raise LinkError(f"the reader's TLS client certificate cannot be used: {exc}") from exc
+        ctx.load_cert_chain(str(tls.cert), str(tls.key), password=key_password)
     return ctx
 
 
-class TlsLink:
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """:func:`client_ssl_context` for a reader: a file that cannot be used is a LinkError (the
+    supervisor names it and retries), not a crash."""
+    try:
+        password = (read_secret_file(tls.key_password_file, "tls.key_password_file")
+                    if tls.key_password_file is not None else None)
+        return client_ssl_context(tls, password)
+    except (ConfigError, OSError, ssl.SSLError) as exc:
+        raise LinkError(f"the reader's TLS files cannot be used: {exc}") from exc
+
+
+class TlsLink(_StreamLink):
     """A TLS stream to a network reader: ``tls://host:port`` (LLRP over TLS, 5085)."""
 
-    def __init__(self, spec: str, reader: asyncio.StreamReader,
-                 writer: asyncio.StreamWriter) -> None:
-        self.port = spec
-        self._reader = reader
-        self._writer = writer
-        self._closed = False
+    _ERRORS = (OSError, ssl.SSLError)
+    _READ_BYTES = 65536
 
     @classmethod
     async def open(cls, spec: str, ctx: ssl.SSLContext, *, timeout_s: float = 10.0) -> TlsLink:
@@ -136,28 +145,3 @@ class TlsLink:
         except (OSError, ValueError, TimeoutError) as exc:
             raise LinkError(f"cannot open {spec}: {exc or type(exc).__name__}") from exc
         return cls(spec, reader, writer)
-
-    async def read(self) -> bytes:
-        try:
-            return await self._reader.read(65536)
-        except (OSError, ssl.SSLError) as exc:
-            raise LinkError(f"{self.port}: {exc}") from exc
-
-    async def write(self, data: bytes) -> None:
-        if self._writer.is_closing():
-            raise LinkError(f"{self.port}: connection is closed")
-        try:
-            self._writer.write(data)
-            await self._writer.drain()
-        except (OSError, ssl.SSLError) as exc:
-            raise LinkError(f"{self.port}: {exc}") from exc
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._writer.close()
-        try:
-            await self._writer.wait_closed()
-        except (OSError, ssl.SSLError) as exc:
-            log.debug("closing %s: %s", self.port, exc)

@@ -2,7 +2,9 @@
 files or the environment, the TLS context, and certificate expiry over whole bundles.
 
 The uplink, ``doctor``, the health message (``/health``) and ``edge-agent status`` all call
-these functions; nothing else builds a TLS context, reads a secret or decodes a certificate.
+these functions; nothing else reads a secret or decodes a certificate. The TLS context itself
+is built by ``agent.readers.link.client_ssl_context``, the one builder shared with the network
+readers (LLRP over TLS), which sit in a lower layer.
 
 Secret resolution (:func:`resolve_password`, :func:`read_secret`), one precedence everywhere:
 ``*_file`` first (the file's text with one trailing newline stripped, as ``echo s > f`` writes
@@ -32,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from agent.config import AgentConfig, ConfigError, MqttConfig, is_loopback, read_secret_file
+from agent.readers.link import client_ssl_context
 
 __all__ = [
     "CertExpiry",
@@ -153,16 +156,10 @@ def resolve_password(cfg: MqttConfig) -> str | None:
 def build_ssl_context(cfg: MqttConfig) -> ssl.SSLContext:
     """Verified TLS (CA file or the system store, hostname checked), client cert if given."""
     t = cfg.tls
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
-                                     cafile=str(t.ca) if t.ca is not None else None)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if not t.verify:  # refused at start unless allow_insecure (check_security)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if t.cert is not None and t.key is not None:
-        key_password = read_secret(t.key_password_file, None, "uplink.mqtt.tls.key_password_file")
-        ctx.load_cert_chain(str(t.cert), str(t.key), password=key_password)
-    return ctx
+    # verify off is refused at start unless allow_insecure (check_security).
+    key_password = (read_secret(t.key_password_file, None, "uplink.mqtt.tls.key_password_file")
+                    if t.cert is not None and t.key is not None else None)
+    return client_ssl_context(t, key_password)
 
 
 @dataclass(frozen=True, slots=True)
