@@ -672,3 +672,14 @@ def test_random_bodies_never_raise(mtype: int, body: bytes, golden: bytes) -> No
         )
         for mt, b in nested:
             _parse_all(LlrpMessage(1, mt, 1, b), stats)
+
+
+def test_rospec_ids_of_a_get_rospecs_response() -> None:
+    from agent.readers.codecs import llrp as codec
+
+    status = codec.tlv(287, b"\x00\x00\x00\x00")
+    body = status + codec.tlv(177, (99).to_bytes(4, "big") + b"\x00\x01") + codec.tlv(
+        177, (7).to_bytes(4, "big") + b"\x00\x00")
+    msg = codec.LlrpMessage(1, codec.MsgType.GET_ROSPECS_RESPONSE, 3, body)
+    assert codec.rospec_ids(msg) == (99, 7)
+    assert codec.get_rospecs(5) == bytes.fromhex("041a0000000a00000005")

@@ -63,7 +63,7 @@ async def test_a_dropped_connection_reconnects_and_reads_resume(tmp_path: Path) 
     assert run.status.disconnects >= 1
 
 
-async def test_silent_keepalives_reconnect_within_three_periods(
+async def test_silent_keepalives_reconnect_and_reads_resume(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--silent-after", "1.0",
@@ -76,10 +76,15 @@ async def test_silent_keepalives_reconnect_within_three_periods(
     assert "not even a keepalive" in caplog.text
 
 
-async def test_a_rospec_left_by_another_client_is_deleted(tmp_path: Path) -> None:
-    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--stale-rospec") as s:
+async def test_a_rospec_left_by_another_client_is_deleted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--stale-rospec") as s, \
+            caplog.at_level(logging.WARNING, logger="agent.readers"):
         async with Run(_cfg(s.port)) as run:  # type: ignore[arg-type]
             await run.wait_reads(5)
+            await run.wait_for(lambda r: r.status.connects >= 1, 5, "connected")
+    assert "removing ROSpec(s) left by an earlier client: 99" in caplog.text
     assert run.status.disconnects == 0
 
 
@@ -99,6 +104,8 @@ async def test_impinj_flavour_reports_centi_dbm(tmp_path: Path) -> None:
             await run.wait_reads(5)
     assert "Impinj" in str(run.status.model)
     assert all(t.rssi_dbm is not None for t in run.tags)
+    # ImpinjPeakRSSI is in centi-dBm: fractions of a dB, which plain PeakRSSI cannot carry.
+    assert any(t.rssi_dbm != int(t.rssi_dbm) for t in run.tags if t.rssi_dbm is not None)
 
 
 async def test_probe_names_manufacturer_model_firmware_antennas_and_power(

@@ -196,6 +196,11 @@ class LlrpDecoder:
     def pending(self) -> int:
         return len(self._buf)
 
+    def resync(self) -> list[LlrpMessage]:
+        """FrameSession's idle rule: a TCP stream has no line noise to resync from, and a
+        partial message simply waits for the rest."""
+        return []
+
     def reset(self) -> None:
         """A new connection: forget the partial message and the broken state (stats stay)."""
         self._buf.clear()
@@ -419,6 +424,17 @@ def enable_rospec(msg_id: int, rospec_id: int) -> bytes:
 
 def disable_rospec(msg_id: int, rospec_id: int) -> bytes:
     return _rospec_msg(MsgType.DISABLE_ROSPEC, msg_id, rospec_id)
+
+
+def get_rospecs(msg_id: int) -> bytes:
+    """GET_ROSPECS: the ROSpecs the reader holds (their ids tell what an earlier client left)."""
+    return message(MsgType.GET_ROSPECS, msg_id)
+
+
+def rospec_ids(msg: LlrpMessage, stats: DecoderStats | None = None) -> tuple[int, ...]:
+    """The ROSpecIDs in a GET_ROSPECS_RESPONSE (each ROSpec starts with its u32 id)."""
+    return tuple(int.from_bytes(p.value[:4], "big") for p in parse_params(msg.body, stats)
+                 if not p.tv and p.type == P_ROSPEC and len(p.value) >= 4)
 
 
 def delete_accessspec(msg_id: int, accessspec_id: int = 0) -> bytes:

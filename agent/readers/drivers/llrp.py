@@ -33,7 +33,6 @@ from agent.clock import SyncState, utcnow
 from agent.config import LlrpConfig
 from agent.model import TagRead
 from agent.readers.codecs import llrp
-from agent.readers.codecs.base import DecoderStats
 from agent.readers.codecs.llrp import LlrpMessage, MsgType
 from agent.readers.codecs.llrp_params import CONNECTION_STATUS
 from agent.readers.drivers.base import DriverBase
@@ -55,6 +54,7 @@ CLOCK_WARN_S = 2.0
 PEN_NAMES = {25882: "Impinj", 10642: "Zebra", 161: "Motorola/Zebra", 22695: "ThingMagic"}
 _RESPONSE: dict[int, int] = {
     MsgType.GET_READER_CAPABILITIES: MsgType.GET_READER_CAPABILITIES_RESPONSE,
+    MsgType.GET_ROSPECS: MsgType.GET_ROSPECS_RESPONSE,
     MsgType.SET_READER_CONFIG: MsgType.SET_READER_CONFIG_RESPONSE,
     MsgType.ADD_ROSPEC: MsgType.ADD_ROSPEC_RESPONSE,
     MsgType.DELETE_ROSPEC: MsgType.DELETE_ROSPEC_RESPONSE,
@@ -64,25 +64,6 @@ _RESPONSE: dict[int, int] = {
     MsgType.DELETE_ACCESSSPEC: MsgType.DELETE_ACCESSSPEC_RESPONSE,
     MsgType.CLOSE_CONNECTION: MsgType.CLOSE_CONNECTION_RESPONSE,
 }
-
-
-class _StreamDecoder:
-    """The session's decoder: TCP has no line noise to resync from (a partial message just
-    waits for the rest), so the idle resync is a no-op."""
-
-    def __init__(self) -> None:
-        self.inner = llrp.LlrpDecoder()
-        self.stats: DecoderStats = self.inner.stats
-
-    def feed(self, data: bytes) -> list[LlrpMessage]:
-        return self.inner.feed(data)
-
-    def resync(self) -> list[LlrpMessage]:
-        return []
-
-    @property
-    def pending(self) -> int:
-        return 0  # never ask for an idle resync
 
 
 def power_index(table: tuple[tuple[int, int], ...], dbm: float) -> tuple[int, float] | None:
@@ -107,7 +88,8 @@ class LlrpReader(DriverBase[LlrpConfig]):
         sync: SyncState | None = None,
     ) -> None:
         super().__init__(cfg, status, now=now, sync=sync)
-        self._decoder = _StreamDecoder()
+        self._decoder = llrp.LlrpDecoder()
+        # No idle resync over TCP: a partial message waits for its rest (decoder.resync: no-op).
         self.session: FrameSession[LlrpMessage] = FrameSession(link, self._decoder,
                                                                idle_resync_s=3600.0)
         self._msg_id = 0
@@ -266,6 +248,14 @@ class LlrpReader(DriverBase[LlrpConfig]):
 
     async def configure(self) -> None:
         cfg = self.cfg
+        try:  # only to say what an earlier client left; a reader may not answer it
+            left = llrp.rospec_ids(await self._request(llrp.get_rospecs, "GET_ROSPECS"),
+                                   self._decoder.stats)
+        except ReaderCommandError:
+            left = ()
+        if left:
+            log.warning("reader %s: removing ROSpec(s) left by an earlier client: %s",
+                        cfg.name, ", ".join(str(i) for i in left))
         # ID 0 = all of them (§ DELETE_ROSPEC). Some readers (llrpkit's emulator) answer
         # M_ParameterError when there is none: nothing left behind, not a reason to stop.
         for build, what in ((lambda i: llrp.delete_accessspec(i, 0), "DELETE_ACCESSSPEC"),
