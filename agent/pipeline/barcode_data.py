@@ -17,9 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
-from agent.pipeline.digital_link import DIGITAL_LINK_HOST, digital_link_escape
+from agent.pipeline.digital_link import DIGITAL_LINK_HOST, value_segment
 from agent.readers.codecs.barcode import Scan
 
 if TYPE_CHECKING:
@@ -28,17 +27,6 @@ if TYPE_CHECKING:
     from biip.gs1_element_strings import GS1ElementStrings
 
 DL_ORIGIN = DIGITAL_LINK_HOST
-# TDS Table A-1 escapes first, then the Digital Link ones: the constrained canonical form the
-# CBV 2.0 event hash expects (docs/gs1-epcis.md §1.9; urllib.parse.quote differs on ; and =).
-_URN_ESCAPES = str.maketrans({'"': "%22", "%": "%25", "&": "%26", "/": "%2F", "<": "%3C",
-                              ">": "%3E", "?": "%3F"})
-
-
-def dl_segment(value: str) -> str:
-    # Characters outside GS1 AI set 82 (a space, non-ASCII) cannot be in a valid GS1 key, but a
-    # scanned label may carry them anyway: percent-encode them so the URI stays valid.
-    return quote(digital_link_escape(value.translate(_URN_ESCAPES)), safe="%'-._;=")
-
 # AIM identifiers whose data is GS1 (GS1 General Specifications fig. 5.1.2-2; biip symbology.py).
 GS1_MESSAGE_SYMBOLOGIES = frozenset({"]C1", "]e0", "]e1", "]e2", "]d2", "]Q3", "]J1"})
 GTIN_SYMBOLOGIES = frozenset({"]E0", "]E3", "]E4", "]I1"})
@@ -93,9 +81,9 @@ def digital_link(
         return None
     base = f"{DL_ORIGIN}/01/{gtin}"
     if serial is not None:
-        return f"{base}/21/{dl_segment(serial)}"
+        return f"{base}/21/{value_segment(serial)}"
     if lot is not None:
-        return f"{base}/10/{dl_segment(lot)}"
+        return f"{base}/10/{value_segment(lot)}"
     return base
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Final
+from urllib.parse import quote
 
 __all__ = [
     "DIGITAL_LINK_HOST",
@@ -28,6 +29,7 @@ __all__ = [
     "gs1_check_digit",
     "is_valid_gs1_check_digit",
     "urn_to_digital_link",
+    "value_segment",
 ]
 
 DIGITAL_LINK_HOST: Final = "https://id.gs1.org"
@@ -131,6 +133,16 @@ def _unescape(component: str, allowed: frozenset[str],
 def _dl_segment(value: str) -> str:
     """A decoded value -> its one canonical Digital Link form (upper-case escapes)."""
     return "".join(f"%{ord(c):02X}" if c in _DL_ESCAPED else c for c in value)
+
+
+def value_segment(value: str) -> str:
+    """A raw GS1 value (a scanned serial, lot ...) -> its canonical Digital Link path segment.
+
+    Characters outside Table A-1 (a space, non-ASCII) cannot be in a valid GS1 key, but a
+    scanned label may carry them anyway: they are percent-encoded as UTF-8 so the URI stays
+    valid (and such a URI is simply not canonical: canonical_digital_link refuses it).
+    """
+    return quote(_dl_segment(value), safe="%'-._;=")
 
 
 def digital_link_escape(urn_component: str) -> str:
