@@ -233,12 +233,11 @@ class Store:
                 log.error("buffer: %s: %s (ledger %s: generation %s, read id %d, outbox id "
                           "%d); alarm queued", alarm["type"], alarm["detail"], path,
                           remembered.generation, remembered.reads_id, remembered.outbox_id)
-        self._ledger_saved_s = float("-inf")
-        self._save_ledger()
+        self._save_ledger(force=True)
 
-    def _save_ledger(self) -> None:
+    def _save_ledger(self, *, force: bool = False) -> None:
         now = time.monotonic()
-        if now - self._ledger_saved_s < ledger.SAVE_EVERY_S:
+        if not force and now - self._ledger_saved_s < ledger.SAVE_EVERY_S:
             return
         self._ledger_saved_s = now
         try:
@@ -275,8 +274,7 @@ class Store:
     def close(self) -> None:
         if self._conn is None:
             return
-        self._ledger_saved_s = float("-inf")  # a clean stop leaves the exact ledger
-        self._save_ledger()
+        self._save_ledger(force=True)  # a clean stop leaves the exact ledger
         conn, self._conn = self._conn, None
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -8,7 +8,6 @@ field, so line noise invented nothing. The relay's counters prove the link reall
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,6 @@ DRIVERS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
 }
 
 
-def _host_port(url: str) -> tuple[str, int]:
-    m = re.fullmatch(r"tcp://([^:]+):(\d+)", url)
-    assert m, url
-    return m.group(1), int(m.group(2))
-
-
 @pytest.mark.parametrize("driver", sorted(DRIVERS))
 def test_adversarial_link_loses_and_invents_nothing(tmp_path: Path, mosquitto: Mosquitto,
                                                     driver: str) -> None:
@@ -54,7 +47,7 @@ def test_adversarial_link_loses_and_invents_nothing(tmp_path: Path, mosquitto: M
     sim = SimProcess(driver, "--tcp", "127.0.0.1:0", "--tags", "8", "--seed", "17",
                      "--read-rate", "150", *sim_args, log_path=tmp_path / "sim.log")
     db = tmp_path / "buffer.db"
-    with BadLink(_host_port(sim.port), FAULTS, seed=17) as link, \
+    with BadLink(sim.host_port, FAULTS, seed=17) as link, \
             durable_collector(mosquitto, EVENTS_TOPIC, f"e2e-badlink-{driver}") as collector:
         cfg = write_config(tmp_path / "agent.yaml", reader_port=link.url, broker=mosquitto,
                            buffer=db, reader={"name": "dock-1", "reconnect_min_s": 0.05,

@@ -4,7 +4,6 @@ costs no committed read."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import yaml
@@ -29,15 +28,14 @@ def test_llrp_reader_to_broker(tmp_path: Path, mosquitto: Mosquitto) -> None:
     sim = SimProcess("llrp", "--tcp", "127.0.0.1:0", "--tags", "6", "--seed", "5",
                      "--tag-antennas", "1,2",
                      "--drop-after", "2.0", log_path=tmp_path / "sim.log")
-    m = re.fullmatch(r"tcp://([^:]+):(\d+)", sim.port)
-    assert m, sim.port
+    host, port = sim.host_port
     db = tmp_path / "buffer.db"
     path = write_config(tmp_path / "agent.yaml", reader_port="unused", broker=mosquitto,
                         buffer=db, reader={"name": "dock-fx", "driver": "llrp"})
     cfg = yaml.safe_load(path.read_text())
     reader = cfg["readers"][0]
     reader.pop("baudrate")
-    reader.update(host=m.group(1), port=int(m.group(2)), antennas=[1, 2], keepalive_s=1)
+    reader.update(host=host, port=port, antennas=[1, 2], keepalive_s=1)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     with durable_collector(mosquitto, EVENTS_TOPIC, "e2e-llrp") as collector:
         agent = AgentProcess(path, tmp_path / "agent.log")

@@ -11,12 +11,7 @@ import pytest
 from readersim.population import generated_tags
 
 from tests.support.reader_support import Run, reader_config, sim
-
-
-def _hostport(url: str) -> tuple[str, int]:
-    m = re.fullmatch(r"tcp://([^:]+):(\d+)", url)
-    assert m, url
-    return m.group(1), int(m.group(2))
+from tests.support.sim import SimProcess
 
 
 def _population(count: int, seed: int, antennas: tuple[int, ...]) -> dict[str, int]:
@@ -24,8 +19,8 @@ def _population(count: int, seed: int, antennas: tuple[int, ...]) -> dict[str, i
             for t in generated_tags(count, seed=seed, antennas=antennas)}
 
 
-def _cfg(url: str, **fields: object) -> object:
-    host, port = _hostport(url)
+def _cfg(s: SimProcess, **fields: object) -> object:
+    host, port = s.host_port
     fields.setdefault("antennas", [1, 2])
     return reader_config(driver="llrp", host=host, port=port, **fields)
 
@@ -36,7 +31,7 @@ async def test_identifies_configures_and_reads_the_population(
     expected = _population(6, 3, (1, 2))
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "6", "--seed", "3",
              "--tag-antennas", "1,2") as s, caplog.at_level(logging.INFO, logger="agent.readers"):
-        async with Run(_cfg(s.port, power_dbm=27.6)) as run:  # type: ignore[arg-type]
+        async with Run(_cfg(s, power_dbm=27.6)) as run:  # type: ignore[arg-type]
             await run.wait_for(lambda r: {t.epc for t in r.tags} >= set(expected), 15,
                                "every EPC of the population")
     for t in run.tags:
@@ -56,7 +51,7 @@ async def test_identifies_configures_and_reads_the_population(
 async def test_a_dropped_connection_reconnects_and_reads_resume(tmp_path: Path) -> None:
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--drop-after",
              "1.0") as s:
-        async with Run(_cfg(s.port)) as run:  # type: ignore[arg-type]
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
             await run.wait_for(lambda r: r.status.connects >= 2, 15, "a second connection")
             n = len(run.reads)
             await run.wait_reads(n + 5, timeout_s=5)
@@ -68,7 +63,7 @@ async def test_silent_keepalives_reconnect_and_reads_resume(
 ) -> None:
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--silent-after", "1.0",
              "--silent-for", "2.0") as s, caplog.at_level(logging.WARNING, logger="agent.readers"):
-        async with Run(_cfg(s.port, keepalive_s=0.5)) as run:  # type: ignore[arg-type]
+        async with Run(_cfg(s, keepalive_s=0.5)) as run:  # type: ignore[arg-type]
             await run.wait_reads(3)
             await run.wait_for(lambda r: r.status.disconnects >= 1, 10, "a silence reset")
             n = len(run.reads)
@@ -81,7 +76,7 @@ async def test_a_rospec_left_by_another_client_is_deleted(
 ) -> None:
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--stale-rospec") as s, \
             caplog.at_level(logging.WARNING, logger="agent.readers"):
-        async with Run(_cfg(s.port)) as run:  # type: ignore[arg-type]
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
             await run.wait_reads(5)
             await run.wait_for(lambda r: r.status.connects >= 1, 5, "connected")
     assert "removing ROSpec(s) left by an earlier client: 99" in caplog.text
@@ -91,7 +86,7 @@ async def test_a_rospec_left_by_another_client_is_deleted(
 async def test_a_busy_reader_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--busy") as s, \
             caplog.at_level(logging.WARNING, logger="agent.readers"):
-        async with Run(_cfg(s.port)) as run:  # type: ignore[arg-type]
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
             await run.wait_for(lambda r: r.status.last_error is not None, 10, "the refusal")
     assert "Failed_A_Client_Initiated_Connection_Already_Exists" in str(run.status.last_error)
     assert "another client is connected" in caplog.text
@@ -100,7 +95,7 @@ async def test_a_busy_reader_is_named(tmp_path: Path, caplog: pytest.LogCaptureF
 async def test_impinj_flavour_reports_centi_dbm(tmp_path: Path) -> None:
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--flavour",
              "impinj") as s:
-        async with Run(_cfg(s.port)) as run:  # type: ignore[arg-type]
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
             await run.wait_reads(5)
     assert "Impinj" in str(run.status.model)
     assert all(t.rssi_dbm is not None for t in run.tags)
@@ -115,14 +110,14 @@ async def test_probe_names_manufacturer_model_firmware_antennas_and_power(
     from agent.readers.session import ReaderError
 
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--flavour", "impinj") as s:
-        host, port = _hostport(s.port)
+        host, port = s.host_port
         text = await probe_llrp(host, port)
     assert "LLRP reader Impinj" in text
     assert "firmware" in text
     assert "antennas: 4" in text
     assert "10-31.5 dBm" in text
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--busy") as s:
-        host, port = _hostport(s.port)
+        host, port = s.host_port
         with pytest.raises(ReaderError, match="another client is connected"):
             await probe_llrp(host, port)
 
@@ -168,15 +163,14 @@ async def test_llrp_over_tls_reads_and_refuses_an_unknown_ca(tmp_path: Path) -> 
     pki = make_pki(tmp_path / "pki")
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--tls-cert",
              str(pki.server_cert), "--tls-key", str(pki.server_key)) as s:
-        m = re.fullmatch(r"tls://([^:]+):(\d+)", s.port)
-        assert m, s.port
-        cfg = reader_config(driver="llrp", host=m.group(1), port=int(m.group(2)),
-                            tls={"ca": str(pki.ca)})
+        assert s.port.startswith("tls://")
+        host, port = s.host_port
+        cfg = reader_config(driver="llrp", host=host, port=port, tls={"ca": str(pki.ca)})
         assert cfg.link_spec.startswith("tls://")
         async with Run(cfg) as run:
             await run.wait_reads(5)
         assert run.status.state == "connected"
-        wrong = reader_config(driver="llrp", host=m.group(1), port=int(m.group(2)),
+        wrong = reader_config(driver="llrp", host=host, port=port,
                               tls={"ca": str(pki.other_ca)})
         async with Run(wrong) as bad:
             await bad.wait_for(lambda r: r.status.last_error is not None, 10, "a TLS refusal")

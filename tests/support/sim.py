@@ -9,6 +9,7 @@ stderr goes to that file (long runs cannot fill a pipe), otherwise to a pipe rea
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -41,6 +42,13 @@ class SimProcess:
         if self._port is None:
             self._port = self.line()
         return self._port
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """(host, port) of a simulator serving ``--tcp`` (its URL is tcp:// or tls://)."""
+        m = re.fullmatch(r"(?:tcp|tls)://([^:]+):(\d+)", self.port)
+        assert m, f"not a TCP simulator: {self.port}"
+        return m.group(1), int(m.group(2))
 
     def line(self, timeout_s: float = 10.0) -> str:
         """Next stdout line (without newline); fails the test after ``timeout_s``."""
