@@ -6,7 +6,7 @@ import asyncio
 import logging
 import ssl
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 import serial
 import serial_asyncio_fast
@@ -26,6 +26,31 @@ class Link(Protocol):
     async def write(self, data: bytes) -> None: ...
 
     async def aclose(self) -> None: ...
+
+
+def _report_vanished_ports_quietly(loop: asyncio.AbstractEventLoop) -> None:
+    """serial_asyncio_fast reports a failed write (EIO: the port vanished) to the loop's
+    exception handler, which logs an ERROR with a traceback, although nothing is wrong with the
+    agent: the transport is aborted, the link's next call raises LinkError and the supervisor
+    reconnects. So such reports become one INFO line; every other one goes where it went."""
+    if getattr(loop, "_tea_serial_reports", False):
+        return
+    previous = loop.get_exception_handler()
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        if isinstance(exc, serial.SerialException) and "serial transport" in str(
+                context.get("message", "")):
+            port = getattr(getattr(context.get("transport"), "serial", None), "port", "?")
+            log.info("serial port %s: %s (the link closes and reconnects)", port, exc)
+            return
+        if previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    setattr(loop, "_tea_serial_reports", True)  # noqa: B010 - a mark on a foreign object
 
 
 class _StreamLink:
@@ -76,6 +101,7 @@ class SerialLink(_StreamLink):
 
     @classmethod
     async def open(cls, port: str, baudrate: int) -> SerialLink:
+        _report_vanished_ports_quietly(asyncio.get_running_loop())
         try:
             reader, writer = await serial_asyncio_fast.open_serial_connection(
                 url=port, baudrate=baudrate, bytesize=8, parity="N", stopbits=1, timeout=0
