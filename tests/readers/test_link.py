@@ -12,6 +12,12 @@ import pytest
 from agent.readers.link import LinkError, SerialLink
 
 
+async def _write_until_it_fails(link: SerialLink) -> None:
+    for _ in range(50):
+        await link.write(b"\xa0\x04\x01\x89\x01\xd1")
+        await asyncio.sleep(0.01)
+
+
 async def test_a_port_that_vanishes_during_writes_is_a_quiet_link_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -21,9 +27,7 @@ async def test_a_port_that_vanishes_during_writes_is_a_quiet_link_error(
     link = await SerialLink.open(port, 115200)
     os.close(master)  # the device is gone: writes now fail with EIO
     with caplog.at_level(logging.INFO), pytest.raises(LinkError):
-        for _ in range(50):
-            await link.write(b"\xa0\x04\x01\x89\x01\xd1")
-            await asyncio.sleep(0.01)
+        await _write_until_it_fails(link)
     await link.aclose()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     assert "Traceback" not in caplog.text
