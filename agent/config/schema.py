@@ -270,6 +270,29 @@ class BarcodeConfig(_ReaderBase):
 class LlrpReportConfig(_Model):
     # ROReportSpec (LLRP 1.1 §13.2.6): a report every N tags (or at the end of the ROSpec).
     every_n_tags: Annotated[int, Field(ge=1, le=65535)] = 1
+    # ... and at least this often (the AISpec ends every timeout_ms and the ROSpec loops, so a
+    # report with every_n_tags > 1 never waits longer). null: only every_n_tags.
+    timeout_ms: Annotated[int, Field(ge=10, le=3_600_000)] | None = None
+
+
+class LlrpGpiTrigger(_Model):
+    """Inventory only while a GPI input is high (a dock door's photo-eye or a push button):
+    the reader starts the ROSpec when GPI ``port`` goes high and stops it when it goes low, or
+    ``stop_after_s`` after the start, whichever comes first."""
+
+    port: Annotated[int, Field(ge=1, le=65535)]
+    stop_after_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
+
+
+# Impinj ImpinjInventorySearchMode values (Octane LLRP): the Gen2 target strategy.
+LLRP_SEARCH_MODES: dict[str, int] = {
+    "reader_selected": 0, "single_target": 1, "dual_target": 2,
+    "single_target_with_suppression": 3, "single_target_reset": 5,
+    "dual_target_with_b_to_a_select": 6,
+}
+LlrpSearchMode = Literal["reader_selected", "single_target", "dual_target",
+                         "single_target_with_suppression", "single_target_reset",
+                         "dual_target_with_b_to_a_select"]
 
 
 class LlrpConfig(_ReaderBase):
@@ -288,9 +311,15 @@ class LlrpConfig(_ReaderBase):
         Annotated[int, Field(ge=1, le=64)], Annotated[float, Field(ge=0, le=40)]] | None = None
     session: Annotated[int, Field(ge=0, le=3)] = 1  # Gen2 session (C1G2SingulationControl)
     tag_population: Annotated[int, Field(ge=1, le=65535)] = 32
-    # The reader's RF mode: a ModeIdentifier of its UHFC1G2RFModeTable (checked at connect;
-    # a mode the reader does not list is refused naming the ones it has). null: its default.
-    reader_mode: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    # The reader's RF mode: a ModeIdentifier of its UHFC1G2RFModeTable, or a name (Impinj's,
+    # e.g. autoset_dense_reader, or built from the table entry, e.g. m4_250k). Checked at
+    # connect: a mode the reader does not list is refused naming the ones it has. null: its
+    # default.
+    reader_mode: Annotated[int, Field(ge=0, le=2**32 - 1)] | Annotated[
+        str, Field(min_length=1, max_length=64)] | None = None
+    # Impinj readers only (ImpinjInventorySearchMode); ignored with a WARNING on others.
+    search_mode: LlrpSearchMode | None = None
+    gpi_trigger: LlrpGpiTrigger | None = None
     # The reader sends KEEPALIVE this often; three missed ones (or a dead socket) reconnect.
     keepalive_s: Annotated[float, Field(ge=0.5, le=3600)] = 10.0
     report: LlrpReportConfig = Field(default_factory=LlrpReportConfig)

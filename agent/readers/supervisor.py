@@ -131,6 +131,13 @@ async def supervise_reader(
                 problem = "inventory ended"
             except (LinkError, ReaderError, OSError) as exc:
                 problem = str(exc) or type(exc).__name__
+            except asyncio.CancelledError:
+                # The agent stops: a driver that can leave its reader tidy does (LLRP:
+                # STOP_ROSPEC, CLOSE_CONNECTION), bounded by the driver; then the stop goes on.
+                goodbye = getattr(reader, "goodbye", None)
+                if goodbye is not None and status.state == "connected":
+                    await goodbye()
+                raise
             finally:
                 control.detach(reader, f"connection lost ({problem})")
                 status.detach()

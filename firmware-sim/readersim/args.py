@@ -27,6 +27,21 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _gpi_pulse(text: str) -> tuple[int, float, float, float]:
+    parts = text.split(":")
+    if len(parts) not in (3, 4):
+        raise argparse.ArgumentTypeError("expected PORT:PERIOD_S:HIGH_S[:FIRST_S]")
+    try:
+        port = int(parts[0])
+        period_s, high_s = float(parts[1]), float(parts[2])
+        first_s = float(parts[3]) if len(parts) == 4 else 1.0
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected PORT:PERIOD_S:HIGH_S[:FIRST_S]: {exc}") from exc
+    if port < 1 or not 0 < high_s < period_s or first_s < 0:
+        raise argparse.ArgumentTypeError("need PORT >= 1, 0 < HIGH_S < PERIOD_S, FIRST_S >= 0")
+    return port, period_s, high_s, first_s
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part, 0) for part in text.split(",") if part.strip())
@@ -343,6 +358,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="MaxNumberOfAntennaSupported (default 4, or the highest of --antennas)",
     )
     g.add_argument("--firmware", default="5.14.0.240", help="ReaderFirmwareVersion string")
+    g.add_argument(
+        "--gpi-pulse",
+        type=_gpi_pulse,
+        default=None,
+        metavar="PORT:PERIOD:HIGH[:FIRST]",
+        help="GPI PORT goes high FIRST s after each connection (default 1), for HIGH s of "
+        "every PERIOD s (a photo-eye); GPI-triggered ROSpecs follow it",
+    )
+    g.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="the reader's clock runs S seconds ahead of this machine's (negative: behind)",
+    )
     lf = llrp.add_argument_group("llrp faults")
     lf.add_argument(
         "--drop-after",

@@ -244,12 +244,14 @@ def _llrp_plan(args: argparse.Namespace) -> Plan:
         stale_rospec=args.stale_rospec,
         refuse_custom=args.refuse_custom,
         busy=args.busy,
+        gpi_pulse=args.gpi_pulse,
     )
     population = _population(args, scenario)
     faults = _device_faults(args, scenario)
 
     def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
-        utc = time.time() - (clock() - epoch_s)  # wall time at the epoch
+        # wall time at the epoch, on the reader's clock (which may be off ours)
+        utc = time.time() - (clock() - epoch_s) + args.clock_offset
         cfg = dataclasses.replace(config, utc_at_epoch_s=utc)
         return LLRPDevice(cfg, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s)
 

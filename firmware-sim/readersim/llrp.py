@@ -59,6 +59,10 @@ class LLRPConfig:
     stale_rospec: bool = False  # ROSpec 99 already exists at connect
     refuse_custom: bool = False  # CUSTOM_MESSAGE -> ERROR_MESSAGE 109 even when impinj
     busy: bool = False  # ConnectionAttemptEvent status 2, then close
+    # GPI input ``port`` goes high ``first_s`` after the connection, for ``high_s`` of every
+    # ``period_s`` (a photo-eye at a dock door): (port, period_s, high_s, first_s).
+    gpi_pulse: tuple[int, float, float, float] | None = None
+    gpis: int = 4  # GPIOCapabilities NumGPIs
 
     def __post_init__(self) -> None:
         if self.flavour not in ("plain", "impinj"):
@@ -72,6 +76,12 @@ class LLRPConfig:
             raise ValueError("read rate must be >= 0")
         if self.channels < 1:
             raise ValueError("channels must be >= 1")
+        if self.gpi_pulse is not None:
+            port, period_s, high_s, first_s = self.gpi_pulse
+            if not 1 <= port <= self.gpis:
+                raise ValueError(f"GPI {port} does not exist on a reader with {self.gpis} GPIs")
+            if not 0 < high_s < period_s or first_s < 0:
+                raise ValueError("GPI pulse: need 0 < high_s < period_s and first_s >= 0")
 
     @property
     def accepts_custom(self) -> bool:
@@ -99,6 +109,8 @@ class LLRPStats:
     reports_sent: int = 0
     tag_reads: int = 0
     errors_sent: int = 0
+    gpi_edges: int = 0
+    gpi_starts: int = 0  # ROSpecs started by a GPI going high
 
 
 class LLRPDevice(ScheduledDevice):
@@ -141,6 +153,13 @@ class LLRPDevice(ScheduledDevice):
         self._keepalive_s: float | None = None  # due time of the next KEEPALIVE
         self._report_s: float | None = None  # due time of the next RO_ACCESS_REPORT
         self._cursor = 0  # rotation through the visible tags
+        self.gpi_high: dict[int, bool] = {}
+        self.event_states: dict[int, bool] = {}  # ReaderEventNotificationSpec, by EventType
+        self.last_rospec: w.ROSpecInfo | None = None  # the last one added (tests read it)
+        self._gpi_edge_s: float | None = None
+        if config.gpi_pulse is not None:
+            self.gpi_high[config.gpi_pulse[0]] = False
+            self._gpi_edge_s = self.connected_s + config.gpi_pulse[3]
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -186,7 +205,8 @@ class LLRPDevice(ScheduledDevice):
             return due
         if self._hangup_s is not None and now >= self._hangup_s:
             return None  # the connection is over: nothing more will be sent
-        own = [t for t in (self._keepalive_s, self._report_s) if t is not None]
+        own = [t for t in (self._keepalive_s, self._report_s, self._gpi_edge_s)
+               if t is not None]
         own += [e.stop_s for e in self.rospecs.values() if e.stop_s is not None]
         if due is not None:
             own.append(due)
@@ -206,21 +226,64 @@ class LLRPDevice(ScheduledDevice):
                 self._keepalive_s = due + self.keepalive_period_s
                 self.llrp_stats.keepalives_sent += 1
                 return iter([Emission(due, w.message(w.KEEPALIVE, self._msg_id()))])
-        self._end_timed_rospecs(t0_s)
+        if self._gpi_edge_s is not None and self._gpi_edge_s <= t0_s:
+            return self._gpi_edge(self._gpi_edge_s)
+        ended = self._end_timed_rospecs(t0_s)
+        if ended is not None:
+            return ended
         if self._report_s is not None and self._report_s <= t0_s:
             return self._report(t0_s)
         return None
 
-    def _end_timed_rospecs(self, t0_s: float) -> None:
-        """ROSpecStopTrigger duration: the ROSpec goes back to inactive when it is over."""
-        ended = False
+    def _end_timed_rospecs(self, t0_s: float) -> Job | None:
+        """ROSpecStopTrigger duration (or a GPI stop trigger's timeout): the ROSpec goes back
+        to inactive when it is over (a ROSpecEvent when enabled)."""
+        ended: list[tuple[float, int]] = []
         for entry in self.rospecs.values():
             if entry.stop_s is not None and entry.stop_s <= t0_s:
-                entry.state = INACTIVE if entry.state == ACTIVE else entry.state
+                if entry.state == ACTIVE:
+                    entry.state = INACTIVE
+                    ended.append((entry.stop_s, entry.info.rospec_id))
                 entry.stop_s = None
-                ended = True
-        if ended:
-            self._schedule(t0_s)
+        if not ended:
+            return None
+        self._schedule(t0_s)
+        if not self.event_states.get(2):
+            return None
+        return iter([Emission(t, w.rospec_event(self._msg_id(), self.utc_us(t), rid, False))
+                     for t, rid in ended])
+
+    def _gpi_edge(self, t_s: float) -> Job:
+        """The pulsed GPI changes: GPIEvent (when enabled), then ROSpecs with a GPI trigger on
+        that port start (high) or stop (low), with ROSpecEvents (when enabled)."""
+        assert self.config.gpi_pulse is not None
+        port, period_s, high_s, _first = self.config.gpi_pulse
+        high = not self.gpi_high.get(port, False)
+        self.gpi_high[port] = high
+        self._gpi_edge_s = t_s + (high_s if high else period_s - high_s)
+        self.llrp_stats.gpi_edges += 1
+        out: list[Emission] = []
+        us = self.utc_us(t_s)
+        if self.event_states.get(1):
+            out.append(Emission(t_s, w.gpi_event(self._msg_id(), us, port, high)))
+        for entry in self.rospecs.values():
+            info = entry.info
+            if high and entry.state == INACTIVE and info.start_gpi == port:
+                entry.state = ACTIVE
+                timeout_ms = info.stop_gpi_timeout_ms if info.stop_gpi is not None else 0
+                entry.stop_s = t_s + timeout_ms / 1000 if timeout_ms else None
+                self.llrp_stats.gpi_starts += 1
+                if self.event_states.get(2):
+                    out.append(Emission(t_s, w.rospec_event(self._msg_id(), us,
+                                                            info.rospec_id, True)))
+            elif not high and entry.state == ACTIVE and info.stop_gpi == port:
+                entry.state = INACTIVE
+                entry.stop_s = None
+                if self.event_states.get(2):
+                    out.append(Emission(t_s, w.rospec_event(self._msg_id(), us,
+                                                            info.rospec_id, False)))
+        self._schedule(t_s)
+        return iter(out)
 
     def _hello(self, t0_s: float) -> Job:
         status = w.CONN_FAILED_CLIENT_CONNECTION_EXISTS if self.config.busy else w.CONN_SUCCESS
@@ -250,6 +313,9 @@ class LLRPDevice(ScheduledDevice):
             return None
         rate = self.config.report_rate_per_s
         n = entry.info.tags_per_report
+        if entry.info.aispec_ms and entry.info.report_trigger == 1:
+            # Upon N tags or the end of the AISpec: a report at least every aispec_ms.
+            n = max(1, min(n, int(rate * entry.info.aispec_ms / 1000)))
         period = n / rate
         if start < t0_s - CATCH_UP_S:  # after a silence or a stall: no burst of catch-up
             start = t0_s
@@ -346,6 +412,8 @@ class LLRPDevice(ScheduledDevice):
             manufacturer=w.VENDOR_IMPINJ if impinj else PEN_ZEBRA,
             model=MODEL_IMPINJ_R420 if impinj else MODEL_ZEBRA_FX9600,
             firmware=cfg.firmware,
+            gpis=cfg.gpis,
+            modes=w.IMPINJ_MODES if impinj else w.PLAIN_MODES,
         )
 
     def _config(self) -> bytes:
@@ -357,6 +425,12 @@ class LLRPDevice(ScheduledDevice):
     def _set_config(self, msg: w.Message, t_s: float) -> bytes:
         if not msg.body:
             raise w.WireError("SET_READER_CONFIG without its flags byte")
+        events = w.find(msg.body[1:], w.P_READER_EVENT_NOTIFICATION_SPEC)
+        if events is not None:
+            for state in w.iter_params(events.body):
+                if state.type == w.P_EVENT_NOTIFICATION_STATE and len(state.body) >= 3:
+                    event_type, on = struct.unpack_from(">HB", state.body)
+                    self.event_states[event_type] = bool(on & 0x80)
         spec = w.find(msg.body[1:], w.P_KEEPALIVE_SPEC)
         if spec is not None:
             if len(spec.body) < 5:
@@ -396,6 +470,18 @@ class LLRPDevice(ScheduledDevice):
             if param is None:
                 return w.response(rtype, mid, w.M_PARAMETER_ERROR, "no ROSpec")
             info = w.parse_rospec(param)
+            modes = {m for m, _, _ in (w.IMPINJ_MODES if self.config.flavour == "impinj"
+                                        else w.PLAIN_MODES)}
+            if info.mode_id is not None and info.mode_id not in modes:
+                return w.response(rtype, mid, w.M_PARAMETER_ERROR,
+                                  f"ModeIndex {info.mode_id} is not in the RF mode table")
+            if info.search_mode is not None and not self.config.accepts_custom:
+                return w.response(rtype, mid, w.M_PARAMETER_ERROR,
+                                  "unsupported Custom parameter (ImpinjInventorySearchMode)")
+            if info.start_gpi is not None and not 1 <= info.start_gpi <= self.config.gpis:
+                return w.response(rtype, mid, w.M_PARAMETER_ERROR,
+                                  f"GPI {info.start_gpi} does not exist")
+            self.last_rospec = info
             if info.rospec_id == 0:
                 return w.response(rtype, mid, w.M_FIELD_ERROR, "ROSpecID 0 is reserved")
             if info.rospec_id in self.rospecs:
