@@ -13,6 +13,7 @@ Wire encoding: :mod:`readersim.llrp_wire`.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import struct
@@ -25,6 +26,7 @@ from readersim.faults import DeviceFaults
 from readersim.population import Population, TagSpec
 
 Flavour = Literal["plain", "impinj"]
+log = logging.getLogger(__name__)
 
 STALE_ROSPEC_ID = 99
 MAX_REPORT_RATE_PER_S = 20_000.0  # "unlimited" read rate: the radio's ceiling
@@ -312,10 +314,7 @@ class LLRPDevice(ScheduledDevice):
             self._report_s = None
             return None
         rate = self.config.report_rate_per_s
-        n = entry.info.tags_per_report
-        if entry.info.aispec_ms and entry.info.report_trigger == 1:
-            # Upon N tags or the end of the AISpec: a report at least every aispec_ms.
-            n = max(1, min(n, int(rate * entry.info.aispec_ms / 1000)))
+        n = self._per_report(entry)
         period = n / rate
         if start < t0_s - CATCH_UP_S:  # after a silence or a stall: no burst of catch-up
             start = t0_s
@@ -363,6 +362,7 @@ class LLRPDevice(ScheduledDevice):
         if frame is None:
             return iter(())
         if msg.type == w.CLOSE_CONNECTION:
+            log.info("CLOSE_CONNECTION: closing")
             self._hang_up(t)
         if w.parse_message(frame).type == w.ERROR_MESSAGE:
             self.llrp_stats.errors_sent += 1
@@ -482,6 +482,14 @@ class LLRPDevice(ScheduledDevice):
                 return w.response(rtype, mid, w.M_PARAMETER_ERROR,
                                   f"GPI {info.start_gpi} does not exist")
             self.last_rospec = info
+            log.info("ADD_ROSPEC %d: antennas %s, report every %d tag(s)%s%s%s%s%s",
+                     info.rospec_id, list(info.antennas), info.tags_per_report,
+                     f" or {info.aispec_ms} ms" if info.aispec_ms else "",
+                     f", mode {info.mode_id}" if info.mode_id is not None else "",
+                     f", search mode {info.search_mode}" if info.search_mode is not None else "",
+                     f", start on GPI {info.start_gpi} high" if info.start_gpi else "",
+                     f", stop on GPI {info.stop_gpi} low or after {info.stop_gpi_timeout_ms} ms"
+                     if info.stop_gpi else "")
             if info.rospec_id == 0:
                 return w.response(rtype, mid, w.M_FIELD_ERROR, "ROSpecID 0 is reserved")
             if info.rospec_id in self.rospecs:
@@ -530,6 +538,7 @@ class LLRPDevice(ScheduledDevice):
         elif mtype == w.STOP_ROSPEC:
             if entry.state == DISABLED:
                 return f"ROSpec {rid} is disabled"
+            log.info("STOP_ROSPEC %d", rid)
             entry.state = INACTIVE
             entry.stop_s = None
         return ""
@@ -540,13 +549,21 @@ class LLRPDevice(ScheduledDevice):
         duration_ms = entry.info.duration_ms
         entry.stop_s = t_s + duration_ms / 1000 if duration_ms else None
 
+    def _per_report(self, entry: ROSpecEntry) -> int:
+        """Tag reads per RO_ACCESS_REPORT: N, or what the AISpec's duration holds when the
+        report comes upon N tags or the end of the AISpec."""
+        n = entry.info.tags_per_report
+        if entry.info.aispec_ms and entry.info.report_trigger == 1:
+            n = max(1, min(n, int(self.config.report_rate_per_s * entry.info.aispec_ms / 1000)))
+        return n
+
     def _schedule(self, t_s: float) -> None:
         """(Re)start or stop the report clock after the ROSpec states changed."""
         entry = self._active()
         if entry is None:
             self._report_s = None
         elif self._report_s is None:
-            self._report_s = t_s + entry.info.tags_per_report / self.config.report_rate_per_s
+            self._report_s = t_s + self._per_report(entry) / self.config.report_rate_per_s
 
     @staticmethod
     def _echo(entry: ROSpecEntry) -> bytes:

@@ -3,8 +3,10 @@ keepalives, reconnects, stale ROSpecs, a busy reader."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -176,3 +178,84 @@ async def test_llrp_over_tls_reads_and_refuses_an_unknown_ca(tmp_path: Path) -> 
             await bad.wait_for(lambda r: r.status.last_error is not None, 10, "a TLS refusal")
         assert "certificate verify failed" in str(bad.status.last_error)
         assert bad.reads == []
+
+
+async def test_gpi_trigger_reads_only_while_the_photo_eye_is_blocked(tmp_path: Path) -> None:
+    # GPI 1 goes high 1.5 s after the connection, for 1 s of every 3 s.
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--gpi-pulse",
+             "1:3:1:1.5", "--log-level", "INFO") as s:
+        async with Run(_cfg(s, gpi_trigger={"port": 1, "stop_after_s": 5})) as run:  # type: ignore[arg-type]
+            await run.wait_for(lambda r: r.status.inventory_active is False, 10, "configured")
+            assert run.reads == []  # nothing before the GPI goes high
+            await run.wait_for(lambda r: r.status.inventory_active is True, 10, "GPI high")
+            assert run.status.as_dict()["gpi"] == {"1": "high"}
+            await run.wait_reads(3, timeout_s=3)
+            await run.wait_for(lambda r: r.status.inventory_active is False, 5, "GPI low")
+            assert run.status.as_dict()["gpi"] == {"1": "low"}
+            stopped_at = len(run.reads)
+            await asyncio.sleep(1.0)  # still low: no reads come
+            assert len(run.reads) == stopped_at
+            await run.wait_for(lambda r: r.status.inventory_active is True, 5, "GPI high again")
+            await run.wait_reads(stopped_at + 3, timeout_s=3)
+    log_text = (tmp_path / "sim-llrp.log").read_text()
+    assert "start on GPI 1 high, stop on GPI 1 low or after 5000 ms" in log_text
+
+
+async def test_mode_by_name_search_mode_and_report_timeout_reach_an_impinj_reader(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--flavour", "impinj",
+             "--log-level", "INFO") as s, caplog.at_level(logging.INFO, logger="agent.readers"):
+        async with Run(_cfg(s, reader_mode="AutoSet Dense Reader", search_mode="dual_target",
+                            report={"every_n_tags": 50, "timeout_ms": 200})) as run:  # type: ignore[arg-type]
+            await run.wait_reads(20)
+    log_text = (tmp_path / "sim-llrp.log").read_text()
+    assert "report every 50 tag(s) or 200 ms, mode 1000, search mode 2" in log_text
+    assert "reader_mode 'AutoSet Dense Reader' is ModeIdentifier 1000" in caplog.text
+
+
+async def test_a_plain_reader_warns_about_search_mode_and_reads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3") as s, \
+            caplog.at_level(logging.WARNING, logger="agent.readers"):
+        async with Run(_cfg(s, search_mode="single_target")) as run:  # type: ignore[arg-type]
+            await run.wait_reads(5)
+    assert "search_mode single_target is an Impinj setting" in caplog.text
+
+
+async def test_an_unknown_mode_name_is_refused_naming_the_readers_modes(tmp_path: Path) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3") as s:
+        async with Run(_cfg(s, reader_mode="autoset_dense_reader")) as run:  # type: ignore[arg-type]
+            await run.wait_for(lambda r: r.status.last_error is not None, 10, "the refusal")
+    assert "is not a mode of this reader (it has 1 (fm0_640k), 2 (m2_320k)" in str(
+        run.status.last_error)
+
+
+async def test_stop_leaves_the_reader_idle_and_the_connection_closed(tmp_path: Path) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--log-level",
+             "INFO") as s:
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
+            await run.wait_reads(3)
+        log_text = (tmp_path / "sim-llrp.log").read_text()
+        for _ in range(20):  # the simulator logs as it answers
+            if "CLOSE_CONNECTION" in log_text:
+                break
+            await asyncio.sleep(0.1)
+            log_text = (tmp_path / "sim-llrp.log").read_text()
+    assert f"STOP_ROSPEC {0x7E1A}" in log_text
+    assert "CLOSE_CONNECTION: closing" in log_text
+
+
+async def test_a_reader_clock_far_off_still_stamps_reads_on_the_gateways_time(
+    tmp_path: Path,
+) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--clock-offset",
+             "-3600") as s:
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
+            await run.wait_reads(10)
+    now = datetime.now(UTC)
+    assert all(abs((t.read_at - now).total_seconds()) < 10 for t in run.tags)
+    offset = run.status.as_dict()["readerClockOffsetS"]
+    assert -3601 < offset < -3599
+    assert run.status.reader_clock_steps == 0

@@ -216,7 +216,10 @@ def _uint(data: bytes, at: int, n: int) -> int:
 
 
 def parse_status(msg: LlrpMessage, stats: DecoderStats | None = None) -> LlrpStatus | None:
-    """The LLRPStatus (TLV 287) of a *_RESPONSE or ERROR_MESSAGE; None when it has none."""
+    """The LLRPStatus (TLV 287) of a *_RESPONSE or ERROR_MESSAGE (or a vendor's CUSTOM_MESSAGE
+    response: VendorIdentifier u32 + MessageSubtype u8 first); None when it has none."""
+    if msg.type == MsgType.CUSTOM_MESSAGE:
+        return find_status(msg.body[5:], stats)
     return find_status(msg.body, stats)
 
 

@@ -77,6 +77,7 @@ _RESPONSE: dict[int, int] = {
     MsgType.ENABLE_ROSPEC: MsgType.ENABLE_ROSPEC_RESPONSE,
     MsgType.DELETE_ACCESSSPEC: MsgType.DELETE_ACCESSSPEC_RESPONSE,
     MsgType.CLOSE_CONNECTION: MsgType.CLOSE_CONNECTION_RESPONSE,
+    MsgType.CUSTOM_MESSAGE: MsgType.CUSTOM_MESSAGE,  # a vendor's response is one too
 }
 
 
