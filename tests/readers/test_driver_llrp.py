@@ -259,3 +259,6 @@ async def test_a_reader_clock_far_off_still_stamps_reads_on_the_gateways_time(
     offset = run.status.as_dict()["readerClockOffsetS"]
     assert -3601 < offset < -3599
     assert run.status.reader_clock_steps == 0
+    # Each read says how far off the reader's clock is, so the cloud sees why they differ.
+    offsets = [dict(t.extra)["tea:readerClockOffsetS"] for t in run.tags]
+    assert all(-3601 < o < -3599 for o in offsets)  # type: ignore[operator]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -44,7 +45,7 @@ from agent.config.schema import LLRP_SEARCH_MODES
 from agent.model import TagRead
 from agent.readers.codecs import llrp
 from agent.readers.codecs.llrp import LlrpMessage, MsgType
-from agent.readers.codecs.llrp_params import CONNECTION_STATUS, VENDOR_IMPINJ
+from agent.readers.codecs.llrp_params import CONNECTION_STATUS, VENDOR_IMPINJ, TagReport
 from agent.readers.drivers.base import DriverBase
 from agent.readers.link import Link, LinkError, SerialLink
 from agent.readers.readerclock import ReaderClock
@@ -399,7 +400,7 @@ class LlrpReader(DriverBase[LlrpConfig]):
                     yield TagRead(reader=cfg.name, epc=tag.epc.hex().upper(),
                                   read_at=self.clock.stamp(seen_us, now),
                                   antenna=tag.antenna_id, rssi_dbm=rssi, pc=tag.pc,
-                                  phase=tag.impinj_phase_raw, clock_synced=synced)
+                                  clock_synced=synced, extra=self._extra(tag))
                 self.status.rounds += 1
             elif msg.type == MsgType.KEEPALIVE:
                 await self.session.send(llrp.keepalive_ack(msg.msg_id))
@@ -412,6 +413,20 @@ class LlrpReader(DriverBase[LlrpConfig]):
             else:
                 self.status.stray_frames += 1
 
+
+    def _extra(self, tag: TagReport) -> tuple[tuple[str, float | int | str], ...]:
+        """A read's tea: fields: the reader's clock offset when it is off by more than
+        CLOCK_WARN_S (the cloud sees why reader and gateway times differ); Impinj RF phase
+        (radians) and Doppler (Hz) when the report carries them."""
+        out: list[tuple[str, float | int | str]] = []
+        offset_s = self.clock.offset_s
+        if offset_s is not None and abs(offset_s) > CLOCK_WARN_S:
+            out.append(("tea:readerClockOffsetS", round(offset_s, 3)))
+        if tag.impinj_phase_raw is not None:  # 0..4095 over 0..2*pi
+            out.append(("tea:rfPhaseRad", round(tag.impinj_phase_raw * math.tau / 4096, 4)))
+        if tag.impinj_doppler_raw is not None:  # signed, 1/16 Hz
+            out.append(("tea:dopplerHz", round(tag.impinj_doppler_raw / 16, 2)))
+        return tuple(out)
 
     async def goodbye(self) -> None:
         """The agent stops: STOP_ROSPEC (when it was started) and CLOSE_CONNECTION, so the
