@@ -27,6 +27,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _antenna_down(text: str) -> tuple[int, float, float]:
+    try:
+        antenna, at_s, for_s = text.split(":")
+        out = int(antenna), float(at_s), float(for_s)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected ANT:AT_S:FOR_S: {exc}") from exc
+    if out[0] < 1 or out[1] < 0 or out[2] <= 0:
+        raise argparse.ArgumentTypeError("need ANT >= 1, AT_S >= 0, FOR_S > 0")
+    return out
+
+
 def _gpi_pulse(text: str) -> tuple[int, float, float, float]:
     parts = text.split(":")
     if len(parts) not in (3, 4):
@@ -379,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_seconds,
         metavar="S",
         help="close each TCP connection S seconds after it opened",
+    )
+    lf.add_argument(
+        "--antenna-down",
+        type=_antenna_down,
+        default=None,
+        metavar="ANT:AT:FOR",
+        help="antenna ANT is unplugged AT s after each connection for FOR s (AntennaEvents)",
     )
     lf.add_argument(
         "--stale-rospec",

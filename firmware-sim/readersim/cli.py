@@ -245,6 +245,7 @@ def _llrp_plan(args: argparse.Namespace) -> Plan:
         refuse_custom=args.refuse_custom,
         busy=args.busy,
         gpi_pulse=args.gpi_pulse,
+        antenna_down=args.antenna_down,
     )
     population = _population(args, scenario)
     faults = _device_faults(args, scenario)

@@ -65,6 +65,9 @@ class LLRPConfig:
     # ``period_s`` (a photo-eye at a dock door): (port, period_s, high_s, first_s).
     gpi_pulse: tuple[int, float, float, float] | None = None
     gpis: int = 4  # GPIOCapabilities NumGPIs
+    # Antenna ``antenna`` is unplugged ``at_s`` after the connection for ``for_s``: an
+    # AntennaEvent (disconnected, then connected) and no reads from it meanwhile.
+    antenna_down: tuple[int, float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.flavour not in ("plain", "impinj"):
@@ -159,6 +162,10 @@ class LLRPDevice(ScheduledDevice):
         self.event_states: dict[int, bool] = {}  # ReaderEventNotificationSpec, by EventType
         self.last_rospec: w.ROSpecInfo | None = None  # the last one added (tests read it)
         self._gpi_edge_s: float | None = None
+        self.antennas_down: set[int] = set()
+        self._antenna_s: float | None = None  # due time of the next antenna change
+        if config.antenna_down is not None:
+            self._antenna_s = self.connected_s + config.antenna_down[1]
         if config.gpi_pulse is not None:
             self.gpi_high[config.gpi_pulse[0]] = False
             self._gpi_edge_s = self.connected_s + config.gpi_pulse[3]
@@ -207,8 +214,8 @@ class LLRPDevice(ScheduledDevice):
             return due
         if self._hangup_s is not None and now >= self._hangup_s:
             return None  # the connection is over: nothing more will be sent
-        own = [t for t in (self._keepalive_s, self._report_s, self._gpi_edge_s)
-               if t is not None]
+        own = [t for t in (self._keepalive_s, self._report_s, self._gpi_edge_s,
+                           self._antenna_s) if t is not None]
         own += [e.stop_s for e in self.rospecs.values() if e.stop_s is not None]
         if due is not None:
             own.append(due)
@@ -230,6 +237,8 @@ class LLRPDevice(ScheduledDevice):
                 return iter([Emission(due, w.message(w.KEEPALIVE, self._msg_id()))])
         if self._gpi_edge_s is not None and self._gpi_edge_s <= t0_s:
             return self._gpi_edge(self._gpi_edge_s)
+        if self._antenna_s is not None and self._antenna_s <= t0_s:
+            return self._antenna_change(self._antenna_s)
         ended = self._end_timed_rospecs(t0_s)
         if ended is not None:
             return ended
@@ -254,6 +263,22 @@ class LLRPDevice(ScheduledDevice):
             return None
         return iter([Emission(t, w.rospec_event(self._msg_id(), self.utc_us(t), rid, False))
                      for t, rid in ended])
+
+    def _antenna_change(self, t_s: float) -> Job:
+        assert self.config.antenna_down is not None
+        antenna, _at, for_s = self.config.antenna_down
+        down = antenna not in self.antennas_down
+        if down:
+            self.antennas_down.add(antenna)
+            self._antenna_s = t_s + for_s
+        else:
+            self.antennas_down.discard(antenna)
+            self._antenna_s = None
+        log.info("antenna %d %s", antenna, "unplugged" if down else "plugged in again")
+        if self.event_states.get(8, True):  # AntennaEvent notifications: on unless disabled
+            frame = w.antenna_event(self._msg_id(), self.utc_us(t_s), antenna, not down)
+            return iter([Emission(t_s, frame)])
+        return iter(())
 
     def _gpi_edge(self, t_s: float) -> Job:
         """The pulsed GPI changes: GPIEvent (when enabled), then ROSpecs with a GPI trigger on
@@ -300,8 +325,9 @@ class LLRPDevice(ScheduledDevice):
     def _antennas(self, entry: ROSpecEntry) -> list[int]:
         wanted = entry.info.antennas
         if 0 in wanted:
-            return sorted(self.config.connected_antennas)
-        return [a for a in wanted if a in self.config.connected_antennas]
+            return sorted(self.config.connected_antennas - self.antennas_down)
+        return [a for a in wanted
+                if a in self.config.connected_antennas and a not in self.antennas_down]
 
     def _visible(self, entry: ROSpecEntry, t_s: float) -> list[TagSpec]:
         world = self.world_s(t_s)
