@@ -446,6 +446,11 @@ class LLRPDevice(ScheduledDevice):
         ident = w.tlv(w.P_IDENTIFICATION, w.u8(0) + w.u16(6) + bytes.fromhex("0016250a0b0c"))
         period = self.keepalive_period_s
         spec = w.keepalive_spec(period is not None, round((period or 0.0) * 1000))
+        # AntennaProperties (221): AntennaConnected, AntennaID, AntennaGain (dBi * 100).
+        ident += b"".join(
+            w.tlv(221, w.u8(0x80 if a in self.config.connected_antennas
+                          and a not in self.antennas_down else 0) + w.u16(a) + w.s16(600))
+            for a in range(1, self.config.ports + 1))
         return ident + spec
 
     def _set_config(self, msg: w.Message, t_s: float) -> bytes:

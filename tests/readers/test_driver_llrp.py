@@ -118,6 +118,9 @@ async def test_probe_names_manufacturer_model_firmware_antennas_and_power(
     assert "firmware" in text
     assert "antennas: 4" in text
     assert "10-31.5 dBm" in text
+    assert "antennas connected: 1, 2, 3, 4" in text
+    assert "RF modes: 0 (max_throughput / fm0_640k)" in text
+    assert "GPI inputs: 4" in text
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--busy") as s:
         host, port = s.host_port
         with pytest.raises(ReaderError, match="another client is connected"):

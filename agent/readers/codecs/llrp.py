@@ -463,6 +463,20 @@ def get_reader_config(
     return message(MsgType.GET_READER_CONFIG, msg_id, body)
 
 
+P_ANTENNA_PROPERTIES = 221
+REQUESTED_ANTENNA_PROPERTIES = 2
+
+
+def antenna_properties(msg: LlrpMessage, stats: DecoderStats | None = None) -> dict[int, bool]:
+    """GET_READER_CONFIG_RESPONSE's AntennaProperties (TLV 221, §12.2.5): AntennaConnected
+    u1 (+7), AntennaID u16, AntennaGain s16 -> {antenna: connected}."""
+    if msg.type != MsgType.GET_READER_CONFIG_RESPONSE:
+        return {}
+    return {_uint(p.value, 1, 2): bool(p.value[0] & 0x80)
+            for p in parse_params(msg.body, stats)
+            if p.type == P_ANTENNA_PROPERTIES and not p.tv and len(p.value) >= 5}
+
+
 def _rospec_msg(mtype: MsgType, msg_id: int, rospec_id: int) -> bytes:
     return message(mtype, msg_id, _u32(rospec_id))
 

@@ -70,6 +70,7 @@ PEN_NAMES = {25882: "Impinj", 10642: "Zebra", 161: "Motorola/Zebra", 22695: "Thi
 _RESPONSE: dict[int, int] = {
     MsgType.GET_READER_CAPABILITIES: MsgType.GET_READER_CAPABILITIES_RESPONSE,
     MsgType.GET_ROSPECS: MsgType.GET_ROSPECS_RESPONSE,
+    MsgType.GET_READER_CONFIG: MsgType.GET_READER_CONFIG_RESPONSE,
     MsgType.SET_READER_CONFIG: MsgType.SET_READER_CONFIG_RESPONSE,
     MsgType.ADD_ROSPEC: MsgType.ADD_ROSPEC_RESPONSE,
     MsgType.DELETE_ROSPEC: MsgType.DELETE_ROSPEC_RESPONSE,
@@ -111,6 +112,7 @@ class LlrpReader(DriverBase[LlrpConfig]):
         self._msg_id = 0
         self.capabilities: llrp.Capabilities | None = None
         self._clock_warned = False
+        self.antenna_ports: dict[int, bool] = {}  # every port's AntennaConnected, at connect
         self.clock = ReaderClock(ReaderClock.hold_for(cfg.report.every_n_tags,
                                                       cfg.report.timeout_ms))
         self._started = False
@@ -238,6 +240,7 @@ class LlrpReader(DriverBase[LlrpConfig]):
         if caps is None:
             raise ReaderCommandError("GET_READER_CAPABILITIES_RESPONSE could not be decoded")
         self.capabilities = caps
+        await self._antenna_states()
         maker = PEN_NAMES.get(caps.manufacturer_pen or -1, f"PEN {caps.manufacturer_pen}")
         self.status.model = f"{maker} model {caps.model}"
         self.status.firmware = caps.firmware or None
@@ -245,6 +248,31 @@ class LlrpReader(DriverBase[LlrpConfig]):
         power = f", power {min(powers):g}-{max(powers):g} dBm" if powers else ""
         return (f"LLRP reader {maker} model {caps.model}, firmware {caps.firmware or '?'}, "
                 f"{caps.max_antennas} antennas{power}")
+
+    async def _antenna_states(self) -> None:
+        """Which antennas the reader sees connected now (GET_READER_CONFIG AntennaProperties),
+        so status shows them before any AntennaEvent; a reader that refuses: left unknown."""
+        try:
+            reply = await self._request(lambda i: llrp.get_reader_config(
+                i, llrp.REQUESTED_ANTENNA_PROPERTIES), "GET_READER_CONFIG")
+        except ReaderCommandError as exc:
+            log.info("reader %s: antenna states unknown: %s", self.cfg.name, exc)
+            return
+        self.antenna_ports = states = llrp.antenna_properties(reply, self._decoder.stats)
+        for antenna in self.cfg.antennas:
+            if antenna not in states:
+                continue
+            was = self.status.antennas.get(antenna)
+            self.status.antennas[antenna] = states[antenna]
+            if not states[antenna] and was is not False:
+                log.warning("reader %s: antenna %d is not connected (configured in "
+                            "antennas): no reads from it until it is", self.cfg.name, antenna)
+                self.status.raise_alarm({
+                    "type": "antenna_disconnected", "antenna": antenna,
+                    "detected_at": self._now().isoformat(timespec="milliseconds").replace(
+                        "+00:00", "Z"),
+                    "detail": f"antenna {antenna} is configured but the reader reports it "
+                              "not connected: check its cable and port"})
 
     def _power_indexes(self) -> int | list[int]:
         cfg = self.cfg
@@ -443,7 +471,8 @@ class LlrpReader(DriverBase[LlrpConfig]):
                 log.info("reader %s: %s at stop: %s", self.cfg.name, what,
                          exc or type(exc).__name__)
                 return
-        log.info("reader %s: inventory stopped and connection closed", self.cfg.name)
+        log.info("reader %s: %sconnection closed", self.cfg.name,
+                 "inventory stopped, " if self._started else "")
 
 
 async def probe_llrp(host: str, port: int = llrp.PORT, *, timeout_s: float = 2.0) -> str:
@@ -460,6 +489,7 @@ async def probe_llrp(host: str, port: int = llrp.PORT, *, timeout_s: float = 2.0
         reader = LlrpReader(cfg, link, status)
         who = await reader.identify()
         caps = reader.capabilities
+        ports = reader.antenna_ports
         with contextlib.suppress(ReaderError):
             await reader._request(llrp.close_connection, "CLOSE_CONNECTION")
     finally:
@@ -471,5 +501,10 @@ async def probe_llrp(host: str, port: int = llrp.PORT, *, timeout_s: float = 2.0
                      + (f"{len(powers)} entries, {min(powers):g}-{max(powers):g} dBm"
                         if powers else "none reported"))
         if caps.rf_modes:
-            lines.append("  RF modes: " + ", ".join(str(m.mode_id) for m in caps.rf_modes))
+            lines.append("  RF modes: " + llrp.mode_list(caps.rf_modes, caps.manufacturer_pen))
+        if caps.gpi_ports is not None:
+            lines.append(f"  GPI inputs: {caps.gpi_ports}")
+    if ports:
+        lines.append("  antennas connected: " + (", ".join(
+            str(a) for a, up in sorted(ports.items()) if up) or "none"))
     return "\n".join(lines)
