@@ -27,6 +27,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _clock_step(text: str) -> tuple[float, float]:
+    try:
+        at_s, step_s = (float(x) for x in text.split(":"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected AT_S:STEP_S: {exc}") from exc
+    if at_s < 0:
+        raise argparse.ArgumentTypeError("AT_S must be >= 0")
+    return at_s, step_s
+
+
 def _antenna_down(text: str) -> tuple[int, float, float]:
     try:
         antenna, at_s, for_s = text.split(":")
@@ -397,6 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="ANT:AT:FOR",
         help="antenna ANT is unplugged AT s after each connection for FOR s (AntennaEvents)",
+    )
+    lf.add_argument(
+        "--clock-step",
+        type=_clock_step,
+        default=None,
+        metavar="AT:STEP",
+        help="the reader's clock jumps by STEP s (negative: back) AT s after each connection",
     )
     lf.add_argument(
         "--stale-rospec",

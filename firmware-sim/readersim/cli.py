@@ -246,6 +246,7 @@ def _llrp_plan(args: argparse.Namespace) -> Plan:
         busy=args.busy,
         gpi_pulse=args.gpi_pulse,
         antenna_down=args.antenna_down,
+        clock_step=args.clock_step,
     )
     population = _population(args, scenario)
     faults = _device_faults(args, scenario)

@@ -68,6 +68,9 @@ class LLRPConfig:
     # Antenna ``antenna`` is unplugged ``at_s`` after the connection for ``for_s``: an
     # AntennaEvent (disconnected, then connected) and no reads from it meanwhile.
     antenna_down: tuple[int, float, float] | None = None
+    # The reader's clock steps by ``step_s`` ``at_s`` after the connection (NTP on the reader
+    # catching up, or a technician setting it): (at_s, step_s).
+    clock_step: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.flavour not in ("plain", "impinj"):
@@ -190,7 +193,9 @@ class LLRPDevice(ScheduledDevice):
 
     def utc_us(self, t_s: float) -> int:
         """Sim clock time -> LLRP UTC timestamp (microseconds since the Unix epoch)."""
-        return round((self.config.utc_at_epoch_s + self.world_s(t_s)) * 1_000_000)
+        step = self.config.clock_step
+        stepped = step[1] if step is not None and t_s >= self.connected_s + step[0] else 0.0
+        return round((self.config.utc_at_epoch_s + self.world_s(t_s) + stepped) * 1_000_000)
 
     # -- input ---------------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ keepalives, reconnects, stale ROSpecs, a busy reader."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import re
 from datetime import UTC, datetime
@@ -265,3 +266,27 @@ async def test_a_reader_clock_far_off_still_stamps_reads_on_the_gateways_time(
     # Each read says how far off the reader's clock is, so the cloud sees why they differ.
     offsets = [dict(t.extra)["tea:readerClockOffsetS"] for t in run.tags]
     assert all(-3601 < o < -3599 for o in offsets)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("step_s", [3600.0, -600.0])
+async def test_a_reader_clock_step_mid_session_moves_no_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, step_s: float
+) -> None:
+    """The reader's clock jumps 1 s into the session: reads stay on the gateway's timeline
+    (no read an hour ahead or ten minutes back, so no presence window ends or restarts), the
+    step is logged and counted once."""
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--clock-step",
+             f"1.0:{step_s}") as s, caplog.at_level(logging.WARNING, logger="agent.readers"):
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
+            await run.wait_for(lambda r: r.status.reader_clock_steps >= 1, 10, "the step")
+            n = len(run.reads)
+            await run.wait_reads(n + 20, timeout_s=5)
+    now = datetime.now(UTC)
+    for t in run.tags:
+        assert -10 < (t.read_at - now).total_seconds() <= 0.5, t.read_at
+    times = [t.read_at for t in run.tags]
+    assert max(abs((b - a).total_seconds()) for a, b in itertools.pairwise(times)) < 1.5
+    assert run.status.reader_clock_steps == 1
+    m = re.search(r"its clock stepped by ([-+][\d.]+) s", caplog.text)
+    assert m, caplog.text
+    assert abs(float(m.group(1)) - step_s) < 0.5
