@@ -30,15 +30,16 @@ GS1 = "]C1010950600013435310ABC123\x1d17261231"
 GS1_DATA = b"010950600013435310ABC123\x1d17261231"
 
 # Hand-written from the layouts (not from the decoder's tables): char -> (modifiers, key code).
+Table = dict[str, tuple[tuple[int, ...], int]]
 DIGITS = {d: i + 2 for i, d in enumerate("1234567890")}
-US = {**{d: ((), c) for d, c in DIGITS.items()}, "]": ((), 27), "C": ((SHIFT,), 46),
+US: Table = {**{d: ((), c) for d, c in DIGITS.items()}, "]": ((), 27), "C": ((SHIFT,), 46),
       "A": ((SHIFT,), 30), "B": ((SHIFT,), 48), "\x1d": ((CTRL,), RBRACE)}
-DE = {**US, "]": ((ALTGR,), 10)}  # AltGr+9
-FR = {**{d: ((SHIFT,), c) for d, c in DIGITS.items()},  # AZERTY: digits need Shift
+DE: Table = {**US, "]": ((ALTGR,), 10)}  # AltGr+9
+FR: Table = {**{d: ((SHIFT,), c) for d, c in DIGITS.items()},  # AZERTY: digits need Shift
       "]": ((ALTGR,), 12), "C": ((SHIFT,), 46), "A": ((SHIFT,), 16), "B": ((SHIFT,), 48),
       "\x1d": ((CTRL,), RBRACE)}
 UK = US
-LAYOUTS = {"us": US, "de": DE, "fr": FR, "uk": UK}
+LAYOUTS: dict[str, Table] = {"us": US, "de": DE, "fr": FR, "uk": UK}
 
 
 def ev(code: int, value: int, t: float = 0.0, type_: int = EV_KEY) -> InputEvent:
@@ -54,7 +55,7 @@ def stroke(code: int, mods: tuple[int, ...] = (), t: float = 0.0) -> list[InputE
     return out
 
 
-def typed(text: str, table: dict[str, tuple[tuple[int, ...], int]], *,
+def typed(text: str, table: Table, *,
           end: int | None = ENTER, t0: float = 1000.0, step_s: float = 0.002) -> list[InputEvent]:
     out: list[InputEvent] = []
     t = t0
