@@ -88,7 +88,7 @@ def test_gs1_scan_decodes_exactly_in_every_layout(keymap: str, how: str, size: i
     data = pack(typed(GS1, LAYOUTS[keymap]), size)
     scans, dec = decode(data, how=how, keymap=keymap, record_size=size)
     assert scans == [Scan(GS1_DATA, "]C1")]
-    assert dec.stats.unknown_keys == 0
+    assert dec.hid.unknown_keys == 0
     assert dec.stats.frames == 1
     assert dec.pending == 0
 
@@ -100,7 +100,7 @@ def test_wrapped_in_noise_records(size: int) -> None:
     events = noise + typed(GS1, US) + noise + typed("123", US) + noise
     scans, dec = decode(pack(events, size), record_size=size)
     assert scans == [Scan(GS1_DATA, "]C1"), Scan(b"123", None)]
-    assert dec.stats.repeats_ignored == 3
+    assert dec.hid.repeats_ignored == 3
     assert dec.stats.implausible == 3  # the event type 0x7777
 
 
@@ -135,7 +135,7 @@ def test_ctrl_left_alt_is_altgr_and_other_ctrl_keys_are_dropped() -> None:
               + stroke(1) + stroke(ENTER))
     scans, dec = decode(pack(events, 24), keymap="de", record_size=24)
     assert scans == [Scan(b"@", None)]
-    assert dec.stats.unknown_keys == 3  # Ctrl+A, Alt+A, Esc
+    assert dec.hid.unknown_keys == 3  # Ctrl+A, Alt+A, Esc
 
 
 def test_caps_lock_inverts_letters_only() -> None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from agent.config.values import parse_gs_substitute as config_gs_substitute
 from agent.readers.codecs.barcode import DEFAULT_MAX_LEN, BarcodeFramer, Scan
 from agent.readers.codecs.base import DecoderStats
 
@@ -213,19 +214,15 @@ class GsSubstitute:
 
 
 def parse_gs_substitute(spec: str) -> GsSubstitute:
-    """``ctrl+]`` | ``f1``..``f12`` | ``none`` | one printable character; ValueError else."""
-    text = spec.strip()
-    low = text.lower()
-    if low in {"ctrl+]", "ctrl-]", "^]"}:
-        return GsSubstitute("ctrl")
-    if low == "none":
-        return GsSubstitute("none")
-    if low in FUNCTION_KEYS:
-        return GsSubstitute("key", code=FUNCTION_KEYS[low])
-    if len(spec) == 1 and spec.isprintable() and spec != " ":
-        return GsSubstitute("char", char=spec)
-    raise ValueError(f"gs_substitute {spec!r}: expected ctrl+], f1..f12, none or one "
-                     "printable character such as '|'")
+    """``ctrl+]`` | ``f1``..``f12`` | ``none`` | one printable character; ValueError else
+    (the same rule the config checks: agent.config.values.parse_gs_substitute)."""
+    kind, arg = config_gs_substitute(spec)
+    if kind == "key":
+        assert arg is not None
+        return GsSubstitute("key", code=FUNCTION_KEYS[arg])
+    if kind == "char":
+        return GsSubstitute("char", char=arg)
+    return GsSubstitute("ctrl" if kind == "ctrl" else "none")
 
 
 TERMINATOR_KEYS: Mapping[str, bytes | None] = MappingProxyType(
@@ -289,7 +286,7 @@ class KeyDecoder:
     """
 
     __slots__ = ("_altgr", "_caps", "_ctrl", "_framer", "_lalt", "_parser", "_shift", "gs",
-                 "keymap", "stats", "terminator")
+                 "hid", "keymap", "stats", "terminator")
 
     def __init__(
         self,
@@ -310,7 +307,10 @@ class KeyDecoder:
         self._parser = RecordParser(record_size or native_record_size())
         self._framer = BarcodeFramer(TERMINATOR_KEYS[terminator], idle_s=idle_s,
                                      max_len=max_len, aim=aim)
-        self.stats = HidStats()
+        # The same object twice: ``stats`` as every decoder has it (FrameDecoder, status),
+        # ``hid`` with its keyboard counters typed.
+        self.hid = HidStats()
+        self.stats: DecoderStats = self.hid
         self._shift: set[int] = set()
         self._ctrl: set[int] = set()
         self._lalt = False
@@ -329,7 +329,7 @@ class KeyDecoder:
         self.stats.bytes_in += len(data)
         out: list[Scan] = []
         for ev in self._parser.feed(data):
-            self.stats.records += 1
+            self.hid.records += 1
             out += self._event(ev)
         self._sync_stats()
         return out
@@ -344,7 +344,7 @@ class KeyDecoder:
 
     def _sync_stats(self) -> None:
         f = self._framer.stats
-        s = self.stats
+        s = self.hid
         s.frames = f.frames
         s.oversize = f.oversize
         s.partial_timeouts = f.partial_timeouts
@@ -357,7 +357,7 @@ class KeyDecoder:
             return []  # EV_SYN, EV_MSC (scan codes), EV_LED, EV_REP: nothing to type
         code = ev.code
         if ev.value == KEY_AUTOREPEAT:
-            self.stats.repeats_ignored += 1
+            self.hid.repeats_ignored += 1
             return []
         if ev.value not in (KEY_PRESS, KEY_RELEASE):
             self.stats.implausible += 1
@@ -368,13 +368,13 @@ class KeyDecoder:
             return []
         if not pressed:
             return []
-        self.stats.key_presses += 1
+        self.hid.key_presses += 1
         if code == KEY_CAPSLOCK:
             self._caps = not self._caps
             return []
         text = self._typed(code)
         if text is None:
-            self.stats.unknown_keys += 1
+            self.hid.unknown_keys += 1
             return []
         return self._framer.feed(text.encode("utf-8"), ev.time_s or None)
 
