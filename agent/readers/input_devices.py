@@ -47,6 +47,7 @@ class InputDevice:
     serial_number: str | None = None
     by_id: str | None = None  # /dev/input/by-id/usb-..._-event-kbd
     keyboard: bool = False  # reports the keys a keyboard-wedge scanner types
+    usb_device: str | None = None  # sysfs path of the USB device (shared by its interfaces)
 
     @property
     def usb_spec(self) -> str | None:
@@ -94,16 +95,13 @@ def has_keyboard_keys(bitmap: str | None) -> bool:
     return all(low >> k & 1 for k in _KEYBOARD_KEYS)
 
 
-def _usb_serial(input_dir: Path) -> str | None:
-    """The ``serial`` of the USB device above this input device (None if not USB or none)."""
+def _usb_device(input_dir: Path) -> Path | None:
+    """The USB device above this input device (it has idVendor), None if not USB."""
     try:
         here = input_dir.resolve()
     except OSError:
         return None
-    for parent in here.parents:
-        if (parent / "idVendor").exists():
-            return _read(parent / "serial")
-    return None
+    return next((p for p in here.parents if (p / "idVendor").exists()), None)
 
 
 def by_id_links(dev_input: str | os.PathLike[str] = DEV_INPUT) -> dict[str, str]:
@@ -142,14 +140,16 @@ def list_input_devices(
         dev = entry / "device"  # the inputM directory
         device = str(Path(dev_input, entry.name))
         uniq = _read(dev / "uniq")
+        usb = _usb_device(dev)
         found.append((int(m.group(1)), InputDevice(
             device=device,
             name=_read(dev / "name"),
             vid=_hex4(_read(dev / "id" / "vendor")),
             pid=_hex4(_read(dev / "id" / "product")),
-            serial_number=uniq or _usb_serial(dev),
+            serial_number=uniq or (_read(usb / "serial") if usb is not None else None),
             by_id=links.get(os.path.realpath(device)),
             keyboard=has_keyboard_keys(_read(dev / "capabilities" / "key")),
+            usb_device=str(usb) if usb is not None else None,
         )))
     found.sort(key=lambda item: item[0])
     return [d for _, d in found]
@@ -180,9 +180,10 @@ def resolve_input_port(spec: str, devices: Sequence[InputDevice] | None = None, 
         want.serial_number is None
         or (d.serial_number or "").casefold() == want.serial_number.casefold())]
     found = [d for d in same if d.keyboard] or same
-    if len(found) > 1:  # one scanner, several keyboard interfaces: udev's -event-kbd one
+    one_device = len({d.usb_device for d in found}) == 1 and found[0].usb_device is not None
+    if len(found) > 1 and one_device:  # one scanner, several keyboard interfaces
         kbd = [d for d in found if (d.by_id or "").endswith("-event-kbd")]
-        found = kbd if len(kbd) == 1 else found
+        found = kbd if len(kbd) == 1 else found[:1]  # else the lowest eventN
     if len(found) == 1:
         return found[0].device
     if not found:
