@@ -4,12 +4,14 @@ Linux input device (keyboard-wedge scanners; InputLink)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import logging
 import os
 import ssl
 import stat
+import struct
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -181,6 +183,8 @@ class TlsLink(_StreamLink):
 # ioctls of include/uapi/linux/input.h
 EVIOCGRAB = 0x40044590  # _IOW('E', 0x90, int): 1 = only this fd gets the events, 0 = release
 EVIOCGNAME_256 = 0x81004506  # _IOC(_IOC_READ, 'E', 0x06, 256): the device's name
+EVIOCSCLOCKID = 0x400445A0  # _IOW('E', 0xa0, int): the clock that stamps the events
+CLOCK_MONOTONIC = 1
 
 
 def input_permission_hint(port: str) -> str:
@@ -245,6 +249,10 @@ class InputLink:
             try:
                 raw = fcntl.ioctl(fd, EVIOCGNAME_256, bytes(256))
                 name = raw.split(b"\0", 1)[0].decode(errors="replace") or None
+                # Key timestamps measure the gaps between keys (inter_key_timeout_ms): on the
+                # monotonic clock, an NTP step of the wall clock cannot split a scan.
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(fd, EVIOCSCLOCKID, struct.pack("i", CLOCK_MONOTONIC))
                 if grab:
                     fcntl.ioctl(fd, EVIOCGRAB, 1)
                     grabbed = True

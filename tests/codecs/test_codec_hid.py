@@ -175,6 +175,14 @@ def test_inter_key_gap_ends_a_scan_without_terminator() -> None:
     assert dec.resync() == [Scan(b"34", None)]  # the line went quiet
 
 
+def test_misaligned_stream_realigns_at_a_quiet_gap() -> None:
+    dec = KeyDecoder(record_size=24)
+    assert dec.feed(b"\x01\x02\x03\x04\x05") == []  # not a whole record
+    assert dec.resync() == []
+    assert dec.stats.bytes_discarded == 5
+    assert dec.feed(pack(typed("12", US), 24)) == [Scan(b"12", None)]
+
+
 def test_lost_enter_is_dropped_on_resync_without_timeout() -> None:
     dec = KeyDecoder(record_size=24)
     assert dec.feed(pack(typed("12", US, end=None), 24)) == []

@@ -16,6 +16,10 @@ this Python process's C ``long``: ``struct.calcsize("l")`` 8 -> 24 bytes, 4 -> 1
 (``native_record_size()``). Config ``record_size: 16 | 24`` overrides it (files recorded on
 another machine, an unusual libc).
 
+The kernel only ever returns whole records; a FIFO or file written by something else could
+lose alignment: then ``resync()`` (the line went quiet) drops the partial record and the next
+record starts aligned again.
+
 A scanner in keyboard mode "types" each character: Shift / AltGr presses plus the key at the
 position that character has on the keyboard layout the scanner was set up for (its "keyboard
 country"). So the decoder needs the same layout (``keymap``). Enter (or Tab) ends the scan;
