@@ -7,6 +7,8 @@ import asyncio
 import errno
 import os
 import string
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from tests.support.reader_support import Run, reader_config, sim
 
 EXPECTED = {(s.aim, s.data) for s in DEFAULT_SCANS}
 GS1 = Scan("]C1", b"010950600013435310ABC123\x1d17261231")
+SIM_PATH = Path(__file__).resolve().parents[2] / "firmware-sim"
 
 
 def _scans(run: Run) -> list[BarcodeRead]:
@@ -169,3 +172,31 @@ async def test_open_failures(tmp_path: Path) -> None:
     # a character device that is not evdev: EVIOCGNAME fails with ENOTTY
     with pytest.raises(LinkError, match=r"/dev/null: not an input \(evdev\) device"):
         await InputLink.open("/dev/null")
+
+
+def test_simulator_takes_a_barcode_scenario(tmp_path: Path) -> None:
+    scenario = tmp_path / "codes.yaml"
+    scenario.write_text('device: hid\nbarcode:\n  codes: ["]C0ABC-123", '
+                        '"]d2010950600013435210LOT<GS>21SN1"]\n  interval_s: 0.01\n')
+    out = tmp_path / "rec.bin"
+    done = subprocess.run(
+        [sys.executable, "-m", "readersim", "hid", "--out", str(out), "--scenario",
+         str(scenario), "--count", "2", "--first-s", "0", "--record-size", "16", "--keymap",
+         "fr", "--gs-substitute", "f8"],
+        env={**os.environ, "PYTHONPATH": str(SIM_PATH)}, capture_output=True, text=True,
+        timeout=30, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [str(out), "SCAN 1", "SCAN 2"]
+    dec = KeyDecoder("fr", record_size=16, gs_substitute="f8")
+    assert dec.feed(out.read_bytes()) == [
+        AgentScan(b"ABC-123", "]C0"), AgentScan(b"010950600013435210LOT\x1d21SN1", "]d2")]
+
+
+def test_simulator_refuses_a_code_the_layout_cannot_type(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "readersim", "hid", "--out", str(tmp_path / "x"), "--keymap",
+         "de", "--scan", "]C0£1"],
+        env={**os.environ, "PYTHONPATH": str(SIM_PATH)}, capture_output=True, text=True,
+        timeout=30, check=False)
+    assert done.returncode == 2
+    assert "'£' cannot be typed on the de layout" in done.stderr
