@@ -4,10 +4,10 @@ On every connection attempt the configured port is resolved again (``usb:VID:PID
 specs follow the adapter to whatever ttyUSB name it got; a hid scanner's spec is matched among
 the input devices, to its /dev/input/eventN, and opened as an InputLink), opened, and a fresh
 driver from the registry (keyed by the config's ``driver``) identifies and configures the
-reader, then streams reads. A reader that vanishes (USB unplug, EIO, EOF, TCP reset), cannot be found (PortError) or
-falls silent is closed and reopened with backoff, re-identified and re-configured, without
-disturbing other readers or the uplink. Anything else is a bug: it propagates, the TaskGroup
-ends, the process exits, systemd restarts it.
+reader, then streams reads. A reader that vanishes (USB unplug, EIO, EOF, TCP reset), cannot
+be found (PortError) or falls silent is closed and reopened with backoff, re-identified and
+re-configured, without disturbing other readers or the uplink. Anything else is a bug: it
+propagates, the TaskGroup ends, the process exits, systemd restarts it.
 
 The reader's ReaderControl (desired power) outlives the connections: each new driver gets the
 desired power in its config (configure() applies it), and is attached to the control from its
