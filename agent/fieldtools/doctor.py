@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from agent.config import AgentConfig, AnyReaderConfig, MqttConfig
+from agent.config import AgentConfig, AnyReaderConfig, HidReaderConfig, MqttConfig
 from agent.fieldtools.checkconfig import check_config
 from agent.uplink.mqtt import connect_once
 from agent.uplink.security import (
@@ -94,7 +94,11 @@ class Doctor:
     async def check_reader(self, rc: AnyReaderConfig) -> None:
         name = f"reader {rc.name}"
         port = rc.link_spec
-        if "://" in port:
+        if isinstance(rc, HidReaderConfig):
+            for check in hid_port_checks(name, port):
+                if self.add(check).status == "FAIL":
+                    return
+        elif "://" in port:
             await self.step(f"{name} port", lambda: self._url_port(port))
         else:
             present = self.add(port_exists(name, port))
@@ -120,6 +124,11 @@ class Doctor:
             # itself (connection accepted, capabilities, antennas) and closes the connection.
             for check in await llrp_checks(rc, self.timeout_s):
                 self.add(check)
+            return
+        if rc.driver == "hid":
+            self.add(Check(f"{name} answers", "SKIP",
+                           "keyboard-wedge scanners answer no command",
+                           "scan a code while `edge-agent tail` runs to see it arrive"))
             return
         if rc.driver == "barcode":
             # A scanner answers no command: only a scan proves the line (see `edge-agent tail`).
@@ -288,6 +297,42 @@ def port_access(name: str, port: str) -> Check:
         return Check(f"{name} access", "FAIL", f"cannot open {port}: {_why(exc)}", hint)
     os.close(fd)
     return Check(f"{name} access", "PASS", "read/write open allowed")
+
+
+def hid_port_checks(
+    name: str, port: str, *, resolve: Callable[[str], str] | None = None
+) -> list[Check]:
+    """A keyboard-wedge scanner's port: found (a usb: spec among the input devices), and
+    readable by this user (the agent's user must be in group input)."""
+    from agent.readers.input_devices import resolve_input_port
+    from agent.readers.link import input_permission_hint
+    from agent.readers.ports import PortError
+
+    try:
+        device = (resolve or resolve_input_port)(port)
+    except (PortError, ValueError) as exc:
+        return [Check(f"{name} port", "FAIL", str(exc),
+                      "plug the scanner in (USB keyboard mode), or fix readers[].port; "
+                      "`edge-agent ports` lists the input devices")]
+    if not os.path.exists(device):
+        return [Check(f"{name} port", "FAIL", f"{device} does not exist",
+                      "plug the scanner in or fix readers[].port (ls -l /dev/input/by-id/; "
+                      "`edge-agent ports`)")]
+    target = os.path.realpath(device)
+    out = [Check(f"{name} port", "PASS", port + (f" -> {target}" if target != port else ""))]
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except PermissionError:
+        out.append(Check(f"{name} access", "FAIL", f"permission denied opening {device}",
+                         input_permission_hint(device).split(": ", 1)[1]))
+        return out
+    except OSError as exc:
+        out.append(Check(f"{name} access", "FAIL", f"cannot open {device}: {_why(exc)}",
+                         "check the device"))
+        return out
+    os.close(fd)
+    out.append(Check(f"{name} access", "PASS", "read open allowed"))
+    return out
 
 
 def _baud_hint(rc: AnyReaderConfig) -> str:

@@ -464,4 +464,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--random-order", action="store_true", help="scan codes in random order")
     g.add_argument("--no-aim", action="store_true", help="do not send AIM identifiers")
+
+    hid = sub.add_parser(
+        "hid", help="USB barcode scanner in keyboard-wedge mode: evdev records to a FIFO/file")
+    hid.add_argument("--out", type=Path, required=True, metavar="PATH",
+                     help="FIFO or file to write input_event records to (a missing path is "
+                     "created as a FIFO with --fifo, else as a file)")
+    hid.add_argument("--fifo", action="store_true", help="create --out as a FIFO if missing")
+    hid.add_argument("--keymap", choices=["us", "de", "fr", "uk"], default="us",
+                     help="keyboard layout the scanner types on (default %(default)s)")
+    hid.add_argument("--record-size", type=int, choices=[16, 24], default=None,
+                     help="input_event size: 24 (64-bit) or 16 (32-bit); default: this "
+                     "machine's")
+    hid.add_argument("--gs-substitute", default="ctrl+]", metavar="KEY",
+                     help="how GS is typed: ctrl+], f1..f12 or one character "
+                     "(default %(default)s)")
+    hid.add_argument("--terminator", choices=["enter", "tab", "none"], default="enter",
+                     help="key after each scan (default %(default)s)")
+    hid.add_argument("--scan", "--code", dest="code", action="append", default=[],
+                     metavar="TEXT", help="a code to scan, AIM identifier first, <GS> or "
+                     "\\x1d for GS (repeatable; default: the barcode simulator's codes)")
+    hid.add_argument("--every-s", "--interval", dest="interval", type=_seconds, default=None,
+                     metavar="S", help="seconds from one scan to the next (default 1.0)")
+    hid.add_argument("--first-s", type=_seconds, default=0.3, metavar="S",
+                     help="delay before the first scan (default %(default)s)")
+    hid.add_argument("--count", type=int, default=0,
+                     help="stop after this many scans (0 = keep cycling; default)")
+    hid.add_argument("--key-gap-ms", type=float, default=2.0,
+                     help="time between two keys' timestamps (default %(default)s)")
+    hid.add_argument("--no-aim", action="store_true", help="do not send AIM identifiers")
+    hid.add_argument("--random-order", action="store_true", help="scan codes in random order")
+    hid.add_argument("--seed", type=int, default=1, help="seed of every random choice")
+    hid.add_argument("--scenario", type=Path, metavar="FILE",
+                     help="YAML scenario (its barcode: codes and interval_s are used)")
+    hid.add_argument("--log-level", default="WARNING",
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="stderr log level (default %(default)s)")
     return parser

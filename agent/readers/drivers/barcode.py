@@ -66,18 +66,31 @@ class BarcodeReader(DriverBase[BarcodeConfig]):
         raise SettingNotSupported(f"reader {self.cfg.name} is a barcode scanner: no output power")
 
     async def reads(self) -> AsyncIterator[BarcodeRead]:
-        cfg = self.cfg
-        while True:
-            try:
-                scan = await self.session.next_frame(_POLL_S)
-            except ReaderTimeout:
-                continue
-            self.status.tag_frames += 1
-            log.debug("reader %s: scan %s %r", cfg.name, scan.symbology or "-", scan.data)
-            yield BarcodeRead(
-                reader=cfg.name,
-                data=scan.data,
-                symbology=scan.symbology,
-                read_at=self._now(),
-                clock_synced=self._sync.synced(),
-            )
+        async for read in scan_reads(self.session, self.cfg.name, self.status, self._now,
+                                     self._sync):
+            yield read
+
+
+async def scan_reads(
+    session: FrameSession[Scan],
+    name: str,
+    status: ReaderStatus,
+    now: Callable[[], datetime],
+    sync: SyncState,
+) -> AsyncIterator[BarcodeRead]:
+    """Scans -> BarcodeReads, forever: the one path from a scanner's framer to the pipeline
+    (serial line mode and USB keyboard wedge alike)."""
+    while True:
+        try:
+            scan = await session.next_frame(_POLL_S)
+        except ReaderTimeout:
+            continue
+        status.tag_frames += 1
+        log.debug("reader %s: scan %s %r", name, scan.symbology or "-", scan.data)
+        yield BarcodeRead(
+            reader=name,
+            data=scan.data,
+            symbology=scan.symbology,
+            read_at=now(),
+            clock_synced=sync.synced(),
+        )
