@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.readers.ports import PortError, is_usb_spec, parse_usb_spec
+from agent.readers.ports import PortError, is_usb_spec, parse_usb_spec, usb_spec
 
 SYSFS_ROOT = "/sys"
 DEV_INPUT = "/dev/input"
@@ -51,10 +51,7 @@ class InputDevice:
 
     @property
     def usb_spec(self) -> str | None:
-        if self.vid is None or self.pid is None:
-            return None
-        spec = f"usb:{self.vid}:{self.pid}"
-        return f"{spec}:{self.serial_number}" if self.serial_number else spec
+        return usb_spec(self.vid, self.pid, self.serial_number)
 
     @property
     def vendor(self) -> str | None:

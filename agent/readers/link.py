@@ -13,7 +13,7 @@ import ssl
 import stat
 import struct
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Self
 
 import serial
 import serial_asyncio_fast
@@ -60,7 +60,25 @@ def _report_vanished_ports_quietly(loop: asyncio.AbstractEventLoop) -> None:
     setattr(loop, "_tea_serial_reports", True)  # noqa: B010 - a mark on a foreign object
 
 
-class _StreamLink:
+class _ClosingContext:
+    """``async with link:`` closes it (every link has ``aclose``)."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class _StreamLink(_ClosingContext):
     """A link over asyncio streams; subclasses open it. ``_ERRORS`` are the failures that mean
     the port or connection is gone (LinkError), whatever the transport."""
 
@@ -116,17 +134,6 @@ class SerialLink(_StreamLink):
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open {port}: {exc}") from exc
         return cls(port, reader, writer)
-
-    async def __aenter__(self) -> SerialLink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
 
 def client_ssl_context(tls: TlsConfig, key_password: str | None = None) -> ssl.SSLContext:
@@ -195,7 +202,7 @@ def input_permission_hint(port: str) -> str:
             "(deploy/99-edge-agent-readers.rules)")
 
 
-class InputLink:
+class InputLink(_ClosingContext):
     """A keyboard-wedge scanner: a Linux input device (evdev), read only, non-blocking, on the
     event loop (``add_reader``). The same records may come from a FIFO or a regular file
     (reader-sim hid, recordings): a file is followed like ``tail -f``; a FIFO is opened
@@ -308,14 +315,3 @@ class InputLink:
             except OSError as exc:  # unplugged: closing releases it anyway
                 log.debug("releasing %s: %s", self.port, exc)
         os.close(fd)
-
-    async def __aenter__(self) -> InputLink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -24,6 +24,14 @@ BY_ID_DIR = "/dev/serial/by-id"
 USB_PREFIX = "usb:"
 
 
+def usb_spec(vid: str | None, pid: str | None, serial_number: str | None) -> str | None:
+    """``usb:VID:PID[:SERIAL]`` for a USB device (None when it is not one)."""
+    if vid is None or pid is None:
+        return None
+    spec = f"{USB_PREFIX}{vid}:{pid}"
+    return f"{spec}:{serial_number}" if serial_number else spec
+
+
 class PortError(LookupError):
     """A port spec matched no port, or several: the message lists the candidates."""
 
@@ -43,10 +51,7 @@ class PortInfo:
     @property
     def usb_spec(self) -> str | None:
         """The ``usb:VID:PID[:SERIAL]`` spec that finds this port again, for USB ports."""
-        if self.vid is None or self.pid is None:
-            return None
-        spec = f"{USB_PREFIX}{self.vid}:{self.pid}"
-        return f"{spec}:{self.serial_number}" if self.serial_number else spec
+        return usb_spec(self.vid, self.pid, self.serial_number)
 
     @property
     def label(self) -> str:

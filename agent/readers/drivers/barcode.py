@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import TypeVar
 
 from agent.clock import SyncState, utcnow
 from agent.config import BarcodeConfig
@@ -24,13 +25,32 @@ from agent.readers.session import FrameSession, ReaderTimeout
 from agent.readers.status import ReaderStatus
 
 log = logging.getLogger(__name__)
+C = TypeVar("C")
 
 # How long the session waits for bytes when no scan is pending, per loop turn.
 _POLL_S = 3600.0
 
 
-class BarcodeReader(DriverBase[BarcodeConfig]):
-    """One connection to one barcode scanner."""
+class ScannerBase(DriverBase[C]):
+    """What every barcode scanner driver shares: nothing to configure, no output power, and
+    its scans become reads through ``scan_reads`` (subclasses set ``session``)."""
+
+    session: FrameSession[Scan]
+
+    async def configure(self) -> None:
+        return None
+
+    def _check_power(self, power: Power) -> Power:
+        raise SettingNotSupported(f"reader {self._name()} is a barcode scanner: no output power")
+
+    async def reads(self) -> AsyncIterator[BarcodeRead]:
+        async for read in scan_reads(self.session, self._name(), self.status, self._now,
+                                     self._sync):
+            yield read
+
+
+class BarcodeReader(ScannerBase[BarcodeConfig]):
+    """One connection to one barcode scanner (serial line mode)."""
 
     def __init__(
         self,
@@ -58,17 +78,6 @@ class BarcodeReader(DriverBase[BarcodeConfig]):
         flush = f", idle flush {self.cfg.idle_flush_ms:g} ms" if self.cfg.idle_flush_ms else ""
         aim = ", AIM identifiers" if self.cfg.aim else ""
         return f"barcode scanner (line mode, terminator {term}{flush}{aim})"
-
-    async def configure(self) -> None:
-        return None
-
-    def _check_power(self, power: Power) -> Power:
-        raise SettingNotSupported(f"reader {self.cfg.name} is a barcode scanner: no output power")
-
-    async def reads(self) -> AsyncIterator[BarcodeRead]:
-        async for read in scan_reads(self.session, self.cfg.name, self.status, self._now,
-                                     self._sync):
-            yield read
 
 
 async def scan_reads(

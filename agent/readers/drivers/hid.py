@@ -13,16 +13,14 @@ again (``usb:VID:PID``) on each connect.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 
 from agent.clock import SyncState, utcnow
 from agent.config import HidReaderConfig
-from agent.model import BarcodeRead
 from agent.readers.codecs.barcode import Scan
 from agent.readers.codecs.hid import KeyDecoder
-from agent.readers.drivers.barcode import scan_reads
-from agent.readers.drivers.base import DriverBase, Power, SettingNotSupported
+from agent.readers.drivers.barcode import ScannerBase
 from agent.readers.link import Link
 from agent.readers.session import FrameSession
 from agent.readers.status import ReaderStatus
@@ -32,7 +30,7 @@ from agent.readers.status import ReaderStatus
 _LOST_TERMINATOR_S = 1.0
 
 
-class HidReader(DriverBase[HidReaderConfig]):
+class HidReader(ScannerBase[HidReaderConfig]):
     """One connection to one keyboard-wedge scanner."""
 
     def __init__(
@@ -66,14 +64,3 @@ class HidReader(DriverBase[HidReaderConfig]):
         return (f"{self.status.model}: keymap {cfg.keymap}, terminator {cfg.terminator}"
                 f"{timeout}, GS as {cfg.gs_substitute}, {self.decoder.record_size}-byte "
                 f"records{grabbed}")
-
-    async def configure(self) -> None:
-        return None
-
-    def _check_power(self, power: Power) -> Power:
-        raise SettingNotSupported(f"reader {self.cfg.name} is a barcode scanner: no output power")
-
-    async def reads(self) -> AsyncIterator[BarcodeRead]:
-        async for read in scan_reads(self.session, self.cfg.name, self.status, self._now,
-                                     self._sync):
-            yield read
