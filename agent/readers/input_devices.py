@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.readers.ports import PortError, is_usb_spec, parse_usb_spec, usb_spec
+from agent.readers.ports import by_id_links as serial_by_id_links
 
 SYSFS_ROOT = "/sys"
 DEV_INPUT = "/dev/input"
@@ -103,19 +104,8 @@ def _usb_device(input_dir: Path) -> Path | None:
 
 def by_id_links(dev_input: str | os.PathLike[str] = DEV_INPUT) -> dict[str, str]:
     """/dev/input/eventN -> its by-id link (udev); the -event-kbd one when there are several."""
-    links: dict[str, str] = {}
-    try:
-        entries = sorted(Path(dev_input, "by-id").iterdir())
-    except OSError:
-        return links
-    for link in entries:
-        try:
-            target = os.path.realpath(link)
-        except OSError:
-            continue
-        if target not in links or str(link).endswith("-event-kbd"):
-            links[target] = str(link)
-    return links
+    return serial_by_id_links(Path(dev_input, "by-id"),
+                              prefer=lambda link: link.endswith("-event-kbd"))
 
 
 def list_input_devices(

@@ -142,8 +142,10 @@ def resolve_port(spec: str, ports: Sequence[PortInfo] | None = None) -> str:
     raise PortError(f"{len(found)} serial ports match {want}: {listed}; {hint}")
 
 
-def by_id_links(by_id_dir: str | os.PathLike[str] = BY_ID_DIR) -> dict[str, str]:
-    """Real device path -> its /dev/serial/by-id symlink (empty if udev made none)."""
+def by_id_links(by_id_dir: str | os.PathLike[str] = BY_ID_DIR, *,
+                prefer: Callable[[str], bool] | None = None) -> dict[str, str]:
+    """Real device path -> its by-id symlink (empty if udev made none): the first in name
+    order, or the one ``prefer`` picks when a device has several."""
     links: dict[str, str] = {}
     try:
         entries = sorted(Path(by_id_dir).iterdir())
@@ -154,7 +156,8 @@ def by_id_links(by_id_dir: str | os.PathLike[str] = BY_ID_DIR) -> dict[str, str]
             target = os.path.realpath(link)
         except OSError:
             continue
-        links.setdefault(target, str(link))
+        if target not in links or (prefer is not None and prefer(str(link))):
+            links[target] = str(link)
     return links
 
 
