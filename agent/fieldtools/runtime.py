@@ -27,6 +27,10 @@ from agent.uplink.security import cert_expiry
 CORE_TASKS = ("ingest", "pipeline", "forwarder")
 
 
+class IdentityView(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
 class BufferView(Protocol):
     async def stats(self) -> BufferStats: ...
 
@@ -80,6 +84,7 @@ class Runtime:
     http_address: str | None = None
     socket_path: str | None = None
     commands: CommandsView | None = None  # remote commands, when enabled
+    identity: IdentityView | None = None  # certificate renewal over EST, when configured
 
     def tick(self) -> None:
         """Once a second (server task): rate samples and how long each reader has been down."""
@@ -165,6 +170,7 @@ class Runtime:
                 "lastRefusal": self.forwarder.last_refusal,
             },
             "commands": self.commands.stats() if self.commands is not None else None,
+            "identity": self.identity.as_dict() if self.identity is not None else None,
             "clock": {"synchronised": kernel_clock_synchronised()},
             "certificates": certificate_facts(cert_expiry(m, datetime.now(UTC)),
                                               m.cert_expiry_warn_days),
