@@ -124,14 +124,14 @@ class EstServer:
                 der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
                 return x509.load_der_x509_certificate(der) if der else None
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if self.path.endswith("/cacerts"):
                     der = pkcs7.serialize_certificates([server.ca], serialization.Encoding.DER)
                     self._send(200, base64.encodebytes(der), pkcs7_body=True)
                 else:
                     self._send(404)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 op = self.path.rsplit("/", 1)[-1]
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 if op not in ("simpleenroll", "simplereenroll"):
