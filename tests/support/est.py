@@ -121,7 +121,7 @@ class EstServer:
                 self.wfile.write(body)
 
             def _peer(self) -> x509.Certificate | None:
-                der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+                der = self.connection.getpeercert(binary_form=True)
                 return x509.load_der_x509_certificate(der) if der else None
 
             def do_GET(self) -> None:
