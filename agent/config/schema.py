@@ -596,6 +596,7 @@ class EstConfig(_Model):
     # manufacturer's, or one the technician installed). Re-enrollment uses the current one.
     username: str | None = None
     password_file: Path | None = None
+    password_env: str | None = None  # or the name of an environment variable holding it
     bootstrap_cert: Path | None = None
     bootstrap_key: Path | None = None
     key_type: Literal["ec", "ed25519", "rsa"] = "ec"  # a new key at every renewal
@@ -611,8 +612,8 @@ class EstConfig(_Model):
     def _auth(self) -> EstConfig:
         if (self.bootstrap_cert is None) != (self.bootstrap_key is None):
             raise ValueError("bootstrap_cert and bootstrap_key go together")
-        if self.password_file is not None and self.username is None:
-            raise ValueError("password_file needs username (HTTP Basic)")
+        if (self.password_file is not None or self.password_env) and self.username is None:
+            raise ValueError("password_file / password_env need username (HTTP Basic)")
         if self.retry_min_s > self.retry_max_s:
             raise ValueError("retry_min_s must not exceed retry_max_s")
         return self

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import http.client
+import os
 import ssl
 import urllib.parse
 from dataclasses import dataclass
@@ -82,9 +83,16 @@ class EstClient:
         cfg = self.cfg
         if cfg.username is None:
             return None
-        password = (read_secret_file(cfg.password_file, "uplink.est.password_file",
-                                     file=self._config_file)
-                    if cfg.password_file is not None else "")
+        if cfg.password_file is not None:
+            password = read_secret_file(cfg.password_file, "uplink.est.password_file",
+                                        file=self._config_file)
+        elif cfg.password_env:
+            password = os.environ.get(cfg.password_env, "")
+            if not password:
+                raise EstError(f"uplink.est.password_env: the environment variable "
+                               f"{cfg.password_env} is not set (or empty)")
+        else:
+            password = ""
         token = base64.b64encode(f"{cfg.username}:{password}".encode()).decode()
         return f"Basic {token}"
 

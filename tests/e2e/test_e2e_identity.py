@@ -74,6 +74,12 @@ def test_renewal_during_a_stream_loses_nothing_and_duplicates_nothing(
                     "reconnecting to 127.0.0.1") >= 2 and agent.log_text().count(
                     "certificate renewed") >= 2, 40, "two renewals and switches",
                     diagnostics=agent.log_text)
+                from tests.support.harness import agent_status
+
+                state = agent_status(path)["identity"]
+                assert state["renewals"] >= 2, state
+                assert state["failures"] == 0
+                assert state["serial"] == f"{est.issued[-1].serial_number:x}"
                 delivered_before = len(collector.messages)
                 wait_until(lambda: len(collector.messages) > delivered_before + 2, 15,
                            "events flowing on the renewed connection",

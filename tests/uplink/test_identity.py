@@ -233,3 +233,20 @@ def test_identity_commands(tmp_path: Path, est: EstServer) -> None:
     assert down.returncode == 1
     assert "cannot reach the EST server" in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_doctor_checks_the_identity_and_the_est_server(tmp_path: Path, est: EstServer) -> None:
+    import re
+
+    path, _ = _agent_config(tmp_path, est)
+    missing = agent_cli("doctor", "-c", str(path))
+    assert re.search(r"identity\s+FAIL\s+cannot read the certificate or key", missing.stdout)
+    assert agent_cli("identity", "init", "-c", str(path)).returncode == 0
+    assert agent_cli("identity", "enroll", "-c", str(path)).returncode == 0
+    out = agent_cli("doctor", "-c", str(path)).stdout
+    assert re.search(r"identity\s+PASS\s+.*CN=lab/gw-test.*renewal due", out), out
+    assert re.search(r"EST server\s+PASS\s+https://127\.0\.0\.1:\d+/\.well-known/est: "
+                     r"/cacerts gave 1 CA", out), out
+    est.stop()
+    down = agent_cli("doctor", "-c", str(path)).stdout
+    assert re.search(r"EST server\s+FAIL\s+.*cannot reach the EST server", down), down
