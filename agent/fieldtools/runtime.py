@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from agent import __version__
@@ -64,6 +65,13 @@ class CommandsView(Protocol):
     def stats(self) -> dict[str, int]: ...
 
 
+class PowerSetter(Protocol):
+    """agent/remote.py RemoteCommands.set_reader_power: readers.control(reader).set_power,
+    confirmed by read-back; raises CommandError (``code``, ``message``) when refused."""
+
+    async def set_reader_power(self, reader: str, dbm: Any) -> Mapping[str, Any]: ...
+
+
 @dataclass(slots=True)
 class Runtime:
     cfg: AgentConfig
@@ -80,6 +88,11 @@ class Runtime:
     http_address: str | None = None
     socket_path: str | None = None
     commands: CommandsView | None = None  # remote commands, when enabled
+    # For the technician's page: the config file, the remote commands' power handler (the
+    # same code path as a signed command) and a way to restart the agent (config apply).
+    config_path: Path | None = None
+    power_setter: PowerSetter | None = None
+    restart: Callable[[], None] | None = None
 
     def tick(self) -> None:
         """Once a second (server task): rate samples and how long each reader has been down."""
