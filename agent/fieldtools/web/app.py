@@ -171,6 +171,10 @@ STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/htm
                 ".svg": "image/svg+xml"}
 
 
+async def favicon(_request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
 async def index(_request: web.Request) -> web.Response:
     return web.Response(body=_static("index.html"), content_type="text/html",
                         charset="utf-8", headers={"Cache-Control": "no-store"})
@@ -252,7 +256,8 @@ async def survey(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                        "Cache-Control": "no-store"})
     await resp.prepare(request)
-    with rt.tap.subscribe(None, maxsize=SURVEY_QUEUE) as sub:
+    with rt.tap.subscribe(None, maxsize=SURVEY_QUEUE) as sub, contextlib.suppress(
+            ConnectionResetError):  # the browser went away (stop, another page, closed)
         await resp.write(b"retry: 2000\n\n")
         reported = 0
         last_beat = time.monotonic()
@@ -266,6 +271,7 @@ async def survey(request: web.Request) -> web.StreamResponse:
                 last_beat = now
                 msg = window.flush(time.time(), SURVEY_INTERVAL_S, dropped)
                 await resp.write(b"data: " + json.dumps(msg).encode() + b"\n\n")
+    return resp
 
 
 # ----------------------------------------------------------------------------- readers
@@ -471,6 +477,7 @@ def build_app(rt: Runtime, bad_request: BadRequest, logs_ring: LogRing | None = 
     r.add_get("/status", status)
     if rt.cfg.http.ui:
         r.add_get("/", index)
+        r.add_get("/favicon.ico", favicon)
         r.add_get("/static/{name}", static)
         r.add_get("/api/session", session_info)
         r.add_post("/api/login", login)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config import AgentConfig, ConfigError, ConfigIssue, line_of, parse_config_lines
+from agent.config import AgentConfig, ConfigError, ConfigIssue, parse_config_lines
 from agent.config.loader import is_secret_path
 from agent.fieldtools.checkconfig import config_warnings, secret_file_errors
 from agent.uplink.security import check_security
@@ -162,14 +162,14 @@ def roll_back(config: Path, note: dict[str, Any], reason: str) -> None:
 
 def _set_power_line(text: str, lines: dict[Any, int], index: int, value: str) -> str:
     out = text.splitlines()
-    at = line_of(lines, "readers", index, "power_dbm")
+    at = lines.get(("readers", index, "power_dbm"))
     if at is not None:
         m = re.match(r"^(\s*(?:-\s+)?power_dbm\s*:\s*)", out[at - 1])
         if m is None:
             raise ValueError("power_dbm is not on a line of its own; edit it in Configuration")
         out[at - 1] = f"{m[1]}{value}"
     else:
-        name_at = line_of(lines, "readers", index, "name")
+        name_at = lines.get(("readers", index, "name"))
         if name_at is None:
             raise ValueError("cannot find the reader's name line; edit it in Configuration")
         m = re.match(r"^(\s*)(-\s+)?name\s*:", out[name_at - 1])
