@@ -93,11 +93,18 @@ class Runtime:
     config_path: Path | None = None
     power_setter: PowerSetter | None = None
     restart: Callable[[], None] | None = None
+    # When the broker last confirmed a message (seen by tick: to within a second).
+    last_puback_s: float | None = None
+    published_seen: int = 0
 
     def tick(self) -> None:
         """Once a second (server task): rate samples and how long each reader has been down."""
         now = self.monotonic()
         self.rates.sample(now, self.readers)
+        published = self.uplink.stats().published_ok
+        if published != self.published_seen:
+            self.published_seen = published
+            self.last_puback_s = now
         for name, r in self.readers.items():
             if r.state == "connected":
                 self.down_since.pop(name, None)
@@ -176,6 +183,8 @@ class Runtime:
                 "deliveredMessages": self.forwarder.delivered_messages,
                 "deadLettered": self.forwarder.dead_lettered,
                 "lastRefusal": self.forwarder.last_refusal,
+                "lastPubackAgeS": None if self.last_puback_s is None
+                else round(now - self.last_puback_s, 1),
             },
             "commands": self.commands.stats() if self.commands is not None else None,
             "clock": {"synchronised": kernel_clock_synchronised()},

@@ -155,9 +155,36 @@ async def health(request: web.Request) -> web.Response:
                         separators=(",", ":")) + "\n")
 
 
+def alarms(snap: dict[str, Any]) -> list[str]:
+    """What a technician should look at first, from the snapshot."""
+    out: list[str] = []
+    for r in snap["readers"]:
+        if r["state"] != "connected":
+            out.append(f"reader {r['name']} {r['state']}"
+                       + (f": {r['lastError']}" if r.get("lastError") else ""))
+        out.extend(f"reader {r['name']} antenna {a} disconnected"
+                   for a, s in (r.get("antennas") or {}).items() if s != "connected")
+        if r.get("power", {}).get("error"):
+            out.append(f"reader {r['name']} power: {r['power']['error']}")
+    b = snap["buffer"]
+    if b.get("diskFull"):
+        out.append("buffer: the disk is full")
+    if b.get("deadLettersFull"):
+        out.append("buffer: dead letters at their cap")
+    for name, c in (snap.get("certificates") or {}).items():
+        if c.get("warning"):
+            out.append(f"certificate {name}: {c.get('daysLeft')} days left")
+    if not snap["uplink"]["connected"]:
+        out.append(f"broker {snap['uplink']['broker']} not connected")
+    return out
+
+
 async def status(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    return _json(await st.rt.snapshot(), state=st)
+    snap = await st.rt.snapshot()
+    if request.path.startswith("/api/"):
+        snap["alarms"] = alarms(snap)
+    return _json(snap, state=st)
 
 
 # ----------------------------------------------------------------------------- page, session

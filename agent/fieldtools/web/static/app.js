@@ -72,9 +72,10 @@ async function overview() {
   add("clock synced", s.clock.synchronised === null ? el("span", "unknown", "warn") : yes(s.clock.synchronised, "yes", "NO"));
   add("buffer depth", b.depth + " events"); add("oldest event age", fmtS(b.oldestEventAgeS));
   add("broker", u.broker); add("connected", yes(u.connected, "connected", "disconnected"));
-  add("last PUBACK", u.lastPubackAgeS === undefined || u.lastPubackAgeS === null ? (u.published ? u.published + " confirmed" : "none yet") : fmtS(u.lastPubackAgeS) + " ago (" + u.published + " confirmed)");
+  add("last PUBACK", u.lastPubackAgeS === null ? "none yet" : fmtS(u.lastPubackAgeS) + " ago (" + u.published + " messages confirmed)");
   add("dead letters", b.deadLetters + (b.deadLettersFull ? " (FULL)" : ""));
-  add("alarms", (s.alarms || []).length ? s.alarms.join("; ") : "none");
+  const al = el("ul"); for (const a of s.alarms || []) al.appendChild(el("li", a, "bad"));
+  add("alarms", (s.alarms || []).length ? al : el("span", "none", "ok"));
   add("health", yes(s.health.ok, "OK", "UNHEALTHY"));
   const rb = $("refusals").tBodies[0]; rb.replaceChildren();
   const reasons = Object.entries(u.refusedByReason || {});
@@ -87,7 +88,15 @@ async function overview() {
 
 // ------------------------------------------------------------------ readers
 const antennaRate = {}; // "reader/antenna" -> reads/s, from the survey stream
+let rateSource = null; // the readers page's own aggregate stream (per-antenna reads/s)
+function rateStream(on) {
+  if (on && !rateSource && !surveySource) {
+    rateSource = new EventSource("/api/survey");
+    rateSource.onmessage = (ev) => { const m = JSON.parse(ev.data); for (const k of Object.keys(antennaRate)) if (!(k in m.antennas)) antennaRate[k] = 0; for (const [k, a] of Object.entries(m.antennas)) antennaRate[k] = a.readsPerS; };
+  } else if (!on && rateSource) { rateSource.close(); rateSource = null; }
+}
 async function readersPage() {
+  rateStream(true);
   const r = await api("/api/readers");
   if (!r.ok) { say(r.data.error, "error"); return; }
   const tb = $("readers").tBodies[0]; tb.replaceChildren();
@@ -95,7 +104,7 @@ async function readersPage() {
     const per = Object.entries(antennaRate).filter(([k]) => k.startsWith(x.name + "/")).map(([k, v]) => "ant " + k.split("/")[1] + ": " + v).join(", ");
     tb.appendChild(row([x.name, x.driver, el("span", x.state, x.state === "connected" ? "ok" : "bad"), x.lastError || "",
       x.temperatureC === null ? "—" : x.temperatureC + " °C", x.firmware || "—",
-      JSON.stringify(x.power.reportedDbm), x.readRate, per || (surveySource ? "—" : "(start the site survey)")]));
+      JSON.stringify(x.power.reportedDbm), x.readRate, per || "—"]));
   }
 }
 
@@ -280,6 +289,7 @@ const refresh = { overview: 2000, readers: 2000, diagnostics: 5000 };
 function show(name) {
   if (!pages[name]) name = "overview";
   currentPage = name;
+  if (name !== "readers") rateStream(false);
   for (const s of document.querySelectorAll(".page")) s.hidden = s.id !== "page-" + name;
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === name);
   if (timer) clearInterval(timer);
