@@ -83,9 +83,29 @@ def _secure(cfg: AgentConfig) -> bool:
     return True
 
 
+def _restart() -> None:
+    """Run ``edge-agent`` again with the same arguments, same pid (systemd keeps tracking)."""
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, "-m", "agent", *sys.argv[1:]])  # noqa: S606
+
+
+def _roll_back_if_on_probation(config: str, why: str) -> bool:
+    """A config applied from the page that cannot even start: put the backup back (True)."""
+    from agent.fieldtools.web.configedit import read_note, roll_back
+
+    path = Path(config)
+    note = read_note(path)
+    if note is None or note.get("state") != "probation" or not note.get("backup"):
+        return False
+    roll_back(path, note, f"it does not start: {why}")
+    return True
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None or not _secure(cfg):
+        if _roll_back_if_on_probation(args.config, "configuration refused at start"):
+            _restart()
         return EXIT_CONFIG
     from agent.app import Agent
     from agent.buffer.api import BufferOpenError
@@ -103,13 +123,21 @@ def cmd_run(args: argparse.Namespace) -> int:
         asyncio.run(main())
     except BufferOpenError as exc:
         print(f"buffer error: {exc}", file=sys.stderr)
+        if _roll_back_if_on_probation(args.config, f"buffer error: {exc}"):
+            _restart()
         return EXIT_CONFIG
+    except Exception as exc:
+        # A crash is a bug (systemd restarts us); but a config on probation that crashes the
+        # agent must not crash it again at every restart.
+        if _roll_back_if_on_probation(args.config, f"the agent crashed: {exc!r}"):
+            log.exception("the agent crashed with the configuration applied from the page")
+            _restart()
+        raise
     if agent.restart_requested:
         # A config applied (or rolled back) from the technician's page: run again with the
-        # file as it is now, same pid (systemd and supervisors keep tracking us).
+        # file as it is now.
         log.info("restarting to load %s", args.config)
-        logging.shutdown()
-        os.execv(sys.executable, [sys.executable, "-m", "agent", *sys.argv[1:]])  # noqa: S606
+        _restart()
     return EXIT_OK
 
 

@@ -303,3 +303,34 @@ async def test_static_files_only_from_the_package(tmp_path: Path, client_factory
 
 
 _ = web  # the aiohttp server module is what build_app returns
+
+
+def test_an_applied_config_that_cannot_start_is_rolled_back_at_start(tmp_path: Path) -> None:
+    """The buffer of the applied config cannot be opened: the agent puts the backup back and
+    runs again with it (same pid), instead of exiting with the new config in place."""
+    import json as _json
+    import time as _time
+
+    from tests.support.harness import AgentProcess, wait_until
+    from tests.support.mosquitto import free_port
+
+    good = (CONFIG.replace("/tmp/unit-buffer.db", str(tmp_path / "buffer.db"))
+            .replace("port: 1883", f"port: {free_port()}")
+            + f"status: {{socket: {tmp_path / 'agent.sock'}}}\nhttp: {{listen: '127.0.0.1:0'}}\n")
+    path = tmp_path / "agent.yaml"
+    backup = tmp_path / "agent.yaml.bak"
+    backup.write_text(good)
+    path.write_text(good.replace(str(tmp_path / "buffer.db"), "/proc/no/such/buffer.db"))
+    configedit.write_note(path, {"state": "probation", "backup": str(backup),
+                                 "appliedAt": _time.time(), "confirmS": 5})
+    agent = AgentProcess(path, tmp_path / "agent.log")
+    try:
+        wait_until(lambda: (tmp_path / "agent.sock").exists(), 30, "the agent on the backup",
+                   diagnostics=agent.log_text)
+        assert agent.alive()
+        assert path.read_text() == good
+        note = _json.loads((tmp_path / "agent.yaml.apply.json").read_text())
+        assert note["state"] == "rolled back"
+        assert "it does not start: buffer error" in note["reason"]
+    finally:
+        agent.stop()
