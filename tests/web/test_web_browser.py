@@ -273,3 +273,60 @@ def test_config_that_cannot_connect_is_rolled_back(rig: Rig, driver: Any) -> Non
     log = rig.agent.log_text()
     assert "applied from the page" in log
     assert "is restored from" in log
+
+
+def test_survey_stays_responsive_at_a_thousand_reads_per_second(
+        tmp_path: Path, shared_mosquitto: Mosquitto, driver: Any) -> None:
+    """100 tags over 4 antennas at over 900 reads/s (the simulator paces a 460800 baud line; a
+    pty has no baud rate): the browser gets ~2 aggregate messages a second, not a message per
+    read, and answers script calls at once."""
+    sim = SimProcess("r2000", "--pty", "--tags", "100", "--tag-antennas", "1,2,3,4",
+                     "--read-rate", "0", "--reads-per-round", "2", "--baud", "460800",
+                     "--seed", "7",
+                     log_path=tmp_path / "sim.log")
+    http_addr = f"127.0.0.1:{free_port()}"
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "gateway": {"id": "gw-busy", "site": "lab"},
+        "readers": [{"name": "r1", "driver": "r2000", "port": sim.port, "baudrate": 230400,
+                     "antennas": [1, 2, 3, 4]}],
+        "buffer": {"path": str(tmp_path / "buffer.db")},
+        "uplink": {"mqtt": {"host": shared_mosquitto.host, "port": shared_mosquitto.port,
+                            "topic_prefix": "trace"}},
+        "status": {"socket": str(tmp_path / "agent.sock")},
+        "http": {"listen": http_addr},
+    }, sort_keys=False))
+    agent = AgentProcess(cfg, tmp_path / "agent.log")
+    try:
+        wait_until(lambda: (tmp_path / "agent.sock").exists()
+                   and agent_status(cfg)["readers"][0]["readRate"] > 900, 30,
+                   "the reader to read fast", diagnostics=agent.log_text)
+        driver.get(f"http://{http_addr}/#survey")
+        driver.execute_script(
+            "window.__n = 0; const o = onSurvey; onSurvey = (m) => { window.__n++; o(m); };")
+        driver.find_element(_by("ID"), "survey-start").click()
+        _wait(driver, lambda d: len(d.find_elements(_by("CSS_SELECTOR"),
+                                                    "#survey-tags tbody tr")) >= 100, 10,
+              "all 100 tags in the table")
+        driver.execute_script("window.__n = 0;")
+        slowest = 0.0
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5:
+            t = time.monotonic()
+            driver.execute_script("return document.querySelectorAll('#survey-tags tr').length")
+            slowest = max(slowest, time.monotonic() - t)
+            time.sleep(0.2)
+        messages = driver.execute_script("return window.__n")
+        rate = agent_status(cfg)["readers"][0]["readRate"]
+        assert rate > 900, rate
+        assert 6 <= messages <= 14, messages  # ~2 per second, not one per read
+        assert slowest < 0.5, slowest
+        antennas = _text(driver, "#survey-antennas tbody")
+        for a in ("r1/1", "r1/2", "r1/3", "r1/4"):
+            assert a in antennas, antennas
+        screenshot(driver, "survey-busy")
+        driver.find_element(_by("ID"), "survey-stop").click()
+    finally:
+        assert agent.stop() == 0, agent.log_text()[-2000:]
+        sim.stop()
+    assert "Traceback" not in agent.log_text()

@@ -45,7 +45,8 @@ async function loadSession() {
   showAuth();
 }
 function showAuth() {
-  $("auth-state").textContent = auth.loggedIn ? "admin" : (auth.passwordSet ? "read-only" : "read-only (no admin password set: " + auth.hint + ")");
+  $("auth-state").textContent = auth.loggedIn ? "admin" : (auth.passwordSet ? "read-only" : "read-only (no admin password set)");
+  $("auth-state").title = auth.passwordSet ? "" : "changes need an admin password: run " + auth.hint + " on the gateway";
   $("password").hidden = auth.loggedIn || !auth.passwordSet;
   $("login").hidden = auth.loggedIn || !auth.passwordSet;
   $("logout").hidden = !auth.loggedIn;
