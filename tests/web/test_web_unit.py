@@ -193,9 +193,10 @@ class _Power:
         return {"reader": reader, "applied": True, "reportedDbm": dbm}
 
 
-def _runtime(tmp_path: Path, *, listen: str, password: str | None) -> Runtime:
+def _runtime(tmp_path: Path, *, listen: str, password: str | None, http_extra: str = ""
+             ) -> Runtime:
     pw = tmp_path / "admin-password"
-    text = CONFIG + f"http: {{listen: '{listen}', admin_password_file: {pw}}}\n"
+    text = CONFIG + f"http: {{listen: '{listen}', admin_password_file: {pw}{http_extra}}}\n"
     if password is not None:
         write_password_file(pw, password)
     path = tmp_path / "agent.yaml"
@@ -334,3 +335,28 @@ def test_an_applied_config_that_cannot_start_is_rolled_back_at_start(tmp_path: P
         assert "it does not start: buffer error" in note["reason"]
     finally:
         agent.stop()
+
+
+async def test_https_when_a_certificate_is_configured(tmp_path: Path) -> None:
+    import ssl
+
+    from agent.fieldtools.web import app as web_app
+    from tests.support.tlscerts import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    rt = _runtime(tmp_path, listen="127.0.0.1:0", password="admin-pass-1",
+                  http_extra=f", tls: {{cert: {pki.server_cert}, key: {pki.server_key}}}")
+    runner = await web_app.start(rt, lambda door, why: None)
+    assert runner is not None
+    try:
+        ctx = ssl.create_default_context(cafile=str(pki.ca))
+        base = f"https://{rt.http_address}"
+        async with ClientSession(cookie_jar=CookieJar(unsafe=True)) as http:
+            async with http.get(base + "/metrics", ssl=ctx) as r:
+                assert r.status == 200
+            async with http.post(base + "/api/login", json={"password": "admin-pass-1"},
+                                 ssl=ctx) as r:
+                assert r.status == 200
+                assert "Secure" in r.headers["Set-Cookie"]
+    finally:
+        await web_app.stop(runner)
