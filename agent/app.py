@@ -126,7 +126,10 @@ class Agent:
         except* _Shutdown:
             log.info("shutting down")
         finally:
-            systemd.stopping("stopping: committing accepted reads, closing the buffer")
+            if self.restart_requested:
+                systemd.reloading("restarting with the configuration applied from the page")
+            else:
+                systemd.stopping("stopping: committing accepted reads, closing the buffer")
             readers.bind(None)
             # Readers are stopped: commit what they handed over, then turn it into events.
             # Whatever is not yet delivered stays in the buffer for the next start.
