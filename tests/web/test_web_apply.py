@@ -94,6 +94,6 @@ def test_a_good_config_is_applied_and_confirmed(tmp_path: Path, mosquitto: Mosqu
     assert len(reloading) == 1, messages
     assert ready[0] < reloading[0] < ready[1], messages
     assert not any("STOPPING=1" in m for m in messages[:ready[1]]), messages
-    log = (tmp_path / "agent.log").read_text()
-    assert "is confirmed" in log
-    assert "Traceback" not in log
+    text = (tmp_path / "agent.log").read_text()
+    assert "is confirmed" in text
+    assert "Traceback" not in text

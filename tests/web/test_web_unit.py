@@ -293,6 +293,19 @@ async def test_not_loopback_every_page_needs_login(tmp_path: Path, client_factor
     assert "<hidden secret>" in doc["text"]
 
 
+async def test_a_foreign_host_name_is_refused_on_loopback(
+        tmp_path: Path, client_factory: Any) -> None:
+    """DNS rebinding: evil.example resolving to 127.0.0.1 gets nothing but /health, /metrics."""
+    rt = _runtime(tmp_path, listen="127.0.0.1:9108", password=None)
+    http, base = await client_factory(rt)
+    for path, code in (("/api/config", 403), ("/", 403), ("/metrics", 200)):
+        async with http.get(base + path, headers={"Host": "evil.example:9108"}) as r:
+            assert r.status == code, path
+    for host in ("localhost:9108", "127.0.0.1:9108", "[::1]:9108", "localhost"):
+        async with http.get(base + "/api/config", headers={"Host": host}) as r:
+            assert r.status == 200, host
+
+
 async def test_static_files_only_from_the_package(tmp_path: Path, client_factory: Any) -> None:
     rt = _runtime(tmp_path, listen="127.0.0.1:9108", password=None)
     http, base = await client_factory(rt)

@@ -99,6 +99,13 @@ def _client(request: web.Request) -> str:
     return request.remote or "?"
 
 
+def _loopback_host(request: web.Request) -> bool:
+    host = request.host
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    return name == "localhost" or name.endswith(".localhost") or is_loopback(name)
+
+
 def _session(request: web.Request) -> Session | None:
     return request.app[STATE].sessions.get(request.cookies.get(COOKIE))
 
@@ -110,6 +117,12 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         if request.match_info.http_exception is not None:  # 404 / 405: nothing to guard
             return await handler(request)
+        if st.loopback and path not in ("/health", "/metrics") and not _loopback_host(request):
+            # DNS rebinding: a web site whose name now points at 127.0.0.1 must not read
+            # the page from the technician's browser.
+            st.bad_request("http", f"Host {request.host[:60]!r} is not a loopback name")
+            return _error(403, "open the page as http://127.0.0.1:PORT or http://localhost:PORT "
+                          "(an SSH tunnel)")
         if request.method == "POST" and path != "/api/login":
             try:
                 stored = st.password_hash()
