@@ -123,6 +123,7 @@ def test_overview_and_readers_show_the_running_agent(rig: Rig, driver: Any) -> N
     _wait(driver, lambda d: "r1" in _text(d, "#readers tbody"), 10, "readers")
     assert "connected" in _text(driver, "#readers tbody")
     assert "1.9" in _text(driver, "#readers tbody")  # the simulator's firmware
+    _wait(driver, lambda d: "ant 1: " in _text(d, "#readers tbody"), 10, "reads/s per antenna")
     screenshot(driver, "readers")
 
 
@@ -264,8 +265,10 @@ def test_config_that_cannot_connect_is_rolled_back(rig: Rig, driver: Any) -> Non
           "the rollback shown on the page")
     outcome = _text(driver, "#config-outcome")
     assert f"127.0.0.1:{dead} is not connected" in outcome, outcome
-    screenshot(driver, "config-rollback")
     assert rig.cfg.read_text() == rig.original  # the backup is back, secret and all
+    _wait(driver, lambda d: f"port: {rig.broker.port}" in d.find_element(
+        _by("ID"), "config-text").get_attribute("value"), 20, "the restored file on the page")
+    screenshot(driver, "config-rollback")
     assert rig.agent.alive()
     wait_until(lambda: agent_status(rig.cfg)["uplink"]["connected"], 30,
                "the agent to reconnect with the restored config",

@@ -263,7 +263,11 @@ $("config-apply").onclick = async () => {
   const poll = async () => {
     let o = null;
     try { const x = await api("/api/config/outcome"); o = x.data.outcome; } catch (e) { /* restarting */ }
-    if (o && o.state !== "probation" && o.appliedAt === r.data.outcome.appliedAt) { showOutcome(o); say("config " + o.state, o.state === "confirmed" ? "info" : "error"); loadSession(); return; }
+    if (o && o.state !== "probation" && o.appliedAt === r.data.outcome.appliedAt) {
+      await configPage(); // the file now in effect (the restored backup after a rollback)
+      say("config " + o.state + (o.reason ? ": " + o.reason : "") + "; the text box shows the file in effect; log in again (the restart ended the session)", o.state === "confirmed" ? "info" : "error");
+      loadSession(); return;
+    }
     if (o) showOutcome(o);
     if (Date.now() - started < 600000) setTimeout(poll, 1000);
   };
@@ -300,4 +304,7 @@ function show(name) {
   if (refresh[name]) timer = setInterval(run, refresh[name]);
 }
 window.addEventListener("hashchange", () => { say(""); show(location.hash.slice(1)); });
-loadSession().then(() => show(location.hash.slice(1)));
+loadSession().then(() => {
+  show(location.hash.slice(1));
+  api("/api/status").then((r) => { if (r.ok) $("title").textContent = "Edge agent " + r.data.gateway.id; });
+});
