@@ -180,7 +180,10 @@ def cmd_set_admin_password(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_FAILURE
     try:
-        write_password_file(Path(path), password)
+        write_password_file(Path(path), password, group=args.group)
+    except KeyError:
+        print(f"no group {args.group!r}; nothing changed", file=sys.stderr)
+        return EXIT_FAILURE
     except OSError as exc:
         print(f"cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_FAILURE
@@ -273,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     setpw.add_argument("-c", "--config", required=True)
     setpw.add_argument("--stdin", action="store_true",
                        help="read the password from the first line of standard input")
+    setpw.add_argument("--group", metavar="GROUP", default=None,
+                       help="make the file root:GROUP mode 0640 (the service's group, e.g. "
+                       "edge-agent, when run as root); default: mode 0600, owned by you")
     setpw.set_defaults(func=cmd_set_admin_password)
 
     from agent.fieldtools.commands import register as register_field_tools

@@ -69,6 +69,15 @@ def test_password_file_is_private_and_refuses_short_passwords(tmp_path: Path) ->
     assert verify_password("long enough", path.read_text())
     with pytest.raises(ValueError, match="at least 8"):
         write_password_file(path, "short")
+    import grp
+    import os
+
+    group = grp.getgrgid(os.getgid()).gr_name
+    write_password_file(path, "long enough", group=group)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert path.stat().st_gid == os.getgid()
+    with pytest.raises(KeyError):
+        write_password_file(path, "long enough", group="no-such-group-here")
 
 
 def test_login_limiter_and_session_expiry() -> None:
@@ -304,6 +313,31 @@ async def test_a_foreign_host_name_is_refused_on_loopback(
     for host in ("localhost:9108", "127.0.0.1:9108", "[::1]:9108", "localhost"):
         async with http.get(base + "/api/config", headers={"Host": host}) as r:
             assert r.status == 200, host
+
+
+async def test_apply_is_refused_clearly_when_the_config_cannot_be_written(
+        tmp_path: Path, client_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As under the shipped systemd unit (ProtectSystem=strict: /etc is read-only). The tests
+    run as root, where a read-only directory is still writable: access() is what says no."""
+    rt = _runtime(tmp_path, listen="127.0.0.1:9108", password="admin-pass-1")
+    rt.restart = lambda: None
+    http, base = await client_factory(rt)
+    async with http.post(base + "/api/login", json={"password": "admin-pass-1"}) as r:
+        csrf = (await r.json())["csrf"]
+    assert rt.config_path is not None
+    before = rt.config_path.read_text()
+    monkeypatch.setattr("agent.fieldtools.web.configedit.os.access",
+                        lambda path, mode: Path(path) != tmp_path)
+    async with http.post(base + "/api/config/apply", json={"text": before.replace(
+            "gw-1", "gw-2")}, headers={"X-CSRF-Token": csrf}) as r:
+        assert r.status == 409
+        assert f"the agent may not write {tmp_path}" in (await r.json())["error"]
+    async with http.post(base + "/api/readers/dock-2/power", json={"dbm": 20, "save": True},
+                         headers={"X-CSRF-Token": csrf}) as r:
+        saved = (await r.json())["saved"]
+    assert saved["ok"] is False
+    assert "may not write" in saved["error"]
+    assert rt.config_path.read_text() == before
 
 
 async def test_static_files_only_from_the_package(tmp_path: Path, client_factory: Any) -> None:

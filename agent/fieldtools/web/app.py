@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import logging
+import shutil
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -431,11 +432,27 @@ async def config_apply(request: web.Request) -> web.Response:
         return _json({**result.as_dict(), "applied": False}, 400, state=st)
     if st.rt.restart is None:
         return _error(503, "this agent cannot restart itself to apply a config")
-    backup = await asyncio.to_thread(configedit.write_atomic, path, text)
-    note = {"state": "probation", "config": str(path), "backup": str(backup),
+    why = configedit.not_writable(path)
+    if why:
+        log.warning("http: config apply from %s refused: %s", _client(request), why)
+        return _error(409, f"not applied: {why}")
+    note = {"state": "probation", "config": str(path), "backup": "",
             "by": _client(request), "appliedAt": time.time(),
             "confirmS": result.cfg.http.apply_confirm_s}
-    await asyncio.to_thread(configedit.write_note, path, note)
+    try:
+        backup = await asyncio.to_thread(configedit.write_atomic, path, text)
+    except OSError as exc:
+        log.warning("http: config apply from %s failed: %s", _client(request), exc)
+        return _error(500, f"not applied: cannot write {path}: {exc.strerror or exc}")
+    note["backup"] = str(backup)
+    try:
+        await asyncio.to_thread(configedit.write_note, path, note)
+    except OSError as exc:  # without the note nothing would roll back: undo the change
+        await asyncio.to_thread(shutil.copy2, backup, path)
+        log.warning("http: config apply from %s undone: cannot write its note: %s",
+                    _client(request), exc)
+        return _error(500, f"not applied: cannot write {configedit.note_path(path)}: "
+                      f"{exc.strerror or exc}")
     log.warning("http: config %s applied from the page by %s (backup %s); restarting to load "
                 "it; it must connect its readers and the broker within %g s or it is rolled "
                 "back", path, _client(request), backup, result.cfg.http.apply_confirm_s)

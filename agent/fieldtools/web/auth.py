@@ -9,6 +9,7 @@ request sends back in the ``X-CSRF-Token`` header. Failed logins are limited per
 from __future__ import annotations
 
 import base64
+import grp
 import hashlib
 import hmac
 import logging
@@ -73,14 +74,18 @@ def read_password_hash(path: Path | None) -> str | None:
     return text
 
 
-def write_password_file(path: Path, password: str) -> None:
-    """Atomically (temp + rename), mode 0600."""
+def write_password_file(path: Path, password: str, *, group: str | None = None) -> None:
+    """Atomically (temp + rename), mode 0600; with ``group``: that group may read it (0640),
+    e.g. the service's group when root writes the file for it. KeyError: no such group."""
     if len(password) < MIN_PASSWORD:
         raise ValueError(f"the password must have at least {MIN_PASSWORD} characters")
+    gid = grp.getgrnam(group).gr_gid if group is not None else None
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(fd, 0o600)
+        if gid is not None:
+            os.fchown(fd, -1, gid)
+        os.fchmod(fd, 0o600 if gid is None else 0o640)
         with os.fdopen(fd, "w") as f:
             f.write(hash_password(password) + "\n")
             f.flush()

@@ -112,6 +112,19 @@ def check_text(text: str, file: str) -> CheckResult:
     return CheckResult(None if errors else cfg, errors, warnings)
 
 
+def not_writable(path: Path) -> str | None:
+    """Why the agent cannot replace ``path`` (temp file + rename + backup in its directory),
+    or None."""
+    parent = path.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return (f"the agent may not write {parent} (its user, or the systemd unit: "
+                "ProtectSystem=strict keeps /etc read-only); edit the file over SSH and restart "
+                "the agent, or allow it (docs/field-tools.md, \"Changing the configuration\")")
+    if path.exists() and not os.access(path, os.W_OK):
+        return f"the agent may not write {path}"
+    return None
+
+
 def write_atomic(path: Path, text: str) -> Path:
     """Write ``text`` to ``path`` (temp + fsync + rename, mode kept); the old file becomes
     ``<path>.bak``. Returns the backup's path."""
@@ -192,4 +205,7 @@ def save_power(config: Path, reader: str, power: int | dict[int, int]) -> Path:
         "{" + ", ".join(f"{p}: {d}" for p, d in sorted(power.items())) + "}")
     new = _set_power_line(text, lines, index, value)
     parse_config_lines(new, str(config))  # raises ConfigError when it would not load
+    why = not_writable(config)
+    if why:
+        raise ValueError(why)
     return write_atomic(config, new)
