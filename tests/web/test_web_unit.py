@@ -340,6 +340,19 @@ async def test_apply_is_refused_clearly_when_the_config_cannot_be_written(
     assert rt.config_path.read_text() == before
 
 
+async def test_without_the_ui_only_metrics_health_and_status(
+        tmp_path: Path, client_factory: Any) -> None:
+    rt = _runtime(tmp_path, listen="127.0.0.1:9108", password=None, http_extra=", ui: false")
+    http, base = await client_factory(rt)
+    for path, codes in (("/", {404}), ("/api/status", {404}), ("/metrics", {200}),
+                        ("/status", {200}), ("/health", {200, 503})):
+        async with http.get(base + path) as r:
+            assert r.status in codes, path
+    async with http.head(base + "/metrics") as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
 async def test_static_files_only_from_the_package(tmp_path: Path, client_factory: Any) -> None:
     rt = _runtime(tmp_path, listen="127.0.0.1:9108", password=None)
     http, base = await client_factory(rt)
