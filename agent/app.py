@@ -90,7 +90,7 @@ class Agent:
 
         field_tools = Runtime(cfg, readers.statuses, buffer, uplink, forwarder, ingest,
                               commands=commands, config_path=self.config_path,
-                              power_setter=remote, restart=restart)
+                              reader_commands=remote, restart=restart)
         ingest.on_read = field_tools.tap.on_read
         pipeline.on_events = field_tools.tap.on_events
         log.info(

@@ -65,11 +65,16 @@ class CommandsView(Protocol):
     def stats(self) -> dict[str, int]: ...
 
 
-class PowerSetter(Protocol):
-    """agent/remote.py RemoteCommands.set_reader_power: readers.control(reader).set_power,
-    confirmed by read-back; raises CommandError (``code``, ``message``) when refused."""
+class ReaderCommands(Protocol):
+    """agent/remote.py RemoteCommands, the handler of the signed remote commands: the page
+    acts on readers through the same code (set power: readers.control(reader).set_power,
+    confirmed by read-back). Each raises CommandError (``code``, ``message``) when refused."""
 
     async def set_reader_power(self, reader: str, dbm: Any) -> Mapping[str, Any]: ...
+
+    async def start_reader(self, reader: str) -> Mapping[str, Any]: ...
+
+    async def stop_reader(self, reader: str) -> Mapping[str, Any]: ...
 
 
 @dataclass(slots=True)
@@ -88,10 +93,10 @@ class Runtime:
     http_address: str | None = None
     socket_path: str | None = None
     commands: CommandsView | None = None  # remote commands, when enabled
-    # For the technician's page: the config file, the remote commands' power handler (the
+    # For the technician's page: the config file, the remote commands' reader handlers (the
     # same code path as a signed command) and a way to restart the agent (config apply).
     config_path: Path | None = None
-    power_setter: PowerSetter | None = None
+    reader_commands: ReaderCommands | None = None
     restart: Callable[[], None] | None = None
     # When the broker last confirmed a message (seen by tick: to within a second).
     last_puback_s: float | None = None

@@ -202,6 +202,21 @@ def test_power_change_reaches_the_reader_and_is_saved(rig: Rig, driver: Any) -> 
     rig.original = text
 
 
+def test_stop_and_start_a_reader_from_the_page(rig: Rig, driver: Any) -> None:
+    driver.get(rig.url + "/#settings")
+    _login(driver, rig)
+    _wait(driver, lambda d: d.find_elements(_by("CSS_SELECTOR"), "[data-reader='r1'] "
+                                            ".reader-stop"), 10, "the form")[0].click()
+    wait_until(lambda: agent_status(rig.cfg)["readers"][0]["state"] == "stopped", 10,
+               "the reader to stop", diagnostics=rig.agent.log_text)
+    _wait(driver, lambda d: "(r2000, stopped)" in _text(d, "[data-reader='r1'] h2"), 10,
+          "the page to show it stopped")
+    driver.find_element(_by("CSS_SELECTOR"), "[data-reader='r1'] .reader-start").click()
+    wait_until(lambda: agent_status(rig.cfg)["readers"][0]["state"] == "connected", 20,
+               "the reader to connect again", diagnostics=rig.agent.log_text)
+    assert "asks to stop reader r1" in rig.agent.log_text()
+
+
 def test_broken_config_is_refused_with_its_line(rig: Rig, driver: Any) -> None:
     driver.get(rig.url + "/#config")
     _login(driver, rig)

@@ -201,6 +201,14 @@ class _Power:
         self.calls.append((reader, dbm))
         return {"reader": reader, "applied": True, "reportedDbm": dbm}
 
+    async def start_reader(self, reader: str) -> dict[str, Any]:
+        self.calls.append((reader, "start"))
+        return {"reader": reader, "state": "started"}
+
+    async def stop_reader(self, reader: str) -> dict[str, Any]:
+        self.calls.append((reader, "stop"))
+        return {"reader": reader, "state": "stopped"}
+
 
 def _runtime(tmp_path: Path, *, listen: str, password: str | None, http_extra: str = ""
              ) -> Runtime:
@@ -213,7 +221,7 @@ def _runtime(tmp_path: Path, *, listen: str, password: str | None, http_extra: s
     cfg = parse_config(text)
     readers = {r.name: ReaderStatus(r.name, r.driver, str(r.port)) for r in cfg.readers}
     return Runtime(cfg, readers, _Buffer(), _Uplink(), _Forwarder(), _Ingest(),
-                   config_path=path, power_setter=_Power())
+                   config_path=path, reader_commands=_Power())
 
 
 @pytest.fixture
@@ -246,8 +254,8 @@ async def test_without_a_password_file_changes_are_refused_naming_the_command(
     async with http.get(base + "/api/status") as r:  # read-only pages stay open on loopback
         assert r.status == 200
         assert "very-secret-pw" not in await r.text()
-    assert rt.power_setter is not None
-    assert rt.power_setter.calls == []  # type: ignore[attr-defined]
+    assert rt.reader_commands is not None
+    assert rt.reader_commands.calls == []  # type: ignore[attr-defined]
 
 
 async def test_login_csrf_and_power_through_the_remote_command_path(
@@ -268,7 +276,12 @@ async def test_login_csrf_and_power_through_the_remote_command_path(
                          headers={"X-CSRF-Token": csrf}) as r:
         assert r.status == 200
         assert (await r.json())["applied"] is True
-    assert rt.power_setter.calls == [("dock-1", 20)]  # type: ignore[union-attr]
+    async with http.post(base + "/api/readers/dock-1/stop", headers={"X-CSRF-Token": csrf}) as r:
+        assert (await r.json())["state"] == "stopped"
+    async with http.post(base + "/api/readers/dock-1/start") as r:
+        assert r.status == 403  # no CSRF token
+    assert rt.reader_commands.calls == [  # type: ignore[union-attr]
+        ("dock-1", 20), ("dock-1", "stop")]
 
 
 async def test_failed_logins_are_rate_limited(tmp_path: Path, client_factory: Any) -> None:

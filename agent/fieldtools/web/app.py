@@ -333,7 +333,7 @@ async def readers(request: web.Request) -> web.Response:
 async def set_power(request: web.Request) -> web.Response:
     st = request.app[STATE]
     name = request.match_info["name"]
-    setter = st.rt.power_setter
+    setter = st.rt.reader_commands
     if setter is None:
         return _error(503, "setting power is not available in this agent")
     try:
@@ -353,6 +353,24 @@ async def set_power(request: web.Request) -> web.Response:
     if save:
         outcome["saved"] = await _save_power(st, name, dbm)
     return _json(outcome, state=st)
+
+
+async def reader_action(request: web.Request) -> web.Response:
+    """Start or stop a reader (the remote start_reader / stop_reader commands)."""
+    st = request.app[STATE]
+    name, action = request.match_info["name"], request.match_info["action"]
+    commands = st.rt.reader_commands
+    if commands is None:
+        return _error(503, "reader commands are not available in this agent")
+    log.info("http: %s asks to %s reader %s", _client(request), action, name)
+    try:
+        if action == "start":
+            outcome = await commands.start_reader(name)
+        else:
+            outcome = await commands.stop_reader(name)
+    except CommandError as exc:
+        return _error(400 if exc.code == "bad_argument" else 409, exc.message, code=exc.code)
+    return _json(dict(outcome), state=st)
 
 
 async def _save_power(st: WebState, name: str, dbm: Any) -> dict[str, Any]:
@@ -543,6 +561,7 @@ def build_app(rt: Runtime, bad_request: BadRequest, logs_ring: LogRing | None = 
         r.add_get("/api/survey", survey)
         r.add_get("/api/readers", readers)
         r.add_post("/api/readers/{name}/power", set_power)
+        r.add_post("/api/readers/{name}/{action:start|stop}", reader_action)
         r.add_get("/api/config", config_get)
         r.add_post("/api/config/check", config_check)
         r.add_post("/api/config/apply", config_apply)

@@ -207,6 +207,18 @@ async function settingsPage() {
     const saveLab = el("label", " save to config "); const save = el("input"); save.type = "checkbox"; save.className = "power-save"; saveLab.appendChild(save); bar.appendChild(saveLab);
     const btn = el("button", "Apply power"); btn.className = "power-apply"; bar.appendChild(btn);
     const result = el("div", "", "power-result"); d.appendChild(bar); d.appendChild(result);
+    const bar2 = el("div", "", "bar");
+    for (const action of ["stop", "start"]) {
+      const b = el("button", action === "stop" ? "Stop reader" : "Start reader"); b.className = "reader-" + action;
+      b.onclick = async () => {
+        const res = await api("/api/readers/" + encodeURIComponent(x.name) + "/" + action, { method: "POST", body: {} });
+        result.textContent = res.ok ? "reader " + x.name + ": " + res.data.state : "refused: " + res.data.error;
+        result.className = "power-result " + (res.ok ? "ok" : "bad");
+        setTimeout(settingsPage, 1500);
+      };
+      bar2.appendChild(b);
+    }
+    d.appendChild(bar2);
     btn.onclick = async () => {
       let dbm = null; const ports = {};
       for (const [a, i] of Object.entries(per)) if (i.value !== "") ports[a] = Number(i.value);
