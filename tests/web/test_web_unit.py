@@ -366,6 +366,40 @@ async def test_without_the_ui_only_metrics_health_and_status(
         assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
 
 
+async def test_a_busy_port_is_logged_and_skipped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from agent.fieldtools.web import app as web_app
+    from tests.support.mosquitto import free_port
+
+    listen = f"127.0.0.1:{free_port()}"
+    first = await web_app.start(_runtime(tmp_path, listen=listen, password=None),
+                                lambda door, why: None)
+    assert first is not None
+    try:
+        second = await web_app.start(_runtime(tmp_path, listen=listen, password=None),
+                                     lambda door, why: None)
+        assert second is None
+        assert f"http: cannot listen on {listen}" in caplog.text
+    finally:
+        await web_app.stop(first)
+
+
+def test_flow_style_secrets_are_hidden_and_refused_if_left() -> None:
+    text = CONFIG.replace("    username: edge\n    password: very-secret-pw\n", "") \
+        .replace("  mqtt:\n    host: 127.0.0.1\n    port: 1883\n",
+                 "  mqtt: {host: 127.0.0.1, port: 1883, username: u, password: flow-secret}\n")
+    assert "flow-secret" in text
+    shown = configedit.redact(text)
+    assert "flow-secret" not in shown
+    back = configedit.unredact(shown, text)  # flow style is not put back ...
+    assert configedit.HIDDEN in back
+    from agent.fieldtools.web.app import _checked
+
+    result = _checked(Path("agent.yaml"), back)  # ... so check and apply refuse it
+    assert result.cfg is None
+    assert "is left where a secret value belongs" in str(result.errors[-1])
+
+
 async def test_static_files_only_from_the_package(tmp_path: Path, client_factory: Any) -> None:
     rt = _runtime(tmp_path, listen="127.0.0.1:9108", password=None)
     http, base = await client_factory(rt)
