@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -49,9 +51,13 @@ def chrome() -> Iterator[Any]:
 
 
 def screenshot(driver: Any, name: str) -> None:
-    """docs/img/NAME.png (the docs use them); written on every run."""
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(DOCS_IMG / f"{name}.png"))
+    """NAME.png: into docs/img/ (the docs use them) with EDGE_AGENT_DOC_SCREENSHOTS=1
+    (``make screenshots``), else into a temporary directory, so a test run leaves the work
+    tree as it was."""
+    out = DOCS_IMG if os.environ.get("EDGE_AGENT_DOC_SCREENSHOTS") == "1" else Path(
+        tempfile.gettempdir()) / "edge-agent-screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(out / f"{name}.png"))
 
 
 def http(url: str, data: Any = None, headers: dict[str, str] | None = None
