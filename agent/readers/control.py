@@ -15,7 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import AnyReaderConfig, BarcodeConfig, ChafonConfig, LlrpConfig, R2000Config
+from agent.config import (
+    AnyReaderConfig,
+    BarcodeConfig,
+    ChafonConfig,
+    HidReaderConfig,
+    LlrpConfig,
+    R2000Config,
+)
 from agent.readers.drivers.base import (
     Power,
     PowerResult,
@@ -35,7 +42,7 @@ CHAFON_MAX_DBM = 30
 
 def check_power(cfg: AnyReaderConfig, power: Power) -> Power:
     """The power if this reader can take it; ValueError (range) / SettingNotSupported."""
-    if isinstance(cfg, BarcodeConfig):
+    if isinstance(cfg, BarcodeConfig | HidReaderConfig):
         raise SettingNotSupported(f"reader {cfg.name} is a barcode scanner: no output power")
     if isinstance(cfg, LlrpConfig):
         raise SettingNotSupported(
@@ -150,7 +157,8 @@ class ReaderControl:
     def connect_config(self) -> AnyReaderConfig:
         """The reader config for a new connection: configure() applies the desired power."""
         cfg = self.cfg
-        if isinstance(cfg, BarcodeConfig | LlrpConfig) or self.desired == cfg.power_dbm:
+        if (isinstance(cfg, BarcodeConfig | HidReaderConfig | LlrpConfig)
+                or self.desired == cfg.power_dbm):
             return cfg
         return cfg.model_copy(update={"power_dbm": self.desired})
 
