@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent import __version__, systemd
 from agent.buffer.api import PRIORITY_ALARM, BufferFullError, OutEvent
@@ -28,11 +29,13 @@ from agent.pipeline.worker import Pipeline
 from agent.readers.status import ReaderStatus
 from agent.readers.tasks import ReaderTasks
 from agent.remote import RemoteCommands
+from agent.uplink import identity
 from agent.uplink.cmdserver import CommandServer
 from agent.uplink.commands import CommandVerifier
 from agent.uplink.forwarder import Forwarder, topics
 from agent.uplink.health import HealthReporter, status_message
 from agent.uplink.mqtt import MqttUplink, Will
+from agent.uplink.renewal import IdentityRenewal
 from agent.uplink.security import read_secret
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,8 @@ class Agent:
         cfg = self.cfg
         if any(r.driver in ("barcode", "hid") and r.enabled for r in cfg.readers):
             barcode_data.preload()  # not at the first scan, on a busy event loop
+        if cfg.uplink.est is not None:
+            _recover_identity(cfg)
         buffer = await SqliteBuffer.open(cfg.buffer)
         topic_map = topics(cfg.uplink.mqtt, cfg.gateway.site, cfg.gateway.id)
         depth = (await buffer.stats()).events_pending
@@ -122,6 +127,10 @@ class Agent:
                 )
                 tg.create_task(_report_status(field_tools), name="sd-status")
                 tg.create_task(_reader_alarms(readers.statuses, buffer), name="reader-alarms")
+                if cfg.uplink.est is not None:
+                    renewal = self._renewal(uplink, buffer)
+                    field_tools.identity = renewal.status
+                    tg.create_task(renewal.run(), name="identity-renewal")
                 systemd.ready(field_tools.status_line())
         except* _Shutdown:
             log.info("shutting down")
@@ -148,6 +157,21 @@ class Agent:
                 if ingest.lost_at_shutdown else "",
             )
 
+    def _renewal(self, uplink: MqttUplink, buffer: SqliteBuffer) -> IdentityRenewal:
+        cfg = self.cfg
+        tls = cfg.uplink.mqtt.tls
+        password = read_secret(tls.key_password_file, None, "uplink.mqtt.tls.key_password_file")
+
+        async def switch() -> None:
+            await uplink.switch_identity(str(tls.cert), str(tls.key), password)
+
+        async def alarm(payload: dict[str, Any]) -> None:
+            await buffer.put_events([OutEvent(kind="alarm", payload=json.dumps(
+                payload, sort_keys=True), priority=PRIORITY_ALARM, created_at_s=time.time())])
+
+        return IdentityRenewal(cfg, switch, alarm, config_file=str(self.config_path or
+                                                                   "<config>"))
+
     def _command_server(self, uplink: MqttUplink, base: str,
                         target: RemoteCommands) -> CommandServer | None:
         c = self.cfg.uplink.commands
@@ -157,6 +181,16 @@ class Agent:
         assert secret is not None  # the config requires one of the two
         verifier = CommandVerifier(secret.encode(), max_skew_s=c.max_skew_s, clock=time.time)
         return CommandServer(uplink, target, verifier, base, reply_prefix=c.reply_prefix)
+
+
+def _recover_identity(cfg: AgentConfig) -> None:
+    """A power cut during a certificate renewal: make certificate and key a pair again."""
+    tls = cfg.uplink.mqtt.tls
+    if tls.cert is None or tls.key is None:
+        return
+    done = identity.recover(tls.cert, tls.key)
+    if done is not None:
+        log.warning("identity: %s", done)
 
 
 async def _report_status(field_tools: Runtime) -> None:

@@ -290,6 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_field_tools(sub)  # doctor, status, tail, buffer
 
+    from agent.fieldtools.identity_cmd import register as register_identity
+
+    register_identity(sub)  # identity init | enroll | status
+
     ports = sub.add_parser(
         "ports", help="list serial ports and HID scanners with their stable names (by-id, "
         "usb:VID:PID:SERIAL)"

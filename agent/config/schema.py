@@ -585,9 +585,51 @@ class CommandsConfig(_Model):
         return self
 
 
+class EstConfig(_Model):
+    """The plant CA's EST server (RFC 7030) that issues and renews the gateway's certificate
+    (the mTLS identity: ``uplink.mqtt.tls.cert`` / ``key``). docs/provenance.md, Identity."""
+
+    # https://HOST[:PORT]/.well-known/est (or .../est/LABEL)
+    url: Annotated[str, Field(pattern=r"^https://[^/\s]+(/\S*)?$")]
+    ca: Path | None = None  # trust anchor for the EST server (PEM); None: the system store
+    # First enrollment: HTTP Basic (username + password_file) or a bootstrap certificate (a
+    # manufacturer's, or one the technician installed). Re-enrollment uses the current one.
+    username: str | None = None
+    password_file: Path | None = None
+    bootstrap_cert: Path | None = None
+    bootstrap_key: Path | None = None
+    key_type: Literal["ec", "ed25519", "rsa"] = "ec"  # a new key at every renewal
+    # Renew this far into the certificate's lifetime (notBefore + fraction * lifetime).
+    renew_fraction: Annotated[float, Field(gt=0, lt=1)] = 2 / 3
+    retry_min_s: Annotated[float, Field(gt=0)] = 60.0
+    retry_max_s: Annotated[float, Field(gt=0)] = 3600.0
+    # Where /cacerts' certificates are written (to trust the broker with): None: not written.
+    cacerts_out: Path | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+    @model_validator(mode="after")
+    def _auth(self) -> EstConfig:
+        if (self.bootstrap_cert is None) != (self.bootstrap_key is None):
+            raise ValueError("bootstrap_cert and bootstrap_key go together")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs username (HTTP Basic)")
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s must not exceed retry_max_s")
+        return self
+
+
 class UplinkConfig(_Model):
     mqtt: MqttConfig
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    est: EstConfig | None = None
+
+    @model_validator(mode="after")
+    def _est_needs_an_identity(self) -> UplinkConfig:
+        if self.est is not None and (self.mqtt.tls.cert is None or self.mqtt.tls.key is None):
+            raise ValueError("est: the certificate it issues is the mTLS identity: set "
+                             "uplink.mqtt.tls.cert and uplink.mqtt.tls.key (the files "
+                             "`edge-agent identity init` / `enroll` write)")
+        return self
 
 
 def is_loopback(host: str) -> bool:

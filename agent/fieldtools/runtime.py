@@ -28,6 +28,10 @@ from agent.uplink.security import cert_expiry
 CORE_TASKS = ("ingest", "pipeline", "forwarder")
 
 
+class IdentityView(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
 class BufferView(Protocol):
     async def stats(self) -> BufferStats: ...
 
@@ -101,6 +105,7 @@ class Runtime:
     # When the broker last confirmed a message (seen by tick: to within a second).
     last_puback_s: float | None = None
     published_seen: int = 0
+    identity: IdentityView | None = None  # certificate renewal over EST, when configured
 
     def tick(self) -> None:
         """Once a second (server task): rate samples and how long each reader has been down."""
@@ -192,6 +197,7 @@ class Runtime:
                 else round(now - self.last_puback_s, 1),
             },
             "commands": self.commands.stats() if self.commands is not None else None,
+            "identity": self.identity.as_dict() if self.identity is not None else None,
             "clock": {"synchronised": kernel_clock_synchronised()},
             "certificates": certificate_facts(cert_expiry(m, datetime.now(UTC)),
                                               m.cert_expiry_warn_days),
