@@ -467,3 +467,19 @@ async def test_https_when_a_certificate_is_configured(tmp_path: Path) -> None:
                 assert "Secure" in r.headers["Set-Cookie"]
     finally:
         await web_app.stop(runner)
+
+
+def test_every_configured_secret_is_scrubbed(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.fieldtools.web.bundle import scrub, secret_values
+
+    (tmp_path / "cmd-secret").write_text("command-secret-123\n")
+    monkeypatch.setenv("TEST_MQTT_PW", "env-password-456")
+    cfg = parse_config(CONFIG.replace("    password: very-secret-pw\n",
+                                      "    password_env: TEST_MQTT_PW\n")
+                       + f"  commands: {{enabled: true, secret_file: {tmp_path / 'cmd-secret'}}}\n")
+    found = secret_values(cfg)
+    assert set(found) == {"command-secret-123", "env-password-456"}
+    assert scrub("a env-password-456 b command-secret-123", found) == \
+        f"a {configedit.HIDDEN} b {configedit.HIDDEN}"
+    assert secret_values(parse_config(CONFIG)) == ["very-secret-pw"]

@@ -6,10 +6,14 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from agent.config import AgentConfig
 from agent.fieldtools.web.configedit import HIDDEN, redact
@@ -32,18 +36,35 @@ class LogRing(logging.Handler):
             self.handleError(record)
 
 
+def _secret_fields(model: BaseModel) -> Iterator[tuple[str, object]]:
+    """(field name, value) of every field anywhere in the config that is, or names where to
+    find, a secret: ``password``, ``password_file``, ``secret_env``, ``key_password_file``..."""
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from _secret_fields(value)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, BaseModel):
+                    yield from _secret_fields(item)
+        elif value is not None and _SECRET_NAME.search(name):
+            yield name, value
+
+
+_SECRET_NAME = re.compile(r"password|passphrase|secret|token|private", re.IGNORECASE)
+
+
 def secret_values(cfg: AgentConfig) -> list[str]:
     """Every secret the config holds or points at (to scrub them from anything shown)."""
     out: list[str] = []
-    m = cfg.uplink.mqtt
-    c = cfg.uplink.commands
-    if m.password:
-        out.append(m.password)
-    for f in (m.password_file, c.secret_file, m.tls.key_password_file):
-        if f is not None:
+    for name, value in _secret_fields(cfg):
+        if name.endswith("_file"):
             with contextlib.suppress(OSError):
-                out.append(Path(f).read_text().rstrip("\n"))
-    out.extend(os.environ[e] for e in (m.password_env, c.secret_env) if e and os.environ.get(e))
+                out.append(Path(str(value)).read_text().rstrip("\n"))
+        elif name.endswith("_env"):
+            out.append(os.environ.get(str(value), ""))
+        elif isinstance(value, str):
+            out.append(value)
     return [s for s in out if len(s) >= 4]
 
 
