@@ -51,6 +51,9 @@ class _Shutdown(Exception):
 class Agent:
     cfg: AgentConfig
     config_path: Path | None = None  # for the remote "reload" command
+    # Set when the technician's page applied a config (or rolled one back): the caller runs
+    # the agent again, in a fresh process image, once this run has stopped cleanly.
+    restart_requested: bool = False
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
@@ -83,11 +86,16 @@ class Agent:
         readers = ReaderTasks(cfg.readers, ingest.put)
         health = HealthReporter(cfg, __version__, readers.statuses, uplink, forwarder, buffer,
                                 topic_map)
-        commands = self._command_server(
-            uplink, topic_map["base"],
-            RemoteCommands(cfg, readers, forwarder, uplink, config_path=self.config_path))
+        remote = RemoteCommands(cfg, readers, forwarder, uplink, config_path=self.config_path)
+        commands = self._command_server(uplink, topic_map["base"], remote)
+
+        def restart() -> None:
+            self.restart_requested = True
+            stop.set()
+
         field_tools = Runtime(cfg, readers.statuses, buffer, uplink, forwarder, ingest,
-                              commands=commands)
+                              commands=commands, config_path=self.config_path,
+                              reader_commands=remote, restart=restart)
         ingest.on_read = field_tools.tap.on_read
         pipeline.on_events = field_tools.tap.on_events
         log.info(
@@ -127,7 +135,10 @@ class Agent:
         except* _Shutdown:
             log.info("shutting down")
         finally:
-            systemd.stopping("stopping: committing accepted reads, closing the buffer")
+            if self.restart_requested:
+                systemd.reloading("restarting with the configuration applied from the page")
+            else:
+                systemd.stopping("stopping: committing accepted reads, closing the buffer")
             readers.bind(None)
             # Readers are stopped: commit what they handed over, then turn it into events.
             # Whatever is not yet delivered stays in the buffer for the next start.

@@ -666,8 +666,22 @@ class StatusConfig(_Model):
         return v
 
 
+class HttpTlsConfig(_Model):
+    """HTTPS for the technician's page (needed when http.listen is not loopback)."""
+
+    cert: Path | None = None  # server certificate (PEM)
+    key: Path | None = None  # its private key (PEM)
+
+    @model_validator(mode="after")
+    def _both(self) -> HttpTlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("http.tls needs both cert and key (PEM files), or neither")
+        return self
+
+
 class HttpConfig(_Model):
-    """/metrics (Prometheus text format) and /health on a local TCP port."""
+    """/metrics (Prometheus text format), /health and the technician's page (issue 15)
+    on a local TCP port."""
 
     enabled: bool = True
     listen: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$")] = (
@@ -675,6 +689,15 @@ class HttpConfig(_Model):
     )
     # /health turns 503 when a reader has been neither connected nor starting for this long.
     reader_down_max_s: Annotated[float, Field(gt=0)] = 300.0
+    # The technician's page at / (read-only pages open on loopback; changes need the admin
+    # password, stored as a scrypt hash by `edge-agent set-admin-password`).
+    ui: bool = True
+    admin_password_file: Path | None = None
+    tls: HttpTlsConfig = Field(default_factory=HttpTlsConfig)
+    session_idle_s: Annotated[float, Field(gt=0)] = 1800.0
+    # Config "apply" from the page: the new config must connect every enabled reader and the
+    # broker within this time, or the agent restores the backup and restarts with it.
+    apply_confirm_s: Annotated[float, Field(gt=0)] = 60.0
 
     @property
     def host_port(self) -> tuple[str, int]:
