@@ -21,7 +21,14 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from agent.config import AnyReaderConfig, BarcodeConfig, ChafonConfig, LlrpConfig, R2000Config
+from agent.config import (
+    AnyReaderConfig,
+    BarcodeConfig,
+    ChafonConfig,
+    LlrpConfig,
+    R2000Config,
+    ThingMagicReaderConfig,
+)
 from agent.model import Read
 from agent.readers.control import ReaderControl
 from agent.readers.drivers.barcode import BarcodeReader
@@ -29,6 +36,7 @@ from agent.readers.drivers.base import ReaderDriver
 from agent.readers.drivers.chafon import ChafonReader
 from agent.readers.drivers.llrp import LlrpReader
 from agent.readers.drivers.r2000 import R2000Reader
+from agent.readers.drivers.thingmagic import ThingMagicReader
 from agent.readers.link import Link, LinkError, SerialLink, TlsLink, tls_context
 from agent.readers.ports import PortError, resolve_port
 from agent.readers.session import ReaderError
@@ -51,6 +59,11 @@ def _chafon(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDri
     return ChafonReader(cfg, link, status)
 
 
+def _thingmagic(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
+    assert isinstance(cfg, ThingMagicReaderConfig)
+    return ThingMagicReader(cfg, link, status)
+
+
 def _barcode(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
     assert isinstance(cfg, BarcodeConfig)
     return BarcodeReader(cfg, link, status)
@@ -61,7 +74,8 @@ def _llrp(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDrive
     return LlrpReader(cfg, link, status)
 
 
-DRIVERS: dict[str, DriverFactory] = {"r2000": _r2000, "chafon": _chafon, "barcode": _barcode,
+DRIVERS: dict[str, DriverFactory] = {"r2000": _r2000, "chafon": _chafon,
+                                     "thingmagic": _thingmagic, "barcode": _barcode,
                                      "llrp": _llrp}
 
 
