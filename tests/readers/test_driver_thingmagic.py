@@ -1,0 +1,178 @@
+"""ThingMagic driver against reader-sim thingmagic on a real pseudo-terminal (in-process
+supervisor). Expected EPCs come from the simulator's tag population (same seed)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from readersim.population import generated_tags
+
+from agent.config import AnyReaderConfig
+from agent.readers.control import ReaderControl
+from agent.readers.session import ReaderCommandError
+from tests.support.reader_support import Run, reader_config, sim
+
+
+def _population(count: int, seed: int, antennas: tuple[int, ...] = (1,)) -> dict[str, int]:
+    return {
+        t.epc.hex().upper(): t.antenna
+        for t in generated_tags(count, seed=seed, antennas=antennas)
+    }
+
+
+def _config(port: str, **fields: Any) -> AnyReaderConfig:
+    fields.setdefault("region", "EU3")
+    return reader_config(driver="thingmagic", port=port, **fields)
+
+
+def _check_reads(run: Run, expected: dict[str, int]) -> None:
+    assert run.tags
+    for r in run.tags:
+        assert r.epc in expected, f"read of an EPC the simulator never had: {r.epc}"
+        assert r.antenna == expected[r.epc], (r.epc, r.antenna, expected[r.epc])
+        assert r.reader == "r1"
+        assert r.rssi_dbm is not None
+        assert -100 <= r.rssi_dbm <= -20
+        assert r.frequency_khz is not None
+        assert 865_000 <= r.frequency_khz <= 868_000  # EU3 hop table of the simulator
+        assert r.phase is not None
+        assert 0 <= r.phase <= 180
+
+
+async def _all_seen(run: Run, expected: dict[str, int], timeout_s: float = 15.0) -> None:
+    await run.wait_for(lambda r: {t.epc for t in r.tags} >= set(expected), timeout_s,
+                       f"all {len(expected)} EPCs")
+
+
+async def test_boots_from_the_bootloader_configures_and_streams(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    expected = _population(5, 7)
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "5", "--seed", "7") as s:
+        with caplog.at_level(logging.INFO, logger="agent.readers"):
+            async with Run(_config(s.port)) as run:
+                await _all_seen(run, expected)
+            _check_reads(run, expected)
+            assert "(booted from the bootloader)" in caplog.text
+            caplog.clear()
+            # The module now runs its application: boot firmware answers 0x0101, no reboot.
+            async with Run(_config(s.port)) as run2:
+                await run2.wait_reads(5)
+            assert "booted from the bootloader" not in caplog.text
+            assert "ThingMagic M6e Nano firmware 01.09.00.02" in caplog.text
+    st = run.status
+    assert st.model == "M6e Nano"
+    assert st.firmware == "01.09.00.02"
+    assert st.temperature_c == 33
+    assert st.decoder["frames"] > 0
+    assert st.decoder["bad_checksums"] == 0
+
+
+async def test_a_module_left_streaming_is_stopped_and_drained(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An earlier process died with the module streaming: it hears nothing but stop-reading,
+    so the version command alone would time out on every connect."""
+    expected = _population(4, 3)
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "4", "--seed", "3",
+             "--streaming-at-start") as s:
+        with caplog.at_level(logging.INFO, logger="agent.readers"):
+            async with Run(_config(s.port)) as run:
+                await _all_seen(run, expected)
+    assert "the module was still streaming" in caplog.text
+    assert run.status.connects == 1
+    assert run.status.disconnects == 0
+    _check_reads(run, expected)
+
+
+async def test_region_is_set_before_reading(tmp_path: Path) -> None:
+    """The simulator refuses continuous reading without a region (0x0405): reading at all
+    shows the driver set it; a region the module refuses stops the connect, named."""
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "2") as s:
+        async with Run(_config(s.port, region="NA")) as run:
+            await run.wait_reads(3)
+            freqs = {t.frequency_khz for t in run.tags}
+    assert all(f is not None and 902_000 <= f <= 928_000 for f in freqs)
+
+
+async def test_power_written_only_when_it_differs_and_a_refusal_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "2") as s:
+        for power, said in [
+            (25, "read power set to 25 dBm (was 20 dBm)"),
+            (25, "read power already 25 dBm"),
+            (30, "0x0103 msg_power_too_high"),  # the Nano stops at 27 dBm
+        ]:
+            caplog.clear()
+            with caplog.at_level(logging.INFO, logger="agent.readers"):
+                async with Run(_config(s.port, power_dbm=power)) as run:
+                    await run.wait_reads(2)
+            assert said in caplog.text, caplog.text
+        assert run.status.power_reported == (25,)
+        assert "msg_power_too_high" in (run.status.power_error or "")
+
+
+async def test_live_power_change_pauses_the_stream_sets_and_reads_back(tmp_path: Path) -> None:
+    """The signed remote command's path: ReaderControl.set_power -> request_power."""
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "3") as s:
+        cfg = _config(s.port, power_dbm=20)
+        control = ReaderControl(cfg)
+        async with Run(cfg, control) as run:
+            await run.wait_reads(3)
+            outcome = await control.set_power(18, timeout_s=5)
+            assert outcome.applied
+            assert outcome.reported == (18,)
+            assert outcome.written
+            n = len(run.reads)
+            await run.wait_reads(n + 3)  # streaming again after the change
+            with pytest.raises(ReaderCommandError, match="msg_power_too_high"):
+                await control.set_power(29, timeout_s=5)
+            assert control.desired == 18
+            n = len(run.reads)
+            await run.wait_reads(n + 3)
+    assert run.status.power_reported == (18,)
+    assert run.status.disconnects == 0
+
+
+async def test_four_port_module_reports_each_reads_antenna(tmp_path: Path) -> None:
+    expected = _population(6, 11, (1, 3))
+    with sim(tmp_path, "thingmagic", "--pty", "--model", "m6e", "--tags", "6", "--seed", "11",
+             "--tag-antennas", "1,3") as s:
+        async with Run(_config(s.port, antennas=[1, 3])) as run:
+            await _all_seen(run, expected)
+    _check_reads(run, expected)
+    assert {t.antenna for t in run.tags} == {1, 3}
+
+
+async def test_line_faults_resync_count_and_keep_delivering(tmp_path: Path) -> None:
+    expected = _population(6, 4)
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "6", "--seed", "4", "--garbage", "0.1",
+             "--split", "0.3", "--drop-byte", "0.05", "--bad-checksum", "0.05",
+             "--bad-vectors", "0.1", "--read-rate", "400") as s:
+        async with Run(_config(s.port, silence_timeout_s=2.0)) as run:
+            await run.wait_reads(300, timeout_s=30)
+            await _all_seen(run, expected)
+    stats = run.status.decoder
+    assert stats["bad_checksums"] > 0
+    assert stats["bytes_discarded"] > 0
+    assert [t.epc for t in run.tags if t.epc not in expected] == []  # a 16-bit CRC: none
+
+
+async def test_silent_module_is_reopened_and_reads_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "2", "--silent-after", "1.0",
+             "--silent-for", "2.0") as s:
+        cfg = _config(s.port, silence_timeout_s=1.5, response_timeout_s=0.3)
+        with caplog.at_level(logging.WARNING, logger="agent.readers"):
+            async with Run(cfg) as run:
+                await run.wait_reads(3)
+                await run.wait_for(lambda r: r.status.disconnects >= 1, 10, "a silence reset")
+                n = len(run.reads)
+                await run.wait_reads(n + 5, timeout_s=10)
+    assert "sent nothing for 1.5 s during continuous reading" in caplog.text
+    assert run.status.state == "connected"
