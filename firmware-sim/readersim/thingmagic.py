@@ -329,8 +329,9 @@ class ThingMagicDevice(ScheduledDevice):
                 reads += 1
                 st.last_emit_s = t
                 yield Emission(t, self._record(tag, port, t))
-        if not reads and t0 - st.last_emit_s >= cfg.keepalive_s:
-            st.last_emit_s = t0
+        if not reads and t0 >= st.last_emit_s + cfg.keepalive_s - 1e-9:
+            # once a second on the module's own timer (no drift of one cycle per keep-alive)
+            st.last_emit_s = max(st.last_emit_s + cfg.keepalive_s, t0 - cfg.keepalive_s)
             yield Emission(t0, encode_reply(READ_TAG_ID_MULTIPLE, NO_TAGS_FOUND))
         min_round_s = 0.0 if cfg.saturate else cfg.min_round_s
         self._busy_until_s = max(self._busy_until_s, t0 + min_round_s, t)

@@ -51,18 +51,18 @@ async def test_boots_from_the_bootloader_configures_and_streams(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     expected = _population(5, 7)
-    with sim(tmp_path, "thingmagic", "--pty", "--tags", "5", "--seed", "7") as s:
-        with caplog.at_level(logging.INFO, logger="agent.readers"):
-            async with Run(_config(s.port)) as run:
-                await _all_seen(run, expected)
-            _check_reads(run, expected)
-            assert "(booted from the bootloader)" in caplog.text
-            caplog.clear()
-            # The module now runs its application: boot firmware answers 0x0101, no reboot.
-            async with Run(_config(s.port)) as run2:
-                await run2.wait_reads(5)
-            assert "booted from the bootloader" not in caplog.text
-            assert "ThingMagic M6e Nano firmware 01.09.00.02" in caplog.text
+    with (sim(tmp_path, "thingmagic", "--pty", "--tags", "5", "--seed", "7") as s,
+          caplog.at_level(logging.INFO, logger="agent.readers")):
+        async with Run(_config(s.port)) as run:
+            await _all_seen(run, expected)
+        _check_reads(run, expected)
+        assert "(booted from the bootloader)" in caplog.text
+        caplog.clear()
+        # The module now runs its application: boot firmware answers 0x0101, no reboot.
+        async with Run(_config(s.port)) as run2:
+            await run2.wait_reads(5)
+        assert "booted from the bootloader" not in caplog.text
+        assert "ThingMagic M6e Nano firmware 01.09.00.02" in caplog.text
     st = run.status
     assert st.model == "M6e Nano"
     assert st.firmware == "01.09.00.02"
@@ -78,10 +78,9 @@ async def test_a_module_left_streaming_is_stopped_and_drained(
     so the version command alone would time out on every connect."""
     expected = _population(4, 3)
     with sim(tmp_path, "thingmagic", "--pty", "--tags", "4", "--seed", "3",
-             "--streaming-at-start") as s:
-        with caplog.at_level(logging.INFO, logger="agent.readers"):
-            async with Run(_config(s.port)) as run:
-                await _all_seen(run, expected)
+             "--streaming-at-start") as s, caplog.at_level(logging.INFO, logger="agent.readers"):
+        async with Run(_config(s.port)) as run:
+            await _all_seen(run, expected)
     assert "the module was still streaming" in caplog.text
     assert run.status.connects == 1
     assert run.status.disconnects == 0
