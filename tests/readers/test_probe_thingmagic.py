@@ -1,0 +1,44 @@
+"""probe() finds a Mercury module (reader-sim thingmagic) and the baud rate it talks at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.readers.probe import THINGMAGIC, THINGMAGIC_BAUDS, attempt_order, probe
+from tests.support.baudline import BaudLine
+from tests.support.reader_support import sim
+
+
+async def test_finds_the_module_and_its_baud_rate(tmp_path: Path) -> None:
+    """Behind a line that garbles every byte unless the port is opened at 9600 (a pty has no
+    baud rate of its own): 115200 is tried first and fails, 9600 answers."""
+    with sim(tmp_path, "thingmagic", "--pty", "--baud", "9600", "--tags", "2") as s:
+        line = BaudLine(s.port, 9600)
+        try:
+            results = await probe(line.port, protocols=[THINGMAGIC], timeout_s=0.3)
+        finally:
+            line.close()
+    assert len(results) == 1
+    found = results[0]
+    assert found.protocol == "thingmagic"
+    assert found.baudrate == 9600
+    assert found.model == "M6e Nano"
+    assert found.firmware == "01.09.00.02"
+    assert "hardware 30.00.00.01" in found.detail
+    assert found.line().startswith(f"{line.port}: thingmagic at 9600 baud, M6e Nano, firmware "
+                                   "01.09.00.02")
+
+
+async def test_finds_a_module_left_streaming(tmp_path: Path) -> None:
+    with sim(tmp_path, "thingmagic", "--pty", "--model", "m7e", "--streaming-at-start",
+             "--tags", "3") as s:
+        results = await probe(s.port, protocols=[THINGMAGIC], timeout_s=0.5)
+    assert [(r.protocol, r.baudrate, r.model) for r in results] == [
+        ("thingmagic", 115200, "M7e Pico")]
+
+
+def test_rates_tried_in_the_order_asked() -> None:
+    assert THINGMAGIC_BAUDS == (115200, 9600, 921600, 230400, 460800, 57600, 38400, 19200)
+    order = attempt_order()
+    assert order[:3] == [("r2000", 115200), ("chafon", 57600), ("thingmagic", 115200)]
+    assert [b for p, b in order if p == THINGMAGIC] == list(THINGMAGIC_BAUDS)
