@@ -139,9 +139,17 @@ async def supervise_reader(
                 status.last_error = None
                 attempt = 0
                 last_problem = None
-                async for read in reader.reads():
-                    status.reads_total += 1
-                    await put(read)
+                reads = reader.reads()
+                try:
+                    async for read in reads:
+                        status.reads_total += 1
+                        await put(read)
+                finally:
+                    # Close the generator now, while the link is open: a driver's cleanup (the
+                    # ThingMagic stop-reading) must reach the reader, not run at GC after close.
+                    aclose = getattr(reads, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
                 problem = "inventory ended"
             except (LinkError, ReaderError, OSError) as exc:
                 problem = str(exc) or type(exc).__name__

@@ -3,11 +3,13 @@ supervisor). Expected EPCs come from the simulator's tag population (same seed).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
 from readersim.population import generated_tags
 
 from agent.config import AnyReaderConfig
@@ -175,3 +177,23 @@ async def test_silent_module_is_reopened_and_reads_again(
                 await run.wait_reads(n + 5, timeout_s=10)
     assert "sent nothing for 1.5 s during continuous reading" in caplog.text
     assert run.status.state == "connected"
+
+
+async def test_stopping_the_reader_stops_the_stream(tmp_path: Path) -> None:
+    """On shutdown the driver sends stop-reading: afterwards the module is quiet (a streaming
+    module sends a record per read and a keep-alive every second)."""
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "3") as s:
+        async with Run(_config(s.port)) as run:
+            await run.wait_reads(5)
+        port = serial.Serial(s.port, 115200, timeout=0)
+        try:
+            await asyncio.sleep(0.3)
+            # What the module sent after the agent closed the port: at most the tail of the
+            # stream, then the reply to stop-reading (status 0000, data 00 00 02) ...
+            tail = port.read(65536)
+            assert bytes.fromhex("ff 03 2f 00 00 00 00 02") in tail, tail.hex(" ")
+            # ... and nothing after it: no records, no keep-alives.
+            await asyncio.sleep(1.5)
+            assert port.read(4096) == b""
+        finally:
+            port.close()
