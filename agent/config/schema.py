@@ -259,6 +259,9 @@ class ThingMagicReaderConfig(_ReaderBase):
     # Read power in dBm (cmd 0x92, centi-dBm on the wire; the Nano's maximum is 27 dBm, the
     # module refuses more with 0x0103). null: leave the module's setting alone.
     power_dbm: Annotated[int, Field(ge=0, le=31)] | None = None
+    # The module does not answer at baudrate: look for it at the other rates (115200, 9600,
+    # 921600, ...) and switch it to baudrate (cmd 0x06). false: only ever talk at baudrate.
+    baud_search: bool = True
     # Search time of each continuous-read cycle (the 0x22 sub-command's timeout).
     search_ms: Annotated[int, Field(ge=50, le=65535)] = 1000
     # A module left streaming by an earlier process: after stop-reading, discard what arrives

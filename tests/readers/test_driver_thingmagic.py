@@ -15,6 +15,7 @@ from readersim.population import generated_tags
 from agent.config import AnyReaderConfig
 from agent.readers.control import ReaderControl
 from agent.readers.session import ReaderCommandError
+from tests.support.baudline import BaudLine
 from tests.support.reader_support import Run, reader_config, sim
 
 
@@ -197,3 +198,56 @@ async def test_stopping_the_reader_stops_the_stream(tmp_path: Path) -> None:
             assert port.read(4096) == b""
         finally:
             port.close()
+
+
+class FollowingBaudLine(BaudLine):
+    """A BaudLine whose rate follows a Mercury set-baud-rate (0x06) request that got through
+    once the host's port is at the new rate too, as the module's UART does after its reply."""
+
+    def __init__(self, target_port: str, line_baud: int) -> None:
+        self._pending: int | None = None
+        super().__init__(target_port, line_baud)
+
+    def _mangle(self, data: bytes) -> bytes:
+        if self._pending is not None and self.client_baud() == self._pending:
+            self.line_baud, self._pending = self._pending, None
+        at = data.find(b"\xff\x04\x06")
+        if at >= 0 and self.client_baud() == self.line_baud and len(data) >= at + 7:
+            self._pending = int.from_bytes(data[at + 3 : at + 7], "big")
+        return super()._mangle(data)
+
+
+async def test_a_module_at_another_rate_is_found_and_switched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Config 115200, module at 9600 (a line that garbles every byte at any other rate): no
+    answer at 115200, found at 9600, switched to 115200 with 0x06, then read at 115200."""
+    expected = _population(3, 5)
+    with sim(tmp_path, "thingmagic", "--pty", "--baud", "9600", "--tags", "3", "--seed",
+             "5") as s:
+        line = FollowingBaudLine(s.port, 9600)
+        try:
+            cfg = _config(line.port, baudrate=115200, response_timeout_s=0.3)
+            with caplog.at_level(logging.INFO, logger="agent.readers"):
+                async with Run(cfg) as run:
+                    await _all_seen(run, expected)
+            assert line.line_baud == 115200
+            assert line.client_baud() == 115200
+        finally:
+            line.close()
+    assert "the module answers at 9600 baud, not 115200: switching it to 115200" in caplog.text
+    assert run.status.connects == 1
+    _check_reads(run, expected)
+
+
+async def test_without_baud_search_a_wrong_rate_is_a_named_timeout(tmp_path: Path) -> None:
+    with sim(tmp_path, "thingmagic", "--pty", "--baud", "9600", "--tags", "1") as s:
+        line = BaudLine(s.port, 9600)
+        try:
+            cfg = _config(line.port, baudrate=115200, baud_search=False, response_timeout_s=0.2)
+            async with Run(cfg) as run:
+                await run.wait_for(lambda r: r.status.connects >= 2, 10, "two attempts")
+        finally:
+            line.close()
+    assert not run.reads
+    assert "no reply to version (0x03) within 0.20 s" in (run.status.last_error or "")

@@ -117,6 +117,9 @@ REGIONS: dict[str, int] = {
 GEN2 = 0x0005  # TMR_TAG_PROTOCOL_GEN2
 # Baud rates the modules take (cmd 0x06 is 4 bytes of plain baud, big-endian).
 BAUD_RATES = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+# Where to look for a module, most likely first: the factory 115200, the bootloader fallback
+# 9600 of older firmware, then the fast rates people set, then the rest.
+SEARCH_BAUDS = (115200, 9600, 921600, 230400, 460800, 57600, 38400, 19200)
 
 # Hardware version byte 0 -> model (TMR_SR_ModelHardwareID).
 MODELS: dict[int, str] = {

@@ -4,10 +4,12 @@ reader-protocols.md §3. One object per connection attempt (the supervisor makes
 
 * identify(): first recover a module an earlier process left streaming: send stop-reading
   (0x2F option 02) and discard whatever arrives until the line is quiet for ``drain_quiet_s``
-  (at most 10x that). Then version (0x03), boot firmware (0x04) -- a module powers up in its
-  bootloader, where tag commands fail with 0x0101; the application answers 0x04 itself with
-  0x0101, "already running" (the Mercury API's boot sequence does the same) -- the version
-  again when the bootloader answered, and the temperature (0x72).
+  (at most 10x that). Then version (0x03) -- no answer at ``baudrate``: the same at the other
+  common rates, and a module found there is switched to ``baudrate`` (0x06). Then boot
+  firmware (0x04): a module powers up in its bootloader, where tag commands fail with 0x0101;
+  the application answers 0x04 itself with 0x0101, "already running" (the Mercury API's boot
+  sequence does the same). Then the version again when the bootloader answered, and the
+  temperature (0x72).
 * configure(): region (0x97, required: the radio stays off without it), tag protocol Gen2
   (0x93), antenna (0x91: one port, or the search list for several), read filter off (0x9A, so
   every read is reported), read power (0x92, centi-dBm) when the module reports another value
@@ -33,7 +35,7 @@ from agent.model import TagRead
 from agent.readers.codecs import mercury
 from agent.readers.control import check_power
 from agent.readers.drivers.base import DriverBase, Power, PowerResult, power_text
-from agent.readers.link import Link, LinkError
+from agent.readers.link import Link, LinkError, RateLink
 from agent.readers.session import FrameSession, ReaderCommandError, ReaderSilent, ReaderTimeout
 from agent.readers.status import ReaderStatus
 
@@ -126,7 +128,7 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
 
     async def identify(self) -> str:
         await self._drain()
-        version = await self._version()
+        version = await self._find_module()
         boot = await self._command(mercury.boot_firmware(), timeout_s=self.cfg.boot_timeout_s)
         booted = boot.ok
         if booted:
@@ -148,6 +150,39 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
             if self.cfg.temperature_interval_s > 0:
                 self._next_temperature_s = self._clock() + self.cfg.temperature_interval_s
         return text
+
+    async def _find_module(self) -> mercury.VersionInfo:
+        """Version at ``baudrate``; if the module does not answer there (and ``baud_search``),
+        look for it at the other rates and switch it to ``baudrate`` with 0x06."""
+        cfg = self.cfg
+        link = self.session.link
+        try:
+            return await self._version()
+        except ReaderTimeout as exc:
+            if not cfg.baud_search or not isinstance(link, RateLink):
+                raise
+            first = exc
+        tried = [b for b in mercury.SEARCH_BAUDS if b != cfg.baudrate]
+        for baud in tried:
+            await link.set_baudrate(baud)
+            await self._drain()
+            try:
+                frame = await self.session.request(
+                    mercury.get_version(), lambda f: f.opcode == mercury.Opcode.VERSION,
+                    timeout_s=min(cfg.response_timeout_s, 0.5), on_other=self._stray)
+            except ReaderTimeout:
+                continue
+            if mercury.parse_version(frame.data) is None:
+                continue
+            log.info("reader %s: the module answers at %d baud, not %d: switching it to %d "
+                     "(0x06)", cfg.name, baud, cfg.baudrate, cfg.baudrate)
+            await self._check(mercury.set_baud_rate(cfg.baudrate),
+                              f"set baud rate {cfg.baudrate}")
+            await link.set_baudrate(cfg.baudrate)  # the module talks at it after its reply
+            return await self._version()
+        await link.set_baudrate(cfg.baudrate)
+        raise ReaderTimeout(f"{first}; no answer at {'/'.join(map(str, tried))} baud either "
+                            "(check power and wiring)") from first
 
     async def _version(self) -> mercury.VersionInfo:
         frame = await self._command(mercury.get_version())
