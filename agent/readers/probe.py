@@ -185,14 +185,24 @@ async def _ask_thingmagic(
     if version is None:
         return ProbeResult(port=port, protocol=THINGMAGIC, baudrate=baud,
                            detail=f"version reply {frame.status_text}")
+    detail = (f"hardware {version.dotted(version.hardware)}, bootloader "
+              f"{version.dotted(version.bootloader)}")
+    try:
+        reply = await session.request(
+            mercury.get_serial_number(), lambda f: f.opcode == mercury.Opcode.HW_VERSION,
+            timeout_s=timeout_s)
+    except ReaderTimeout:
+        reply = None  # the serial is a bonus: the module is identified already
+    serial = mercury.parse_serial_number(reply.data) if reply is not None and reply.ok else None
+    if serial:
+        detail = f"serial {serial}, {detail}"
     return ProbeResult(
         port=port,
         protocol=THINGMAGIC,
         baudrate=baud,
         firmware=version.firmware_text,
         model=version.model,
-        detail=(f"hardware {version.dotted(version.hardware)}, bootloader "
-                f"{version.dotted(version.bootloader)}"),
+        detail=detail,
     )
 
 

@@ -37,6 +37,7 @@ HEADER = 0xFF
 VERSION = 0x03
 BOOT_FIRMWARE = 0x04
 SET_BAUD_RATE = 0x06
+HW_VERSION = 0x10
 READ_TAG_ID_MULTIPLE = 0x22
 MULTI_PROTOCOL_TAG_OP = 0x2F
 GET_READ_TX_POWER = 0x62
@@ -98,6 +99,7 @@ class ThingMagicConfig:
     bootloader: bytes = bytes.fromhex("12 06 11 00")
     firmware: bytes = bytes.fromhex("01 09 00 02")
     firmware_date: bytes = bytes.fromhex("20 19 04 17")
+    serial: str = "SIM-NANO-0001"
     ports: int = 1  # the Nano has one antenna port
     baud: int = 115200
     read_rate_per_s: float = 200.0
@@ -215,6 +217,11 @@ class ThingMagicDevice(ScheduledDevice):
             return self._reply(t0_s, opcode, OK)
         if opcode == SET_BAUD_RATE:
             return self._set_baud(data, t0_s)
+        if opcode == HW_VERSION:
+            if data != b"\x00\x40":
+                return self._reply(t0_s, opcode, INVALID_PARAMETER)
+            serial = self.config.serial.encode("ascii")
+            return self._reply(t0_s, opcode, OK, b"\x00\x40\x00" + bytes([len(serial)]) + serial)
         if not st.application:
             return self._reply(t0_s, opcode, INVALID_OPCODE)
         return self._application(opcode, data, t0_s)

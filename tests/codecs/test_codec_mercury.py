@@ -219,3 +219,11 @@ def test_random_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
 @given(st.binary(max_size=255), st.integers(0, 0xFFFF))
 def test_random_record_data_never_raises(data: bytes, status: int) -> None:
     parse_stream(MercuryFrame(0x22, status, data))
+
+
+def test_serial_number() -> None:
+    assert mercury.get_serial_number()[1:5] == v("02 10 00 40")
+    assert mercury.parse_serial_number(v("00 40 00 04") + b"AB12") == "AB12"
+    assert mercury.parse_serial_number(v("00 40 00 09") + b"AB12") is None  # too short
+    assert mercury.parse_serial_number(v("00 40 00 02 00 ff")) is None  # not text
+    assert mercury.parse_serial_number(b"") is None

@@ -66,6 +66,7 @@ async def test_boots_from_the_bootloader_configures_and_streams(
             await run2.wait_reads(5)
         assert "booted from the bootloader" not in caplog.text
         assert "ThingMagic M6e Nano firmware 01.09.00.02" in caplog.text
+        assert ", serial SIM-NANO-0001" in caplog.text
     st = run.status
     assert st.model == "M6e Nano"
     assert st.firmware == "01.09.00.02"

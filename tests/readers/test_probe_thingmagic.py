@@ -24,7 +24,7 @@ async def test_finds_the_module_and_its_baud_rate(tmp_path: Path) -> None:
     assert found.baudrate == 9600
     assert found.model == "M6e Nano"
     assert found.firmware == "01.09.00.02"
-    assert "hardware 30.00.00.01" in found.detail
+    assert found.detail.startswith("serial SIM-NANO-0001, hardware 30.00.00.01")
     assert found.line().startswith(f"{line.port}: thingmagic at 9600 baud, M6e Nano, firmware "
                                    "01.09.00.02")
 

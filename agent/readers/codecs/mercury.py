@@ -44,6 +44,7 @@ class Opcode(IntEnum):
     VERSION = 0x03  # TMR_SR_OPCODE_VERSION
     BOOT_FIRMWARE = 0x04  # TMR_SR_OPCODE_BOOT_FIRMWARE
     SET_BAUD_RATE = 0x06  # TMR_SR_OPCODE_SET_BAUD_RATE
+    HW_VERSION = 0x10  # TMR_SR_OPCODE_HW_VERSION (flags 0x40: the serial number)
     READ_TAG_ID_MULTIPLE = 0x22  # TMR_SR_OPCODE_READ_TAG_ID_MULTIPLE (streamed records too)
     GET_TAG_ID_BUFFER = 0x29  # TMR_SR_OPCODE_GET_TAG_ID_BUFFER
     CLEAR_TAG_ID_BUFFER = 0x2A  # TMR_SR_OPCODE_CLEAR_TAG_ID_BUFFER
@@ -288,6 +289,25 @@ def set_read_power(centi_dbm: int) -> bytes:
 def get_read_power() -> bytes:
     """0x62 option 0x00: the power only (option 0x01 adds the limits)."""
     return encode(Opcode.GET_READ_TX_POWER, b"\x00")
+
+
+SERIAL_NUMBER_FLAGS = 0x40
+
+
+def get_serial_number() -> bytes:
+    """0x10 ``Option Flags=0x40`` (serial_reader.c getSerialNumber)."""
+    return encode(Opcode.HW_VERSION, bytes((0x00, SERIAL_NUMBER_FLAGS)))
+
+
+def parse_serial_number(data: bytes) -> str | None:
+    """0x10 flags 0x40 reply: the serial's length at byte 3, its ASCII after it (the Mercury
+    API reads it so; bytes 0-2 are not interpreted). None if malformed or not printable."""
+    if len(data) < 4 or data[3] == 0 or 4 + data[3] > len(data):
+        return None
+    raw = data[4 : 4 + data[3]]
+    if not all(0x20 <= b < 0x7F for b in raw):
+        return None
+    return raw.decode("ascii")
 
 
 def get_temperature() -> bytes:

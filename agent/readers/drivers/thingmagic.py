@@ -143,6 +143,9 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
         text = (f"ThingMagic {version.model} firmware {version.firmware_text}, hardware "
                 f"{version.dotted(version.hardware)}, bootloader "
                 f"{version.dotted(version.bootloader)}")
+        serial = await self._serial_number()
+        if serial:
+            text += f", serial {serial}"
         if booted:
             text += " (booted from the bootloader)"
         if await self._read_temperature():
@@ -183,6 +186,16 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
         await link.set_baudrate(cfg.baudrate)
         raise ReaderTimeout(f"{first}; no answer at {'/'.join(map(str, tried))} baud either "
                             "(check power and wiring)") from first
+
+    async def _serial_number(self) -> str | None:
+        """0x10 flags 0x40, for the log only: asked once, a module without it is no error."""
+        try:
+            frame = await self.session.request(
+                mercury.get_serial_number(), lambda f: f.opcode == mercury.Opcode.HW_VERSION,
+                timeout_s=self.cfg.response_timeout_s, on_other=self._stray)
+        except ReaderTimeout:
+            return None
+        return mercury.parse_serial_number(frame.data) if frame.ok else None
 
     async def _version(self) -> mercury.VersionInfo:
         frame = await self._command(mercury.get_version())
