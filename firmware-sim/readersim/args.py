@@ -333,6 +333,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--firmware", default="01.09.00.02", help="firmware version AA.BB.CC.DD")
     g.add_argument("--temperature", type=int, default=33, help="°C reported by 0x72")
     g.add_argument(
+        "--temperature-at",
+        type=_temperature_step,
+        action="append",
+        default=[],
+        metavar="S:C",
+        help="from S seconds after start on, report C °C (repeatable)",
+    )
+    g.add_argument(
         "--streaming-at-start",
         action="store_true",
         help="start in the application, region set, already streaming (as an earlier "

@@ -220,6 +220,7 @@ def _thingmagic_plan(args: argparse.Namespace) -> Plan:
         min_round_s=_min_round_s(args, scenario),
         max_power_centi_dbm=max_centi,
         temperature_c=args.temperature,
+        temperature_steps=tuple(args.temperature_at),
         streaming_at_start=args.streaming_at_start,
         saturate=args.saturate,
     )

@@ -108,6 +108,8 @@ class ThingMagicConfig:
     max_power_centi_dbm: int = 2700  # the Nano's maximum
     power_centi_dbm: int = 2000
     temperature_c: int = 33
+    # (scenario seconds, °C) steps: from each time on, 0x72 reports that temperature.
+    temperature_steps: tuple[tuple[float, int], ...] = ()
     keepalive_s: float = 1.0
     streaming_at_start: bool = False
     saturate: bool = False
@@ -265,7 +267,7 @@ class ThingMagicDevice(ScheduledDevice):
                                b"\x00" + st.power_centi_dbm.to_bytes(2, "big", signed=True))
         if opcode == GET_TEMPERATURE:
             return self._reply(t0, opcode, OK,
-                               self.config.temperature_c.to_bytes(1, "big", signed=True))
+                               self.temperature_at(t0).to_bytes(1, "big", signed=True))
         if opcode == SET_READER_OPTIONAL_PARAMS:
             return self._reply(t0, opcode)
         if opcode == MULTI_PROTOCOL_TAG_OP:
@@ -281,6 +283,13 @@ class ThingMagicDevice(ScheduledDevice):
             st.last_emit_s = t0
             return self._reply(t0, opcode, OK, data[:3])
         return self._reply(t0, opcode, INVALID_OPCODE)
+
+    def temperature_at(self, t_s: float) -> int:
+        temp = self.config.temperature_c
+        for at_s, value in sorted(self.config.temperature_steps):
+            if self.world_s(t_s) >= at_s:
+                temp = value
+        return temp
 
     def _set_baud(self, data: bytes, t0: float) -> Job:
         baud = int.from_bytes(data, "big") if len(data) == 4 else -1
@@ -319,6 +328,14 @@ class ThingMagicDevice(ScheduledDevice):
     def _search(self, t0: float) -> Generator[Emission, None, None]:
         """One search cycle over the antenna list; a keep-alive when a second passed unread."""
         cfg, st = self.config, self.state
+        err = self._error_code(t0)
+        if err is not None:
+            # An injected status (0x0504 temperature throttle, ...) in place of this cycle's
+            # reads: a 0x22 message with that status and no data, as the keep-alive is.
+            st.last_emit_s = t0
+            self._busy_until_s = max(self._busy_until_s, t0 + max(cfg.min_round_s, 0.05))
+            yield Emission(t0, encode_reply(READ_TAG_ID_MULTIPLE, err))
+            return
         rate = math.inf if cfg.saturate else cfg.read_rate_per_s
         limited = rate > 0 and math.isfinite(rate)
         t = t0

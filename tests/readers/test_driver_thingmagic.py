@@ -252,3 +252,36 @@ async def test_without_baud_search_a_wrong_rate_is_a_named_timeout(tmp_path: Pat
             line.close()
     assert not run.reads
     assert "no reply to version (0x03) within 0.20 s" in (run.status.last_error or "")
+
+
+async def test_temperature_is_read_again_and_warned_while_streaming(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The temperature timer pauses the stream (the module takes no command while it
+    streams), reads 0x72, warns once above temperature_warn_c and starts the stream again."""
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "2", "--temperature-at", "1.0:80") as s:
+        cfg = _config(s.port, temperature_interval_s=0.3, temperature_warn_c=75)
+        with caplog.at_level(logging.WARNING, logger="agent.readers"):
+            async with Run(cfg) as run:
+                await run.wait_for(lambda r: r.status.temperature_c == 80, 10, "80 °C")
+                n = len(run.reads)
+                await run.wait_reads(n + 10)  # streaming again
+                await asyncio.sleep(1.0)  # more timer rounds: still one warning
+    assert caplog.text.count("temperature 80 °C is above 75 °C") == 1
+    assert run.status.temperature_high
+    assert run.status.disconnects == 0
+
+
+async def test_a_stream_status_is_named_counted_and_survived(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (sim(tmp_path, "thingmagic", "--pty", "--tags", "2", "--error-code", "0x0504",
+              "--error-after", "0", "--error-for", "1.0") as s,
+          caplog.at_level(logging.WARNING, logger="agent.readers")):
+        async with Run(_config(s.port)) as run:
+            await run.wait_for(lambda r: r.status.error_codes.get(0x0504, 0) >= 2, 10,
+                               "temperature throttle statuses")
+            n = len(run.reads)
+            await run.wait_reads(n + 5)
+    assert caplog.text.count("0x0504 temperature_exceed_limits") == 1  # repeats only counted
+    assert run.status.disconnects == 0

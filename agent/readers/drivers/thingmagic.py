@@ -114,7 +114,9 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
         quiet; a module that is not streaming answers stop-reading and is quiet at once."""
         cfg = self.cfg
         await self.session.send(mercury.stop_reading())
-        deadline = self._clock() + 10 * cfg.drain_quiet_s
+        start = self._clock()
+        deadline = start + 10 * cfg.drain_quiet_s
+        resend_s = start + 3 * cfg.drain_quiet_s
         while self._clock() < deadline:
             try:
                 frame = await self.session.next_frame(cfg.drain_quiet_s)
@@ -122,6 +124,10 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
                 break
             if frame.opcode == mercury.Opcode.READ_TAG_ID_MULTIPLE:
                 self.drained_frames += 1
+            if self._clock() >= resend_s:
+                # Still streaming: the stop may have been lost to line noise; say it again.
+                resend_s = self._clock() + 3 * cfg.drain_quiet_s
+                await self.session.send(mercury.stop_reading())
         if self.drained_frames:
             log.info("reader %s: the module was still streaming (left by an earlier process); "
                      "stopped it and discarded %d frames", cfg.name, self.drained_frames)
