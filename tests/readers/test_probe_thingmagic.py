@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from agent.readers.probe import THINGMAGIC, THINGMAGIC_BAUDS, attempt_order, probe
@@ -42,3 +44,14 @@ def test_rates_tried_in_the_order_asked() -> None:
     order = attempt_order()
     assert order[:3] == [("r2000", 115200), ("chafon", 57600), ("thingmagic", 115200)]
     assert [b for p, b in order if p == THINGMAGIC] == list(THINGMAGIC_BAUDS)
+
+
+def test_edge_agent_probe_command(tmp_path: Path) -> None:
+    with sim(tmp_path, "thingmagic", "--pty", "--tags", "1") as s:
+        proc = subprocess.run(
+            [sys.executable, "-m", "agent", "probe", s.port, "--protocol", "thingmagic",
+             "--timeout-s", "0.5"],
+            capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{s.port}: thingmagic at 115200 baud, M6e Nano, firmware 01.09.00.02 (serial " \
+           "SIM-NANO-0001" in proc.stdout

@@ -117,20 +117,22 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
         start = self._clock()
         deadline = start + 10 * cfg.drain_quiet_s
         resend_s = start + 3 * cfg.drain_quiet_s
+        drained = 0
         while self._clock() < deadline:
             try:
                 frame = await self.session.next_frame(cfg.drain_quiet_s)
             except ReaderTimeout:
                 break
             if frame.opcode == mercury.Opcode.READ_TAG_ID_MULTIPLE:
-                self.drained_frames += 1
+                drained += 1
             if self._clock() >= resend_s:
                 # Still streaming: the stop may have been lost to line noise; say it again.
                 resend_s = self._clock() + 3 * cfg.drain_quiet_s
                 await self.session.send(mercury.stop_reading())
-        if self.drained_frames:
+        self.drained_frames += drained
+        if drained:
             log.info("reader %s: the module was still streaming (left by an earlier process); "
-                     "stopped it and discarded %d frames", cfg.name, self.drained_frames)
+                     "stopped it and discarded %d frames", cfg.name, drained)
 
     async def identify(self) -> str:
         await self._drain()
