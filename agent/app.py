@@ -51,7 +51,7 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
-        if any(r.driver == "barcode" and r.enabled for r in cfg.readers):
+        if any(r.driver in ("barcode", "hid") and r.enabled for r in cfg.readers):
             barcode_data.preload()  # not at the first scan, on a busy event loop
         buffer = await SqliteBuffer.open(cfg.buffer)
         topic_map = topics(cfg.uplink.mqtt, cfg.gateway.site, cfg.gateway.id)

@@ -117,10 +117,15 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
-    """List serial ports with their stable names (by-id link, usb:VID:PID[:SERIAL] spec)."""
+    """List serial ports with their stable names (by-id link, usb:VID:PID[:SERIAL] spec),
+    then the input devices a keyboard-wedge (hid) scanner can be read from."""
+    from agent.readers.input_devices import format_input_devices, list_input_devices
     from agent.readers.ports import format_ports, list_ports
 
     print(format_ports(list_ports()))
+    print()
+    print("USB keyboard-wedge scanners (driver: hid):")
+    print(format_input_devices(list_input_devices()))
     return EXIT_OK
 
 
@@ -200,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_field_tools(sub)  # doctor, status, tail, buffer
 
     ports = sub.add_parser(
-        "ports", help="list serial ports and their stable names (by-id, usb:VID:PID:SERIAL)"
+        "ports", help="list serial ports and HID scanners with their stable names (by-id, "
+        "usb:VID:PID:SERIAL)"
     )
     ports.set_defaults(func=cmd_ports)
 

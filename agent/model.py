@@ -19,6 +19,9 @@ class TagRead:
     phase: int | None = None
     frequency_khz: int | None = None
     clock_synced: bool = True  # was the system clock NTP-synchronised at read_at
+    # Driver-specific fields, carried into the event's read detail as they are: ("tea:..",
+    # value) pairs, e.g. ("tea:readerClockOffsetS", -3600.2). Usually empty.
+    extra: tuple[tuple[str, float | int | str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,6 +9,9 @@ well-formed. Targets:
   every frame parsed; every plausible inventory frame must parse.
 * ``chafon``: random chunks into the Chafon decoder, every frame parsed as a response.
 * ``barcode``: random chunks into the barcode framer, every scan interpreted (biip).
+* ``hid``: random records (plausible key events and raw noise, both record sizes, every
+  keymap) into the keyboard-wedge decoder; every scan interpreted (biip), nothing pending
+  after a resync.
 * ``epc``: random EPC banks (hex of 0-62 bytes, random PC) decoded; the result's URI decodes
   again the same way (a pure function of its input).
 * ``digital_link``: random EPC URNs with Table A-1 serials; the Digital Link is a fixed point
@@ -31,6 +34,7 @@ from agent.pipeline.digital_link import canonical_digital_link, urn_to_digital_l
 from agent.pipeline.epc import decode_epc
 from agent.readers.codecs import a0, chafon
 from agent.readers.codecs.barcode import BarcodeFramer
+from agent.readers.codecs.hid import EV_KEY, KEYMAP_NAMES, InputEvent, KeyDecoder, pack_event
 
 TABLE_A1 = ("!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_"
             "abcdefghijklmnopqrstuvwxyz")
@@ -93,6 +97,27 @@ def fuzz_epc(rng: random.Random, n: int) -> str:
     return f"{decoded} decoded to a GS1 scheme"
 
 
+def fuzz_hid(rng: random.Random, n: int) -> str:
+    scans = 0
+    for _ in range(n // 50 or 1):
+        size = rng.choice((16, 24))
+        dec = KeyDecoder(rng.choice(KEYMAP_NAMES), record_size=size,
+                         terminator=rng.choice(("enter", "tab", "none")), idle_s=0.05,
+                         gs_substitute=rng.choice(("ctrl+]", "f8", "|")))
+        for _ in range(50):
+            if rng.random() < 0.8:  # a key event a keyboard could send
+                data = pack_event(InputEvent(rng.randint(0, 10), rng.randint(0, 999_999), EV_KEY,
+                                             rng.randint(0, 120), rng.randint(0, 2)), size)
+            else:
+                data = rng.randbytes(rng.randint(0, 40))
+            for scan in dec.feed(data):
+                interpret(scan.data, scan.symbology)
+                scans += 1
+        dec.resync()
+        assert dec.pending == 0
+    return f"{scans} scans"
+
+
 def fuzz_digital_link(rng: random.Random, n: int) -> str:
     fixed = 0
     for _ in range(n):
@@ -114,8 +139,8 @@ def fuzz_digital_link(rng: random.Random, n: int) -> str:
 
 
 TARGETS: dict[str, Callable[[random.Random, int], str]] = {
-    "a0": fuzz_a0, "chafon": fuzz_chafon, "barcode": fuzz_barcode, "epc": fuzz_epc,
-    "digital_link": fuzz_digital_link,
+    "a0": fuzz_a0, "chafon": fuzz_chafon, "barcode": fuzz_barcode, "hid": fuzz_hid,
+    "epc": fuzz_epc, "digital_link": fuzz_digital_link,
 }
 
 

@@ -108,11 +108,22 @@ else
             --shell /usr/sbin/nologin --comment "Trace Edge Agent" "$NAME"
         say "created system user $NAME"
     fi
-    # The unit adds dialout itself (SupplementaryGroups=); membership also lets a technician
-    # run `sudo -u edge-agent edge-agent ...` against the readers.
+    # The unit adds dialout and input itself (SupplementaryGroups=); membership also lets a
+    # technician run `sudo -u edge-agent edge-agent ...` against the readers.
     if ! id -nG "$NAME" | tr ' ' '\n' | grep -qx dialout; then
         usermod -a -G dialout "$NAME"
         say "added $NAME to the dialout group (serial ports)"
+    fi
+    # input owns /dev/input/event* (udev's 50-udev-default.rules): USB barcode scanners in
+    # keyboard-wedge mode (driver: hid). The unit names the group too, and a unit whose
+    # SupplementaryGroups= group is missing does not start, so make sure it exists.
+    if ! getent group input >/dev/null 2>&1; then
+        groupadd --system input
+        say "created the input group"
+    fi
+    if ! id -nG "$NAME" | tr ' ' '\n' | grep -qx input; then
+        usermod -a -G input "$NAME"
+        say "added $NAME to the input group (keyboard-wedge barcode scanners)"
     fi
 fi
 

@@ -12,10 +12,10 @@ from agent.buffer.api import (
     OutEvent,
     StoredRead,
 )
-from agent.buffer.rows import READ_COLUMNS, ReadRow, decode_read
+from agent.buffer.rows import READ_COLUMN_COUNT, READ_COLUMNS, ReadRow, decode_read
 from agent.buffer.store import Rejected, Store, insert_alarm
 
-_INSERT_READ = f"INSERT INTO reads ({READ_COLUMNS}) VALUES ({', '.join('?' * 12)})"  # noqa: S608
+_INSERT_READ = f"INSERT INTO reads ({READ_COLUMNS}) VALUES ({', '.join('?' * READ_COLUMN_COUNT)})"  # noqa: S608
 _SELECT_READS = f"SELECT id, {READ_COLUMNS} FROM reads WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
 _INSERT_EVENT = "INSERT INTO outbox (kind, payload, priority, created_at_s) VALUES (?, ?, ?, ?)"
 

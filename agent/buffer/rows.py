@@ -11,10 +11,13 @@ Row layout (columns of ``reads`` after ``id``)::
     antenna, rssi_dbm, pc, phase, frequency_khz
     data          BLOB     barcode bytes exactly as received
     symbology     TEXT     AIM identifier such as "]d2"
+    extra         TEXT     JSON object of a tag read's driver-specific tea: fields, or NULL
+                           (schema v2; a row salvaged from a v1 file has no value: NULL)
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,8 +26,9 @@ from agent.model import BarcodeRead, Read, TagRead
 
 READ_COLUMNS = (
     "kind, reader, read_at_us, clock_synced, epc, antenna, rssi_dbm, pc, phase, frequency_khz, "
-    "data, symbology"
+    "data, symbology, extra"
 )
+READ_COLUMN_COUNT = READ_COLUMNS.count(",") + 1
 KIND_TAG = 0
 KIND_BARCODE = 1
 
@@ -67,18 +71,22 @@ def encode_read(read: Read) -> ReadRow:
         return (
             KIND_TAG, read.reader, us, synced, _epc_in(read.epc), read.antenna, read.rssi_dbm,
             read.pc, read.phase, read.frequency_khz, None, None,
+            json.dumps(dict(read.extra), separators=(",", ":")) if read.extra else None,
         )
     if isinstance(read, BarcodeRead):
         return (
             KIND_BARCODE, read.reader, us, synced, None, None, None, None, None, None,
-            bytes(read.data), read.symbology,
+            bytes(read.data), read.symbology, None,
         )
     raise TypeError(f"not a read: {read!r}")
 
 
 def decode_read(row: ReadRow) -> Read:
     """The values of READ_COLUMNS -> the read (raises TypeError/ValueError on a bad row)."""
-    (kind, reader, us, synced, epc, antenna, rssi, pc, phase, freq, data, symbology) = row
+    if len(row) == READ_COLUMN_COUNT - 1:  # a v1 row (salvage): no extra
+        row = (*row, None)
+    (kind, reader, us, synced, epc, antenna, rssi, pc, phase, freq, data, symbology,
+     extra) = row
     if not isinstance(reader, str) or not isinstance(us, int):
         raise TypeError(f"bad read row {row!r}")
     read_at = us_to_datetime(us)
@@ -86,7 +94,7 @@ def decode_read(row: ReadRow) -> Read:
         return TagRead(
             reader=reader, epc=_epc_out(epc), read_at=read_at, antenna=antenna,
             rssi_dbm=None if rssi is None else float(rssi), pc=pc, phase=phase,
-            frequency_khz=freq, clock_synced=bool(synced),
+            frequency_khz=freq, clock_synced=bool(synced), extra=_extra_out(extra),
         )
     if kind == KIND_BARCODE:
         if not isinstance(data, bytes):
@@ -96,3 +104,16 @@ def decode_read(row: ReadRow) -> Read:
             clock_synced=bool(synced),
         )
     raise ValueError(f"unknown read kind {kind!r}")
+
+
+def _extra_out(value: object) -> tuple[tuple[str, float | int | str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, str):
+        raise TypeError(f"bad extra column value {value!r}")
+    fields = json.loads(value)  # JSONDecodeError is a ValueError: a bad row
+    if not isinstance(fields, dict) or not all(
+            isinstance(k, str) and isinstance(v, float | int | str) and not isinstance(v, bool)
+            for k, v in fields.items()):
+        raise ValueError(f"bad extra column value {value!r}")
+    return tuple(fields.items())

@@ -31,6 +31,7 @@ from typing import Any
 from agent.buffer.pages import PageImages, RawRow
 from agent.buffer.rows import decode_read
 from agent.buffer.schema import TABLE_COLUMNS, Conn
+from agent.model import TagRead
 
 log = logging.getLogger(__name__)
 
@@ -214,10 +215,24 @@ def _dead_problem(row: tuple[Any, ...]) -> str | None:
 
 
 def _read_problem(row: tuple[Any, ...]) -> str | None:
+    """A read row must decode, and its numbers must be ones a reader can have sent: garbage
+    over a record's payload leaves a row SQLite still returns (found with schema v2's
+    layout: a tag read with RSSI -3.8e-163 dBm on 1.8 GHz)."""
     try:
-        decode_read(tuple(row[1:]))
+        read = decode_read(tuple(row[1:]))
     except (TypeError, ValueError, OverflowError) as exc:
         return f"read row does not decode ({exc})"
+    if isinstance(read, TagRead):
+        checks = (
+            (read.rssi_dbm, -150.0, 30.0, "rssi_dbm"),
+            (read.antenna, 0, 0xFFFF, "antenna"),
+            (read.pc, 0, 0xFFFF, "pc"),
+            (read.phase, 0, 0xFFFF, "phase"),
+            (read.frequency_khz, 400_000, 3_000_000, "frequency_khz"),  # UHF RFID: 860-960 MHz
+        )
+        for value, lo, hi, name in checks:
+            if value is not None and not lo <= value <= hi:
+                return f"read row has an impossible {name} ({value})"
     return None
 
 
@@ -313,7 +328,7 @@ def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport, source: 
     ]
     try:
         for table, validate, hi, upsert in plan:
-            cols = ", ".join(TABLE_COLUMNS[table])
+            cols = ", ".join(_source_columns(reader.src, table))
             reader.table(table, cols, hi, inserter(table, validate, upsert))
         if not dst.in_transaction:
             dst.execute("BEGIN IMMEDIATE")
@@ -332,7 +347,27 @@ def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport, source: 
         raise
 
 
-def _table_of(row: RawRow) -> str | None:
+def _source_columns(src: sqlite3.Connection, table: str) -> list[str]:
+    """The columns to read from the damaged file: the current schema's, with NULL for those
+    its (older) schema does not have yet (reads.extra came with schema v2)."""
+    try:
+        have = {str(r[1]) for r in src.execute(f"PRAGMA table_info({table})")}
+    except sqlite3.DatabaseError:
+        have = set()
+    cols = list(TABLE_COLUMNS[table])
+    if not have:  # unreadable schema: ask for everything, the probes report what fails
+        return cols
+    return [c if c in have else "NULL" for c in cols]
+
+
+def _file_schema_version(db: bytes | mmap.mmap) -> int | None:
+    """The file header's user_version (offset 60, big-endian; SQLite file format §1.3)."""
+    if len(db) < 100 or db[:16] != b"SQLite format 3\x00":
+        return None
+    return int.from_bytes(db[60:64], "big")
+
+
+def _table_of(row: RawRow, read_values: frozenset[int] = frozenset({13, 14})) -> str | None:
     """Which buffer table a page-level row belongs to, by its shape (schema.py, _V1).
 
     ``INTEGER PRIMARY KEY`` columns are stored as NULL (the rowid is the id). The key-value
@@ -342,8 +377,8 @@ def _table_of(row: RawRow) -> str | None:
     n = len(v)
     if not n or (v[0] is not None and n != 2):
         return None
-    if n == 13 and isinstance(v[1], int) and isinstance(v[2], str):
-        return "reads"
+    if n in read_values and isinstance(v[1], int) and isinstance(v[2], str):
+        return "reads"  # 13 values: written before schema v2 (no extra)
     if n == 8 and isinstance(v[1], str) and isinstance(v[2], str):
         return "outbox"
     if n == 9 and isinstance(v[1], str) and isinstance(v[2], str) and isinstance(v[7], str):
@@ -370,7 +405,11 @@ def _page_pass(
             try:
                 if f_wal is not None and wal_path.stat().st_size:
                     wal = mmap.mmap(f_wal.fileno(), 0, access=mmap.ACCESS_READ)
-                _page_rows(PageImages(db, wal), dst, report, tables, seen)
+                # A v2 file's reads rows have 14 values: one of 13 there is a damaged record.
+                version = _file_schema_version(db)
+                shapes = frozenset({14}) if version is not None and version >= 2 else (
+                    frozenset({13}) if version == 1 else frozenset({13, 14}))
+                _page_rows(PageImages(db, wal), dst, report, tables, seen, shapes)
             finally:
                 if isinstance(wal, mmap.mmap):
                     wal.close()
@@ -388,9 +427,10 @@ def _page_rows(
     images: PageImages, dst: Conn, report: SalvageReport,
     tables: dict[str, tuple[Callable[[tuple[Any, ...]], str | None], bool]],
     seen: dict[str, int],
+    read_values: frozenset[int] = frozenset({13, 14}),
 ) -> None:
     for raw in images.rows():
-        table = _table_of(raw)
+        table = _table_of(raw, read_values)
         if table is None:
             continue
         if table == "meta":
@@ -398,6 +438,8 @@ def _page_rows(
                 report.previous_generation = str(raw.values[1])
             continue
         values = (raw.rowid, *raw.values[1:])
+        if len(values) < len(TABLE_COLUMNS[table]):  # a reads row from before schema v2
+            values = (*values, *(None,) * (len(TABLE_COLUMNS[table]) - len(values)))
         seen[table] = max(seen.get(table, 0), raw.rowid)
         validate, _upsert = tables[table]
         exists = dst.execute(f"SELECT 1 FROM {table} WHERE id = ?",  # noqa: S608

@@ -97,7 +97,13 @@ CREATE TABLE state (
 );
 """
 
-MIGRATIONS: list[str] = [_V1]
+# Driver-specific read fields (JSON object of tea: keys, e.g. an LLRP reader's clock offset,
+# Impinj RF phase and Doppler); NULL for most reads. Rows written before keep 12 values.
+_V2 = """
+ALTER TABLE reads ADD COLUMN extra TEXT;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2]
 """Step i (0-based) takes the schema from user_version i to i + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -106,7 +112,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "reads": (
         "id", "kind", "reader", "read_at_us", "clock_synced", "epc", "antenna", "rssi_dbm", "pc",
-        "phase", "frequency_khz", "data", "symbology",
+        "phase", "frequency_khz", "data", "symbology", "extra",
     ),
     "outbox": (
         "id", "kind", "payload", "priority", "created_at_s", "attempts", "lease_until_s",

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from agent.config.values import parse_size, parse_terminator
+from agent.config.values import parse_gs_substitute, parse_size, parse_terminator
 from agent.config.vocab import check_uri, check_vocabulary
 
 
@@ -317,9 +317,80 @@ class BarcodeConfig(_ReaderBase):
         return parse_terminator(self.terminator)
 
 
+class HidReaderConfig(_ReaderBase):
+    """A USB barcode scanner in keyboard-wedge (HID) mode, read from its Linux input device
+    (docs/readers.md, USB keyboard-wedge scanners)."""
+
+    driver: Literal["hid"]
+    # port: /dev/input/by-id/usb-...-event-kbd, /dev/input/eventN, a udev name such as
+    # /dev/scanner-1, usb:VID:PID[:SERIAL] (resolved to /dev/input/eventN on every connect),
+    # or a FIFO / file carrying the same records (reader-sim hid).
+    # The keyboard layout ("keyboard country") the scanner is set up for.
+    keymap: Literal["us", "de", "fr", "uk"] = "us"
+    # The key that ends a scan (the scanner's suffix); none: inter_key_timeout_ms only.
+    terminator: Literal["enter", "tab", "none"] = "enter"
+    # End a scan when no key came for this long (scanners without a suffix); null: the
+    # terminator only (a scan whose Enter was lost is dropped after 1 s, counted).
+    inter_key_timeout_ms: Annotated[float, Field(gt=0, le=10000)] | None = None
+    # How the scanner types GS (0x1D, the GS1 separator): ctrl+], f1..f12, one printable
+    # character (which then cannot occur in data), or none.
+    gs_substitute: str = "ctrl+]"
+    # Size of the kernel's input_event record: auto = this process's (24 bytes for 64-bit,
+    # 16 for 32-bit); set it only for a file recorded on another machine.
+    record_size: Literal["auto", 16, 24] = "auto"
+    # EVIOCGRAB: this agent alone gets the keys (they do not reach a console login or X).
+    grab: bool = True
+    max_length: Annotated[int, Field(ge=1, le=65536)] = 4096
+    # Split an AIM symbology identifier ("]C1") off the front of each scan.
+    aim: bool = True
+    # A scanner is quiet between scans: no silence check, so a large default.
+    silence_timeout_s: Annotated[float, Field(gt=0)] = 3600.0
+
+    @field_validator("gs_substitute")
+    @classmethod
+    def _gs(cls, v: str) -> str:
+        parse_gs_substitute(v)  # ValueError -> a validation error naming the field
+        return v
+
+    @model_validator(mode="after")
+    def _check_framing(self) -> HidReaderConfig:
+        if self.terminator == "none" and self.inter_key_timeout_ms is None:
+            raise ValueError("terminator: none needs inter_key_timeout_ms (or a scan could "
+                             "never end)")
+        return self
+
+    @property
+    def record_bytes(self) -> int | None:
+        """16 or 24, or None: the process's native size."""
+        return None if self.record_size == "auto" else int(self.record_size)
+
+
 class LlrpReportConfig(_Model):
     # ROReportSpec (LLRP 1.1 §13.2.6): a report every N tags (or at the end of the ROSpec).
     every_n_tags: Annotated[int, Field(ge=1, le=65535)] = 1
+    # ... and at least this often (the AISpec ends every timeout_ms and the ROSpec loops, so a
+    # report with every_n_tags > 1 never waits longer). null: only every_n_tags.
+    timeout_ms: Annotated[int, Field(ge=10, le=3_600_000)] | None = None
+
+
+class LlrpGpiTrigger(_Model):
+    """Inventory only while a GPI input is high (a dock door's photo-eye or a push button):
+    the reader starts the ROSpec when GPI ``port`` goes high and stops it when it goes low, or
+    ``stop_after_s`` after the start, whichever comes first."""
+
+    port: Annotated[int, Field(ge=1, le=65535)]
+    stop_after_s: Annotated[float, Field(gt=0, le=86_400)] | None = None
+
+
+# Impinj ImpinjInventorySearchMode values (Octane LLRP): the Gen2 target strategy.
+LLRP_SEARCH_MODES: dict[str, int] = {
+    "reader_selected": 0, "single_target": 1, "dual_target": 2,
+    "single_target_with_suppression": 3, "single_target_reset": 5,
+    "dual_target_with_b_to_a_select": 6,
+}
+LlrpSearchMode = Literal["reader_selected", "single_target", "dual_target",
+                         "single_target_with_suppression", "single_target_reset",
+                         "dual_target_with_b_to_a_select"]
 
 
 class LlrpConfig(_ReaderBase):
@@ -338,9 +409,15 @@ class LlrpConfig(_ReaderBase):
         Annotated[int, Field(ge=1, le=64)], Annotated[float, Field(ge=0, le=40)]] | None = None
     session: Annotated[int, Field(ge=0, le=3)] = 1  # Gen2 session (C1G2SingulationControl)
     tag_population: Annotated[int, Field(ge=1, le=65535)] = 32
-    # The reader's RF mode: a ModeIdentifier of its UHFC1G2RFModeTable (checked at connect;
-    # a mode the reader does not list is refused naming the ones it has). null: its default.
-    reader_mode: Annotated[int, Field(ge=0, le=2**32 - 1)] | None = None
+    # The reader's RF mode: a ModeIdentifier of its UHFC1G2RFModeTable, or a name (Impinj's,
+    # e.g. autoset_dense_reader, or built from the table entry, e.g. m4_250k). Checked at
+    # connect: a mode the reader does not list is refused naming the ones it has. null: its
+    # default.
+    reader_mode: Annotated[int, Field(ge=0, le=2**32 - 1)] | Annotated[
+        str, Field(min_length=1, max_length=64)] | None = None
+    # Impinj readers only (ImpinjInventorySearchMode); ignored with a WARNING on others.
+    search_mode: LlrpSearchMode | None = None
+    gpi_trigger: LlrpGpiTrigger | None = None
     # The reader sends KEEPALIVE this often; three missed ones (or a dead socket) reconnect.
     keepalive_s: Annotated[float, Field(ge=0.5, le=3600)] = 10.0
     report: LlrpReportConfig = Field(default_factory=LlrpReportConfig)
@@ -384,6 +461,7 @@ class LlrpConfig(_ReaderBase):
 # A new driver adds its model to this union; DRIVER_TAGS and the loader's messages follow.
 AnyReaderConfig = (
     R2000Config | ChafonConfig | ThingMagicReaderConfig | BarcodeConfig | LlrpConfig
+    | HidReaderConfig
 )
 ReaderConfig = Annotated[AnyReaderConfig, Field(discriminator="driver")]
 DRIVER_TAGS: frozenset[str] = frozenset(

@@ -58,3 +58,24 @@ def parse_terminator(spec: str) -> bytes | None:
     if not raw:
         raise ValueError("terminator is empty; use 'none' for timeout framing only")
     return raw
+
+
+FUNCTION_KEY_NAMES: tuple[str, ...] = tuple(f"f{n}" for n in range(1, 13))
+
+
+def parse_gs_substitute(spec: str) -> tuple[str, str | None]:
+    """How a keyboard-wedge scanner types GS (0x1D): ``ctrl+]`` -> ("ctrl", None),
+    ``f1``..``f12`` -> ("key", "f8"), ``none`` -> ("none", None), one printable character
+    -> ("char", "|"); ValueError for anything else."""
+    text = spec.strip()
+    low = text.lower()
+    if low in {"ctrl+]", "ctrl-]", "^]"}:
+        return "ctrl", None
+    if low == "none":
+        return "none", None
+    if low in FUNCTION_KEY_NAMES:
+        return "key", low
+    if len(spec) == 1 and spec.isprintable() and spec != " ":
+        return "char", spec
+    raise ValueError(f"gs_substitute {spec!r}: expected ctrl+], f1..f12, none or one "
+                     "printable character such as '|'")

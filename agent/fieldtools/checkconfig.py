@@ -7,6 +7,7 @@ and never change the exit code.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +93,11 @@ def config_warnings(
             warn(("readers", i, "port"),
                  f"{r.port} is numbered in plug order and may name another device after a "
                  "reboot; use the stable /dev/serial/by-id/... path (ls -l /dev/serial/by-id/)")
+        if r.driver == "hid" and re.fullmatch(r"/dev/input/event\d+", str(r.port)):
+            warn(("readers", i, "port"),
+                 f"{r.port} is numbered in plug order and may name another device after a "
+                 "reboot; use /dev/input/by-id/...-event-kbd or usb:VID:PID[:SERIAL] "
+                 "(`edge-agent ports` lists both)")
         if r.silence_timeout_s < SILENCE_MIN_S:
             warn(("readers", i, "silence_timeout_s"),
                  f"{r.silence_timeout_s:g} s: an empty field between inventory rounds would "

@@ -120,6 +120,14 @@ def format_status(snap: dict[str, Any]) -> str:
         lines.append("  " + "  ".join(
             c.rjust(widths[i]) if i in (3, 4) else c.ljust(widths[i])
             for i, c in enumerate(row[:5])) + "  " + row[5])
+    for r in snap["readers"]:  # what a network reader says about its antennas and GPIs
+        parts = [f"ant {a} {'connected' if s == 'connected' else s.upper()}"
+                 for a, s in (r.get("antennas") or {}).items()]
+        parts += [f"GPI {p} {s}" for p, s in (r.get("gpi") or {}).items()]
+        if r.get("inventoryActive") is not None:
+            parts.append("inventory " + ("running" if r["inventoryActive"] else "waiting"))
+        if parts:
+            lines.append(f"    {r['name']}: " + ", ".join(parts))
     b = snap["buffer"]
     lines.append(
         f"BUFFER  depth {b['depth']} events (+{b['readsPending']} reads), oldest "
@@ -160,9 +168,15 @@ def format_item(item: dict[str, Any]) -> str | None:
                f"[{','.join(item.get('readers', []))}] committed"
     if kind == "dropped":
         return f"... {item['count']} item(s) dropped: this viewer was too slow"
+    if kind == "antenna":
+        state = str(item.get("state", "?"))
+        return (f"{t} {item.get('reader')} ant {item.get('antenna')} "
+                f"{state.upper() if state != 'connected' else state}")
     if kind == "hello":
         who = item.get("reader") or ", ".join(item.get("readers", []))
-        return f"tailing {who}; Ctrl-C to stop"
+        ants = "; ".join(f"{reader}: " + ", ".join(f"ant {a} {s}" for a, s in states.items())
+                         for reader, states in (item.get("antennas") or {}).items())
+        return f"tailing {who}; Ctrl-C to stop" + (f"\nantennas: {ants}" if ants else "")
     if kind == "error":
         return f"error: {item.get('error')}"
     return None

@@ -9,6 +9,7 @@ fix hint. Exit 0 when nothing failed (warnings allowed), 1 otherwise, 2 for a ba
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import grp
 import os
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from agent.config import AgentConfig, AnyReaderConfig, MqttConfig
+from agent.config import AgentConfig, AnyReaderConfig, HidReaderConfig, MqttConfig
 from agent.fieldtools.checkconfig import check_config
 from agent.uplink.mqtt import connect_once
 from agent.uplink.security import (
@@ -93,7 +94,11 @@ class Doctor:
     async def check_reader(self, rc: AnyReaderConfig) -> None:
         name = f"reader {rc.name}"
         port = rc.link_spec
-        if "://" in port:
+        if isinstance(rc, HidReaderConfig):
+            for check in hid_port_checks(name, port):
+                if self.add(check).status == "FAIL":
+                    return
+        elif "://" in port:
             await self.step(f"{name} port", lambda: self._url_port(port))
         else:
             present = self.add(port_exists(name, port))
@@ -110,13 +115,20 @@ class Doctor:
                 + (f", firmware {view['firmware']}" if view.get("firmware") else "")
                 + (f" ({view['lastError']})" if view.get("lastError") and not ok else ""),
                 "" if ok else _baud_hint(rc)))
+            if rc.driver == "llrp" and ok:
+                states = {int(a): s == "connected" for a, s in (view.get("antennas") or {}).items()}
+                self.add(antenna_check(name, rc.antennas, states))
             return
         if rc.driver == "llrp":
-            # The TCP connection was accepted above; only one LLRP client may be connected,
-            # so doctor does not take the reader from a running agent to ask it more.
-            self.add(Check(f"{name} answers", "SKIP", "LLRP: TCP reachable (checked above)",
-                           "start the agent and see `edge-agent status` for the reader's "
-                           "model, firmware and antennas"))
+            # Only one LLRP client may be connected: with the agent stopped, doctor connects
+            # itself (connection accepted, capabilities, antennas) and closes the connection.
+            for check in await llrp_checks(rc, self.timeout_s):
+                self.add(check)
+            return
+        if rc.driver == "hid":
+            self.add(Check(f"{name} answers", "SKIP",
+                           "keyboard-wedge scanners answer no command",
+                           "scan a code while `edge-agent tail` runs to see it arrive"))
             return
         if rc.driver == "barcode":
             # A scanner answers no command: only a scan proves the line (see `edge-agent tail`).
@@ -287,6 +299,42 @@ def port_access(name: str, port: str) -> Check:
     return Check(f"{name} access", "PASS", "read/write open allowed")
 
 
+def hid_port_checks(
+    name: str, port: str, *, resolve: Callable[[str], str] | None = None
+) -> list[Check]:
+    """A keyboard-wedge scanner's port: found (a usb: spec among the input devices), and
+    readable by this user (the agent's user must be in group input)."""
+    from agent.readers.input_devices import resolve_input_port
+    from agent.readers.link import input_permission_hint
+    from agent.readers.ports import PortError
+
+    try:
+        device = (resolve or resolve_input_port)(port)
+    except (PortError, ValueError) as exc:
+        return [Check(f"{name} port", "FAIL", str(exc),
+                      "plug the scanner in (USB keyboard mode), or fix readers[].port; "
+                      "`edge-agent ports` lists the input devices")]
+    if not os.path.exists(device):
+        return [Check(f"{name} port", "FAIL", f"{device} does not exist",
+                      "plug the scanner in or fix readers[].port (ls -l /dev/input/by-id/; "
+                      "`edge-agent ports`)")]
+    target = os.path.realpath(device)
+    out = [Check(f"{name} port", "PASS", port + (f" -> {target}" if target != port else ""))]
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except PermissionError:
+        out.append(Check(f"{name} access", "FAIL", f"permission denied opening {device}",
+                         input_permission_hint(device).split(": ", 1)[1]))
+        return out
+    except OSError as exc:
+        out.append(Check(f"{name} access", "FAIL", f"cannot open {device}: {_why(exc)}",
+                         "check the device"))
+        return out
+    os.close(fd)
+    out.append(Check(f"{name} access", "PASS", "read open allowed"))
+    return out
+
+
 def _baud_hint(rc: AnyReaderConfig) -> str:
     if rc.driver == "llrp":
         return ("the reader accepts TCP but did not complete the LLRP start: is another client "
@@ -295,6 +343,56 @@ def _baud_hint(rc: AnyReaderConfig) -> str:
     return (f"no valid reply at {rc.link_baudrate} baud: check readers[].baudrate (defaults: R2000 "
             "115200, Chafon 57600, ThingMagic 115200; `edge-agent probe PORT` tries every "
             "rate), the reader's address, its power, and that no other program holds the port")
+
+
+def antenna_check(name: str, configured: list[int], states: dict[int, bool]) -> Check:
+    """The configured antennas against what an LLRP reader reports connected."""
+    down = [a for a in configured if states.get(a) is False]
+    unknown = [a for a in configured if a not in states]
+    if down:
+        return Check(f"{name} antennas", "FAIL",
+                     f"antenna(s) {down} not connected (of {configured})",
+                     "check the antenna cable and the port it is on; a port without an "
+                     "antenna reads nothing (remove it from readers[].antennas if unused)")
+    if unknown and len(unknown) == len(configured):
+        return Check(f"{name} antennas", "SKIP", "the reader did not report antenna states")
+    return Check(f"{name} antennas", "PASS", f"antenna(s) {configured} connected"
+                 + (f" ({unknown} not reported)" if unknown else ""))
+
+
+async def llrp_checks(rc: AnyReaderConfig, timeout_s: float) -> list[Check]:
+    """Connect as the agent would (TLS too), identify, read the antenna states, close."""
+    from agent.config import LlrpConfig
+    from agent.readers.drivers.llrp import LlrpReader
+    from agent.readers.link import Link, LinkError, SerialLink, TlsLink, tls_context
+    from agent.readers.session import ReaderError
+    from agent.readers.status import ReaderStatus
+
+    assert isinstance(rc, LlrpConfig)
+    name = f"reader {rc.name}"
+    try:
+        link: Link
+        if rc.tls_on and rc.tls is not None:
+            link = await TlsLink.open(rc.link_spec, tls_context(rc.tls))
+        else:
+            link = await SerialLink.open(rc.link_spec, 0)
+    except (LinkError, OSError, ssl.SSLError) as exc:
+        return [Check(f"{name} answers", "FAIL", f"cannot connect: {_why(exc)}",
+                      "check readers[].host / port (LLRP 5084, over TLS 5085) and the "
+                      "reader's network")]
+    try:
+        reader = LlrpReader(rc.model_copy(update={"response_timeout_s": timeout_s / 5}), link,
+                            ReaderStatus(rc.name, rc.driver, rc.link_spec))
+        try:
+            who = await reader.identify()
+        except (ReaderError, LinkError, OSError) as exc:
+            return [Check(f"{name} answers", "FAIL", _why(exc), _baud_hint(rc))]
+        with contextlib.suppress(ReaderError, LinkError, OSError):
+            await reader.goodbye()
+    finally:
+        await link.aclose()
+    return [Check(f"{name} answers", "PASS", who),
+            antenna_check(name, rc.antennas, reader.antenna_ports)]
 
 
 async def probe_reader(rc: AnyReaderConfig, timeout_s: float) -> Check:

@@ -207,8 +207,11 @@ async def _tail(rt: Runtime, writer: asyncio.StreamWriter, reader_name: str | No
         writer.write(_dumps({"error": f"no reader {reader_name!r}; readers: {names}"}))
         await writer.drain()
         return
+    watched = [reader_name] if reader_name is not None else names
+    antennas = _antenna_states(rt, watched)
     with rt.tap.subscribe(reader_name) as sub:
-        writer.write(_dumps({"type": "hello", "readers": names, "reader": reader_name}))
+        writer.write(_dumps({"type": "hello", "readers": names, "reader": reader_name,
+                             "antennas": _antennas_json(antennas)}))
         await writer.drain()
         reported = 0
         while True:
@@ -220,8 +223,28 @@ async def _tail(rt: Runtime, writer: asyncio.StreamWriter, reader_name: str | No
             if sub.dropped != reported:
                 writer.write(_dumps({"type": "dropped", "count": sub.dropped - reported}))
                 reported = sub.dropped
+            # An antenna the reader reports (dis)connected shows in the stream as it happens.
+            now_states = _antenna_states(rt, watched)
+            for (reader, antenna), up in sorted(now_states.items()):
+                if antennas.get((reader, antenna)) != up:
+                    writer.write(_dumps({"type": "antenna", "time": time.time(),
+                                         "reader": reader, "antenna": antenna,
+                                         "state": "connected" if up else "disconnected"}))
+            antennas = now_states
             writer.write(_dumps(item))
             await writer.drain()
+
+
+def _antenna_states(rt: Runtime, readers: list[str]) -> dict[tuple[str, int], bool]:
+    return {(name, antenna): up for name in readers
+            for antenna, up in rt.readers[name].antennas.items()}
+
+
+def _antennas_json(states: dict[tuple[str, int], bool]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for (reader, antenna), up in sorted(states.items()):
+        out.setdefault(reader, {})[str(antenna)] = "connected" if up else "disconnected"
+    return out
 
 
 async def _http_client(rt: Runtime, reader: asyncio.StreamReader,

@@ -118,6 +118,8 @@ def read_detail(read: TagRead, identity: EpcIdentity | None = None,
         detail["tea:rssiDbm"] = read.rssi_dbm
     if identity is not None and identity.raw_reason is not None:
         detail["tea:rawReason"] = identity.raw_reason
+    for key, value in read.extra:  # driver-specific fields (LLRP clock offset, Impinj RF)
+        detail.setdefault(key, value)
     return detail
 
 

@@ -19,6 +19,7 @@ from agent.config import (
     AnyReaderConfig,
     BarcodeConfig,
     ChafonConfig,
+    HidReaderConfig,
     LlrpConfig,
     R2000Config,
     ThingMagicReaderConfig,
@@ -45,7 +46,7 @@ THINGMAGIC_MAX_DBM = 31
 
 def check_power(cfg: AnyReaderConfig, power: Power) -> Power:
     """The power if this reader can take it; ValueError (range) / SettingNotSupported."""
-    if isinstance(cfg, BarcodeConfig):
+    if isinstance(cfg, BarcodeConfig | HidReaderConfig):
         raise SettingNotSupported(f"reader {cfg.name} is a barcode scanner: no output power")
     if isinstance(cfg, LlrpConfig):
         raise SettingNotSupported(
@@ -169,7 +170,8 @@ class ReaderControl:
     def connect_config(self) -> AnyReaderConfig:
         """The reader config for a new connection: configure() applies the desired power."""
         cfg = self.cfg
-        if isinstance(cfg, BarcodeConfig | LlrpConfig) or self.desired == cfg.power_dbm:
+        if (isinstance(cfg, BarcodeConfig | HidReaderConfig | LlrpConfig)
+                or self.desired == cfg.power_dbm):
             return cfg
         return cfg.model_copy(update={"power_dbm": self.desired})
 

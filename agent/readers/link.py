@@ -1,12 +1,19 @@
-"""The only place that does reader I/O: a serial port, a pyserial URL (socket://) or a pty."""
+"""The only place that does reader I/O: a serial port, a pyserial URL (socket://), a pty, or a
+Linux input device (keyboard-wedge scanners; InputLink)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import fcntl
 import logging
+import os
 import ssl
+import stat
+import struct
 from types import TracebackType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import serial
 import serial_asyncio_fast
@@ -60,7 +67,25 @@ class RateLink(Protocol):
     async def set_baudrate(self, baudrate: int) -> None: ...
 
 
-class _StreamLink:
+class _ClosingContext:
+    """``async with link:`` closes it (every link has ``aclose``)."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class _StreamLink(_ClosingContext):
     """A link over asyncio streams; subclasses open it. ``_ERRORS`` are the failures that mean
     the port or connection is gone (LinkError), whatever the transport."""
 
@@ -128,17 +153,6 @@ class SerialLink(_StreamLink):
             raise LinkError(f"cannot open {port}: {exc}") from exc
         return cls(port, reader, writer)
 
-    async def __aenter__(self) -> SerialLink:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
 
 def client_ssl_context(tls: TlsConfig, key_password: str | None = None) -> ssl.SSLContext:
     """The one client TLS context of the agent (broker and network readers): the CA file or the
@@ -189,3 +203,133 @@ class TlsLink(_StreamLink):
         except (OSError, ValueError, TimeoutError) as exc:
             raise LinkError(f"cannot open {spec}: {exc or type(exc).__name__}") from exc
         return cls(spec, reader, writer)
+
+
+# ioctls of include/uapi/linux/input.h
+EVIOCGRAB = 0x40044590  # _IOW('E', 0x90, int): 1 = only this fd gets the events, 0 = release
+EVIOCGNAME_256 = 0x81004506  # _IOC(_IOC_READ, 'E', 0x06, 256): the device's name
+EVIOCSCLOCKID = 0x400445A0  # _IOW('E', 0xa0, int): the clock that stamps the events
+CLOCK_MONOTONIC = 1
+
+
+def input_permission_hint(port: str) -> str:
+    """The fix for EACCES on an input device (named by the link, doctor and the docs)."""
+    return (f"permission denied opening {port}: the agent's user must be in group 'input' "
+            "(sudo usermod -aG input edge-agent, then restart the service; deploy/install.sh "
+            "does this), or give the scanner that group with a udev rule "
+            "(deploy/99-edge-agent-readers.rules)")
+
+
+class InputLink(_ClosingContext):
+    """A keyboard-wedge scanner: a Linux input device (evdev), read only, non-blocking, on the
+    event loop (``add_reader``). The same records may come from a FIFO or a regular file
+    (reader-sim hid, recordings): a file is followed like ``tail -f``; a FIFO is opened
+    read-write, because a FIFO without a writer reads as EOF at once, which would look like an
+    unplug on every connect (and a writer opening later would never be seen).
+
+    An unplugged device fails reads with ENODEV (EIO on some kernels): LinkError, and the
+    supervisor reconnects. With ``grab`` the device is EVIOCGRAB-bed: its keys reach only this
+    agent, not a console login or a desktop that would "type" the scans.
+    """
+
+    _READ_BYTES = 24 * 128  # whole records of either size (the kernel returns whole ones)
+    _FILE_POLL_S = 0.05
+
+    def __init__(self, port: str, fd: int, kind: Literal["char", "fifo", "file"], *,
+                 grabbed: bool = False, name: str | None = None) -> None:
+        self.port = port
+        self.kind = kind
+        self.grabbed = grabbed
+        self.device_name = name  # EVIOCGNAME, for a char device
+        self._fd = fd
+
+    @classmethod
+    async def open(cls, port: str, *, grab: bool = True) -> InputLink:
+        try:
+            st = os.stat(port)
+        except FileNotFoundError as exc:
+            raise LinkError(f"cannot open {port}: no such device (is the scanner plugged in? "
+                            "`edge-agent ports` lists input devices)") from exc
+        except OSError as exc:
+            raise LinkError(f"cannot open {port}: {exc.strerror or exc}") from exc
+        kind: Literal["char", "fifo", "file"]
+        if stat.S_ISCHR(st.st_mode):
+            kind = "char"
+        elif stat.S_ISFIFO(st.st_mode):
+            kind = "fifo"
+        elif stat.S_ISREG(st.st_mode):
+            kind = "file"
+        else:
+            raise LinkError(f"cannot open {port}: not an input device, FIFO or file")
+        mode = os.O_RDWR if kind == "fifo" else os.O_RDONLY
+        try:
+            fd = os.open(port, mode | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        except PermissionError as exc:
+            raise LinkError(input_permission_hint(port)) from exc
+        except OSError as exc:
+            raise LinkError(f"cannot open {port}: {exc.strerror or exc}") from exc
+        name: str | None = None
+        grabbed = False
+        if kind == "char":
+            try:
+                raw = fcntl.ioctl(fd, EVIOCGNAME_256, bytes(256))
+                name = raw.split(b"\0", 1)[0].decode(errors="replace") or None
+                # Key timestamps measure the gaps between keys (inter_key_timeout_ms): on the
+                # monotonic clock, an NTP step of the wall clock cannot split a scan.
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(fd, EVIOCSCLOCKID, struct.pack("i", CLOCK_MONOTONIC))
+                if grab:
+                    fcntl.ioctl(fd, EVIOCGRAB, 1)
+                    grabbed = True
+            except OSError as exc:
+                os.close(fd)
+                why = {errno.EBUSY: "another program has grabbed it (a second agent?)",
+                       errno.ENOTTY: "not an input (evdev) device",
+                       errno.EINVAL: "not an input (evdev) device"}.get(
+                           exc.errno or 0, exc.strerror or str(exc))
+                raise LinkError(f"cannot open {port}: {why}") from exc
+        return cls(port, fd, kind, grabbed=grabbed, name=name)
+
+    async def read(self) -> bytes:
+        if self._fd < 0:
+            raise LinkError(f"{self.port}: closed")
+        while True:
+            try:
+                data = os.read(self._fd, self._READ_BYTES)
+            except BlockingIOError:
+                await self._readable()
+                continue
+            except OSError as exc:  # ENODEV / EIO: unplugged
+                raise LinkError(f"{self.port}: {exc.strerror or exc} (scanner unplugged?)"
+                                ) from exc
+            if data or self.kind != "file":
+                return data
+            await asyncio.sleep(self._FILE_POLL_S)  # the end of a file: wait for more
+
+    async def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        loop.add_reader(self._fd, wake)
+        try:
+            await fut
+        finally:
+            loop.remove_reader(self._fd)
+
+    async def write(self, data: bytes) -> None:
+        raise LinkError(f"{self.port}: a keyboard-wedge scanner takes no commands")
+
+    async def aclose(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd < 0:
+            return
+        if self.grabbed:
+            try:
+                fcntl.ioctl(fd, EVIOCGRAB, 0)
+            except OSError as exc:  # unplugged: closing releases it anyway
+                log.debug("releasing %s: %s", self.port, exc)
+        os.close(fd)

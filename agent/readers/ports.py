@@ -24,6 +24,14 @@ BY_ID_DIR = "/dev/serial/by-id"
 USB_PREFIX = "usb:"
 
 
+def usb_spec(vid: str | None, pid: str | None, serial_number: str | None) -> str | None:
+    """``usb:VID:PID[:SERIAL]`` for a USB device (None when it is not one)."""
+    if vid is None or pid is None:
+        return None
+    spec = f"{USB_PREFIX}{vid}:{pid}"
+    return f"{spec}:{serial_number}" if serial_number else spec
+
+
 class PortError(LookupError):
     """A port spec matched no port, or several: the message lists the candidates."""
 
@@ -43,10 +51,7 @@ class PortInfo:
     @property
     def usb_spec(self) -> str | None:
         """The ``usb:VID:PID[:SERIAL]`` spec that finds this port again, for USB ports."""
-        if self.vid is None or self.pid is None:
-            return None
-        spec = f"{USB_PREFIX}{self.vid}:{self.pid}"
-        return f"{spec}:{self.serial_number}" if self.serial_number else spec
+        return usb_spec(self.vid, self.pid, self.serial_number)
 
     @property
     def label(self) -> str:
@@ -137,8 +142,10 @@ def resolve_port(spec: str, ports: Sequence[PortInfo] | None = None) -> str:
     raise PortError(f"{len(found)} serial ports match {want}: {listed}; {hint}")
 
 
-def by_id_links(by_id_dir: str | os.PathLike[str] = BY_ID_DIR) -> dict[str, str]:
-    """Real device path -> its /dev/serial/by-id symlink (empty if udev made none)."""
+def by_id_links(by_id_dir: str | os.PathLike[str] = BY_ID_DIR, *,
+                prefer: Callable[[str], bool] | None = None) -> dict[str, str]:
+    """Real device path -> its by-id symlink (empty if udev made none): the first in name
+    order, or the one ``prefer`` picks when a device has several."""
     links: dict[str, str] = {}
     try:
         entries = sorted(Path(by_id_dir).iterdir())
@@ -149,7 +156,8 @@ def by_id_links(by_id_dir: str | os.PathLike[str] = BY_ID_DIR) -> dict[str, str]
             target = os.path.realpath(link)
         except OSError:
             continue
-        links.setdefault(target, str(link))
+        if target not in links or (prefer is not None and prefer(str(link))):
+            links[target] = str(link)
     return links
 
 

@@ -40,8 +40,13 @@ class ReaderStatus:
     command_retries: int = 0  # commands asked a second time after a lost reply
     # LLRP: the reader's clock minus the gateway's (from its timestamps), seconds; None: unknown
     reader_clock_offset_s: float | None = None
+    reader_clock_steps: int = 0  # LLRP: steps of the reader's clock seen mid-session
     # LLRP: antenna -> connected, from the reader's AntennaEvents (absent: never reported)
     antennas: dict[int, bool] = field(default_factory=dict)
+    # LLRP with gpi_trigger: GPI port -> high, from the reader's GPIEvents; and whether the
+    # inventory runs (None: not GPI-triggered, it always runs)
+    gpi: dict[int, bool] = field(default_factory=dict)
+    inventory_active: bool | None = None
     # Alarms the driver raised for ``.../alarms`` (antenna disconnected, reader exception),
     # taken by the agent's reader-alarms task into the buffer. Bounded; overflow counted.
     pending_alarms: list[dict[str, Any]] = field(default_factory=list)
@@ -112,8 +117,11 @@ class ReaderStatus:
             "roundsUnconfirmed": self.rounds_unconfirmed,
             "commandRetries": self.command_retries,
             "readerClockOffsetS": self.reader_clock_offset_s,
+            "readerClockSteps": self.reader_clock_steps,
             "antennas": {str(a): "connected" if up else "disconnected"
                          for a, up in sorted(self.antennas.items())},
+            "gpi": {str(p): "high" if high else "low" for p, high in sorted(self.gpi.items())},
+            "inventoryActive": self.inventory_active,
             "errorCodes": {f"0x{k:02X}": v for k, v in sorted(self.error_codes.items())},
             "decoder": self.decoder,
         }

@@ -1,12 +1,13 @@
 """Each reader on its own supervisor: expected failures are retried with full-jitter backoff.
 
 On every connection attempt the configured port is resolved again (``usb:VID:PID[:SERIAL]``
-specs follow the adapter to whatever ttyUSB name it got), opened, and a fresh driver from the
-registry (keyed by the config's ``driver``) identifies and configures the reader, then streams
-reads. A reader that vanishes (USB unplug, EIO, EOF, TCP reset), cannot be found (PortError) or
-falls silent is closed and reopened with backoff, re-identified and re-configured, without
-disturbing other readers or the uplink. Anything else is a bug: it propagates, the TaskGroup
-ends, the process exits, systemd restarts it.
+specs follow the adapter to whatever ttyUSB name it got; a hid scanner's spec is matched among
+the input devices, to its /dev/input/eventN, and opened as an InputLink), opened, and a fresh
+driver from the registry (keyed by the config's ``driver``) identifies and configures the
+reader, then streams reads. A reader that vanishes (USB unplug, EIO, EOF, TCP reset), cannot
+be found (PortError) or falls silent is closed and reopened with backoff, re-identified and
+re-configured, without disturbing other readers or the uplink. Anything else is a bug: it
+propagates, the TaskGroup ends, the process exits, systemd restarts it.
 
 The reader's ReaderControl (desired power) outlives the connections: each new driver gets the
 desired power in its config (configure() applies it), and is attached to the control from its
@@ -25,6 +26,7 @@ from agent.config import (
     AnyReaderConfig,
     BarcodeConfig,
     ChafonConfig,
+    HidReaderConfig,
     LlrpConfig,
     R2000Config,
     ThingMagicReaderConfig,
@@ -34,10 +36,12 @@ from agent.readers.control import ReaderControl
 from agent.readers.drivers.barcode import BarcodeReader
 from agent.readers.drivers.base import ReaderDriver
 from agent.readers.drivers.chafon import ChafonReader
+from agent.readers.drivers.hid import HidReader
 from agent.readers.drivers.llrp import LlrpReader
 from agent.readers.drivers.r2000 import R2000Reader
 from agent.readers.drivers.thingmagic import ThingMagicReader
-from agent.readers.link import Link, LinkError, SerialLink, TlsLink, tls_context
+from agent.readers.input_devices import resolve_input_port
+from agent.readers.link import InputLink, Link, LinkError, SerialLink, TlsLink, tls_context
 from agent.readers.ports import PortError, resolve_port
 from agent.readers.session import ReaderError
 from agent.readers.status import ReaderStatus
@@ -45,6 +49,7 @@ from agent.readers.status import ReaderStatus
 log = logging.getLogger(__name__)
 
 OpenLink = Callable[[str, int], Awaitable[Link]]
+OpenInput = Callable[[HidReaderConfig, str], Awaitable[Link]]
 ResolvePort = Callable[[str], Awaitable[str]]
 DriverFactory = Callable[[AnyReaderConfig, Link, ReaderStatus], ReaderDriver]
 
@@ -69,6 +74,11 @@ def _barcode(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDr
     return BarcodeReader(cfg, link, status)
 
 
+def _hid(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
+    assert isinstance(cfg, HidReaderConfig)
+    return HidReader(cfg, link, status)
+
+
 def _llrp(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
     assert isinstance(cfg, LlrpConfig)
     return LlrpReader(cfg, link, status)
@@ -76,7 +86,7 @@ def _llrp(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDrive
 
 DRIVERS: dict[str, DriverFactory] = {"r2000": _r2000, "chafon": _chafon,
                                      "thingmagic": _thingmagic, "barcode": _barcode,
-                                     "llrp": _llrp}
+                                     "llrp": _llrp, "hid": _hid}
 
 
 def _line_summary(stats: dict[str, int]) -> str:
@@ -94,6 +104,15 @@ async def _resolve(spec: str) -> str:
     return await asyncio.to_thread(resolve_port, spec)
 
 
+async def _resolve_input(spec: str) -> str:
+    # A sysfs walk: cheap, but blocking, so off the event loop.
+    return await asyncio.to_thread(resolve_input_port, spec)
+
+
+async def _open_input(cfg: HidReaderConfig, device: str) -> Link:
+    return await InputLink.open(device, grab=cfg.grab)
+
+
 async def supervise_reader(
     cfg: AnyReaderConfig,
     put: Callable[[Read], Awaitable[None]],
@@ -104,6 +123,8 @@ async def supervise_reader(
     drivers: dict[str, DriverFactory] | None = None,
     rng: random.Random | None = None,
     control: ReaderControl | None = None,
+    resolve_input: ResolvePort = _resolve_input,
+    open_input: OpenInput = _open_input,
 ) -> None:
     make = (drivers or DRIVERS)[cfg.driver]
     control = control or ReaderControl(cfg)
@@ -114,10 +135,13 @@ async def supervise_reader(
     while True:
         problem: str
         try:
-            device = await resolve(cfg.link_spec)
+            hid = isinstance(cfg, HidReaderConfig)
+            device = await (resolve_input if hid else resolve)(cfg.link_spec)
             status.device = device
             link: Link
-            if device.startswith("tls://") and isinstance(cfg, LlrpConfig) and cfg.tls:
+            if isinstance(cfg, HidReaderConfig):  # an input device, not a serial line
+                link = await open_input(cfg, device)
+            elif device.startswith("tls://") and isinstance(cfg, LlrpConfig) and cfg.tls:
                 link = await TlsLink.open(device, tls_context(cfg.tls))
             else:
                 link = await open_link(device, cfg.link_baudrate)
@@ -153,6 +177,13 @@ async def supervise_reader(
                 problem = "inventory ended"
             except (LinkError, ReaderError, OSError) as exc:
                 problem = str(exc) or type(exc).__name__
+            except asyncio.CancelledError:
+                # The agent stops: a driver that can leave its reader tidy does (LLRP:
+                # STOP_ROSPEC, CLOSE_CONNECTION), bounded by the driver; then the stop goes on.
+                goodbye = getattr(reader, "goodbye", None)
+                if goodbye is not None and status.state == "connected":
+                    await goodbye()
+                raise
             finally:
                 control.detach(reader, f"connection lost ({problem})")
                 status.detach()

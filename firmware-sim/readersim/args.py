@@ -28,6 +28,42 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _clock_step(text: str) -> tuple[float, float]:
+    try:
+        at_s, step_s = (float(x) for x in text.split(":"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected AT_S:STEP_S: {exc}") from exc
+    if at_s < 0:
+        raise argparse.ArgumentTypeError("AT_S must be >= 0")
+    return at_s, step_s
+
+
+def _antenna_down(text: str) -> tuple[int, float, float]:
+    try:
+        antenna, at_s, for_s = text.split(":")
+        out = int(antenna), float(at_s), float(for_s)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected ANT:AT_S:FOR_S: {exc}") from exc
+    if out[0] < 1 or out[1] < 0 or out[2] <= 0:
+        raise argparse.ArgumentTypeError("need ANT >= 1, AT_S >= 0, FOR_S > 0")
+    return out
+
+
+def _gpi_pulse(text: str) -> tuple[int, float, float, float]:
+    parts = text.split(":")
+    if len(parts) not in (3, 4):
+        raise argparse.ArgumentTypeError("expected PORT:PERIOD_S:HIGH_S[:FIRST_S]")
+    try:
+        port = int(parts[0])
+        period_s, high_s = float(parts[1]), float(parts[2])
+        first_s = float(parts[3]) if len(parts) == 4 else 1.0
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected PORT:PERIOD_S:HIGH_S[:FIRST_S]: {exc}") from exc
+    if port < 1 or not 0 < high_s < period_s or first_s < 0:
+        raise argparse.ArgumentTypeError("need PORT >= 1, 0 < HIGH_S < PERIOD_S, FIRST_S >= 0")
+    return port, period_s, high_s, first_s
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(part, 0) for part in text.split(",") if part.strip())
@@ -372,12 +408,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="MaxNumberOfAntennaSupported (default 4, or the highest of --antennas)",
     )
     g.add_argument("--firmware", default="5.14.0.240", help="ReaderFirmwareVersion string")
+    g.add_argument(
+        "--gpi-pulse",
+        type=_gpi_pulse,
+        default=None,
+        metavar="PORT:PERIOD:HIGH[:FIRST]",
+        help="GPI PORT goes high FIRST s after each connection (default 1), for HIGH s of "
+        "every PERIOD s (a photo-eye); GPI-triggered ROSpecs follow it",
+    )
+    g.add_argument(
+        "--clock-offset",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="the reader's clock runs S seconds ahead of this machine's (negative: behind)",
+    )
     lf = llrp.add_argument_group("llrp faults")
     lf.add_argument(
         "--drop-after",
         type=_seconds,
         metavar="S",
         help="close each TCP connection S seconds after it opened",
+    )
+    lf.add_argument(
+        "--antenna-down",
+        type=_antenna_down,
+        default=None,
+        metavar="ANT:AT:FOR",
+        help="antenna ANT is unplugged AT s after each connection for FOR s (AntennaEvents)",
+    )
+    lf.add_argument(
+        "--clock-step",
+        type=_clock_step,
+        default=None,
+        metavar="AT:STEP",
+        help="the reader's clock jumps by STEP s (negative: back) AT s after each connection",
     )
     lf.add_argument(
         "--stale-rospec",
@@ -428,4 +493,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--random-order", action="store_true", help="scan codes in random order")
     g.add_argument("--no-aim", action="store_true", help="do not send AIM identifiers")
+
+    hid = sub.add_parser(
+        "hid", help="USB barcode scanner in keyboard-wedge mode: evdev records to a FIFO/file")
+    hid.add_argument("--out", type=Path, required=True, metavar="PATH",
+                     help="FIFO or file to write input_event records to (a missing path is "
+                     "created as a FIFO with --fifo, else as a file)")
+    hid.add_argument("--fifo", action="store_true", help="create --out as a FIFO if missing")
+    hid.add_argument("--keymap", choices=["us", "de", "fr", "uk"], default="us",
+                     help="keyboard layout the scanner types on (default %(default)s)")
+    hid.add_argument("--record-size", type=int, choices=[16, 24], default=None,
+                     help="input_event size: 24 (64-bit) or 16 (32-bit); default: this "
+                     "machine's")
+    hid.add_argument("--gs-substitute", default="ctrl+]", metavar="KEY",
+                     help="how GS is typed: ctrl+], f1..f12 or one character "
+                     "(default %(default)s)")
+    hid.add_argument("--terminator", choices=["enter", "tab", "none"], default="enter",
+                     help="key after each scan (default %(default)s)")
+    hid.add_argument("--scan", "--code", dest="code", action="append", default=[],
+                     metavar="TEXT", help="a code to scan, AIM identifier first, <GS> or "
+                     "\\x1d for GS (repeatable; default: the barcode simulator's codes)")
+    hid.add_argument("--every-s", "--interval", dest="interval", type=_seconds, default=None,
+                     metavar="S", help="seconds from one scan to the next (default 1.0)")
+    hid.add_argument("--first-s", type=_seconds, default=0.3, metavar="S",
+                     help="delay before the first scan (default %(default)s)")
+    hid.add_argument("--count", type=int, default=0,
+                     help="stop after this many scans (0 = keep cycling; default)")
+    hid.add_argument("--key-gap-ms", type=float, default=2.0,
+                     help="time between two keys' timestamps (default %(default)s)")
+    hid.add_argument("--no-aim", action="store_true", help="do not send AIM identifiers")
+    hid.add_argument("--random-order", action="store_true", help="scan codes in random order")
+    hid.add_argument("--seed", type=int, default=1, help="seed of every random choice")
+    hid.add_argument("--scenario", type=Path, metavar="FILE",
+                     help="YAML scenario (its barcode: codes and interval_s are used)")
+    hid.add_argument("--log-level", default="WARNING",
+                     choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="stderr log level (default %(default)s)")
     return parser

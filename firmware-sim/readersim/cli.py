@@ -6,9 +6,11 @@
     reader-sim thingmagic --pty --streaming-at-start
     reader-sim barcode --pty --terminator crlf
     reader-sim llrp --tcp 127.0.0.1:0           # LLRP 1.0.1 reader, TCP only
+    reader-sim hid --out /tmp/kbd --fifo --keymap de   # keyboard-wedge scanner: evdev records
 
 stdout carries only the line protocol (first line = port; ``GONE <port>`` when the port
 vanishes; ``PORT <port>`` when it is back); logs go to stderr. SIGTERM/SIGINT exit with 0.
+``hid`` writes to a FIFO or a file instead (first line: its path; ``SCAN <n>`` per scan).
 """
 
 from __future__ import annotations
@@ -17,15 +19,20 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import os
 import random
 import signal
+import stat
+import struct
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from readersim.args import build_parser as build_parser  # re-exported: tests, scripts
 from readersim.barcode import DEFAULT_SCANS, BarcodeConfig, BarcodeDevice, parse_code
+from readersim.barcode import Scan as BarcodeScan
 from readersim.chafon import ChafonConfig, ChafonDevice
 from readersim.device import Clock, Device
 from readersim.faults import (
@@ -35,6 +42,7 @@ from readersim.faults import (
     LineFaults,
     Window,
 )
+from readersim.hid import HidConfig, Typist
 from readersim.llrp import LLRPConfig, LLRPDevice
 from readersim.population import Population, generated_tags
 from readersim.r2000 import R2000Config, R2000Device
@@ -282,12 +290,16 @@ def _llrp_plan(args: argparse.Namespace) -> Plan:
         stale_rospec=args.stale_rospec,
         refuse_custom=args.refuse_custom,
         busy=args.busy,
+        gpi_pulse=args.gpi_pulse,
+        antenna_down=args.antenna_down,
+        clock_step=args.clock_step,
     )
     population = _population(args, scenario)
     faults = _device_faults(args, scenario)
 
     def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
-        utc = time.time() - (clock() - epoch_s)  # wall time at the epoch
+        # wall time at the epoch, on the reader's clock (which may be off ours)
+        utc = time.time() - (clock() - epoch_s) + args.clock_offset
         cfg = dataclasses.replace(config, utc_at_epoch_s=utc)
         return LLRPDevice(cfg, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s)
 
@@ -310,6 +322,71 @@ def build_plan(args: argparse.Namespace) -> Plan:
     if args.device == "llrp":
         return _llrp_plan(args)
     raise ValueError(f"unknown device {args.device!r}")
+
+
+def _hid_typist(args: argparse.Namespace) -> tuple[Typist, tuple[BarcodeScan, ...], float]:
+    scenario = Scenario()
+    if args.scenario is not None:
+        scenario = load_scenario(args.scenario, seed=args.seed)
+        if scenario.device not in (None, "barcode", "hid"):
+            raise ValueError(f"{args.scenario}: scenario is for {scenario.device}, not hid")
+    scans = (tuple(parse_code(text) for text in args.code) or scenario.barcode_codes
+             or DEFAULT_SCANS)
+    interval_s = args.interval if args.interval is not None else scenario.barcode_interval_s
+    size: Literal[16, 24] = 24 if struct.calcsize("l") == 8 else 16  # this machine's
+    if args.record_size in (16, 24):
+        size = args.record_size
+    typist = Typist(HidConfig(keymap=args.keymap, record_size=size,
+                              gs_substitute=args.gs_substitute, terminator=args.terminator,
+                              send_aim=not args.no_aim, key_gap_s=args.key_gap_ms / 1000))
+    for scan in scans:
+        typist.check(scan)
+    return typist, scans, 1.0 if interval_s is None else interval_s
+
+
+def _open_out(path: str, fifo: bool) -> int:
+    """A FIFO is opened read-write: that never blocks and never fails with EPIPE while the
+    agent is between two connections (the kernel keeps what was written for the next reader).
+    """
+    if fifo and not os.path.exists(path):
+        os.mkfifo(path)
+    if os.path.exists(path) and stat.S_ISFIFO(os.stat(path).st_mode):
+        return os.open(path, os.O_RDWR)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+
+async def _run_hid(args: argparse.Namespace, typist: Typist, scans: tuple[BarcodeScan, ...],
+                   interval_s: float) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    rng = random.Random(args.seed)  # noqa: S311 - a simulation
+    fd = _open_out(str(args.out), args.fifo)
+    try:
+        _announce(str(args.out))
+        wait_s = args.first_s
+        n = 0
+        while args.count <= 0 or n < args.count:
+            try:
+                async with asyncio.timeout(wait_s):
+                    await stop.wait()
+                break
+            except TimeoutError:
+                pass
+            scan = rng.choice(scans) if args.random_order else scans[n % len(scans)]
+            data = typist.records(scan, time.time())
+            await asyncio.to_thread(os.write, fd, data)
+            n += 1
+            _announce(f"SCAN {n}")
+            wait_s = interval_s
+        log.info("stopped after %d scans", n)
+    finally:
+        os.close(fd)
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+    return 0
 
 
 def _announce(line: str) -> None:
@@ -353,6 +430,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.device == "hid":
+        try:
+            typist, scans, interval_s = _hid_typist(args)
+        except (ValueError, OSError) as exc:
+            print(f"reader-sim: error: {exc}", file=sys.stderr)
+            return 2
+        log.info("hid scanner: %d codes every %s s, keymap %s, %d-byte records, to %s",
+                 len(scans), interval_s, args.keymap, typist.config.record_size, args.out)
+        try:
+            return asyncio.run(_run_hid(args, typist, scans, interval_s))
+        except OSError as exc:
+            print(f"reader-sim: error: {args.out}: {exc}", file=sys.stderr)
+            return 1
     try:
         plan = build_plan(args)
     except (ValueError, OSError) as exc:

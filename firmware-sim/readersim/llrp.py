@@ -13,6 +13,7 @@ Wire encoding: :mod:`readersim.llrp_wire`.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import struct
@@ -25,6 +26,7 @@ from readersim.faults import DeviceFaults
 from readersim.population import Population, TagSpec
 
 Flavour = Literal["plain", "impinj"]
+log = logging.getLogger(__name__)
 
 STALE_ROSPEC_ID = 99
 MAX_REPORT_RATE_PER_S = 20_000.0  # "unlimited" read rate: the radio's ceiling
@@ -59,6 +61,16 @@ class LLRPConfig:
     stale_rospec: bool = False  # ROSpec 99 already exists at connect
     refuse_custom: bool = False  # CUSTOM_MESSAGE -> ERROR_MESSAGE 109 even when impinj
     busy: bool = False  # ConnectionAttemptEvent status 2, then close
+    # GPI input ``port`` goes high ``first_s`` after the connection, for ``high_s`` of every
+    # ``period_s`` (a photo-eye at a dock door): (port, period_s, high_s, first_s).
+    gpi_pulse: tuple[int, float, float, float] | None = None
+    gpis: int = 4  # GPIOCapabilities NumGPIs
+    # Antenna ``antenna`` is unplugged ``at_s`` after the connection for ``for_s``: an
+    # AntennaEvent (disconnected, then connected) and no reads from it meanwhile.
+    antenna_down: tuple[int, float, float] | None = None
+    # The reader's clock steps by ``step_s`` ``at_s`` after the connection (NTP on the reader
+    # catching up, or a technician setting it): (at_s, step_s).
+    clock_step: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.flavour not in ("plain", "impinj"):
@@ -72,6 +84,12 @@ class LLRPConfig:
             raise ValueError("read rate must be >= 0")
         if self.channels < 1:
             raise ValueError("channels must be >= 1")
+        if self.gpi_pulse is not None:
+            port, period_s, high_s, first_s = self.gpi_pulse
+            if not 1 <= port <= self.gpis:
+                raise ValueError(f"GPI {port} does not exist on a reader with {self.gpis} GPIs")
+            if not 0 < high_s < period_s or first_s < 0:
+                raise ValueError("GPI pulse: need 0 < high_s < period_s and first_s >= 0")
 
     @property
     def accepts_custom(self) -> bool:
@@ -99,6 +117,8 @@ class LLRPStats:
     reports_sent: int = 0
     tag_reads: int = 0
     errors_sent: int = 0
+    gpi_edges: int = 0
+    gpi_starts: int = 0  # ROSpecs started by a GPI going high
 
 
 class LLRPDevice(ScheduledDevice):
@@ -141,6 +161,17 @@ class LLRPDevice(ScheduledDevice):
         self._keepalive_s: float | None = None  # due time of the next KEEPALIVE
         self._report_s: float | None = None  # due time of the next RO_ACCESS_REPORT
         self._cursor = 0  # rotation through the visible tags
+        self.gpi_high: dict[int, bool] = {}
+        self.event_states: dict[int, bool] = {}  # ReaderEventNotificationSpec, by EventType
+        self.last_rospec: w.ROSpecInfo | None = None  # the last one added (tests read it)
+        self._gpi_edge_s: float | None = None
+        self.antennas_down: set[int] = set()
+        self._antenna_s: float | None = None  # due time of the next antenna change
+        if config.antenna_down is not None:
+            self._antenna_s = self.connected_s + config.antenna_down[1]
+        if config.gpi_pulse is not None:
+            self.gpi_high[config.gpi_pulse[0]] = False
+            self._gpi_edge_s = self.connected_s + config.gpi_pulse[3]
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -162,7 +193,9 @@ class LLRPDevice(ScheduledDevice):
 
     def utc_us(self, t_s: float) -> int:
         """Sim clock time -> LLRP UTC timestamp (microseconds since the Unix epoch)."""
-        return round((self.config.utc_at_epoch_s + self.world_s(t_s)) * 1_000_000)
+        step = self.config.clock_step
+        stepped = step[1] if step is not None and t_s >= self.connected_s + step[0] else 0.0
+        return round((self.config.utc_at_epoch_s + self.world_s(t_s) + stepped) * 1_000_000)
 
     # -- input ---------------------------------------------------------------------------------
 
@@ -186,7 +219,8 @@ class LLRPDevice(ScheduledDevice):
             return due
         if self._hangup_s is not None and now >= self._hangup_s:
             return None  # the connection is over: nothing more will be sent
-        own = [t for t in (self._keepalive_s, self._report_s) if t is not None]
+        own = [t for t in (self._keepalive_s, self._report_s, self._gpi_edge_s,
+                           self._antenna_s) if t is not None]
         own += [e.stop_s for e in self.rospecs.values() if e.stop_s is not None]
         if due is not None:
             own.append(due)
@@ -206,21 +240,82 @@ class LLRPDevice(ScheduledDevice):
                 self._keepalive_s = due + self.keepalive_period_s
                 self.llrp_stats.keepalives_sent += 1
                 return iter([Emission(due, w.message(w.KEEPALIVE, self._msg_id()))])
-        self._end_timed_rospecs(t0_s)
+        if self._gpi_edge_s is not None and self._gpi_edge_s <= t0_s:
+            return self._gpi_edge(self._gpi_edge_s)
+        if self._antenna_s is not None and self._antenna_s <= t0_s:
+            return self._antenna_change(self._antenna_s)
+        ended = self._end_timed_rospecs(t0_s)
+        if ended is not None:
+            return ended
         if self._report_s is not None and self._report_s <= t0_s:
             return self._report(t0_s)
         return None
 
-    def _end_timed_rospecs(self, t0_s: float) -> None:
-        """ROSpecStopTrigger duration: the ROSpec goes back to inactive when it is over."""
-        ended = False
+    def _end_timed_rospecs(self, t0_s: float) -> Job | None:
+        """ROSpecStopTrigger duration (or a GPI stop trigger's timeout): the ROSpec goes back
+        to inactive when it is over (a ROSpecEvent when enabled)."""
+        ended: list[tuple[float, int]] = []
         for entry in self.rospecs.values():
             if entry.stop_s is not None and entry.stop_s <= t0_s:
-                entry.state = INACTIVE if entry.state == ACTIVE else entry.state
+                if entry.state == ACTIVE:
+                    entry.state = INACTIVE
+                    ended.append((entry.stop_s, entry.info.rospec_id))
                 entry.stop_s = None
-                ended = True
-        if ended:
-            self._schedule(t0_s)
+        if not ended:
+            return None
+        self._schedule(t0_s)
+        if not self.event_states.get(2):
+            return None
+        return iter([Emission(t, w.rospec_event(self._msg_id(), self.utc_us(t), rid, False))
+                     for t, rid in ended])
+
+    def _antenna_change(self, t_s: float) -> Job:
+        assert self.config.antenna_down is not None
+        antenna, _at, for_s = self.config.antenna_down
+        down = antenna not in self.antennas_down
+        if down:
+            self.antennas_down.add(antenna)
+            self._antenna_s = t_s + for_s
+        else:
+            self.antennas_down.discard(antenna)
+            self._antenna_s = None
+        log.info("antenna %d %s", antenna, "unplugged" if down else "plugged in again")
+        if self.event_states.get(8, True):  # AntennaEvent notifications: on unless disabled
+            frame = w.antenna_event(self._msg_id(), self.utc_us(t_s), antenna, not down)
+            return iter([Emission(t_s, frame)])
+        return iter(())
+
+    def _gpi_edge(self, t_s: float) -> Job:
+        """The pulsed GPI changes: GPIEvent (when enabled), then ROSpecs with a GPI trigger on
+        that port start (high) or stop (low), with ROSpecEvents (when enabled)."""
+        assert self.config.gpi_pulse is not None
+        port, period_s, high_s, _first = self.config.gpi_pulse
+        high = not self.gpi_high.get(port, False)
+        self.gpi_high[port] = high
+        self._gpi_edge_s = t_s + (high_s if high else period_s - high_s)
+        self.llrp_stats.gpi_edges += 1
+        out: list[Emission] = []
+        us = self.utc_us(t_s)
+        if self.event_states.get(1):
+            out.append(Emission(t_s, w.gpi_event(self._msg_id(), us, port, high)))
+        for entry in self.rospecs.values():
+            info = entry.info
+            if high and entry.state == INACTIVE and info.start_gpi == port:
+                entry.state = ACTIVE
+                timeout_ms = info.stop_gpi_timeout_ms if info.stop_gpi is not None else 0
+                entry.stop_s = t_s + timeout_ms / 1000 if timeout_ms else None
+                self.llrp_stats.gpi_starts += 1
+                if self.event_states.get(2):
+                    out.append(Emission(t_s, w.rospec_event(self._msg_id(), us,
+                                                            info.rospec_id, True)))
+            elif not high and entry.state == ACTIVE and info.stop_gpi == port:
+                entry.state = INACTIVE
+                entry.stop_s = None
+                if self.event_states.get(2):
+                    out.append(Emission(t_s, w.rospec_event(self._msg_id(), us,
+                                                            info.rospec_id, False)))
+        self._schedule(t_s)
+        return iter(out)
 
     def _hello(self, t0_s: float) -> Job:
         status = w.CONN_FAILED_CLIENT_CONNECTION_EXISTS if self.config.busy else w.CONN_SUCCESS
@@ -235,8 +330,9 @@ class LLRPDevice(ScheduledDevice):
     def _antennas(self, entry: ROSpecEntry) -> list[int]:
         wanted = entry.info.antennas
         if 0 in wanted:
-            return sorted(self.config.connected_antennas)
-        return [a for a in wanted if a in self.config.connected_antennas]
+            return sorted(self.config.connected_antennas - self.antennas_down)
+        return [a for a in wanted
+                if a in self.config.connected_antennas and a not in self.antennas_down]
 
     def _visible(self, entry: ROSpecEntry, t_s: float) -> list[TagSpec]:
         world = self.world_s(t_s)
@@ -249,7 +345,7 @@ class LLRPDevice(ScheduledDevice):
             self._report_s = None
             return None
         rate = self.config.report_rate_per_s
-        n = entry.info.tags_per_report
+        n = self._per_report(entry)
         period = n / rate
         if start < t0_s - CATCH_UP_S:  # after a silence or a stall: no burst of catch-up
             start = t0_s
@@ -297,6 +393,7 @@ class LLRPDevice(ScheduledDevice):
         if frame is None:
             return iter(())
         if msg.type == w.CLOSE_CONNECTION:
+            log.info("CLOSE_CONNECTION: closing")
             self._hang_up(t)
         if w.parse_message(frame).type == w.ERROR_MESSAGE:
             self.llrp_stats.errors_sent += 1
@@ -346,17 +443,30 @@ class LLRPDevice(ScheduledDevice):
             manufacturer=w.VENDOR_IMPINJ if impinj else PEN_ZEBRA,
             model=MODEL_IMPINJ_R420 if impinj else MODEL_ZEBRA_FX9600,
             firmware=cfg.firmware,
+            gpis=cfg.gpis,
+            modes=w.IMPINJ_MODES if impinj else w.PLAIN_MODES,
         )
 
     def _config(self) -> bytes:
         ident = w.tlv(w.P_IDENTIFICATION, w.u8(0) + w.u16(6) + bytes.fromhex("0016250a0b0c"))
         period = self.keepalive_period_s
         spec = w.keepalive_spec(period is not None, round((period or 0.0) * 1000))
+        # AntennaProperties (221): AntennaConnected, AntennaID, AntennaGain (dBi * 100).
+        ident += b"".join(
+            w.tlv(221, w.u8(0x80 if a in self.config.connected_antennas
+                          and a not in self.antennas_down else 0) + w.u16(a) + w.s16(600))
+            for a in range(1, self.config.ports + 1))
         return ident + spec
 
     def _set_config(self, msg: w.Message, t_s: float) -> bytes:
         if not msg.body:
             raise w.WireError("SET_READER_CONFIG without its flags byte")
+        events = w.find(msg.body[1:], w.P_READER_EVENT_NOTIFICATION_SPEC)
+        if events is not None:
+            for state in w.iter_params(events.body):
+                if state.type == w.P_EVENT_NOTIFICATION_STATE and len(state.body) >= 3:
+                    event_type, on = struct.unpack_from(">HB", state.body)
+                    self.event_states[event_type] = bool(on & 0x80)
         spec = w.find(msg.body[1:], w.P_KEEPALIVE_SPEC)
         if spec is not None:
             if len(spec.body) < 5:
@@ -396,6 +506,26 @@ class LLRPDevice(ScheduledDevice):
             if param is None:
                 return w.response(rtype, mid, w.M_PARAMETER_ERROR, "no ROSpec")
             info = w.parse_rospec(param)
+            modes = {m for m, _, _ in (w.IMPINJ_MODES if self.config.flavour == "impinj"
+                                        else w.PLAIN_MODES)}
+            if info.mode_id is not None and info.mode_id not in modes:
+                return w.response(rtype, mid, w.M_PARAMETER_ERROR,
+                                  f"ModeIndex {info.mode_id} is not in the RF mode table")
+            if info.search_mode is not None and not self.config.accepts_custom:
+                return w.response(rtype, mid, w.M_PARAMETER_ERROR,
+                                  "unsupported Custom parameter (ImpinjInventorySearchMode)")
+            if info.start_gpi is not None and not 1 <= info.start_gpi <= self.config.gpis:
+                return w.response(rtype, mid, w.M_PARAMETER_ERROR,
+                                  f"GPI {info.start_gpi} does not exist")
+            self.last_rospec = info
+            log.info("ADD_ROSPEC %d: antennas %s, report every %d tag(s)%s%s%s%s%s",
+                     info.rospec_id, list(info.antennas), info.tags_per_report,
+                     f" or {info.aispec_ms} ms" if info.aispec_ms else "",
+                     f", mode {info.mode_id}" if info.mode_id is not None else "",
+                     f", search mode {info.search_mode}" if info.search_mode is not None else "",
+                     f", start on GPI {info.start_gpi} high" if info.start_gpi else "",
+                     f", stop on GPI {info.stop_gpi} low or after {info.stop_gpi_timeout_ms} ms"
+                     if info.stop_gpi else "")
             if info.rospec_id == 0:
                 return w.response(rtype, mid, w.M_FIELD_ERROR, "ROSpecID 0 is reserved")
             if info.rospec_id in self.rospecs:
@@ -444,6 +574,7 @@ class LLRPDevice(ScheduledDevice):
         elif mtype == w.STOP_ROSPEC:
             if entry.state == DISABLED:
                 return f"ROSpec {rid} is disabled"
+            log.info("STOP_ROSPEC %d", rid)
             entry.state = INACTIVE
             entry.stop_s = None
         return ""
@@ -454,13 +585,21 @@ class LLRPDevice(ScheduledDevice):
         duration_ms = entry.info.duration_ms
         entry.stop_s = t_s + duration_ms / 1000 if duration_ms else None
 
+    def _per_report(self, entry: ROSpecEntry) -> int:
+        """Tag reads per RO_ACCESS_REPORT: N, or what the AISpec's duration holds when the
+        report comes upon N tags or the end of the AISpec."""
+        n = entry.info.tags_per_report
+        if entry.info.aispec_ms and entry.info.report_trigger == 1:
+            n = max(1, min(n, int(self.config.report_rate_per_s * entry.info.aispec_ms / 1000)))
+        return n
+
     def _schedule(self, t_s: float) -> None:
         """(Re)start or stop the report clock after the ROSpec states changed."""
         entry = self._active()
         if entry is None:
             self._report_s = None
         elif self._report_s is None:
-            self._report_s = t_s + entry.info.tags_per_report / self.config.report_rate_per_s
+            self._report_s = t_s + self._per_report(entry) / self.config.report_rate_per_s
 
     @staticmethod
     def _echo(entry: ROSpecEntry) -> bytes:

@@ -83,14 +83,26 @@ RESPONSE_OF: dict[int, int] = {
 # Parameter types (TLV).
 P_UTC_TIMESTAMP = 128
 P_GENERAL_DEVICE_CAPABILITIES = 137
+P_GPIO_CAPABILITIES = 141
 P_REGULATORY_CAPABILITIES = 143
 P_UHF_BAND_CAPABILITIES = 144
 P_TRANSMIT_POWER_LEVEL_TABLE_ENTRY = 145
 P_ROSPEC = 177
 P_RO_BOUNDARY_SPEC = 178
 P_ROSPEC_START_TRIGGER = 179
+P_GPI_TRIGGER_VALUE = 181
 P_ROSPEC_STOP_TRIGGER = 182
 P_AISPEC = 183
+P_AISPEC_STOP_TRIGGER = 184
+P_INVENTORY_PARAMETER_SPEC = 186
+P_ANTENNA_CONFIGURATION = 222
+P_C1G2_INVENTORY_COMMAND = 330
+P_UHF_C1G2_RF_MODE_TABLE = 328
+P_UHF_C1G2_RF_MODE_TABLE_ENTRY = 329
+P_READER_EVENT_NOTIFICATION_SPEC = 244
+P_EVENT_NOTIFICATION_STATE = 245
+P_GPI_EVENT = 248
+P_ROSPEC_EVENT = 249
 P_IDENTIFICATION = 218
 P_KEEPALIVE_SPEC = 220
 P_RO_REPORT_SPEC = 237
@@ -128,6 +140,7 @@ CONN_FAILED_CLIENT_CONNECTION_EXISTS = 2
 
 VENDOR_IMPINJ = 25882
 IMPINJ_ENABLE_EXTENSIONS = 21
+IMPINJ_INVENTORY_SEARCH_MODE = 23
 IMPINJ_ENABLE_EXTENSIONS_RESPONSE = 22
 IMPINJ_PEAK_RSSI = 57
 
@@ -233,6 +246,34 @@ def antenna_event(msg_id: int, utc_us: int, antenna: int, connected: bool) -> by
     return message(READER_EVENT_NOTIFICATION, msg_id, tlv(P_READER_EVENT_NOTIFICATION_DATA, data))
 
 
+def gpi_event(msg_id: int, utc_us: int, port: int, high: bool) -> bytes:
+    data = utc_timestamp(utc_us) + tlv(P_GPI_EVENT, u16(port) + u8(0x80 if high else 0))
+    return message(READER_EVENT_NOTIFICATION, msg_id, tlv(P_READER_EVENT_NOTIFICATION_DATA, data))
+
+
+def rospec_event(msg_id: int, utc_us: int, rospec_id: int, started: bool) -> bytes:
+    """ROSpecEvent (249): EventType 0 start / 1 end, ROSpecID, PreemptingROSpecID 0."""
+    body = u8(0 if started else 1) + u32(rospec_id) + u32(0)
+    data = utc_timestamp(utc_us) + tlv(P_ROSPEC_EVENT, body)
+    return message(READER_EVENT_NOTIFICATION, msg_id, tlv(P_READER_EVENT_NOTIFICATION_DATA, data))
+
+
+# (ModeIdentifier, M value 0..3, BDR bps): Impinj Octane's modes / a Zebra-like table.
+IMPINJ_MODES = ((0, 0, 640_000), (1, 1, 640_000), (2, 2, 274_000), (3, 3, 256_000),
+                (4, 3, 320_000), (1000, 2, 320_000), (1002, 2, 250_000))
+PLAIN_MODES = ((1, 0, 640_000), (2, 1, 320_000), (3, 2, 256_000), (4, 3, 160_000))
+
+
+def rf_mode_table(modes: tuple[tuple[int, int, int], ...]) -> bytes:
+    """UHFC1G2RFModeTable (328) of UHFC1G2RFModeTableEntry (329)."""
+    entries = b"".join(
+        tlv(P_UHF_C1G2_RF_MODE_TABLE_ENTRY,
+            u32(mode_id) + u8(0x40) + u8(m) + u8(2) + u8(2) + u32(bdr) + u32(1500)
+            + u32(6250) + u32(25000) + u32(0))
+        for mode_id, m, bdr in modes)
+    return tlv(P_UHF_C1G2_RF_MODE_TABLE, entries)
+
+
 def power_table(lo_cdbm: int = 1000, hi_cdbm: int = 3150, step_cdbm: int = 25) -> bytes:
     """TransmitPowerLevelTableEntry (145) list, index 1.. from ``lo`` to ``hi`` centi-dBm."""
     levels = range(lo_cdbm, hi_cdbm + 1, step_cdbm)
@@ -242,15 +283,18 @@ def power_table(lo_cdbm: int = 1000, hi_cdbm: int = 3150, step_cdbm: int = 25) -
 
 
 def capabilities_body(
-    *, antennas: int, manufacturer: int, model: int, firmware: str, country: int = 840
+    *, antennas: int, manufacturer: int, model: int, firmware: str, country: int = 840,
+    gpis: int = 4, modes: tuple[tuple[int, int, int], ...] = (),
 ) -> bytes:
-    """GET_READER_CAPABILITIES_RESPONSE body (after LLRPStatus): general + regulatory."""
+    """GET_READER_CAPABILITIES_RESPONSE body (after LLRPStatus): general (with GPIO
+    capabilities) + regulatory (power table, RF mode table)."""
     flags = 0x80 | 0x40  # CanSetAntennaProperties, HasUTCClockCapability
     general = tlv(
         P_GENERAL_DEVICE_CAPABILITIES,
-        u16(antennas) + u8(flags) + u8(0) + u32(manufacturer) + u32(model) + utf8v(firmware),
+        u16(antennas) + u8(flags) + u8(0) + u32(manufacturer) + u32(model) + utf8v(firmware)
+        + tlv(P_GPIO_CAPABILITIES, u16(gpis) + u16(4)),
     )
-    band = tlv(P_UHF_BAND_CAPABILITIES, power_table())
+    band = tlv(P_UHF_BAND_CAPABILITIES, power_table() + (rf_mode_table(modes) if modes else b""))
     regulatory = tlv(P_REGULATORY_CAPABILITIES, u16(country) + u16(1) + band)  # 1 = US FCC 15
     return general + regulatory
 
@@ -384,6 +428,13 @@ class ROSpecInfo:
     start_immediate: bool  # ROSpecStartTrigger type 1
     duration_ms: int  # ROSpecStopTrigger type 1 (duration); 0 = runs until STOP_ROSPEC
     raw: bytes  # the whole ROSpec parameter, header included (GET_ROSPECS echoes it)
+    start_gpi: int | None = None  # ROSpecStartTrigger type 3: this GPI port going high
+    stop_gpi: int | None = None  # ROSpecStopTrigger type 2: this GPI port going low ...
+    stop_gpi_timeout_ms: int = 0  # ... or this long after the start (0: no timeout)
+    aispec_ms: int = 0  # AISpecStopTrigger duration (the ROSpec loops over its AISpec)
+    report_trigger: int = 1  # ROReportTrigger: 1 N tags or end of AISpec, 2 ... of ROSpec
+    mode_id: int | None = None  # C1G2RFControl ModeIndex of the first AntennaConfiguration
+    search_mode: int | None = None  # ImpinjInventorySearchMode, when sent
 
 
 def parse_rospec(param: Param) -> ROSpecInfo:
@@ -395,6 +446,7 @@ def parse_rospec(param: Param) -> ROSpecInfo:
     n = 1
     immediate = False
     duration_ms = 0
+    extra: dict[str, int] = {}
     for p in iter_params(body[6:]):
         if p.type == P_AISPEC:
             if len(p.body) < 2:
@@ -403,16 +455,30 @@ def parse_rospec(param: Param) -> ROSpecInfo:
             if len(p.body) < 2 + 2 * count:
                 raise WireError("AISpec antenna list truncated")
             antennas += struct.unpack_from(f">{count}H", p.body, 2)
+            _aispec(p.body[2 + 2 * count:], extra)
         elif p.type == P_RO_REPORT_SPEC:
             if len(p.body) < 3:
                 raise WireError("ROReportSpec too short")
+            extra["report_trigger"] = p.body[0]
             (n,) = struct.unpack_from(">H", p.body, 1)
         elif p.type == P_RO_BOUNDARY_SPEC:
             trigger = find(p.body, P_ROSPEC_START_TRIGGER)
             immediate = trigger is not None and trigger.body[:1] == b"\x01"
+            if trigger is not None and trigger.body[:1] == b"\x03":
+                gpi = find(trigger.body[1:], P_GPI_TRIGGER_VALUE)
+                if gpi is None or len(gpi.body) < 7:
+                    raise WireError("GPI start trigger without its GPITriggerValue")
+                extra["start_gpi"] = struct.unpack_from(">H", gpi.body)[0]
             stop = find(p.body, P_ROSPEC_STOP_TRIGGER)
             if stop is not None and len(stop.body) >= 5 and stop.body[0] == 1:
                 (duration_ms,) = struct.unpack_from(">I", stop.body, 1)
+            if stop is not None and len(stop.body) >= 5 and stop.body[0] == 2:
+                gpi = find(stop.body[5:], P_GPI_TRIGGER_VALUE)
+                if gpi is None or len(gpi.body) < 7:
+                    raise WireError("GPI stop trigger without its GPITriggerValue")
+                port, _event, timeout_ms = struct.unpack_from(">HBI", gpi.body)
+                extra["stop_gpi"] = port
+                extra["stop_gpi_timeout_ms"] = timeout_ms
     return ROSpecInfo(
         rospec_id=rospec_id,
         priority=priority,
@@ -422,7 +488,31 @@ def parse_rospec(param: Param) -> ROSpecInfo:
         start_immediate=immediate,
         duration_ms=duration_ms,
         raw=tlv(P_ROSPEC, body),
+        **extra,
     )
+
+
+def _aispec(params: bytes, out: dict[str, int]) -> None:
+    """AISpecStopTrigger duration; from the first AntennaConfiguration's
+    C1G2InventoryCommand: the RF mode and the Impinj search mode."""
+    for p in iter_params(params):
+        if p.type == P_AISPEC_STOP_TRIGGER and len(p.body) >= 5 and p.body[0] == 1:
+            out["aispec_ms"] = struct.unpack_from(">I", p.body, 1)[0]
+        elif p.type == P_INVENTORY_PARAMETER_SPEC and len(p.body) >= 3:
+            for conf in iter_params(p.body[3:]):
+                if conf.type != P_ANTENNA_CONFIGURATION or len(conf.body) < 2:
+                    continue
+                inv = find(conf.body[2:], P_C1G2_INVENTORY_COMMAND)
+                if inv is None or not inv.body:
+                    continue
+                for q in iter_params(inv.body[1:]):
+                    if q.type == 335 and len(q.body) >= 2:  # C1G2RFControl: ModeIndex
+                        out.setdefault("mode_id", struct.unpack_from(">H", q.body)[0])
+                    elif q.type == P_CUSTOM and len(q.body) >= 10:
+                        vendor, sub, mode = struct.unpack_from(">IIH", q.body)
+                        if vendor == VENDOR_IMPINJ and sub == IMPINJ_INVENTORY_SEARCH_MODE:
+                            out.setdefault("search_mode", mode)
+                return
 
 
 def rospec(

@@ -30,7 +30,7 @@ Times are seconds since the simulator started. Example::
       silent: [{at_s: 20, for_s: 3}]
       vanish: [{at_s: 25, for_s: 2}]
       errors: [{code: 0x22, at_s: 14, for_s: 2}, {code: 0x11, probability: 0.01}]
-    barcode:                      # barcode device only
+    barcode:                      # barcode and hid devices only
       codes: ["]C0ABC-123", "]d2010950600013435210LOT<GS>21SN1"]
       interval_s: 1.0
 """
@@ -49,7 +49,7 @@ from readersim.barcode import Scan, parse_code
 from readersim.faults import DeviceFaults, ErrorInjection, GarbageBurst, LineFaults, Window
 from readersim.population import DEFAULT_COMPANY_PREFIX, TagSpec, generated_tags
 
-DEVICES = ("r2000", "chafon", "thingmagic", "barcode", "llrp")
+DEVICES = ("r2000", "chafon", "thingmagic", "barcode", "llrp", "hid")
 
 
 class ScenarioError(ValueError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,11 @@ _tags = st.builds(
     read_at=_datetimes, antenna=_opt_int,
     rssi_dbm=st.none() | st.floats(allow_nan=False, allow_infinity=False),
     pc=_opt_int, phase=_opt_int, frequency_khz=_opt_int, clock_synced=st.booleans(),
+    extra=st.dictionaries(
+        st.text(min_size=1, max_size=20),
+        st.integers(min_value=-(2**53), max_value=2**53)
+        | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+        max_size=3).map(lambda d: tuple(d.items())),
 )
 _barcodes = st.builds(
     BarcodeRead, reader=st.text(min_size=1, max_size=20), data=st.binary(max_size=200),
@@ -68,6 +74,39 @@ def test_compact_epc_is_stored_as_bytes() -> None:
     assert len(row[4]) == 12
     odd = TagRead(reader="r", epc="ABC", read_at=datetime.now(UTC), antenna=None, rssi_dbm=None)
     assert encode_read(odd)[4] == "ABC"
+
+
+def test_a_row_written_before_schema_v2_decodes_without_extra() -> None:
+    row = encode_read(tag(1))
+    assert len(row) == 13
+    assert row[-1] is None  # no extra: NULL, not "{}"
+    assert decode_read(row[:-1]) == tag(1)  # a v1 row (salvage of an old file)
+
+
+@pytest.mark.parametrize("bad", ["[1, 2]", '{"k": [1]}', '{"k": true}', "not json", 42])
+def test_a_bad_extra_column_is_a_bad_row(bad: object) -> None:
+    row = (*encode_read(tag(1))[:-1], bad)
+    with pytest.raises((TypeError, ValueError)):
+        decode_read(row)
+
+
+async def test_a_v1_buffer_file_migrates_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A gateway upgraded from a schema-v1 agent: its buffered reads survive the migration."""
+    from agent.buffer import schema
+
+    path = tmp_path / "buffer.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.executescript(f"BEGIN; {schema.MIGRATIONS[0]} PRAGMA user_version = 1; COMMIT;")
+    v1_columns = ", ".join(schema.TABLE_COLUMNS["reads"][1:-1])
+    conn.executemany(f"INSERT INTO reads ({v1_columns}) VALUES ({', '.join('?' * 12)})",
+                     [encode_read(tag(n))[:-1] for n in range(5)])
+    conn.close()
+    async with await SqliteBuffer.open(make_cfg(tmp_path)) as buf:
+        assert [s.read for s in await buf.take_reads(10)] == [tag(n) for n in range(5)]
+        await buf.put_reads([replace(tag(9), extra=(("tea:readerClockOffsetS", -3600.5),))])
+        back = [s.read for s in await buf.take_reads(10)]
+    assert back[-1] == replace(tag(9), extra=(("tea:readerClockOffsetS", -3600.5),))
+    assert ro_rows(path, "PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
 
 
 def test_naive_read_at_is_refused() -> None:
@@ -325,7 +364,7 @@ async def test_migrations_apply_missing_steps_once(
     for _ in range(2):  # the second open finds nothing to do
         async with await SqliteBuffer.open(make_cfg(tmp_path)) as buf:
             assert [s.read for s in await buf.take_reads(10)] == [tag(1)]
-    assert ro_rows(tmp_path / "buffer.db", "PRAGMA user_version") == [(2,)]
+    assert ro_rows(tmp_path / "buffer.db", "PRAGMA user_version") == [(schema.SCHEMA_VERSION,)]
     assert ro_rows(tmp_path / "buffer.db", "SELECT x FROM extra") == [(42,)]
 
 

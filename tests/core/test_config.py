@@ -246,6 +246,62 @@ def test_a_shared_anchor_is_still_fine() -> None:
     assert [getattr(r, "antennas", None) for r in cfg.readers] == [[1, 2], [1, 2]]
 
 
+LLRP_READER = """\
+gateway: {id: gw, site: lab}
+readers:
+  - name: dock-fx
+    driver: llrp
+    host: 10.0.0.7
+    antennas: [1, 2]
+    reader_mode: autoset_dense_reader
+    search_mode: dual_target
+    report: {every_n_tags: 20, timeout_ms: 250}
+    gpi_trigger: {port: 1, stop_after_s: 30}
+buffer: {path: ./b.db}
+uplink: {mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: trace}}
+"""
+
+
+def test_llrp_keys_load() -> None:
+    from agent.config import LlrpConfig
+
+    (r,) = parse_config(LLRP_READER, "dock.yaml").readers
+    assert isinstance(r, LlrpConfig)
+    assert (r.reader_mode, r.search_mode) == ("autoset_dense_reader", "dual_target")
+    assert (r.report.every_n_tags, r.report.timeout_ms) == (20, 250)
+    assert r.gpi_trigger is not None
+    assert (r.gpi_trigger.port, r.gpi_trigger.stop_after_s) == (1, 30)
+    assert parse_config(LLRP_READER.replace("reader_mode: autoset_dense_reader",
+                                            "reader_mode: 1002"), "d.yaml").readers[0] \
+        .reader_mode == 1002  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("port: 1, stop", "port: 0, stop",
+         "dock.yaml:10: readers[0].gpi_trigger.port: Input should be greater than or equal to 1 "
+         "(got 0)"),
+        ("stop_after_s: 30", "stop_after_s: -1",
+         "dock.yaml:10: readers[0].gpi_trigger.stop_after_s: Input should be greater than 0 "
+         "(got -1)"),
+        ("gpi_trigger: {port: 1,", "gpi_trigger: {pin: 1,",
+         "dock.yaml:10: readers[0].gpi_trigger.pin: unknown key"),
+        ("search_mode: dual_target", "search_mode: tag_focus",
+         "dock.yaml:8: readers[0].search_mode: got 'tag_focus', expected one of"),
+        ("timeout_ms: 250", "timeout_ms: 1",
+         "dock.yaml:9: readers[0].report.timeout_ms: Input should be greater than or equal to 10 "
+         "(got 1)"),
+        ("reader_mode: autoset_dense_reader", "reader_mode: ''",
+         "dock.yaml:7: readers[0].reader_mode"),
+    ],
+)
+def test_llrp_key_errors_name_file_line_and_field(old: str, new: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(LLRP_READER.replace(old, new), "dock.yaml")
+    assert any(expected in str(i) for i in info.value.issues), info.value.issues
+
+
 # ----------------------------------------------------------------------------- thingmagic
 
 THINGMAGIC = """\

@@ -62,3 +62,66 @@ def test_llrp_reader_to_broker(tmp_path: Path, mosquitto: Mosquitto) -> None:
     log = agent.log_text()
     assert "Traceback" not in log
     assert "reader dock-fx: LLRP reader" in log
+
+
+def test_an_unplugged_antenna_shows_in_alarms_status_tail_and_metrics(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Item 4: the reader's AntennaEvents become an alarm on .../alarms, the per-antenna state
+    in ``status``, ``tail`` and /metrics, and come back when the antenna is plugged in."""
+    import json
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.support.harness import agent_cli, agent_status
+    from tests.support.mosquitto import free_port
+
+    sim = SimProcess("llrp", "--tcp", "127.0.0.1:0", "--tags", "4", "--tag-antennas", "1,2",
+                     "--antenna-down", "2:3:4", log_path=tmp_path / "sim.log")
+    host, port = sim.host_port
+    sock = tmp_path / "agent.sock"
+    http = f"127.0.0.1:{free_port()}"
+    path = write_config(tmp_path / "agent.yaml", reader_port="unused", broker=mosquitto,
+                        buffer=tmp_path / "buffer.db", reader={"name": "dock-fx",
+                                                               "driver": "llrp"},
+                        extra={"status": {"socket": str(sock)}, "http": {"listen": http}})
+    cfg = yaml.safe_load(path.read_text())
+    cfg["readers"][0].pop("baudrate")
+    cfg["readers"][0].update(host=host, port=port, antennas=[1, 2], keepalive_s=1)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    alarms_topic = EVENTS_TOPIC.rsplit("/", 1)[0] + "/alarms"
+    with durable_collector(mosquitto, alarms_topic, "e2e-llrp-antenna") as collector:
+        agent = AgentProcess(path, tmp_path / "agent.log")
+        try:
+            wait_until(lambda: sock.exists()
+                       and agent_status(path)["readers"][0]["state"] == "connected", 30,
+                       "the reader to connect", diagnostics=agent.log_text)
+            with subprocess.Popen([sys.executable, "-m", "agent", "tail", "-c", str(path)],
+                                  stdout=subprocess.PIPE, text=True) as tail:
+                assert tail.stdout is not None
+                seen: list[str] = []
+                while not any("ant 2 DISCONNECTED" in line for line in seen):
+                    seen.append(tail.stdout.readline())
+                    assert len(seen) < 5000, seen[-20:]
+                tail.kill()
+            reader = agent_status(path)["readers"][0]
+            assert reader["antennas"]["2"] == "disconnected"
+            metrics = urllib.request.urlopen(f"http://{http}/metrics", timeout=5).read().decode()
+            assert re.search(r'^edge_agent_reader_antenna_up\{.*antenna="2".*\} 0', metrics,
+                             re.M), metrics
+            human = agent_cli("status", "-c", str(path)).stdout
+            assert "ant 2 DISCONNECTED" in human, human
+
+            def back() -> bool:
+                alarms = [json.loads(m.payload) for m in collector.messages]
+                return [a.get("type") for a in alarms if a.get("antenna") == 2] == [
+                    "antenna_disconnected", "antenna_connected"]
+
+            wait_until(back, 20, "both antenna alarms at the broker",
+                       diagnostics=agent.log_text)
+            assert agent_status(path)["readers"][0]["antennas"]["2"] == "connected"
+        finally:
+            assert agent.stop() == 0, agent.log_text()
+            sim.stop()
+    assert "antenna 2 DISCONNECTED" in agent.log_text()

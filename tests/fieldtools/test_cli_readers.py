@@ -29,6 +29,7 @@ def test_ports_lists_and_exits_0() -> None:
     done = _agent("ports")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()  # a table, or "no serial ports found"
+    assert "USB keyboard-wedge scanners (driver: hid):" in done.stdout  # then the input devices
     assert "Traceback" not in done.stderr
 
 

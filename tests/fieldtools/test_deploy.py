@@ -73,7 +73,7 @@ EXPECTED_SERVICE = {
     "TimeoutStopSec": "30",
     "User": "edge-agent",
     "Group": "edge-agent",
-    "SupplementaryGroups": "dialout",
+    "SupplementaryGroups": "dialout input",  # input: keyboard-wedge scanners (driver: hid)
     "StateDirectory": "edge-agent",
     "ConfigurationDirectory": "edge-agent",
     "WorkingDirectory": "/var/lib/edge-agent",
@@ -110,9 +110,10 @@ def test_unit_does_not_restart_on_the_cli_exit_code_for_a_bad_config(tmp_path: P
     assert single("RestartPreventExitStatus") == str(proc.returncode)
 
 
-def test_unit_allows_the_serial_ports_and_nothing_else() -> None:
+def test_unit_allows_the_serial_ports_and_input_devices_and_nothing_else() -> None:
     assert set(service()["DeviceAllow"]) == {
         "char-ttyUSB rw", "char-ttyACM rw", "char-ttyAMA rw", "char-ttyS rw",
+        "char-input r",  # keyboard-wedge scanners: read only
     }
 
 
@@ -224,10 +225,16 @@ def test_udev_example_rules_are_well_formed() -> None:
                            '"0403", ATTRS{idProduct}=="6001"'):  # FTDI FT232R
         assert any(f"ATTRS{{idVendor}}=={vendor_product}" in r for r in rules), vendor_product
     assert any('KERNEL=="ttyACM*"' in r for r in rules)  # the USB-CDC barcode scanner
+    hid = [r for r in rules if r.startswith('SUBSYSTEM=="input", ')]
+    assert hid  # the keyboard-wedge scanner
     for rule in rules:
         assert UDEV_RULE.match(rule), rule
-        assert rule.startswith('SUBSYSTEM=="tty", ')
         assert re.search(r'SYMLINK\+="[a-z0-9-]+"', rule), rule
+        if rule in hid:
+            assert 'KERNEL=="event*"' in rule, rule  # not the inputN parent or mouseN
+            assert 'GROUP="input", MODE="0660"' in rule, rule
+            continue
+        assert rule.startswith('SUBSYSTEM=="tty", ')
         assert 'GROUP="dialout", MODE="0660"' in rule, rule
     assert "udevadm info -a -n /dev/ttyUSB0" in RULES.read_text()
 

@@ -173,3 +173,50 @@ def test_doctor_bad_ca_file(tmp_path: Path, mosquitto: Mosquitto, kind: str) -> 
         row = _row(proc.stdout, "certificate ca")
         assert "FAIL" in row
         assert "fix:" in row
+
+
+def _llrp_config(tmp_path: Path, sim: SimProcess, broker: Mosquitto, antennas: list[int]) -> Path:
+    import yaml
+
+    host, port = sim.host_port
+    path = _config(tmp_path, "unused", broker, name="dock-fx", driver="llrp")
+    cfg = yaml.safe_load(path.read_text())
+    cfg["readers"][0].pop("baudrate")
+    cfg["readers"][0].update(host=host, port=port, antennas=antennas)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def test_llrp_reader_connection_and_antennas(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """doctor connects to an LLRP reader itself (the agent is not running): connection
+    accepted and capabilities, then each configured antenna connected or named."""
+    sim = SimProcess("llrp", "--tcp", "127.0.0.1:0", "--antennas", "1,2", "--flavour", "impinj",
+                     "--log-level", "INFO", log_path=tmp_path / "sim.log")
+    try:
+        good = _doctor(_llrp_config(tmp_path, sim, mosquitto, [1, 2]))
+        bad = _doctor(_llrp_config(tmp_path, sim, mosquitto, [1, 3]))
+    finally:
+        sim.stop()
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "PASS  reader port socket://127.0.0.1:" in good.stdout  # TCP accepted
+    assert re.search(r"PASS\s+LLRP reader Impinj model 2001002, firmware 5\.14",
+                     _row(good.stdout, "reader dock-fx answers"))
+    assert "PASS" in _row(good.stdout, "reader dock-fx antennas")
+    assert bad.returncode == 1, bad.stdout
+    row = _row(bad.stdout, "reader dock-fx antennas")
+    assert "FAIL" in row
+    assert "antenna(s) [3] not connected (of [1, 3])" in row
+    assert "check the antenna cable" in row
+    # doctor left the reader as it found it: closed, free for the agent.
+    assert (tmp_path / "sim.log").read_text().count("CLOSE_CONNECTION: closing") == 2
+
+
+def test_llrp_reader_that_refuses_the_connection(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    sim = SimProcess("llrp", "--tcp", "127.0.0.1:0", "--busy", log_path=tmp_path / "sim.log")
+    try:
+        proc = _doctor(_llrp_config(tmp_path, sim, mosquitto, [1]))
+    finally:
+        sim.stop()
+    assert proc.returncode == 1
+    row = _row(proc.stdout, "reader dock-fx answers")
+    assert "another client is connected" in row

@@ -129,6 +129,15 @@ def test_every_read_events_validate() -> None:
     e = every_read_event(read(T0, sgtin_hex(5)), timezone="+00:00", mapping=EventMapping(),
                          source_id="g:1")
     assert_valid(doc(e))  # no business context configured at all
+    extra = (("tea:readerClockOffsetS", -3600.25), ("tea:rfPhaseRad", 1.5708),
+             ("tea:dopplerHz", -2.5), ("tea:reader", "not this"))
+    e = every_read_event(replace(read(T0, sgtin_hex(5)), extra=extra), timezone="+00:00",
+                         mapping=MAPPING, source_id="g:2")
+    assert_valid(doc(e))
+    (detail,) = e["tea:reads"]
+    assert detail["tea:readerClockOffsetS"] == -3600.25
+    assert (detail["tea:rfPhaseRad"], detail["tea:dopplerHz"]) == (1.5708, -2.5)
+    assert detail["tea:reader"] == read(T0, sgtin_hex(5)).reader  # a driver cannot override
 
 
 def scan(data: bytes, symbology: str | None) -> BarcodeRead:

@@ -3,8 +3,11 @@ keepalives, reconnects, stale ROSpecs, a busy reader."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -116,6 +119,9 @@ async def test_probe_names_manufacturer_model_firmware_antennas_and_power(
     assert "firmware" in text
     assert "antennas: 4" in text
     assert "10-31.5 dBm" in text
+    assert "antennas connected: 1, 2, 3, 4" in text
+    assert "RF modes: 0 (max_throughput / fm0_640k)" in text
+    assert "GPI inputs: 4" in text
     with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--busy") as s:
         host, port = s.host_port
         with pytest.raises(ReaderError, match="another client is connected"):
@@ -176,3 +182,111 @@ async def test_llrp_over_tls_reads_and_refuses_an_unknown_ca(tmp_path: Path) -> 
             await bad.wait_for(lambda r: r.status.last_error is not None, 10, "a TLS refusal")
         assert "certificate verify failed" in str(bad.status.last_error)
         assert bad.reads == []
+
+
+async def test_gpi_trigger_reads_only_while_the_photo_eye_is_blocked(tmp_path: Path) -> None:
+    # GPI 1 goes high 1.5 s after the connection, for 1 s of every 3 s.
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--gpi-pulse",
+             "1:3:1:1.5", "--log-level", "INFO") as s:
+        async with Run(_cfg(s, gpi_trigger={"port": 1, "stop_after_s": 5})) as run:  # type: ignore[arg-type]
+            await run.wait_for(lambda r: r.status.inventory_active is False, 10, "configured")
+            assert run.reads == []  # nothing before the GPI goes high
+            await run.wait_for(lambda r: r.status.inventory_active is True, 10, "GPI high")
+            assert run.status.as_dict()["gpi"] == {"1": "high"}
+            await run.wait_reads(3, timeout_s=3)
+            await run.wait_for(lambda r: r.status.inventory_active is False, 5, "GPI low")
+            assert run.status.as_dict()["gpi"] == {"1": "low"}
+            stopped_at = len(run.reads)
+            await asyncio.sleep(1.0)  # still low: no reads come
+            assert len(run.reads) == stopped_at
+            await run.wait_for(lambda r: r.status.inventory_active is True, 5, "GPI high again")
+            await run.wait_reads(stopped_at + 3, timeout_s=3)
+    log_text = (tmp_path / "sim-llrp.log").read_text()
+    assert "start on GPI 1 high, stop on GPI 1 low or after 5000 ms" in log_text
+
+
+async def test_mode_by_name_search_mode_and_report_timeout_reach_an_impinj_reader(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--flavour", "impinj",
+             "--log-level", "INFO") as s, caplog.at_level(logging.INFO, logger="agent.readers"):
+        async with Run(_cfg(s, reader_mode="AutoSet Dense Reader", search_mode="dual_target",
+                            report={"every_n_tags": 50, "timeout_ms": 200})) as run:  # type: ignore[arg-type]
+            await run.wait_reads(20)
+    log_text = (tmp_path / "sim-llrp.log").read_text()
+    assert "report every 50 tag(s) or 200 ms, mode 1000, search mode 2" in log_text
+    assert "reader_mode 'AutoSet Dense Reader' is ModeIdentifier 1000" in caplog.text
+
+
+async def test_a_plain_reader_warns_about_search_mode_and_reads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3") as s, \
+            caplog.at_level(logging.WARNING, logger="agent.readers"):
+        async with Run(_cfg(s, search_mode="single_target")) as run:  # type: ignore[arg-type]
+            await run.wait_reads(5)
+    assert "search_mode single_target is an Impinj setting" in caplog.text
+
+
+async def test_an_unknown_mode_name_is_refused_naming_the_readers_modes(tmp_path: Path) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3") as s:
+        async with Run(_cfg(s, reader_mode="autoset_dense_reader")) as run:  # type: ignore[arg-type]
+            await run.wait_for(lambda r: r.status.last_error is not None, 10, "the refusal")
+    assert "is not a mode of this reader (it has 1 (fm0_640k), 2 (m2_320k)" in str(
+        run.status.last_error)
+
+
+async def test_stop_leaves_the_reader_idle_and_the_connection_closed(tmp_path: Path) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--log-level",
+             "INFO") as s:
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
+            await run.wait_reads(3)
+        log_text = (tmp_path / "sim-llrp.log").read_text()
+        for _ in range(20):  # the simulator logs as it answers
+            if "CLOSE_CONNECTION" in log_text:
+                break
+            await asyncio.sleep(0.1)
+            log_text = (tmp_path / "sim-llrp.log").read_text()
+    assert f"STOP_ROSPEC {0x7E1A}" in log_text
+    assert "CLOSE_CONNECTION: closing" in log_text
+
+
+async def test_a_reader_clock_far_off_still_stamps_reads_on_the_gateways_time(
+    tmp_path: Path,
+) -> None:
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--clock-offset",
+             "-3600") as s:
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
+            await run.wait_reads(10)
+    now = datetime.now(UTC)
+    assert all(abs((t.read_at - now).total_seconds()) < 10 for t in run.tags)
+    offset = run.status.as_dict()["readerClockOffsetS"]
+    assert -3601 < offset < -3599
+    assert run.status.reader_clock_steps == 0
+    # Each read says how far off the reader's clock is, so the cloud sees why they differ.
+    offsets = [dict(t.extra)["tea:readerClockOffsetS"] for t in run.tags]
+    assert all(-3601 < o < -3599 for o in offsets)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("step_s", [3600.0, -600.0])
+async def test_a_reader_clock_step_mid_session_moves_no_read(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, step_s: float
+) -> None:
+    """The reader's clock jumps 1 s into the session: reads stay on the gateway's timeline
+    (no read an hour ahead or ten minutes back, so no presence window ends or restarts), the
+    step is logged and counted once."""
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--clock-step",
+             f"1.0:{step_s}") as s, caplog.at_level(logging.WARNING, logger="agent.readers"):
+        async with Run(_cfg(s)) as run:  # type: ignore[arg-type]
+            await run.wait_for(lambda r: r.status.reader_clock_steps >= 1, 10, "the step")
+            n = len(run.reads)
+            await run.wait_reads(n + 20, timeout_s=5)
+    now = datetime.now(UTC)
+    for t in run.tags:
+        assert -10 < (t.read_at - now).total_seconds() <= 0.5, t.read_at
+    times = [t.read_at for t in run.tags]
+    assert max(abs((b - a).total_seconds()) for a, b in itertools.pairwise(times)) < 1.5
+    assert run.status.reader_clock_steps == 1
+    m = re.search(r"its clock stepped by ([-+][\d.]+) s", caplog.text)
+    assert m, caplog.text
+    assert abs(float(m.group(1)) - step_s) < 0.5

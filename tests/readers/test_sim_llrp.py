@@ -546,7 +546,7 @@ def test_agent_codec_session() -> None:
 
     ext = agent_ask(dev, agent_llrp.impinj_enable_extensions(2))
     assert ext.type == agent_llrp.MsgType.CUSTOM_MESSAGE
-    ext_status = agent_llrp.parse_status(agent_llrp.LlrpMessage(1, 1023, 3, ext.body[5:]))
+    ext_status = agent_llrp.parse_status(ext)  # after VendorIdentifier + MessageSubtype
     assert ext_status is not None
     assert ext_status.ok
     requests = [
@@ -706,3 +706,102 @@ def test_tcp_reader_closes_the_connection(
         code, err = sim.stop()
     assert code == 0, err
     assert "Traceback" not in err
+
+
+# -- GPI triggers, RF modes, search mode, report timeout (agent's encoders -> simulator) --------
+
+
+def _ok(dev: LLRPDevice, request: bytes) -> bool:
+    status_ = agent_llrp.parse_status(agent_ask(dev, request))
+    assert status_ is not None
+    return status_.ok
+
+
+def _agent_frames(frames: list[bytes]) -> list[agent_llrp.LlrpMessage]:
+    decoder = agent_llrp.LlrpDecoder()
+    return [m for f in frames for m in decoder.feed(f)]
+
+
+def test_capabilities_carry_gpis_and_the_rf_mode_table() -> None:
+    for flavour, ids in (("impinj", {0, 1, 2, 3, 4, 1000, 1002}), ("plain", {1, 2, 3, 4})):
+        dev, _ = connected(flavour=flavour, gpis=2)
+        caps = agent_llrp.parse_capabilities(agent_ask(dev, agent_llrp.get_reader_capabilities(1)))
+        assert caps is not None
+        assert caps.gpi_ports == 2
+        assert {m.mode_id for m in caps.rf_modes} == ids
+        found, _why = agent_llrp.find_mode("autoset_dense_reader", caps.rf_modes,
+                                           caps.manufacturer_pen)
+        assert found == (1000 if flavour == "impinj" else None)
+
+
+def test_a_gpi_triggered_rospec_runs_only_while_the_input_is_high() -> None:
+    # GPI 1 goes high 1 s after the connection, for 0.5 s of every 2 s.
+    dev, clock = connected(read_rate_per_s=100.0, gpi_pulse=(1, 2.0, 0.5, 1.0))
+    events = {1: True, 2: True}
+    requests = [
+        agent_llrp.set_reader_config(1, events=events,
+                                     extra=agent_llrp.gpi_port_current_state(1)),
+        agent_llrp.add_rospec(2, 7, (1,), gpi=agent_llrp.GpiTrigger(1)),
+        agent_llrp.enable_rospec(3, 7),
+    ]
+    for request in requests:
+        assert _ok(dev, request), request.hex()
+    assert dev.last_rospec is not None
+    assert dev.last_rospec.start_gpi == 1
+    assert _agent_frames(drive(dev, clock, 0.9)) == []  # low: no inventory, no reports
+    window = _agent_frames(drive(dev, clock, 0.7))  # 0.9 .. 1.6 s: high from 1.0 to 1.5 s
+    kinds = [m.type for m in window]
+    assert kinds[0] == agent_llrp.MsgType.READER_EVENT_NOTIFICATION
+    first = agent_llrp.parse_reader_event(window[0])
+    assert first is not None
+    assert [(g.port, g.high) for g in first.gpi_events] == [(1, True)]
+    reports = [m for m in window if m.type == agent_llrp.MsgType.RO_ACCESS_REPORT]
+    assert 45 <= len(reports) <= 51  # 100 reads/s for 0.5 s
+    notes = [agent_llrp.parse_reader_event(m) for m in window
+             if m.type == agent_llrp.MsgType.READER_EVENT_NOTIFICATION]
+    rospec_events = [(r.event_type, r.rospec_id) for n in notes if n for r in n.rospec_events]
+    assert rospec_events == [(0, 7), (1, 7)]  # started, then stopped when the GPI went low
+    assert [m for m in _agent_frames(drive(dev, clock, 1.3))
+            if m.type == agent_llrp.MsgType.RO_ACCESS_REPORT] == []  # 1.6 .. 2.9 s: low
+    assert dev.llrp_stats.gpi_starts == 1
+
+
+def test_a_gpi_stop_timeout_ends_the_inventory_before_the_input_goes_low() -> None:
+    dev, clock = connected(read_rate_per_s=100.0, gpi_pulse=(2, 10.0, 5.0, 0.5))
+    assert _ok(dev, agent_llrp.add_rospec(1, 7, (1,), gpi=agent_llrp.GpiTrigger(2, 200)))
+    assert _ok(dev, agent_llrp.enable_rospec(2, 7))
+    reports = [m for m in _agent_frames(drive(dev, clock, 3.0))
+               if m.type == agent_llrp.MsgType.RO_ACCESS_REPORT]
+    assert 18 <= len(reports) <= 21  # 200 ms of 100 reads/s, although GPI 2 stays high 5 s
+
+
+def test_mode_search_mode_and_report_timeout_reach_the_rospec() -> None:
+    dev, clock = connected(flavour="impinj", read_rate_per_s=100.0)
+    request = agent_llrp.add_rospec(
+        1, 7, (1,), mode_index=1002, report_every_n_tags=1000, aispec_duration_ms=200,
+        report_trigger=agent_llrp.REPORT_UPON_N_TAGS_OR_END_OF_AISPEC,
+        inventory_custom=agent_llrp.impinj_inventory_search_mode(2))
+    assert _ok(dev, request)
+    info = dev.last_rospec
+    assert info is not None
+    assert (info.mode_id, info.search_mode, info.aispec_ms, info.report_trigger) == (
+        1002, 2, 200, 1)
+    assert _ok(dev, agent_llrp.enable_rospec(2, 7))
+    assert _ok(dev, agent_llrp.start_rospec(3, 7))
+    reports = [m for m in _agent_frames(drive(dev, clock, 1.05))
+               if m.type == agent_llrp.MsgType.RO_ACCESS_REPORT]
+    # 1000 tags per report would take 10 s; the 200 ms AISpec ends a report 5 times a second.
+    assert len(reports) == 5
+    assert all(len(agent_llrp.parse_ro_access_report(r)) == 20 for r in reports)
+
+
+def test_a_plain_reader_refuses_an_unknown_mode_and_the_impinj_search_mode() -> None:
+    dev, _ = connected(flavour="plain")
+    bad_mode = agent_llrp.parse_status(agent_ask(dev, agent_llrp.add_rospec(1, 7, (1,),
+                                                                            mode_index=1000)))
+    assert bad_mode is not None
+    assert not bad_mode.ok
+    custom = agent_llrp.parse_status(agent_ask(dev, agent_llrp.add_rospec(
+        2, 7, (1,), inventory_custom=agent_llrp.impinj_inventory_search_mode(2))))
+    assert custom is not None
+    assert not custom.ok

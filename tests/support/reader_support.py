@@ -35,9 +35,11 @@ def reader_config(**fields: Any) -> AnyReaderConfig:
 class Run:
     """A supervisor task and what it delivered."""
 
-    def __init__(self, cfg: AnyReaderConfig, control: ReaderControl | None = None) -> None:
+    def __init__(self, cfg: AnyReaderConfig, control: ReaderControl | None = None,
+                 **options: Any) -> None:
         self.cfg = cfg
         self.control = control
+        self.options = options  # more supervise_reader() arguments (resolve_input=, ...)
         self.status = ReaderStatus(cfg.name, cfg.driver, cfg.link_spec)
         self.reads: list[Read] = []
         self.read_times: list[float] = []  # time.monotonic() of each put
@@ -52,7 +54,7 @@ class Run:
     async def __aenter__(self) -> Run:
         self._task = asyncio.create_task(
             supervise_reader(self.cfg, self._put, self.status, rng=random.Random(1),
-                             control=self.control),
+                             control=self.control, **self.options),
             name=f"reader-{self.cfg.name}",
         )
         return self

@@ -32,6 +32,7 @@ from agent.readers.codecs.llrp_params import (
     P_CUSTOM,
     P_EVENT_NOTIFICATION_STATE,
     P_GENERAL_DEVICE_CAPABILITIES,
+    P_GPIO_CAPABILITIES,
     P_INVENTORY_PARAMETER_SPEC,
     P_KEEPALIVE_SPEC,
     P_READER_EVENT_NOTIFICATION_SPEC,
@@ -215,7 +216,10 @@ def _uint(data: bytes, at: int, n: int) -> int:
 
 
 def parse_status(msg: LlrpMessage, stats: DecoderStats | None = None) -> LlrpStatus | None:
-    """The LLRPStatus (TLV 287) of a *_RESPONSE or ERROR_MESSAGE; None when it has none."""
+    """The LLRPStatus (TLV 287) of a *_RESPONSE or ERROR_MESSAGE (or a vendor's CUSTOM_MESSAGE
+    response: VendorIdentifier u32 + MessageSubtype u8 first); None when it has none."""
+    if msg.type == MsgType.CUSTOM_MESSAGE:
+        return find_status(msg.body[5:], stats)
     return find_status(msg.body, stats)
 
 
@@ -262,6 +266,60 @@ class RfMode:
     step_tari_ns: int
 
 
+# Impinj Octane's RF mode names (Impinj "Reader modes" application note; ModeIdentifier).
+IMPINJ_MODE_NAMES: dict[int, str] = {
+    0: "max_throughput", 1: "hybrid", 2: "dense_reader_m4", 3: "dense_reader_m8",
+    4: "max_miller", 5: "dense_reader_m4_two", 1000: "autoset_dense_reader",
+    1002: "autoset_dense_reader_deep_scan", 1003: "autoset_static_fast",
+    1004: "autoset_static_dense_reader",
+}
+_M_NAMES = ("fm0", "m2", "m4", "m8")
+
+
+def mode_key(name: str) -> str:
+    """A mode name as compared: lower case, runs of anything else than [a-z0-9] -> '_'."""
+    return "_".join(part for part in "".join(
+        c if c.isascii() and c.isalnum() else " " for c in name.lower()).split())
+
+
+def mode_names(mode: RfMode, manufacturer_pen: int | None) -> tuple[str, ...]:
+    """Names a configuration may use for one RF mode: the vendor's (Impinj) and one built from
+    the table entry, e.g. ``m4_250k`` (Miller M4, 250 kbps backscatter data rate)."""
+    names: list[str] = []
+    if manufacturer_pen == VENDOR_IMPINJ and mode.mode_id in IMPINJ_MODE_NAMES:
+        names.append(IMPINJ_MODE_NAMES[mode.mode_id])
+    if 0 <= mode.m_value < len(_M_NAMES) and mode.bdr_bps:
+        names.append(f"{_M_NAMES[mode.m_value]}_{round(mode.bdr_bps / 1000)}k")
+    return tuple(names)
+
+
+def find_mode(wanted: int | str, modes: Sequence[RfMode],
+              manufacturer_pen: int | None) -> tuple[int | None, str]:
+    """``reader_mode`` against the reader's UHFC1G2RFModeTable: (ModeIdentifier, "") or
+    (None, why, naming what the reader has). An empty table accepts a number as given."""
+    if isinstance(wanted, int):
+        if not modes or wanted in {m.mode_id for m in modes}:
+            return wanted, ""
+        return None, (f"reader_mode {wanted} is not in the reader's RF mode table (it has "
+                      f"{mode_list(modes, manufacturer_pen)})")
+    key = mode_key(wanted)
+    hits = [m.mode_id for m in modes if key in mode_names(m, manufacturer_pen)]
+    if len(hits) == 1:
+        return hits[0], ""
+    if not modes:
+        return None, (f"reader_mode {wanted!r}: the reader sent no RF mode table, so a mode "
+                      "can only be given by its number (ModeIdentifier)")
+    what = "names more than one mode" if hits else "is not a mode of this reader"
+    return None, (f"reader_mode {wanted!r} {what} (it has "
+                  f"{mode_list(modes, manufacturer_pen)})")
+
+
+def mode_list(modes: Sequence[RfMode], manufacturer_pen: int | None) -> str:
+    return ", ".join(
+        f"{m.mode_id}" + (f" ({' / '.join(n)})" if (n := mode_names(m, manufacturer_pen)) else "")
+        for m in modes)
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What GET_READER_CAPABILITIES_RESPONSE told: GeneralDeviceCapabilities + regulatory."""
@@ -276,6 +334,7 @@ class Capabilities:
     communications_standard: int | None = None
     power_table_cdbm: tuple[tuple[int, int], ...] = ()  # (index, dBm * 100)
     rf_modes: tuple[RfMode, ...] = ()
+    gpi_ports: int | None = None  # GPIOCapabilities NumGPIs
 
 
 def _rf_mode(v: bytes) -> RfMode | None:
@@ -301,7 +360,10 @@ def decode_capabilities(body: bytes, stats: DecoderStats | None = None) -> Capab
             gen["has_utc_clock"] = bool(v[2] & 0x40)
             gen["manufacturer_pen"] = _uint(v, 4, 4)
             gen["model"] = _uint(v, 8, 4)
-            gen["firmware"] = utf8v(v, 12)[0]
+            gen["firmware"], end = utf8v(v, 12)
+            for sub in sub_params(p, end, stats):  # §16.2.3.2: GPIOCapabilities inside
+                if sub.type == P_GPIO_CAPABILITIES and not sub.tv and len(sub.value) >= 4:
+                    gen["gpi_ports"] = _uint(sub.value, 0, 2)
         elif p.type == P_REGULATORY_CAPABILITIES and len(v) >= 4:
             gen["country_code"] = _uint(v, 0, 2)
             gen["communications_standard"] = _uint(v, 2, 2)
@@ -399,6 +461,20 @@ def get_reader_config(
     """AntennaID u16, RequestedData u8 (0 all, 8 keepalive spec...), GPIPortNum, GPOPortNum."""
     body = _u16(antenna_id) + _u8(requested_data) + _u16(gpi_port) + _u16(gpo_port)
     return message(MsgType.GET_READER_CONFIG, msg_id, body)
+
+
+P_ANTENNA_PROPERTIES = 221
+REQUESTED_ANTENNA_PROPERTIES = 2
+
+
+def antenna_properties(msg: LlrpMessage, stats: DecoderStats | None = None) -> dict[int, bool]:
+    """GET_READER_CONFIG_RESPONSE's AntennaProperties (TLV 221, §12.2.5): AntennaConnected
+    u1 (+7), AntennaID u16, AntennaGain s16 -> {antenna: connected}."""
+    if msg.type != MsgType.GET_READER_CONFIG_RESPONSE:
+        return {}
+    return {_uint(p.value, 1, 2): bool(p.value[0] & 0x80)
+            for p in parse_params(msg.body, stats)
+            if p.type == P_ANTENNA_PROPERTIES and not p.tv and len(p.value) >= 5}
 
 
 def _rospec_msg(mtype: MsgType, msg_id: int, rospec_id: int) -> bytes:
@@ -512,7 +588,41 @@ DEFAULT_SELECT = (
     | SELECT_LAST_SEEN | SELECT_TAG_SEEN_COUNT
 )
 PROTOCOL_EPC_C1G2 = 1
+# ROReportTrigger (§13.2.6.1): N tags, or the end of the AISpec / of the ROSpec.
+REPORT_UPON_N_TAGS_OR_END_OF_AISPEC = 1
 REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC = 2
+# Impinj Octane LLRP: ImpinjInventorySearchMode (custom parameter in C1G2InventoryCommand).
+IMPINJ_INVENTORY_SEARCH_MODE = 23
+P_GPI_TRIGGER_VALUE = 181
+P_GPI_PORT_CURRENT_STATE = 225
+
+
+def gpi_trigger_value(port: int, high: bool, timeout_ms: int = 0) -> bytes:
+    """GPITriggerValue (TLV 181, §10.2.1.1.2): GPIPortNum u16, GPIEvent u1 (+7), Timeout u32 ms
+    (0: none)."""
+    return tlv(P_GPI_TRIGGER_VALUE, _u16(port) + _u8(0x80 if high else 0) + _u32(timeout_ms))
+
+
+def gpi_port_current_state(port: int, enabled: bool = True) -> bytes:
+    """GPIPortCurrentState (TLV 225, §12.2.6.3): GPIPortNum u16, Config u1 (+7), State u8
+    (ignored in SET_READER_CONFIG)."""
+    return tlv(P_GPI_PORT_CURRENT_STATE, _u16(port) + _u8(0x80 if enabled else 0) + _u8(2))
+
+
+def impinj_inventory_search_mode(mode: int) -> bytes:
+    """ImpinjInventorySearchMode (Impinj custom subtype 23): u16 (1 single target, 2 dual
+    target, 3 single target with suppression / TagFocus, 5 single target reset, 6 dual target
+    with B->A select)."""
+    return custom(VENDOR_IMPINJ, IMPINJ_INVENTORY_SEARCH_MODE, _u16(mode))
+
+
+@dataclass(frozen=True, slots=True)
+class GpiTrigger:
+    """Start the ROSpec when GPI ``port`` goes high; stop it when it goes low, or
+    ``stop_after_ms`` after the start (0: only when it goes low)."""
+
+    port: int
+    stop_after_ms: int = 0
 
 
 def _powers(antennas: Sequence[int], power_index: int | Sequence[int]) -> list[int]:
@@ -543,6 +653,9 @@ def add_rospec(
     hop_table_id: int = 1,
     channel_index: int = 1,
     report_custom: bytes = b"",
+    gpi: GpiTrigger | None = None,
+    aispec_duration_ms: int = 0,
+    inventory_custom: bytes = b"",
 ) -> bytes:
     """ADD_ROSPEC for one C1G2 inventory over ``antennas`` (empty: all, AntennaID 0).
 
@@ -556,13 +669,20 @@ def add_rospec(
     TagReportContentSelector(238) [> C1G2EPCMemorySelector(348): ``epc_memory_selector`` flag
     byte, 0x80 CRC, 0x40 PC] + ``report_custom`` (e.g. Impinj selectors).
     ``configure_antennas=False`` leaves out the AntennaConfigurations: reader defaults apply.
+    ``gpi``: ROSpecStartTrigger type 3 (GPI goes high) and ROSpecStopTrigger type 2 (GPI goes
+    low, with the timeout), §10.2.1.1. ``aispec_duration_ms``: AISpecStopTrigger type 1, so the
+    ROSpec loops over its AISpec and, with ``REPORT_UPON_N_TAGS_OR_END_OF_AISPEC``, reports at
+    least that often. ``inventory_custom``: Custom parameters of C1G2InventoryCommand.
     """
     ants = [a & 0xFFFF for a in antennas] or [0]
     powers = _powers(ants, power_index)
-    stop = _u8(1) + _u32(timeout_ms) if timeout_ms > 0 else _u8(0) + _u32(0)
-    boundary = tlv(
-        P_RO_BOUNDARY_SPEC, tlv(P_ROSPEC_START_TRIGGER, _u8(0)) + tlv(P_ROSPEC_STOP_TRIGGER, stop)
-    )
+    if gpi is not None:
+        start = tlv(P_ROSPEC_START_TRIGGER, _u8(3) + gpi_trigger_value(gpi.port, True))
+        stop = _u8(2) + _u32(0) + gpi_trigger_value(gpi.port, False, gpi.stop_after_ms)
+    else:
+        start = tlv(P_ROSPEC_START_TRIGGER, _u8(0))
+        stop = _u8(1) + _u32(timeout_ms) if timeout_ms > 0 else _u8(0) + _u32(0)
+    boundary = tlv(P_RO_BOUNDARY_SPEC, start + tlv(P_ROSPEC_STOP_TRIGGER, stop))
     c1g2 = tlv(
         P_C1G2_INVENTORY_COMMAND,
         _u8(0)  # TagInventoryStateAware = 0
@@ -570,7 +690,8 @@ def add_rospec(
         + tlv(
             P_C1G2_SINGULATION_CONTROL,
             _u8((session & 0x3) << 6) + _u16(tag_population) + _u32(tag_transit_time_ms),
-        ),
+        )
+        + inventory_custom,
     )
     rf = _u16(hop_table_id) + _u16(channel_index)
     configs = b"".join(
@@ -584,7 +705,8 @@ def add_rospec(
         P_AISPEC,
         _u16(len(ants))
         + b"".join(_u16(a) for a in ants)
-        + tlv(P_AISPEC_STOP_TRIGGER, _u8(0) + _u32(0))
+        + tlv(P_AISPEC_STOP_TRIGGER, (_u8(1) + _u32(aispec_duration_ms)) if aispec_duration_ms
+              else (_u8(0) + _u32(0)))
         + tlv(
             P_INVENTORY_PARAMETER_SPEC,
             _u16(inventory_parameter_spec_id) + _u8(PROTOCOL_EPC_C1G2) + configs,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import TypeVar
 
 from agent.clock import SyncState, utcnow
 from agent.config import BarcodeConfig
@@ -24,13 +25,32 @@ from agent.readers.session import FrameSession, ReaderTimeout
 from agent.readers.status import ReaderStatus
 
 log = logging.getLogger(__name__)
+C = TypeVar("C")
 
 # How long the session waits for bytes when no scan is pending, per loop turn.
 _POLL_S = 3600.0
 
 
-class BarcodeReader(DriverBase[BarcodeConfig]):
-    """One connection to one barcode scanner."""
+class ScannerBase(DriverBase[C]):
+    """What every barcode scanner driver shares: nothing to configure, no output power, and
+    its scans become reads through ``scan_reads`` (subclasses set ``session``)."""
+
+    session: FrameSession[Scan]
+
+    async def configure(self) -> None:
+        return None
+
+    def _check_power(self, power: Power) -> Power:
+        raise SettingNotSupported(f"reader {self._name()} is a barcode scanner: no output power")
+
+    async def reads(self) -> AsyncIterator[BarcodeRead]:
+        async for read in scan_reads(self.session, self._name(), self.status, self._now,
+                                     self._sync):
+            yield read
+
+
+class BarcodeReader(ScannerBase[BarcodeConfig]):
+    """One connection to one barcode scanner (serial line mode)."""
 
     def __init__(
         self,
@@ -59,25 +79,27 @@ class BarcodeReader(DriverBase[BarcodeConfig]):
         aim = ", AIM identifiers" if self.cfg.aim else ""
         return f"barcode scanner (line mode, terminator {term}{flush}{aim})"
 
-    async def configure(self) -> None:
-        return None
 
-    def _check_power(self, power: Power) -> Power:
-        raise SettingNotSupported(f"reader {self.cfg.name} is a barcode scanner: no output power")
-
-    async def reads(self) -> AsyncIterator[BarcodeRead]:
-        cfg = self.cfg
-        while True:
-            try:
-                scan = await self.session.next_frame(_POLL_S)
-            except ReaderTimeout:
-                continue
-            self.status.tag_frames += 1
-            log.debug("reader %s: scan %s %r", cfg.name, scan.symbology or "-", scan.data)
-            yield BarcodeRead(
-                reader=cfg.name,
-                data=scan.data,
-                symbology=scan.symbology,
-                read_at=self._now(),
-                clock_synced=self._sync.synced(),
-            )
+async def scan_reads(
+    session: FrameSession[Scan],
+    name: str,
+    status: ReaderStatus,
+    now: Callable[[], datetime],
+    sync: SyncState,
+) -> AsyncIterator[BarcodeRead]:
+    """Scans -> BarcodeReads, forever: the one path from a scanner's framer to the pipeline
+    (serial line mode and USB keyboard wedge alike)."""
+    while True:
+        try:
+            scan = await session.next_frame(_POLL_S)
+        except ReaderTimeout:
+            continue
+        status.tag_frames += 1
+        log.debug("reader %s: scan %s %r", name, scan.symbology or "-", scan.data)
+        yield BarcodeRead(
+            reader=name,
+            data=scan.data,
+            symbology=scan.symbology,
+            read_at=now(),
+            clock_synced=sync.synced(),
+        )

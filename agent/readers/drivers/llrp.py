@@ -16,27 +16,39 @@ pyserial's ``socket://host:port``: one seam for I/O). The codec is agent/readers
   keepalive periods without any message -> ReaderSilent: the supervisor reconnects with backoff,
   and the next connection configures the reader again.
 * Vendor extensions are never required: a reader that refuses CUSTOM_MESSAGE (Zebra) works;
-  Impinj's peak RSSI (centi-dBm) is used when a report carries it.
+  Impinj's peak RSSI (centi-dBm) is used when a report carries it; ``search_mode`` is sent only
+  to an Impinj reader (after IMPINJ_ENABLE_EXTENSIONS), others get a WARNING.
+* ``gpi_trigger``: the ROSpec starts when the GPI goes high and stops when it goes low (or after
+  ``stop_after_s``); the reader does it, so inventory follows a photo-eye without a round trip.
+  GPI and ROSpec events are enabled and logged; the status shows the GPI and the inventory.
+* stop (the task is cancelled): STOP_ROSPEC and CLOSE_CONNECTION, bounded by a short timeout,
+  so the reader is left idle and free for the next client.
 
-Reads are stamped on the gateway's clock when the report arrives (the reader's own timestamps
-are its clock, not ours).
+Reads are stamped on the gateway's timeline: the reader's LastSeenTimestampUTC minus its
+measured clock offset (agent/readers/readerclock.py), never later than the report's arrival
+and never earlier than the report can have been held; the offset is re-measured on every report
+and reader event, and steps of the reader's clock are logged and counted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from agent.clock import SyncState, utcnow
 from agent.config import LlrpConfig
+from agent.config.schema import LLRP_SEARCH_MODES
 from agent.model import TagRead
 from agent.readers.codecs import llrp
 from agent.readers.codecs.llrp import LlrpMessage, MsgType
-from agent.readers.codecs.llrp_params import CONNECTION_STATUS
+from agent.readers.codecs.llrp_params import CONNECTION_STATUS, VENDOR_IMPINJ, TagReport
 from agent.readers.drivers.base import DriverBase
-from agent.readers.link import Link, SerialLink
+from agent.readers.link import Link, LinkError, SerialLink
+from agent.readers.readerclock import ReaderClock
 from agent.readers.session import (
     FrameSession,
     ReaderCommandError,
@@ -51,10 +63,14 @@ log = logging.getLogger(__name__)
 ROSPEC_ID = 0x7E1A  # ours; DELETE_ROSPEC(0) at connect removes any other client's
 KEEPALIVES_MISSED = 3
 CLOCK_WARN_S = 2.0
+GOODBYE_TIMEOUT_S = 1.0
+EVENT_GPI = 1  # ReaderEventNotificationSpec EventTypes (§13.2.5.1)
+EVENT_ROSPEC = 2
 PEN_NAMES = {25882: "Impinj", 10642: "Zebra", 161: "Motorola/Zebra", 22695: "ThingMagic"}
 _RESPONSE: dict[int, int] = {
     MsgType.GET_READER_CAPABILITIES: MsgType.GET_READER_CAPABILITIES_RESPONSE,
     MsgType.GET_ROSPECS: MsgType.GET_ROSPECS_RESPONSE,
+    MsgType.GET_READER_CONFIG: MsgType.GET_READER_CONFIG_RESPONSE,
     MsgType.SET_READER_CONFIG: MsgType.SET_READER_CONFIG_RESPONSE,
     MsgType.ADD_ROSPEC: MsgType.ADD_ROSPEC_RESPONSE,
     MsgType.DELETE_ROSPEC: MsgType.DELETE_ROSPEC_RESPONSE,
@@ -63,6 +79,7 @@ _RESPONSE: dict[int, int] = {
     MsgType.ENABLE_ROSPEC: MsgType.ENABLE_ROSPEC_RESPONSE,
     MsgType.DELETE_ACCESSSPEC: MsgType.DELETE_ACCESSSPEC_RESPONSE,
     MsgType.CLOSE_CONNECTION: MsgType.CLOSE_CONNECTION_RESPONSE,
+    MsgType.CUSTOM_MESSAGE: MsgType.CUSTOM_MESSAGE,  # a vendor's response is one too
 }
 
 
@@ -95,6 +112,10 @@ class LlrpReader(DriverBase[LlrpConfig]):
         self._msg_id = 0
         self.capabilities: llrp.Capabilities | None = None
         self._clock_warned = False
+        self.antenna_ports: dict[int, bool] = {}  # every port's AntennaConnected, at connect
+        self.clock = ReaderClock(ReaderClock.hold_for(cfg.report.every_n_tags,
+                                                      cfg.report.timeout_ms))
+        self._started = False
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -155,19 +176,34 @@ class LlrpReader(DriverBase[LlrpConfig]):
                     "detail": f"the reader reports antenna {a.antenna_id} "
                               + ("connected again" if a.connected else
                                  "disconnected: no reads from it until it is back")})
+        for g in event.gpi_events:
+            self.status.gpi[g.port] = g.high
+            log.info("reader %s: GPI %d %s", self.cfg.name, g.port, "high" if g.high else "low")
+        for r in event.rospec_events:
+            if r.rospec_id == ROSPEC_ID and r.event_type in (0, 1):
+                self.status.inventory_active = r.event_type == 0
+                log.info("reader %s: inventory %s", self.cfg.name,
+                         "started" if r.event_type == 0 else "stopped")
         if event.reader_exception:
             log.warning("reader %s: reader exception: %s", self.cfg.name, event.reader_exception)
             self.status.raise_alarm({"type": "reader_exception", "detected_at": when,
                                      "detail": event.reader_exception[:500]})
         if event.connection_closed:
             log.warning("reader %s: the reader is closing the connection", self.cfg.name)
+        if event.timestamp_us is not None:
+            self._note_clock(event.timestamp_us)
 
     def _note_clock(self, reader_us: int, now: datetime | None = None) -> None:
         """The reader's clock against ours (reads are stamped on ours): kept in the status, one
-        WARNING when it is off by more than CLOCK_WARN_S (a reader without NTP)."""
-        gateway_s = (now or self._now()).timestamp()
-        offset_s = round(reader_us / 1e6 - gateway_s, 3)
+        WARNING when it is off by more than CLOCK_WARN_S (a reader without NTP), one per step."""
+        step = self.clock.observe(reader_us, now or self._now())
+        offset_s = round(self.clock.offset_s or 0.0, 3)
         self.status.reader_clock_offset_s = offset_s
+        if step is not None:
+            self.status.reader_clock_steps += 1
+            log.warning("reader %s: its clock stepped by %+.3f s (now %+.3f s off the "
+                        "gateway's); read times stay on the gateway's timeline", self.cfg.name,
+                        step.step_s, step.offset_s)
         if abs(offset_s) > CLOCK_WARN_S and not self._clock_warned:
             self._clock_warned = True
             log.warning("reader %s: its clock is %+.1f s off the gateway's; reads are stamped "
@@ -204,6 +240,7 @@ class LlrpReader(DriverBase[LlrpConfig]):
         if caps is None:
             raise ReaderCommandError("GET_READER_CAPABILITIES_RESPONSE could not be decoded")
         self.capabilities = caps
+        await self._antenna_states()
         maker = PEN_NAMES.get(caps.manufacturer_pen or -1, f"PEN {caps.manufacturer_pen}")
         self.status.model = f"{maker} model {caps.model}"
         self.status.firmware = caps.firmware or None
@@ -211,6 +248,31 @@ class LlrpReader(DriverBase[LlrpConfig]):
         power = f", power {min(powers):g}-{max(powers):g} dBm" if powers else ""
         return (f"LLRP reader {maker} model {caps.model}, firmware {caps.firmware or '?'}, "
                 f"{caps.max_antennas} antennas{power}")
+
+    async def _antenna_states(self) -> None:
+        """Which antennas the reader sees connected now (GET_READER_CONFIG AntennaProperties),
+        so status shows them before any AntennaEvent; a reader that refuses: left unknown."""
+        try:
+            reply = await self._request(lambda i: llrp.get_reader_config(
+                i, llrp.REQUESTED_ANTENNA_PROPERTIES), "GET_READER_CONFIG")
+        except ReaderCommandError as exc:
+            log.info("reader %s: antenna states unknown: %s", self.cfg.name, exc)
+            return
+        self.antenna_ports = states = llrp.antenna_properties(reply, self._decoder.stats)
+        for antenna in self.cfg.antennas:
+            if antenna not in states:
+                continue
+            was = self.status.antennas.get(antenna)
+            self.status.antennas[antenna] = states[antenna]
+            if not states[antenna] and was is not False:
+                log.warning("reader %s: antenna %d is not connected (configured in "
+                            "antennas): no reads from it until it is", self.cfg.name, antenna)
+                self.status.raise_alarm({
+                    "type": "antenna_disconnected", "antenna": antenna,
+                    "detected_at": self._now().isoformat(timespec="milliseconds").replace(
+                        "+00:00", "Z"),
+                    "detail": f"antenna {antenna} is configured but the reader reports it "
+                              "not connected: check its cable and port"})
 
     def _power_indexes(self) -> int | list[int]:
         cfg = self.cfg
@@ -235,16 +297,55 @@ class LlrpReader(DriverBase[LlrpConfig]):
         return out
 
     def _mode(self) -> int | None:
-        """reader_mode, checked against the reader's UHFC1G2RFModeTable (when it sent one)."""
+        """reader_mode (number or name), checked against the reader's UHFC1G2RFModeTable."""
         mode = self.cfg.reader_mode
-        modes = self.capabilities.rf_modes if self.capabilities else ()
         if mode is None:
             return None
-        if modes and mode not in {m.mode_id for m in modes}:
+        caps = self.capabilities
+        wanted: int | str = int(mode) if isinstance(mode, str) and mode.isdigit() else mode
+        found, why = llrp.find_mode(wanted, caps.rf_modes if caps else (),
+                                    caps.manufacturer_pen if caps else None)
+        if found is None:
+            raise ReaderCommandError(f"{why}: fix readers[].reader_mode")
+        if isinstance(wanted, str):
+            log.info("reader %s: reader_mode %r is ModeIdentifier %d", self.cfg.name, mode,
+                     found)
+        return found
+
+    @property
+    def impinj(self) -> bool:
+        return bool(self.capabilities and self.capabilities.manufacturer_pen == VENDOR_IMPINJ)
+
+    async def _search_mode(self) -> bytes:
+        """ImpinjInventorySearchMode for C1G2InventoryCommand, or b"" (not asked; not Impinj;
+        the reader refused the Impinj extensions: a WARNING says so)."""
+        cfg = self.cfg
+        if cfg.search_mode is None:
+            return b""
+        if not self.impinj:
+            log.warning("reader %s: search_mode %s is an Impinj setting; this reader (%s) "
+                        "does not take it, so its own search mode applies", cfg.name,
+                        cfg.search_mode, self.status.model)
+            return b""
+        try:
+            await self._request(llrp.impinj_enable_extensions, "IMPINJ_ENABLE_EXTENSIONS")
+        except ReaderCommandError as exc:
+            log.warning("reader %s: search_mode %s not applied: %s", cfg.name, cfg.search_mode,
+                        exc)
+            return b""
+        return llrp.impinj_inventory_search_mode(LLRP_SEARCH_MODES[cfg.search_mode])
+
+    def _gpi(self) -> llrp.GpiTrigger | None:
+        trigger = self.cfg.gpi_trigger
+        if trigger is None:
+            return None
+        ports = self.capabilities.gpi_ports if self.capabilities else None
+        if ports is not None and trigger.port > ports:
             raise ReaderCommandError(
-                f"reader_mode {mode} is not in the reader's RF mode table (it has "
-                f"{', '.join(str(m.mode_id) for m in modes)}): fix readers[].reader_mode")
-        return mode
+                f"gpi_trigger.port {trigger.port}: the reader has "
+                f"{ports} GPI input(s): fix readers[].gpi_trigger.port")
+        stop_ms = round(trigger.stop_after_s * 1000) if trigger.stop_after_s else 0
+        return llrp.GpiTrigger(trigger.port, stop_ms)
 
     async def configure(self) -> None:
         cfg = self.cfg
@@ -266,21 +367,37 @@ class LlrpReader(DriverBase[LlrpConfig]):
                 log.info("reader %s: %s (taken as: nothing left by an earlier client)",
                          self.cfg.name, exc)
         keepalive_ms = round(cfg.keepalive_s * 1000)
-        await self._request(lambda i: llrp.set_reader_config(i, keepalive_ms=keepalive_ms),
-                            "SET_READER_CONFIG")
+        gpi = self._gpi()
+        # With a GPI trigger: enable that input and hear its edges and the ROSpec's start/stop.
+        events = {EVENT_GPI: True, EVENT_ROSPEC: True} if gpi else None
+        extra = llrp.gpi_port_current_state(gpi.port) if gpi else b""
+        await self._request(lambda i: llrp.set_reader_config(
+            i, keepalive_ms=keepalive_ms, events=events, extra=extra), "SET_READER_CONFIG")
         indexes = self._power_indexes()
         mode = self._mode()
+        search = await self._search_mode()
+        timeout_ms = cfg.report.timeout_ms or 0
         await self._request(lambda i: llrp.add_rospec(
             i, ROSPEC_ID, cfg.antennas, report_every_n_tags=cfg.report.every_n_tags,
             power_index=indexes, mode_index=mode, session=cfg.session,
-            tag_population=cfg.tag_population), "ADD_ROSPEC")
+            tag_population=cfg.tag_population, gpi=gpi, aispec_duration_ms=timeout_ms,
+            report_trigger=(llrp.REPORT_UPON_N_TAGS_OR_END_OF_AISPEC if timeout_ms
+                            else llrp.REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC),
+            inventory_custom=search), "ADD_ROSPEC")
         await self._request(lambda i: llrp.enable_rospec(i, ROSPEC_ID), "ENABLE_ROSPEC")
+        if gpi:
+            self.status.inventory_active = False
+            log.info("reader %s: inventory waits for GPI %d to go high%s", cfg.name, gpi.port,
+                     f" (stops after {gpi.stop_after_ms / 1000:g} s at most)"
+                     if gpi.stop_after_ms else "")
 
     # -- inventory -----------------------------------------------------------------------------
 
     async def reads(self) -> AsyncIterator[TagRead]:
         cfg = self.cfg
-        await self._request(lambda i: llrp.start_rospec(i, ROSPEC_ID), "START_ROSPEC")
+        if cfg.gpi_trigger is None:  # a GPI-triggered ROSpec is started by the reader
+            await self._request(lambda i: llrp.start_rospec(i, ROSPEC_ID), "START_ROSPEC")
+        self._started = True
         silence_s = cfg.keepalive_s * KEEPALIVES_MISSED
         while True:
             try:
@@ -292,24 +409,27 @@ class LlrpReader(DriverBase[LlrpConfig]):
             if msg.type == MsgType.RO_ACCESS_REPORT:
                 now = self._now()
                 synced = self._sync.synced()
-                newest_us: int | None = None
-                for tag in llrp.parse_ro_access_report(msg, self._decoder.stats):
+                tags = llrp.parse_ro_access_report(msg, self._decoder.stats)
+                newest_us = max((t.last_seen_us for t in tags if t.last_seen_us is not None),
+                                default=None)
+                if newest_us:  # the offset first, so this report's reads use it
+                    self._note_clock(newest_us, now)
+                for tag in tags:
                     if not tag.epc:
                         self.status.malformed_frames += 1
                         continue
                     self.status.tag_frames += 1
-                    if tag.last_seen_us is not None:
-                        newest_us = max(newest_us or 0, tag.last_seen_us)
+                    seen_us = tag.last_seen_us if tag.last_seen_us is not None \
+                        else tag.first_seen_us
                     rssi: float | None = (tag.impinj_rssi_cdbm / 100
                                           if tag.impinj_rssi_cdbm is not None
                                           else None if tag.rssi_dbm is None
                                           else float(tag.rssi_dbm))
-                    yield TagRead(reader=cfg.name, epc=tag.epc.hex().upper(), read_at=now,
+                    yield TagRead(reader=cfg.name, epc=tag.epc.hex().upper(),
+                                  read_at=self.clock.stamp(seen_us, now),
                                   antenna=tag.antenna_id, rssi_dbm=rssi, pc=tag.pc,
-                                  clock_synced=synced)
+                                  clock_synced=synced, extra=self._extra(tag))
                 self.status.rounds += 1
-                if newest_us:
-                    self._note_clock(newest_us, now)
             elif msg.type == MsgType.KEEPALIVE:
                 await self.session.send(llrp.keepalive_ack(msg.msg_id))
             elif msg.type == MsgType.READER_EVENT_NOTIFICATION:
@@ -320,6 +440,39 @@ class LlrpReader(DriverBase[LlrpConfig]):
                             status.name if status is not None else "no status")
             else:
                 self.status.stray_frames += 1
+
+
+    def _extra(self, tag: TagReport) -> tuple[tuple[str, float | int | str], ...]:
+        """A read's tea: fields: the reader's clock offset when it is off by more than
+        CLOCK_WARN_S (the cloud sees why reader and gateway times differ); Impinj RF phase
+        (radians) and Doppler (Hz) when the report carries them."""
+        out: list[tuple[str, float | int | str]] = []
+        offset_s = self.clock.offset_s
+        if offset_s is not None and abs(offset_s) > CLOCK_WARN_S:
+            out.append(("tea:readerClockOffsetS", round(offset_s, 3)))
+        if tag.impinj_phase_raw is not None:  # 0..4095 over 0..2*pi
+            out.append(("tea:rfPhaseRad", round(tag.impinj_phase_raw * math.tau / 4096, 4)))
+        if tag.impinj_doppler_raw is not None:  # signed, 1/16 Hz
+            out.append(("tea:dopplerHz", round(tag.impinj_doppler_raw / 16, 2)))
+        return tuple(out)
+
+    async def goodbye(self) -> None:
+        """The agent stops: STOP_ROSPEC (when it was started) and CLOSE_CONNECTION, so the
+        reader is idle and free for the next client. Bounded; failures only logged."""
+        steps: list[tuple[Callable[[int], bytes], str]] = [
+            (llrp.close_connection, "CLOSE_CONNECTION")]
+        if self._started:
+            steps.insert(0, (lambda i: llrp.stop_rospec(i, ROSPEC_ID), "STOP_ROSPEC"))
+        for build, what in steps:
+            try:
+                async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                    await self._request(build, what)
+            except (TimeoutError, ReaderError, LinkError, OSError) as exc:
+                log.info("reader %s: %s at stop: %s", self.cfg.name, what,
+                         exc or type(exc).__name__)
+                return
+        log.info("reader %s: %sconnection closed", self.cfg.name,
+                 "inventory stopped, " if self._started else "")
 
 
 async def probe_llrp(host: str, port: int = llrp.PORT, *, timeout_s: float = 2.0) -> str:
@@ -336,6 +489,7 @@ async def probe_llrp(host: str, port: int = llrp.PORT, *, timeout_s: float = 2.0
         reader = LlrpReader(cfg, link, status)
         who = await reader.identify()
         caps = reader.capabilities
+        ports = reader.antenna_ports
         with contextlib.suppress(ReaderError):
             await reader._request(llrp.close_connection, "CLOSE_CONNECTION")
     finally:
@@ -347,5 +501,10 @@ async def probe_llrp(host: str, port: int = llrp.PORT, *, timeout_s: float = 2.0
                      + (f"{len(powers)} entries, {min(powers):g}-{max(powers):g} dBm"
                         if powers else "none reported"))
         if caps.rf_modes:
-            lines.append("  RF modes: " + ", ".join(str(m.mode_id) for m in caps.rf_modes))
+            lines.append("  RF modes: " + llrp.mode_list(caps.rf_modes, caps.manufacturer_pen))
+        if caps.gpi_ports is not None:
+            lines.append(f"  GPI inputs: {caps.gpi_ports}")
+    if ports:
+        lines.append("  antennas connected: " + (", ".join(
+            str(a) for a, up in sorted(ports.items()) if up) or "none"))
     return "\n".join(lines)
