@@ -57,6 +57,32 @@ def test_encoders_build_the_doc_vectors(text: str, built: bytes) -> None:
     assert sim_crc16(raw[1:-2]) == int.from_bytes(raw[-2:], "big")  # the independent CRC
 
 
+@pytest.mark.parametrize(("text", "built"), DOC, ids=[t for t, _ in DOC])
+def test_doc_vectors_decode_whole_bytewise_and_in_garbage(text: str, built: bytes) -> None:
+    """The doc's vectors are requests: the decoder's request mode takes them straight."""
+    raw = v(text)
+    expected = MercuryFrame(raw[2], 0, raw[3:-2])
+    assert MercuryDecoder(requests=True).feed(raw) == [expected]
+
+    d = MercuryDecoder(requests=True)
+    assert [f for b in raw for f in d.feed(bytes([b]))] == [expected]
+    assert d.pending == 0
+
+    d = MercuryDecoder(requests=True)
+    frames = d.feed(v("13 ff 37 ff") + raw + v("00 ff"))
+    assert frames + d.resync() == [expected]
+    assert d.stats.frames == 1
+    assert d.stats.bytes_discarded >= 1
+
+
+@pytest.mark.parametrize("text", BAD)
+def test_bad_vectors_are_rejected_and_counted(text: str) -> None:
+    d = MercuryDecoder(requests=True)
+    good = v(DOC[0][0])
+    assert d.feed(v(text) + good) == [MercuryFrame(0x03, 0, b"")]
+    assert d.stats.bad_checksums >= 1
+
+
 @pytest.mark.parametrize("text", BAD)
 def test_bad_vectors_do_not_verify(text: str) -> None:
     raw = v(text)
@@ -201,9 +227,9 @@ def test_other_commands() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=600), st.lists(st.integers(1, 64), max_size=20))
-def test_random_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
-    d = MercuryDecoder()
+@given(st.binary(max_size=600), st.lists(st.integers(1, 64), max_size=20), st.booleans())
+def test_random_bytes_never_raise(data: bytes, cuts: list[int], requests: bool) -> None:
+    d = MercuryDecoder(requests=requests)
     pos = 0
     for cut in cuts:
         for frame in d.feed(data[pos : pos + cut]):

@@ -167,12 +167,18 @@ class MercuryFrame:
 class MercuryDecoder:
     """Stream decoder for the module's messages: find 0xFF, read Len, wait for Len + 7 bytes,
     check the CRC. On a bad CRC drop ONE byte and rescan (0xFF is common inside EPCs and in
-    noise). Pending bytes never exceed one maximal message (255 + 7)."""
+    noise). Pending bytes never exceed one maximal message (255 + 7).
 
-    __slots__ = ("_buf", "stats")
+    ``requests=True`` decodes the host's side instead (no status word, Len + 5 bytes; frames
+    carry status 0): a captured line, or the doc's vectors, which are all requests.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("_buf", "_overhead", "_status_len", "stats")
+
+    def __init__(self, *, requests: bool = False) -> None:
         self._buf = bytearray()
+        self._overhead = REQUEST_OVERHEAD if requests else REPLY_OVERHEAD
+        self._status_len = 0 if requests else 2
         self.stats = DecoderStats()
 
     def feed(self, data: bytes) -> list[MercuryFrame]:
@@ -194,7 +200,7 @@ class MercuryDecoder:
                 continue
             if pos + 1 >= n:
                 break  # need the Len byte
-            end = pos + buf[pos + 1] + REPLY_OVERHEAD
+            end = pos + buf[pos + 1] + self._overhead
             if end > n:
                 break  # need more bytes
             if crc16(memoryview(buf)[pos + 1 : end - 2]) != int.from_bytes(
@@ -211,8 +217,9 @@ class MercuryDecoder:
                 self.stats.bytes_discarded += 1
                 pos += 1
                 continue
-            status = int.from_bytes(buf[pos + 3 : pos + 5], "big")
-            out.append(MercuryFrame(opcode, status, bytes(buf[pos + 5 : end - 2])))
+            data_at = pos + 3 + self._status_len
+            status = int.from_bytes(buf[pos + 3 : data_at], "big")  # b"" -> 0 for requests
+            out.append(MercuryFrame(opcode, status, bytes(buf[data_at : end - 2])))
             self.stats.frames += 1
             pos = end
         del buf[:pos]
