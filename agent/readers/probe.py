@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 
 from agent.readers.codecs import a0, chafon, mercury
-from agent.readers.link import Link, SerialLink
+from agent.readers.link import Link, LinkError, SerialLink
 from agent.readers.session import FrameSession, ReaderTimeout
 
 log = logging.getLogger(__name__)
@@ -267,8 +267,18 @@ async def probe(
     order = attempt_order(protocols, bauds)
     found: list[ProbeResult] = []
     seen: dict[int, _Seen] = {}
+    opened = False
     for protocol, baud in order:
-        result, s = await _attempt(port, protocol, baud, timeout_s, open_link)
+        try:
+            result, s = await _attempt(port, protocol, baud, timeout_s, open_link)
+        except LinkError as exc:
+            if not opened:
+                raise  # the port itself: missing, busy, no permission
+            # The port opened at another rate: this one the adapter cannot do (921600 on
+            # some USB-serial chips). Skip it, the other rates still count.
+            log.debug("probe %s: cannot use %d baud: %s", port, baud, exc)
+            continue
+        opened = True
         if result is not None:
             found.append(result)
             if stop_at_first:

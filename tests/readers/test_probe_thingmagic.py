@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from agent.readers.link import Link, LinkError, SerialLink
 from agent.readers.probe import THINGMAGIC, THINGMAGIC_BAUDS, attempt_order, probe
 from tests.support.baudline import BaudLine
 from tests.support.reader_support import sim
@@ -55,3 +56,19 @@ def test_edge_agent_probe_command(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert f"{s.port}: thingmagic at 115200 baud, M6e Nano, firmware 01.09.00.02 (serial " \
            "SIM-NANO-0001" in proc.stdout
+
+
+async def test_a_rate_the_adapter_cannot_do_is_skipped(tmp_path: Path) -> None:
+    async def open_link(port: str, baud: int) -> Link:
+        if baud == 921600:
+            raise LinkError(f"cannot open {port}: baud rate {baud} not supported")
+        return await SerialLink.open(port, baud)
+
+    with sim(tmp_path, "thingmagic", "--pty", "--baud", "9600", "--tags", "1") as s:
+        line = BaudLine(s.port, 9600)
+        try:
+            results = await probe(line.port, protocols=[THINGMAGIC], bauds=[115200, 921600, 9600],
+                                  timeout_s=0.3, open_link=open_link)
+        finally:
+            line.close()
+    assert [(r.protocol, r.baudrate) for r in results] == [("thingmagic", 9600)]

@@ -175,7 +175,12 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
             first = exc
         tried = [b for b in mercury.SEARCH_BAUDS if b != cfg.baudrate]
         for baud in tried:
-            await link.set_baudrate(baud)
+            try:
+                await link.set_baudrate(baud)
+            except LinkError as exc:
+                # A rate this adapter cannot do (921600 on some USB-serial chips): skip it.
+                log.debug("reader %s: cannot use %d baud: %s", cfg.name, baud, exc)
+                continue
             await self._drain()
             try:
                 frame = await self.session.request(
