@@ -85,7 +85,8 @@ async def test_drain_repeats_stop_while_records_keep_coming() -> None:
             return record
 
     link = Streaming([])
-    reader = _reader(link, drain_quiet_s=0.05)
+    # a quiet gap of 0.2 s never comes (a record every 10 ms), even on a loaded machine
+    reader = _reader(link, drain_quiet_s=0.2)
     await reader._drain()  # bounded: 10 x drain_quiet_s
     assert link.written.count(mercury.stop_reading()) >= 2
     assert reader.drained_frames > 10
