@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv mosquitto check lint typecheck layers test test-fast demo bench clean
+.PHONY: venv mosquitto chromium screenshots check lint typecheck layers test test-fast demo bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -20,6 +20,9 @@ venv: $(STAMP)
 mosquitto:
 	@sh scripts/ensure-mosquitto.sh
 
+chromium:
+	@sh scripts/ensure-chromium.sh
+
 lint: venv
 	$(BIN)/ruff check .
 
@@ -31,7 +34,7 @@ layers: venv
 
 check: lint typecheck layers
 
-test: venv mosquitto check
+test: venv mosquitto chromium check
 	$(BIN)/python -m pytest
 
 test-fast: venv
@@ -39,6 +42,10 @@ test-fast: venv
 
 demo: venv mosquitto
 	$(BIN)/python scripts/demo.py
+
+# Refresh docs/img/*.png from the browser tests of the technician's page.
+screenshots: venv mosquitto chromium
+	EDGE_AGENT_DOC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_web_browser.py
 
 bench: venv mosquitto
 	$(BIN)/python -m bench

@@ -14,6 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from agent import __version__, systemd
 from agent.buffer.api import PRIORITY_ALARM, BufferFullError, OutEvent
@@ -28,11 +29,13 @@ from agent.pipeline.worker import Pipeline
 from agent.readers.status import ReaderStatus
 from agent.readers.tasks import ReaderTasks
 from agent.remote import RemoteCommands
+from agent.uplink import identity
 from agent.uplink.cmdserver import CommandServer
 from agent.uplink.commands import CommandVerifier
 from agent.uplink.forwarder import Forwarder, topics
 from agent.uplink.health import HealthReporter, status_message
 from agent.uplink.mqtt import MqttUplink, Will
+from agent.uplink.renewal import IdentityRenewal
 from agent.uplink.security import read_secret
 
 log = logging.getLogger(__name__)
@@ -48,11 +51,16 @@ class _Shutdown(Exception):
 class Agent:
     cfg: AgentConfig
     config_path: Path | None = None  # for the remote "reload" command
+    # Set when the technician's page applied a config (or rolled one back): the caller runs
+    # the agent again, in a fresh process image, once this run has stopped cleanly.
+    restart_requested: bool = False
 
     async def run(self, stop: asyncio.Event) -> None:
         cfg = self.cfg
         if any(r.driver in ("barcode", "hid") and r.enabled for r in cfg.readers):
             barcode_data.preload()  # not at the first scan, on a busy event loop
+        if cfg.uplink.est is not None:
+            _recover_identity(cfg)
         buffer = await SqliteBuffer.open(cfg.buffer)
         topic_map = topics(cfg.uplink.mqtt, cfg.gateway.site, cfg.gateway.id)
         depth = (await buffer.stats()).events_pending
@@ -78,11 +86,16 @@ class Agent:
         readers = ReaderTasks(cfg.readers, ingest.put)
         health = HealthReporter(cfg, __version__, readers.statuses, uplink, forwarder, buffer,
                                 topic_map)
-        commands = self._command_server(
-            uplink, topic_map["base"],
-            RemoteCommands(cfg, readers, forwarder, uplink, config_path=self.config_path))
+        remote = RemoteCommands(cfg, readers, forwarder, uplink, config_path=self.config_path)
+        commands = self._command_server(uplink, topic_map["base"], remote)
+
+        def restart() -> None:
+            self.restart_requested = True
+            stop.set()
+
         field_tools = Runtime(cfg, readers.statuses, buffer, uplink, forwarder, ingest,
-                              commands=commands)
+                              commands=commands, config_path=self.config_path,
+                              reader_commands=remote, restart=restart)
         ingest.on_read = field_tools.tap.on_read
         pipeline.on_events = field_tools.tap.on_events
         log.info(
@@ -114,11 +127,18 @@ class Agent:
                 )
                 tg.create_task(_report_status(field_tools), name="sd-status")
                 tg.create_task(_reader_alarms(readers.statuses, buffer), name="reader-alarms")
+                if cfg.uplink.est is not None:
+                    renewal = self._renewal(uplink, buffer)
+                    field_tools.identity = renewal.status
+                    tg.create_task(renewal.run(), name="identity-renewal")
                 systemd.ready(field_tools.status_line())
         except* _Shutdown:
             log.info("shutting down")
         finally:
-            systemd.stopping("stopping: committing accepted reads, closing the buffer")
+            if self.restart_requested:
+                systemd.reloading("restarting with the configuration applied from the page")
+            else:
+                systemd.stopping("stopping: committing accepted reads, closing the buffer")
             readers.bind(None)
             # Readers are stopped: commit what they handed over, then turn it into events.
             # Whatever is not yet delivered stays in the buffer for the next start.
@@ -137,6 +157,21 @@ class Agent:
                 if ingest.lost_at_shutdown else "",
             )
 
+    def _renewal(self, uplink: MqttUplink, buffer: SqliteBuffer) -> IdentityRenewal:
+        cfg = self.cfg
+        tls = cfg.uplink.mqtt.tls
+        password = read_secret(tls.key_password_file, None, "uplink.mqtt.tls.key_password_file")
+
+        async def switch() -> None:
+            await uplink.switch_identity(str(tls.cert), str(tls.key), password)
+
+        async def alarm(payload: dict[str, Any]) -> None:
+            await buffer.put_events([OutEvent(kind="alarm", payload=json.dumps(
+                payload, sort_keys=True), priority=PRIORITY_ALARM, created_at_s=time.time())])
+
+        return IdentityRenewal(cfg, switch, alarm, config_file=str(self.config_path or
+                                                                   "<config>"))
+
     def _command_server(self, uplink: MqttUplink, base: str,
                         target: RemoteCommands) -> CommandServer | None:
         c = self.cfg.uplink.commands
@@ -146,6 +181,16 @@ class Agent:
         assert secret is not None  # the config requires one of the two
         verifier = CommandVerifier(secret.encode(), max_skew_s=c.max_skew_s, clock=time.time)
         return CommandServer(uplink, target, verifier, base, reply_prefix=c.reply_prefix)
+
+
+def _recover_identity(cfg: AgentConfig) -> None:
+    """A power cut during a certificate renewal: make certificate and key a pair again."""
+    tls = cfg.uplink.mqtt.tls
+    if tls.cert is None or tls.key is None:
+        return
+    done = identity.recover(tls.cert, tls.key)
+    if done is not None:
+        log.warning("identity: %s", done)
 
 
 async def _report_status(field_tools: Runtime) -> None:

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -82,25 +83,61 @@ def _secure(cfg: AgentConfig) -> bool:
     return True
 
 
+def _restart() -> None:
+    """Run ``edge-agent`` again with the same arguments, same pid (systemd keeps tracking)."""
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, "-m", "agent", *sys.argv[1:]])  # noqa: S606
+
+
+def _roll_back_if_on_probation(config: str, why: str) -> bool:
+    """A config applied from the page that cannot even start: put the backup back (True)."""
+    from agent.fieldtools.web.configedit import read_note, roll_back
+
+    path = Path(config)
+    note = read_note(path)
+    if note is None or note.get("state") != "probation" or not note.get("backup"):
+        return False
+    roll_back(path, note, f"it does not start: {why}")
+    return True
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if cfg is None or not _secure(cfg):
+        if _roll_back_if_on_probation(args.config, "configuration refused at start"):
+            _restart()
         return EXIT_CONFIG
     from agent.app import Agent
     from agent.buffer.api import BufferOpenError
+
+    agent = Agent(cfg, config_path=Path(args.config))
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await Agent(cfg, config_path=Path(args.config)).run(stop)
+        await agent.run(stop)
 
     try:
         asyncio.run(main())
     except BufferOpenError as exc:
         print(f"buffer error: {exc}", file=sys.stderr)
+        if _roll_back_if_on_probation(args.config, f"buffer error: {exc}"):
+            _restart()
         return EXIT_CONFIG
+    except Exception as exc:
+        # A crash is a bug (systemd restarts us); but a config on probation that crashes the
+        # agent must not crash it again at every restart.
+        if _roll_back_if_on_probation(args.config, f"the agent crashed: {exc!r}"):
+            log.exception("the agent crashed with the configuration applied from the page")
+            _restart()
+        raise
+    if agent.restart_requested:
+        # A config applied (or rolled back) from the technician's page: run again with the
+        # file as it is now.
+        log.info("restarting to load %s", args.config)
+        _restart()
     return EXIT_OK
 
 
@@ -114,6 +151,44 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if cfg is not None and not _secure(cfg):
         return EXIT_CONFIG
     return check(args)
+
+
+def cmd_set_admin_password(args: argparse.Namespace) -> int:
+    """Store the technician's page admin password as a scrypt hash in http.admin_password_file."""
+    import getpass
+
+    from agent.fieldtools.web.auth import MIN_PASSWORD, write_password_file
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    path = cfg.http.admin_password_file
+    if path is None:
+        print(f"{args.config}: http.admin_password_file is not set; add it, e.g.\n"
+              "  http:\n    admin_password_file: /etc/edge-agent/admin-password",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    if args.stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("new admin password: ")
+        if getpass.getpass("again: ") != password:
+            print("the two passwords differ; nothing changed", file=sys.stderr)
+            return EXIT_FAILURE
+    if len(password) < MIN_PASSWORD:
+        print(f"the password must have at least {MIN_PASSWORD} characters; nothing changed",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        write_password_file(Path(path), password, group=args.group)
+    except KeyError:
+        print(f"no group {args.group!r}; nothing changed", file=sys.stderr)
+        return EXIT_FAILURE
+    except OSError as exc:
+        print(f"cannot write {path}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"admin password stored (scrypt hash) in {path}; the page uses it from the next login")
+    return EXIT_OK
 
 
 def cmd_ports(args: argparse.Namespace) -> int:
@@ -200,9 +275,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(func=cmd_check_config)
 
+    setpw = sub.add_parser(
+        "set-admin-password",
+        help="set the technician's page admin password (scrypt hash in http.admin_password_file)")
+    setpw.add_argument("-c", "--config", required=True)
+    setpw.add_argument("--stdin", action="store_true",
+                       help="read the password from the first line of standard input")
+    setpw.add_argument("--group", metavar="GROUP", default=None,
+                       help="make the file root:GROUP mode 0640 (the service's group, e.g. "
+                       "edge-agent, when run as root); default: mode 0600, owned by you")
+    setpw.set_defaults(func=cmd_set_admin_password)
+
     from agent.fieldtools.commands import register as register_field_tools
 
     register_field_tools(sub)  # doctor, status, tail, buffer
+
+    from agent.fieldtools.identity_cmd import register as register_identity
+
+    register_identity(sub)  # identity init | enroll | status
 
     ports = sub.add_parser(
         "ports", help="list serial ports and HID scanners with their stable names (by-id, "

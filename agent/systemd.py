@@ -18,6 +18,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,14 @@ def stopping(status_text: str | None = None) -> bool:
     return notify(
         "STOPPING=1" if status_text is None else f"STOPPING=1\nSTATUS={_one_line(status_text)}"
     )
+
+
+def reloading(status_text: str) -> bool:
+    """The agent stops to run again in the same process (a config applied from the page):
+    ``RELOADING=1`` (with ``MONOTONIC_USEC``, sd_notify(3)) keeps the unit active until the
+    new image sends ``READY=1``; ``STOPPING=1`` would mark it deactivating."""
+    usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+    return notify(f"RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS={_one_line(status_text)}")
 
 
 def status(text: str) -> bool:

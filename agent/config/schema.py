@@ -638,9 +638,52 @@ class CommandsConfig(_Model):
         return self
 
 
+class EstConfig(_Model):
+    """The plant CA's EST server (RFC 7030) that issues and renews the gateway's certificate
+    (the mTLS identity: ``uplink.mqtt.tls.cert`` / ``key``). docs/provenance.md, Identity."""
+
+    # https://HOST[:PORT]/.well-known/est (or .../est/LABEL)
+    url: Annotated[str, Field(pattern=r"^https://[^/\s]+(/\S*)?$")]
+    ca: Path | None = None  # trust anchor for the EST server (PEM); None: the system store
+    # First enrollment: HTTP Basic (username + password_file) or a bootstrap certificate (a
+    # manufacturer's, or one the technician installed). Re-enrollment uses the current one.
+    username: str | None = None
+    password_file: Path | None = None
+    password_env: str | None = None  # or the name of an environment variable holding it
+    bootstrap_cert: Path | None = None
+    bootstrap_key: Path | None = None
+    key_type: Literal["ec", "ed25519", "rsa"] = "ec"  # a new key at every renewal
+    # Renew this far into the certificate's lifetime (notBefore + fraction * lifetime).
+    renew_fraction: Annotated[float, Field(gt=0, lt=1)] = 2 / 3
+    retry_min_s: Annotated[float, Field(gt=0)] = 60.0
+    retry_max_s: Annotated[float, Field(gt=0)] = 3600.0
+    # Where /cacerts' certificates are written (to trust the broker with): None: not written.
+    cacerts_out: Path | None = None
+    timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+
+    @model_validator(mode="after")
+    def _auth(self) -> EstConfig:
+        if (self.bootstrap_cert is None) != (self.bootstrap_key is None):
+            raise ValueError("bootstrap_cert and bootstrap_key go together")
+        if (self.password_file is not None or self.password_env) and self.username is None:
+            raise ValueError("password_file / password_env need username (HTTP Basic)")
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s must not exceed retry_max_s")
+        return self
+
+
 class UplinkConfig(_Model):
     mqtt: MqttConfig
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
+    est: EstConfig | None = None
+
+    @model_validator(mode="after")
+    def _est_needs_an_identity(self) -> UplinkConfig:
+        if self.est is not None and (self.mqtt.tls.cert is None or self.mqtt.tls.key is None):
+            raise ValueError("est: the certificate it issues is the mTLS identity: set "
+                             "uplink.mqtt.tls.cert and uplink.mqtt.tls.key (the files "
+                             "`edge-agent identity init` / `enroll` write)")
+        return self
 
 
 def is_loopback(host: str) -> bool:
@@ -676,8 +719,22 @@ class StatusConfig(_Model):
         return v
 
 
+class HttpTlsConfig(_Model):
+    """HTTPS for the technician's page (needed when http.listen is not loopback)."""
+
+    cert: Path | None = None  # server certificate (PEM)
+    key: Path | None = None  # its private key (PEM)
+
+    @model_validator(mode="after")
+    def _both(self) -> HttpTlsConfig:
+        if (self.cert is None) != (self.key is None):
+            raise ValueError("http.tls needs both cert and key (PEM files), or neither")
+        return self
+
+
 class HttpConfig(_Model):
-    """/metrics (Prometheus text format) and /health on a local TCP port."""
+    """/metrics (Prometheus text format), /health and the technician's page (issue 15)
+    on a local TCP port."""
 
     enabled: bool = True
     listen: Annotated[str, Field(pattern=r"^(\[[0-9A-Fa-f:.]+\]|[^:\s]+):\d{1,5}$")] = (
@@ -685,6 +742,15 @@ class HttpConfig(_Model):
     )
     # /health turns 503 when a reader has been neither connected nor starting for this long.
     reader_down_max_s: Annotated[float, Field(gt=0)] = 300.0
+    # The technician's page at / (read-only pages open on loopback; changes need the admin
+    # password, stored as a scrypt hash by `edge-agent set-admin-password`).
+    ui: bool = True
+    admin_password_file: Path | None = None
+    tls: HttpTlsConfig = Field(default_factory=HttpTlsConfig)
+    session_idle_s: Annotated[float, Field(gt=0)] = 1800.0
+    # Config "apply" from the page: the new config must connect every enabled reader and the
+    # broker within this time, or the agent restores the backup and restarts with it.
+    apply_confirm_s: Annotated[float, Field(gt=0)] = 60.0
 
     @property
     def host_port(self) -> tuple[str, int]:

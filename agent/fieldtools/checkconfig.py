@@ -127,6 +127,12 @@ def config_warnings(
             warn(("http", "listen"),
                  f"/metrics and /health are reachable from the network on {cfg.http.listen} "
                  "without authentication; expected 127.0.0.1:PORT unless a firewall guards it")
+            if cfg.http.ui and cfg.http.tls.cert is None:
+                warn(("http", "listen"),
+                     f"the technician's page on {cfg.http.listen} is served without TLS: the "
+                     "admin password and the session cookie travel in clear text; set "
+                     "http.tls.cert and http.tls.key (or listen on 127.0.0.1 and use an SSH "
+                     "tunnel)")
     return out
 
 

@@ -84,6 +84,9 @@ class Doctor:
         await self.check_broker()
         for check in certificate_checks(self.cfg):
             self.add(check)
+        if self.cfg.uplink.est is not None:
+            self.add(identity_check(self.cfg))
+            await self.step("EST server", lambda: est_check(self.cfg))
         self.add(clock_check())
         self.add(disk_check(self.cfg))
         self.add(buffer_check(self.cfg))
@@ -343,6 +346,48 @@ def _baud_hint(rc: AnyReaderConfig) -> str:
     return (f"no valid reply at {rc.link_baudrate} baud: check readers[].baudrate (defaults: R2000 "
             "115200, Chafon 57600, ThingMagic 115200; `edge-agent probe PORT` tries every "
             "rate), the reader's address, its power, and that no other program holds the port")
+
+
+def identity_check(cfg: AgentConfig, now: datetime | None = None) -> Check:
+    """The gateway's key and certificate: a pair, valid, and when the agent renews it."""
+    from agent.uplink import identity
+
+    tls, est = cfg.uplink.mqtt.tls, cfg.uplink.est
+    assert tls.cert is not None
+    assert tls.key is not None
+    assert est is not None
+    fix = "edge-agent identity init / enroll -c <config> (docs/identity.md)"
+    try:
+        lt = identity.lifetime(tls.cert.read_bytes())
+        key = identity.load_key(tls.key.read_bytes()) if not tls.key_password_file else None
+    except (OSError, ValueError) as exc:
+        return Check("identity", "FAIL", f"cannot read the certificate or key: {_why(exc)}", fix)
+    if key is not None and not identity.matches(tls.cert.read_bytes(), key):
+        return Check("identity", "FAIL", f"{tls.key} does not belong to {tls.cert}", fix)
+    now = now or datetime.now(UTC)
+    if lt.left(now).total_seconds() <= 0:
+        return Check("identity", "FAIL", f"certificate {lt.serial:x} expired "
+                     f"{lt.not_after.isoformat()}", fix)
+    renew = lt.renew_at(est.renew_fraction)
+    status: Status = "WARN" if renew <= now else "PASS"
+    return Check("identity", status, f"{lt.subject}, serial {lt.serial:x}, valid until "
+                 f"{lt.not_after.isoformat()}, renewal due {renew.isoformat()}",
+                 "" if status == "PASS" else "renewal is due: is the agent running and the EST "
+                 "server reachable? (`edge-agent status --json`: identity.lastError)")
+
+
+async def est_check(cfg: AgentConfig) -> Check:
+    """The EST server answers /cacerts (TLS verified against uplink.est.ca)."""
+    from agent.uplink.est import EstClient, EstError
+
+    assert cfg.uplink.est is not None
+    try:
+        cas = await asyncio.to_thread(EstClient(cfg.uplink.est).cacerts)
+    except EstError as exc:
+        return Check("EST server", "FAIL", str(exc), "check uplink.est.url / ca and the "
+                     "network path to the CA")
+    return Check("EST server", "PASS", f"{cfg.uplink.est.url}: /cacerts gave {len(cas)} CA "
+                 "certificate(s)")
 
 
 def antenna_check(name: str, configured: list[int], states: dict[int, bool]) -> Check:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from agent import __version__
@@ -25,6 +26,10 @@ from agent.uplink.mqtt import UplinkStats
 from agent.uplink.security import cert_expiry
 
 CORE_TASKS = ("ingest", "pipeline", "forwarder")
+
+
+class IdentityView(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
 
 
 class BufferView(Protocol):
@@ -64,6 +69,18 @@ class CommandsView(Protocol):
     def stats(self) -> dict[str, int]: ...
 
 
+class ReaderCommands(Protocol):
+    """agent/remote.py RemoteCommands, the handler of the signed remote commands: the page
+    acts on readers through the same code (set power: readers.control(reader).set_power,
+    confirmed by read-back). Each raises CommandError (``code``, ``message``) when refused."""
+
+    async def set_reader_power(self, reader: str, dbm: Any) -> Mapping[str, Any]: ...
+
+    async def start_reader(self, reader: str) -> Mapping[str, Any]: ...
+
+    async def stop_reader(self, reader: str) -> Mapping[str, Any]: ...
+
+
 @dataclass(slots=True)
 class Runtime:
     cfg: AgentConfig
@@ -80,11 +97,24 @@ class Runtime:
     http_address: str | None = None
     socket_path: str | None = None
     commands: CommandsView | None = None  # remote commands, when enabled
+    # For the technician's page: the config file, the remote commands' reader handlers (the
+    # same code path as a signed command) and a way to restart the agent (config apply).
+    config_path: Path | None = None
+    reader_commands: ReaderCommands | None = None
+    restart: Callable[[], None] | None = None
+    # When the broker last confirmed a message (seen by tick: to within a second).
+    last_puback_s: float | None = None
+    published_seen: int = 0
+    identity: IdentityView | None = None  # certificate renewal over EST, when configured
 
     def tick(self) -> None:
         """Once a second (server task): rate samples and how long each reader has been down."""
         now = self.monotonic()
         self.rates.sample(now, self.readers)
+        published = self.uplink.stats().published_ok
+        if published != self.published_seen:
+            self.published_seen = published
+            self.last_puback_s = now
         for name, r in self.readers.items():
             if r.state == "connected":
                 self.down_since.pop(name, None)
@@ -163,8 +193,11 @@ class Runtime:
                 "deliveredMessages": self.forwarder.delivered_messages,
                 "deadLettered": self.forwarder.dead_lettered,
                 "lastRefusal": self.forwarder.last_refusal,
+                "lastPubackAgeS": None if self.last_puback_s is None
+                else round(now - self.last_puback_s, 1),
             },
             "commands": self.commands.stats() if self.commands is not None else None,
+            "identity": self.identity.as_dict() if self.identity is not None else None,
             "clock": {"synchronised": kernel_clock_synchronised()},
             "certificates": certificate_facts(cert_expiry(m, datetime.now(UTC)),
                                               m.cert_expiry_warn_days),

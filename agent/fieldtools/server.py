@@ -4,8 +4,8 @@ Unix socket protocol: the client sends one JSON line, ``{"cmd": "status"}`` or
 ``{"cmd": "tail", "reader": null}``; status answers one JSON line, tail streams newline-delimited
 JSON (``read``, ``scan``, ``event``, ``dropped``, ``tick`` items) until the client hangs up.
 
-HTTP: a tiny HTTP/1.1 responder (one request per connection) for ``GET /metrics``,
-``GET /health`` (200/503 with the reasons) and ``GET /status``.
+HTTP (agent/fieldtools/web/): ``GET /metrics``, ``GET /health`` (200/503 with the reasons),
+``GET /status`` and the technician's page at ``/``.
 
 Nothing here may stop the agent: a socket that cannot be bound is logged and skipped.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.config import AgentConfig
-from agent.fieldtools.metrics import render
 from agent.fieldtools.runtime import Runtime
+from agent.fieldtools.web.probation import watch_apply
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ RUN_DIR = Path("/run/edge-agent")
 TICK_S = 1.0
 TAIL_HEARTBEAT_S = 5.0
 REQUEST_TIMEOUT_S = 5.0
-MAX_REQUEST_BYTES = 8192
 
 
 def socket_candidates(cfg: AgentConfig) -> list[Path]:
@@ -81,24 +80,22 @@ async def serve(rt: Runtime) -> None:
             rt.socket_path = str(path)
         else:
             path = None
+    runner = None
     if cfg.http.enabled:
-        host, port = cfg.http.host_port
-        try:
-            server = await asyncio.start_server(
-                lambda r, w: _http_client(rt, r, w), host, port)
-        except OSError as exc:
-            log.warning("http: cannot listen on %s (%s); /metrics and /health are off",
-                        cfg.http.listen, exc.strerror or exc)
-        else:
-            servers.append(server)
-            bound = server.sockets[0].getsockname()
-            rt.http_address = f"{bound[0]}:{bound[1]}"
-            log.info("http: /metrics and /health on http://%s", rt.http_address)
+        from agent.fieldtools.web import app as web  # aiohttp is imported only when used
+
+        runner = await web.start(rt, bad_request)
+    probation = asyncio.create_task(watch_apply(rt), name="config-apply-probation")
     try:
         while True:
             rt.tick()
             await asyncio.sleep(TICK_S)
     finally:
+        probation.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probation
+        if runner is not None:
+            await web.stop(runner)
         for s in servers:
             s.close()
         if path is not None:
@@ -245,56 +242,3 @@ def _antennas_json(states: dict[tuple[str, int], bool]) -> dict[str, dict[str, s
     for (reader, antenna), up in sorted(states.items()):
         out.setdefault(reader, {})[str(antenna)] = "connected" if up else "disconnected"
     return out
-
-
-async def _http_client(rt: Runtime, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
-    try:
-        async with asyncio.timeout(REQUEST_TIMEOUT_S):
-            head = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-        bad_request("http", "header too long or cut short" if isinstance(
-            exc, asyncio.LimitOverrunError) else "connection closed inside the header")
-        writer.close()
-        return
-    except (TimeoutError, ConnectionError):
-        writer.close()
-        return
-    try:
-        request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-        parts = request_line.split()
-        method, target = (parts[0], parts[1]) if len(parts) >= 2 else ("", "")
-        path = target.split("?", 1)[0]
-        if method not in ("GET", "HEAD"):
-            bad_request("http", f"{request_line[:80]!r}: only GET and HEAD")
-            status, ctype, body = 405, "text/plain", b"only GET\n"
-        elif path == "/metrics":
-            snap = await rt.snapshot()
-            status, ctype = 200, "text/plain; version=0.0.4; charset=utf-8"
-            body = render(snap).encode()
-        elif path == "/health":
-            snap = await rt.snapshot()
-            health = snap["health"]
-            status = 200 if health["ok"] else 503
-            ctype, body = "application/json", _dumps(
-                {"status": "ok" if health["ok"] else "unhealthy", "reasons": health["reasons"]})
-        elif path == "/status":
-            status, ctype, body = 200, "application/json", _dumps(await rt.snapshot())
-        else:
-            bad_request("http", f"{request_line[:80]!r}: not found")
-            status, ctype, body = 404, "text/plain", b"not found: try /metrics or /health\n"
-        reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed",
-                  503: "Service Unavailable"}[status]
-        writer.write(
-            f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-            + (body if method == "GET" else b""))
-        await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    except Exception:
-        log.exception("http: request failed")
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()

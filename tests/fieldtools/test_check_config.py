@@ -62,6 +62,8 @@ def test_a_sound_config_has_no_warnings() -> None:
          "f.yaml:9: buffer.commit_interval_ms: 500 ms delays every read"),
         ("uplink:", "http: {listen: 0.0.0.0:9108}\nuplink:",
          "f.yaml:9: http.listen: /metrics and /health are reachable from the network"),
+        ("uplink:", "http: {listen: 0.0.0.0:9108}\nuplink:",
+         "f.yaml:9: http.listen: the technician's page on 0.0.0.0:9108 is served without TLS"),
     ],
 )
 def test_risky_settings_warn_with_file_and_line(old: str, new: str, expected: str) -> None:

@@ -78,6 +78,12 @@ def test_path_socket_receives_each_message(path_socket: socket.socket) -> None:
     assert received(path_socket) == "STOPPING=1\nSTATUS=draining the buffer"
     assert systemd.ready() is True
     assert received(path_socket) == "READY=1"
+    assert systemd.reloading("config applied") is True
+    lines = received(path_socket).split("\n")
+    assert lines[0] == "RELOADING=1"
+    assert lines[1].startswith("MONOTONIC_USEC=")
+    assert int(lines[1].split("=")[1]) > 0
+    assert lines[2] == "STATUS=config applied"
 
 
 def test_abstract_socket_receives_messages(abstract_socket: socket.socket) -> None:

@@ -171,10 +171,12 @@ def wait_until(
 @contextlib.contextmanager
 def durable_collector(broker: Mosquitto, topic: str, client_id: str, *,
                       username: str | None = None, password: str | None = None,
-                      tls_ca: Path | None = None) -> Any:
+                      tls_ca: Path | None = None,
+                      tls_client: tuple[Path, Path] | None = None) -> Any:
     """A QoS 1 subscriber with a persistent session (clean start off, session expiry 1 h), so
     messages queued for it survive its own reconnects and a graceful broker restart; with a
-    broker user (``username``/``password``) and over TLS verified by ``tls_ca`` when given."""
+    broker user (``username``/``password``), over TLS verified by ``tls_ca`` when given, with
+    a client certificate ``tls_client`` (cert, key) for a broker that requires one."""
     import threading
 
     import paho.mqtt.client as paho
@@ -205,7 +207,10 @@ def durable_collector(broker: Mosquitto, topic: str, client_id: str, *,
     if tls_ca is not None:
         import ssl
 
-        client.tls_set_context(ssl.create_default_context(cafile=str(tls_ca)))
+        ctx = ssl.create_default_context(cafile=str(tls_ca))
+        if tls_client is not None:
+            ctx.load_cert_chain(str(tls_client[0]), str(tls_client[1]))
+        client.tls_set_context(ctx)
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message

@@ -82,6 +82,7 @@ class MqttUplink(PahoCallbacks):
         self._started = False
         self._closed = False
         self._closing = False
+        self._holding = False  # switch_identity: new publishes wait for the new connection
         self._connected = False
         self._fail_logged = False
         self._fail_seen: set[tuple[str, str]] = set()
@@ -341,6 +342,38 @@ class MqttUplink(PahoCallbacks):
         if was_connected:
             self._log.info("uplink: disconnected from %s (closed)", self._where)
 
+    async def switch_identity(self, cert: str, key: str, password: str | None = None, *,
+                              drain_s: float = 10.0) -> None:
+        """A renewed client certificate: load it, let the PUBACKs in flight arrive (new
+        publishes wait meanwhile, up to ``drain_s``), then leave the broker with DISCONNECT
+        0x00 and reconnect at once with the new certificate. Nothing in flight is cut, so
+        nothing is sent twice; what was waiting goes out on the new connection."""
+        if self._ssl_context is None:
+            raise UplinkError("the uplink has no TLS client identity to switch")
+        self._ssl_context.load_cert_chain(cert, key, password)  # the next handshakes use it
+        if not self._connected or self._closed:
+            return
+        self._holding = True
+        try:
+            async with asyncio.timeout(drain_s):
+                while self._pending and self._connected:
+                    self._slot_free.clear()
+                    await self._slot_free.wait()
+        except TimeoutError:
+            self._log.warning("uplink: %d publishes still unacknowledged after %.1f s; "
+                              "switching identity anyway (they are sent again)",
+                              len(self._pending), drain_s)
+        finally:
+            try:
+                if self._connected and not self._closed:
+                    self._log.info("uplink: reconnecting to %s with the renewed certificate",
+                                   self._where)
+                    self._client.skip_wait = True
+                    send_disconnect(self._client, v5=self._v5)
+            finally:
+                self._holding = False
+                self._slot_free.set()
+
     async def __aenter__(self) -> MqttUplink:
         await self.start()
         return self
@@ -408,7 +441,7 @@ class MqttUplink(PahoCallbacks):
                         raise UplinkClosedError("the uplink is closed")
                     if not self._connected:
                         raise UplinkNotConnected(f"not connected to {self._where}")
-                    if self.in_flight < self._window:
+                    if self.in_flight < self._window and not self._holding:
                         break
                     self._slot_free.clear()
                     await self._slot_free.wait()
