@@ -23,6 +23,7 @@ from agent.config.loader import (
 )
 from agent.config.schema import (
     DRIVER_TAGS,
+    MISSING_HINTS,
     AgentConfig,
     AntennaMapping,
     AnyReaderConfig,
@@ -44,6 +45,7 @@ from agent.config.schema import (
     R2000Config,
     ReaderConfig,
     StatusConfig,
+    ThingMagicReaderConfig,
     TlsConfig,
     UplinkConfig,
     is_loopback,
@@ -52,6 +54,7 @@ from agent.config.values import parse_size, parse_terminator
 
 __all__ = [
     "DRIVER_TAGS",
+    "MISSING_HINTS",
     "AgentConfig",
     "AntennaMapping",
     "AnyReaderConfig",
@@ -76,6 +79,7 @@ __all__ = [
     "R2000Config",
     "ReaderConfig",
     "StatusConfig",
+    "ThingMagicReaderConfig",
     "TlsConfig",
     "UplinkConfig",
     "is_loopback",

@@ -19,7 +19,7 @@ class ReaderStatus:
     firmware: str | None = None
     model: str | None = None  # what identify() learnt: "R2000", "UHFReader288M", ...
     device: str | None = None  # the device path the port spec resolved to at the last connect
-    temperature_c: int | None = None  # R2000 cmd 0x7B, at connect and every interval
+    temperature_c: int | None = None  # R2000 0x7B / Mercury 0x72, at connect and every interval
     temperature_high: bool = False  # above the warning threshold (logged once each way)
     # Output power: what the agent wants (int = all ports, {port: dBm}) and what the reader
     # reported at the last connect / change (per port, 1-based order).
