@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.readers.codecs.base import DecoderStats
 
 MAX_PENDING_ALARMS = 100
+log = logging.getLogger("agent.readers.drivers")
 
 
 @dataclass(slots=True)
@@ -87,6 +89,17 @@ class ReaderStatus:
     def take_alarms(self) -> list[dict[str, Any]]:
         taken, self.pending_alarms = self.pending_alarms, []
         return taken
+
+    def note_temperature(self, temp_c: int, warn_c: int) -> None:
+        """A module temperature reading: kept, and one WARNING each way across ``warn_c``."""
+        self.temperature_c = temp_c
+        if temp_c > warn_c and not self.temperature_high:
+            self.temperature_high = True
+            log.warning("reader %s: temperature %d °C is above %d °C", self.name, temp_c, warn_c)
+        elif temp_c < warn_c and self.temperature_high:
+            self.temperature_high = False
+            log.warning("reader %s: temperature back to %d °C, below %d °C", self.name, temp_c,
+                        warn_c)
 
     def note_error(self, code: int) -> None:
         self.error_codes[code] = self.error_codes.get(code, 0) + 1
