@@ -33,6 +33,7 @@ from agent.uplink.commands import CommandVerifier
 from agent.uplink.forwarder import Forwarder, topics
 from agent.uplink.health import HealthReporter, status_message
 from agent.uplink.mqtt import MqttUplink, Will
+from agent.uplink.provenance import load_signer
 from agent.uplink.security import read_secret
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,16 @@ class Agent:
             buffer, timezone=cfg.gateway.timezone, wake=ingest.accepted, clock=time.time,
             readers=cfg.readers,
         )
+        signing = cfg.uplink.signing_files
+        signer = None if signing is None else load_signer(signing[0], signing[1],
+                                                          password_file=signing[2])
+        if signer is None:
+            log.warning("documents are chained but NOT signed: no uplink.signing key and no "
+                        "mTLS client key (docs/provenance.md)")
         forwarder = Forwarder(
             RetryWhenFull(buffer, who="forwarder"), uplink, cfg.uplink.mqtt, topic_map,
-            wake=pipeline.produced,
+            wake=pipeline.produced, gateway=f"{cfg.gateway.site}/{cfg.gateway.id}",
+            signer=signer,
         )
         readers = ReaderTasks(cfg.readers, ingest.put)
         health = HealthReporter(cfg, __version__, readers.statuses, uplink, forwarder, buffer,

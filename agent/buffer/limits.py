@@ -15,6 +15,9 @@ from agent.buffer.schema import Conn
 # A lease further ahead than the longest lease ever granted (``:lease_cap``) was granted before
 # the wall clock stepped back: it is treated as expired, not held for hours.
 _UNLEASED = "(lease_until_s IS NULL OR lease_until_s <= :now OR lease_until_s > :lease_cap)"
+# Rows of a frozen document are never dropped: their bytes are signed and chained already
+# (docs/provenance.md); frozen documents are few (the in-flight window).
+_UNFROZEN = "id NOT IN (SELECT row_id FROM document_rows)"
 NO_CAP = 1e300
 
 # What full eviction drops, in this order, each oldest (lowest id) first:
@@ -23,10 +26,10 @@ NO_CAP = 1e300
 #  3. dead letters,
 #  4. bulk events on lease (in flight to the broker right now).
 EVICTION_ORDER: tuple[tuple[str, str, str], ...] = (
-    ("events", "outbox", f"priority = 0 AND {_UNLEASED}"),
+    ("events", "outbox", f"priority = 0 AND {_UNLEASED} AND {_UNFROZEN}"),
     ("reads", "reads", "1"),
     ("dead_letters", "dead_letters", "1"),
-    ("events", "outbox", "priority = 0"),
+    ("events", "outbox", f"priority = 0 AND {_UNFROZEN}"),
 )
 LOW_WATER = 0.95  # eviction frees down to this fraction of max_size, so it does not run per row
 _MIN_CHUNK = 32
@@ -100,7 +103,8 @@ def expire(conn: Conn, *, now: float, max_age_s: float, lease_cap: float = NO_CA
     """
     cutoff = now - max_age_s
     plans = (
-        ("events", "outbox", f"priority = 0 AND {_UNLEASED}", "created_at_s", 1.0),
+        ("events", "outbox", f"priority = 0 AND {_UNLEASED} AND {_UNFROZEN}", "created_at_s",
+         1.0),
         ("reads", "reads", "clock_synced = 1", "read_at_us", 1_000_000.0),
     )
     out: list[Dropped] = []
