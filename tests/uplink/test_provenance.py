@@ -57,8 +57,9 @@ def _cert(key: Any, *, issuer_key: Any = None, issuer: x509.Name | None = None,
 
 
 def _pem_key(key: Any) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    pem: bytes = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
+    return pem
 
 
 def _pem_cert(cert: x509.Certificate) -> bytes:
@@ -66,9 +67,13 @@ def _pem_cert(cert: x509.Certificate) -> bytes:
 
 
 def _pair(kind: str) -> tuple[Signer, x509.Certificate]:
-    key: Any = {"ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
-                "EdDSA": ed25519.Ed25519PrivateKey.generate,
-                "PS256": lambda: rsa.generate_private_key(65537, 2048)}[kind]()
+    key: Any
+    if kind == "ES256":
+        key = ec.generate_private_key(ec.SECP256R1())
+    elif kind == "EdDSA":
+        key = ed25519.Ed25519PrivateKey.generate()
+    else:
+        key = rsa.generate_private_key(65537, 2048)
     cert = _cert(key)
     return signer_from_pem(_pem_key(key), _pem_cert(cert)), cert
 
@@ -78,7 +83,7 @@ def test_detached_jws_per_key_type(alg: str) -> None:
     signer, cert = _pair(alg)
     payload = b'{"type":"EPCISDocument"}'
     jws = signer.sign(payload)
-    h, empty, _sig = jws.split(".")
+    _h, empty, _sig = jws.split(".")
     assert empty == ""  # detached: header..signature
     header = jws_header(jws)
     assert header["alg"] == alg
@@ -87,7 +92,7 @@ def test_detached_jws_per_key_type(alg: str) -> None:
     key = verify_key_from_cert(cert)
     assert verify_detached(jws, payload, key) is None
     assert verify_detached(jws, payload + b" ", key) is not None
-    other, other_cert = _pair(alg)
+    _other, other_cert = _pair(alg)
     assert "another certificate" in (verify_detached(jws, payload,
                                                      verify_key_from_cert(other_cert)) or "")
 
