@@ -189,15 +189,33 @@ def drop(conn: Conn, doc_ids: Sequence[int], *, gap: dict[str, Any] | None) -> N
     """Forget frozen documents (delivered, or never to be delivered: then a gap is queued
     naming each seq) and untie their rows."""
     for d in doc_ids:
-        row = conn.execute("SELECT chain_id, seq, events FROM documents WHERE id = ?",
+        row = conn.execute("SELECT chain_id, seq, events, payload FROM documents WHERE id = ?",
                            (d,)).fetchone()
         if row is None:
             continue
         if gap is not None:
-            add_gap(conn, {**gap, "chainId": str(row[0]), "seqs": [int(row[1]), int(row[1])],
-                           "count": int(row[2])})
+            # What the lost document was to tell (its own gaps, why the chain began) is told
+            # by the next one instead; otherwise a refused document would hide earlier gaps.
+            carried = _carried(bytes(row[3]))
+            entry = {**gap, "chainId": str(row[0]), "seqs": [int(row[1]), int(row[1])],
+                     "count": int(row[2])}
+            if "tea:chainStart" in carried:
+                entry["chainStart"] = carried["tea:chainStart"]
+            for g in carried.get("tea:gaps", []):
+                if isinstance(g, dict):
+                    add_gap(conn, g)
+            add_gap(conn, entry)
         conn.execute("DELETE FROM document_rows WHERE document = ?", (d,))
         conn.execute("DELETE FROM documents WHERE id = ?", (d,))
+
+
+def _carried(payload: bytes) -> dict[str, Any]:
+    """The chain fields a frozen document carries (its head only matters here)."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def after_ack(conn: Conn, row_ids: Sequence[int]) -> None:

@@ -200,8 +200,18 @@ def dead_letter(s: Store, ids: Sequence[int], reason: str) -> int:
     conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in move])
     # A frozen document refused for good will never be delivered: its seq becomes a gap the
     # next document explains; rows held back are untied and go again in a new document.
-    chain.drop(conn, chain.documents_of(conn, ids), gap={"reason": "dead-letter",
-                                                          "detail": reason})
+    frozen = chain.documents_of(conn, ids)
+    chain.drop(conn, frozen, gap={"reason": "dead-letter", "detail": reason})
+    if not frozen:
+        # Events refused before any document carried them (too large to go at all): the
+        # next document still says they are missing, by outbox id.
+        events = [int(r[0]) for r in conn.execute(
+            f"SELECT id FROM dead_letters WHERE kind = 'event' AND id IN "  # noqa: S608
+            f"({', '.join('?' * len(move))}) ORDER BY id", list(move)).fetchall()] if move else []
+        if events:
+            chain.add_gap(conn, {"reason": "dead-letter", "what": "events",
+                                 "count": len(events), "ids": [events[0], events[-1]],
+                                 "detail": reason})
     if held:
         hold_s = s.lease_max_s or s.cfg.lease_s
         conn.executemany(

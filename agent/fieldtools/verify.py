@@ -236,8 +236,13 @@ def _check_chain(gateway: str, chain_id: str, by_seq: dict[int, list[_Doc]],
                 for s in range(lo, hi + 1):
                     explained[s] = {"seq": s, "reason": g.get("reason"),
                                     "detail": g.get("detail"), "reportedIn": seq}
+                if lo == 1 and isinstance(g.get("chainStart"), dict):
+                    r.chain_start = g["chainStart"]  # seq 1 itself was never delivered
             elif "ids" in g:
                 r.dropped.append({**g, "reportedIn": seq})
+    for s in sorted(explained):
+        if s < seqs[0] and s not in by_seq:  # before the first document captured
+            r.gaps_explained.append(explained[s])
     for a, b in itertools.pairwise(seqs):
         if b == a + 1:
             prev = good[b].body.get("tea:prevHash")
