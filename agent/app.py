@@ -63,7 +63,8 @@ class Agent:
             will=Will(topic_map["status"], status_message(cfg, "offline", version=__version__),
                       qos=1, retain=True),
             birth=Will(topic_map["status"],
-                       status_message(cfg, "online", depth, version=__version__), retain=True),
+                       status_message(cfg, "online", depth, version=__version__,
+                                      chain=await buffer.chain_head()), retain=True),
         )
         ingest = Ingest(buffer)
         # A full disk is expected, not fatal: the stages that drain the buffer keep going (the

@@ -130,6 +130,15 @@ def test_signed_chain_verifies_across_sigkill_and_tampering_is_named(
     assert all(any(k == "tea-jws" for k, _v in events[i]["properties"]) for i in ev_idx)
     seqs = sorted(set(cap.seqs()))
     assert seqs == list(range(1, seqs[-1] + 1))  # never reused, none skipped
+    # The clean stop's retained status names the chain head (a missing tail would show).
+    status = [json.loads(base64.b64decode(r["payload_b64"])) for r in events
+              if r["topic"] == f"{BASE}/status"]
+    offline = [st for st in status if st["state"] == "offline" and "chain" in st]
+    assert offline, status
+    head = offline[-1]["chain"]
+    last = json.loads(base64.b64decode(events[ev_idx[-1]]["payload_b64"]))
+    assert head["chainId"] == last["tea:chainId"]
+    assert head["seq"] >= seqs[-1]
 
     rc, out = _verify(str(capture), "--ca", ca)
     assert rc == 0, out

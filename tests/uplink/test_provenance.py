@@ -249,3 +249,89 @@ async def test_freeze_advances_the_chain_across_reopen_and_dead_letters_are_gaps
     msgs = [Message(topic="t/events", payload=d.payload, properties=((JWS_PROPERTY, d.jws),))
             for d in (d1, d3) if d.jws is not None]
     assert verify(msgs, Trust(certs=(cert,))).ok
+
+
+# ----------------------------------------------------------------------------- forwarder
+
+
+async def _forward(tmp_path: Path, signer: Signer, codes: list[int], n: int,
+                   **kw: Any) -> list[tuple[str, bytes, str | None, tuple[tuple[str, str], ...]]]:
+    import asyncio
+
+    from agent.config import MqttConfig
+    from agent.uplink.forwarder import Forwarder, topics
+    from tests.uplink.test_uplink_delivery import ScriptedPublisher, drained, until
+
+    pub = ScriptedPublisher(codes=list(codes))
+    cfg = MqttConfig.model_validate({"host": "127.0.0.1", "batch_max_delay_ms": 0,
+                                     "retry_min_s": 0.01, "retry_max_s": 0.02, **kw})
+    buffer = await SqliteBuffer.open(BufferConfig(path=tmp_path / "buffer.db"))
+    fwd = Forwarder(buffer, pub, cfg, topics(cfg, "lab", "gw-1"), wake=asyncio.Event(),
+                    idle_poll_s=0.01, signer=signer)
+    task = asyncio.create_task(fwd.run(), name="forwarder-under-test")
+    try:
+        await buffer.commit_events([], [_ev(i) for i in range(n)])
+        await until(lambda: drained(buffer), 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await buffer.aclose()
+    return pub.sent
+
+
+def _messages(sent: list[tuple[str, bytes, str | None, tuple[tuple[str, str], ...]]],
+              ) -> list[Message]:
+    return [Message(topic=t, payload=p, properties=props, where=f"sent {i}")
+            for i, (t, p, _c, props) in enumerate(sent)]
+
+
+async def test_a_retry_resends_identical_bytes_and_signature(tmp_path: Path) -> None:
+    signer, cert = _pair("ES256")
+    sent = await _forward(tmp_path, signer, [0x80, 0x83], 3, batch_max_events=10)
+    assert len(sent) == 3
+    assert sent[0][1] == sent[1][1] == sent[2][1]
+    assert sent[0][3] == sent[2][3]
+    report = verify(_messages(sent), Trust(certs=(cert,)))
+    assert report.ok
+    assert report.chains[0].duplicates == 2
+
+
+async def test_a_split_after_freezing_is_an_explained_gap(tmp_path: Path) -> None:
+    signer, cert = _pair("EdDSA")
+    sent = await _forward(tmp_path, signer, [0x95], 2, batch_max_events=10)
+    delivered = _messages(sent)[1:]  # the refused first document never reached anyone
+    report = verify(delivered, Trust(certs=(cert,)))
+    assert report.ok, report.as_dict()
+    (gap,) = report.chains[0].gaps_explained
+    assert (gap["seq"], gap["reason"]) == (1, "superseded")
+    assert report.chains[0].chain_start == {"reason": "first-start"}
+
+
+async def test_mqtt_3_1_1_signatures_go_on_the_sibling_topic(tmp_path: Path) -> None:
+    signer, cert = _pair("ES256")
+    sent = await _forward(tmp_path, signer, [], 2, batch_max_events=10, protocol="3.1.1")
+    topics_sent = [t for t, *_ in sent]
+    assert topics_sent == ["trace/lab/gw-1/signatures", "trace/lab/gw-1/events"]
+    assert all(k != JWS_PROPERTY for k, _v in sent[1][3])
+    assert verify(_messages(sent), Trust(certs=(cert,))).ok
+    assert not verify(_messages(sent[1:]), Trust(certs=(cert,))).ok  # unsigned without it
+
+
+def test_check_config_refuses_a_readable_signing_key(tmp_path: Path) -> None:
+    from tests.core.test_config import MINIMAL
+    from tests.support.harness import agent_cli
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "k.pem").write_bytes(_pem_key(key))
+    (tmp_path / "c.pem").write_bytes(_pem_cert(_cert(key)))
+    (tmp_path / "k.pem").chmod(0o644)
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(MINIMAL.rstrip() + f"\n  signing: {{key: {tmp_path / 'k.pem'}, "
+                   f"cert: {tmp_path / 'c.pem'}}}\n")
+    proc = agent_cli("check-config", "-c", str(cfg))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "uplink.signing" in proc.stderr
+    assert "chmod 600" in proc.stderr
+    (tmp_path / "k.pem").chmod(0o600)
+    proc = agent_cli("check-config", "-c", str(cfg))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
