@@ -130,7 +130,7 @@ def _merge(gaps: list[dict[str, Any]]) -> list[dict[str, Any]]:
         glo, ghi = g[rng]
         m[rng] = [min(lo, glo), max(hi, ghi)]
         m["merged"] = True
-        for k, pick in (("firstReadTime", min), ("lastReadTime", max)):
+        for k, pick in (("firstTime", min), ("lastTime", max)):
             if k in g:
                 m[k] = pick(m.get(k, g[k]), g[k])
     return list(merged.values())

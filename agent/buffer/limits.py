@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from agent.buffer.schema import Conn
 
@@ -45,6 +46,30 @@ class Dropped:
     count: int
     first_id: int
     last_id: int
+    # earliest / latest read (reads) or event time (events) dropped, ISO-8601 UTC; for the
+    # gap the next document reports (docs/provenance.md)
+    first_time: str | None = None
+    last_time: str | None = None
+
+
+# What "time" means per table, as SQL giving ISO-8601 text that sorts in time order.
+_TIME_SQL = {
+    "outbox": "json_extract(payload, '$.eventTime')",
+    "reads": "strftime('%Y-%m-%dT%H:%M:%fZ', read_at_us / 1000000.0, 'unixepoch')",
+}
+
+
+def _span(conn: Conn, table: str, where: str, params: dict[str, Any],
+          acc: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
+    """(min, max) time of the rows ``where`` selects, merged into ``acc``."""
+    col = _TIME_SQL.get(table)
+    if col is None:
+        return acc
+    lo, hi = conn.execute(f"SELECT min({col}), max({col}) FROM {table} WHERE {where}",  # noqa: S608
+                          params).fetchone()
+    first = min((t for t in (acc[0], lo) if t is not None), default=None)
+    last = max((t for t in (acc[1], hi) if t is not None), default=None)
+    return first, last
 
 
 def page_counts(conn: Conn) -> tuple[int, int]:
@@ -70,6 +95,7 @@ def evict(conn: Conn, *, max_size: int, page_size: int, now: float,
     for what, table, pred in EVICTION_ORDER:
         first = last = -1
         count = 0
+        times: tuple[str | None, str | None] = (None, None)
         while used > target:
             n = int(min(_MAX_CHUNK, max(_MIN_CHUNK, (used - target) / per_row + 1)))
             ids = [r[0] for r in conn.execute(
@@ -77,8 +103,10 @@ def evict(conn: Conn, *, max_size: int, page_size: int, now: float,
                 {"now": now, "lease_cap": lease_cap, "n": n}).fetchall()]
             if not ids:
                 break
+            chunk = {"now": now, "lease_cap": lease_cap, "lo": ids[0], "hi": ids[-1]}
+            times = _span(conn, table, f"{pred} AND id BETWEEN :lo AND :hi", chunk, times)
             conn.execute(f"DELETE FROM {table} WHERE {pred} AND id BETWEEN :lo AND :hi",  # noqa: S608
-                         {"now": now, "lease_cap": lease_cap, "lo": ids[0], "hi": ids[-1]})
+                         chunk)
             first = ids[0] if first < 0 else first
             last = ids[-1]
             count += len(ids)
@@ -87,7 +115,7 @@ def evict(conn: Conn, *, max_size: int, page_size: int, now: float,
                 per_row = max(16.0, (used - after) / len(ids))
             used = after
         if count:
-            out.append(Dropped(what, "full", count, first, last))
+            out.append(Dropped(what, "full", count, first, last, *times))
         if used <= target:
             break
     return out
@@ -119,8 +147,9 @@ def expire(conn: Conn, *, now: float, max_age_s: float, lease_cap: float = NO_CA
                 old = [r[0] for r in rows if r[1] + step_s(table, r[0]) * unit < cutoff * unit]
             if not old:
                 break
+            times = _span(conn, table, f"id IN ({', '.join(map(str, old))})", {}, (None, None))
             conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in old])  # noqa: S608
-            out.append(Dropped(what, "max_age", len(old), old[0], old[-1]))
+            out.append(Dropped(what, "max_age", len(old), old[0], old[-1], *times))
             if len(rows) < _EXPIRE_CHUNK:
                 break
     return out

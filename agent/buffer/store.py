@@ -629,11 +629,14 @@ class Store:
             self.count(name, d.count)
             if d.what in ("events", "reads"):
                 # In the same transaction as the drop: the next document says what is missing.
-                chain.add_gap(self.conn, {
+                gap: dict[str, Any] = {
                     "reason": "expired" if d.reason == "max_age" else "evicted",
                     "what": d.what, "count": d.count, "ids": [d.first_id, d.last_id],
                     "detail": "older than max_age_s" if d.reason == "max_age"
-                    else "buffer full (max_size)"})
+                    else "buffer full (max_size)"}
+                if d.first_time is not None:
+                    gap["firstTime"], gap["lastTime"] = d.first_time, d.last_time
+                chain.add_gap(self.conn, gap)
             self.note("buffer: %s: dropped %d %s, ids %d..%d (oldest first); %d dropped in all",
                       "older than max_age_s" if d.reason == "max_age" else "full (max_size "
                       f"{self.cfg.max_size} bytes)", d.count, d.what.replace("_", " "),
