@@ -54,7 +54,8 @@ class Dropped:
 
 # What "time" means per table, as SQL giving ISO-8601 text that sorts in time order.
 _TIME_SQL = {
-    "outbox": "json_extract(payload, '$.eventTime')",
+    # a payload that is not JSON (never ours, but the file is not ours alone) has no time
+    "outbox": "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.eventTime') END",
     "reads": "strftime('%Y-%m-%dT%H:%M:%fZ', read_at_us / 1000000.0, 'unixepoch')",
 }
 
