@@ -13,6 +13,8 @@ import json
 import os
 import signal
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -109,6 +111,11 @@ def test_signed_chain_verifies_across_sigkill_and_tampering_is_named(
                        mqtt={"tls": {"ca": str(pki.ca), "cert": str(pki.client_cert),
                                      "key": str(pki.client_key)}, "batch_max_events": 5})
     ca = str(pki.ca)
+    live = subprocess.Popen(  # `verify --broker` over mTLS, until 4 s without a message
+        [sys.executable, "-m", "agent", "verify", "--broker", f"{broker.host}:{broker.port}",
+         "--tls-ca", ca, "--tls-cert", str(pki.client_cert), "--tls-key", str(pki.client_key),
+         "--ca", ca, "--idle-s", "4", "--save", str(tmp_path / "live.jsonl")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     with capturing(broker, pki, "prov-capture") as cap:
         agent = AgentProcess(cfg, tmp_path / "agent.log")
         try:
@@ -139,6 +146,11 @@ def test_signed_chain_verifies_across_sigkill_and_tampering_is_named(
     last = json.loads(base64.b64decode(events[ev_idx[-1]]["payload_b64"]))
     assert head["chainId"] == last["tea:chainId"]
     assert head["seq"] >= seqs[-1]
+
+    live_out, _ = live.communicate(timeout=60)
+    assert live.returncode == 0, live_out
+    assert "OK gateway lab/gw-test" in live_out
+    assert len((tmp_path / "live.jsonl").read_text().splitlines()) >= 8
 
     rc, out = _verify(str(capture), "--ca", ca)
     assert rc == 0, out
@@ -230,8 +242,6 @@ def test_a_refused_document_is_an_explained_gap(tmp_path: Path, mosquitto_factor
 
 def _signing_pair(d: Path) -> tuple[Path, Path]:
     """An Ed25519 signing key and a self-signed certificate (openssl CLI)."""
-    import subprocess
-
     key, cert = d / "sign.key", d / "sign.pem"
     subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", str(key)],
                    check=True, capture_output=True)
