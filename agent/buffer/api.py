@@ -141,8 +141,12 @@ class Buffer(Protocol):
 
     # Frozen documents (docs/provenance.md)
     async def claim_frozen(
-        self, *, lease_s: float
+        self, *, lease_s: float, exclude: Sequence[int] = ()
     ) -> tuple[FrozenDocument, list[Claimed]] | None: ...
+
+    async def claim_next(
+        self, limit: int, *, lease_s: float, exclude: Sequence[int] = ()
+    ) -> tuple[FrozenDocument | None, list[Claimed]]: ...
 
     async def freeze(self, ids: Sequence[int], build: Build,
                      sign: Sign | None = None) -> FrozenDocument: ...

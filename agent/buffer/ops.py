@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -118,15 +119,18 @@ def ack(s: Store, ids: Sequence[int]) -> int:
 _UNLEASED = "(o.lease_until_s IS NULL OR o.lease_until_s <= :now OR o.lease_until_s > :cap)"
 
 
-def claim_frozen(s: Store, lease_s: float) -> tuple[chain.FrozenDocument, list[Claimed]] | None:
-    """Lease the oldest frozen document none of whose rows is on lease, with its rows."""
+def claim_frozen(s: Store, lease_s: float, exclude: Sequence[int] = (),
+                 ) -> tuple[chain.FrozenDocument, list[Claimed]] | None:
+    """Lease the oldest frozen document none of whose rows is on lease, with its rows;
+    ``exclude``: documents the caller has in flight (never leased again under its feet)."""
     now = s.clock()
     s.lease_max_s = max(lease_s, s.lease_max_s or 0.0)
-    params = {"now": now, "cap": s.lease_cap(now)}
+    params = {"now": now, "cap": s.lease_cap(now), "ex": json.dumps(list(exclude))}
     sql = ("SELECT d.id FROM documents d WHERE EXISTS (SELECT 1 FROM document_rows r "  # noqa: S608
            "JOIN outbox o ON o.id = r.row_id WHERE r.document = d.id) "
            "AND NOT EXISTS (SELECT 1 FROM document_rows r JOIN outbox o ON o.id = r.row_id "
-           f"WHERE r.document = d.id AND NOT {_UNLEASED}) ORDER BY d.id LIMIT 1")
+           f"WHERE r.document = d.id AND NOT {_UNLEASED}) "
+           "AND d.id NOT IN (SELECT value FROM json_each(:ex)) ORDER BY d.id LIMIT 1")
     row = s.conn.execute(sql, params).fetchone()
     if row is None:
         return None
@@ -142,6 +146,15 @@ def claim_frozen(s: Store, lease_s: float) -> tuple[chain.FrozenDocument, list[C
     rows.sort(key=lambda r: r[0])
     return doc, [Claimed(id=r[0], kind=r[1], payload=r[2], priority=r[3], created_at_s=r[4],
                          attempts=r[5]) for r in rows]
+
+
+def claim_next(s: Store, limit: int, lease_s: float, exclude: Sequence[int],
+               ) -> tuple[chain.FrozenDocument | None, list[Claimed]]:
+    """A frozen document to resend (with its rows) if one is available, else rows to claim."""
+    got = claim_frozen(s, lease_s, exclude)
+    if got is not None:
+        return got
+    return None, claim(s, limit, lease_s)
 
 
 def freeze(s: Store, ids: Sequence[int], build: chain.Build,

@@ -103,10 +103,17 @@ class RetryWhenFull:
         return await self._inner.stats()
 
     async def claim_frozen(
-        self, *, lease_s: float
+        self, *, lease_s: float, exclude: Sequence[int] = ()
     ) -> tuple[FrozenDocument, list[Claimed]] | None:
         return await self._retry("claiming a frozen document",
-                                 lambda: self._inner.claim_frozen(lease_s=lease_s))
+                                 lambda: self._inner.claim_frozen(lease_s=lease_s,
+                                                                  exclude=exclude))
+
+    async def claim_next(
+        self, limit: int, *, lease_s: float, exclude: Sequence[int] = ()
+    ) -> tuple[FrozenDocument | None, list[Claimed]]:
+        return await self._retry("claiming events", lambda: self._inner.claim_next(
+            limit, lease_s=lease_s, exclude=exclude))
 
     async def freeze(self, ids: Sequence[int], build: Build,
                      sign: Sign | None = None) -> FrozenDocument:

@@ -219,11 +219,23 @@ class SqliteBuffer:
     # ------------------------------------------------------------------ frozen documents
 
     async def claim_frozen(
-        self, *, lease_s: float
+        self, *, lease_s: float, exclude: Sequence[int] = ()
     ) -> tuple[chain.FrozenDocument, list[Claimed]] | None:
-        """Lease the oldest frozen document not on lease, with its rows (docs/provenance.md)."""
+        """Lease the oldest frozen document not on lease and not in ``exclude`` (documents the
+        caller has in flight), with its rows (docs/provenance.md)."""
+        ex = list(exclude)
         result: tuple[chain.FrozenDocument, list[Claimed]] | None = await self._call(
-            lambda s: ops.claim_frozen(s, lease_s), "claim_frozen")
+            lambda s: ops.claim_frozen(s, lease_s, ex), "claim_frozen")
+        return result
+
+    async def claim_next(
+        self, limit: int, *, lease_s: float, exclude: Sequence[int] = ()
+    ) -> tuple[chain.FrozenDocument | None, list[Claimed]]:
+        """One request: ``claim_frozen`` if a document is available, else ``claim(limit)``."""
+        self._events_ready.clear()
+        ex = list(exclude)
+        result: tuple[chain.FrozenDocument | None, list[Claimed]] = await self._call(
+            lambda s: ops.claim_next(s, limit, lease_s, ex), "claim_next")
         return result
 
     async def freeze(self, ids: Sequence[int], build: chain.Build,

@@ -212,6 +212,7 @@ class Forwarder:
         self._buffer = buffer
         self._gateway = gateway or "/".join(topic_map["base"].split("/")[-2:])
         self._signer = signer
+        self._docs_in_flight: set[int] = set()  # frozen documents being sent by this process
         self._uplink = uplink
         self._cfg = cfg
         self._topics = topic_map
@@ -295,15 +296,23 @@ class Forwarder:
         self._owned.update(c.id for c in fresh)
         return fresh
 
-    async def _claim_frozen(self) -> tuple[FrozenDocument, list[Claimed]] | None:
-        got = await self._buffer.claim_frozen(lease_s=self._lease_s())
-        if got is None:
-            return None
-        doc, rows = got
-        if not rows or any(c.id in self._owned for c in rows):
-            return None  # in flight here already (its lease ran out): not sent twice
-        self._owned.update(c.id for c in rows)
-        return doc, rows
+    async def _release(self, ids: Sequence[int], *, error: str | None = None) -> None:
+        await self._buffer.release(ids, error=error)
+
+    async def _claim_next(self, limit: int) -> tuple[FrozenDocument | None, list[Claimed]]:
+        """One trip to the writer: a frozen document not yet delivered (it goes first, as the
+        same bytes), else up to ``limit`` rows to freeze. Documents this process is sending are
+        excluded, so a release racing with the claim cannot leave one leased and unsent."""
+        doc, rows = await self._buffer.claim_next(
+            limit, lease_s=self._lease_s(), exclude=sorted(self._docs_in_flight))
+        fresh = [c for c in rows if c.id not in self._owned]
+        if len(fresh) < len(rows):
+            log.debug("claim returned %d row(s) still in flight here (lease ran out while "
+                      "waiting for a PUBACK); not sent again", len(rows) - len(fresh))
+            if doc is not None:
+                return None, []  # part of a document in flight here: not sent twice
+        self._owned.update(c.id for c in fresh)
+        return doc, fresh
 
     async def _deliver_frozen(self, doc: FrozenDocument, rows: list[Claimed]) -> None:
         try:
@@ -372,13 +381,11 @@ class Forwarder:
                     await asyncio.sleep(pause)
                 await self._acquire_slot()
                 self._wake.clear()
-                # A frozen document not yet delivered goes first, as the same bytes.
-                frozen = await self._claim_frozen()
-                if frozen is not None:
-                    doc, rows = frozen
-                    tg.create_task(self._deliver_frozen(doc, rows), name=f"deliver-doc-{doc.seq}")
+                doc, claimed = await self._claim_next(self._batch_limit())
+                if doc is not None:
+                    tg.create_task(self._deliver_frozen(doc, claimed),
+                                   name=f"deliver-doc-{doc.seq}")
                     continue
-                claimed = await self._claim(self._batch_limit())
                 if not claimed:
                     await self._release_slot()
                     try:
@@ -444,6 +451,13 @@ class Forwarder:
         await self._send_frozen(doc, events)
 
     async def _send_frozen(self, doc: FrozenDocument, rows: list[Claimed]) -> None:
+        self._docs_in_flight.add(doc.id)
+        try:
+            await self._send_frozen_once(doc, rows)
+        finally:
+            self._docs_in_flight.discard(doc.id)
+
+    async def _send_frozen_once(self, doc: FrozenDocument, rows: list[Claimed]) -> None:
         payload = self._wire(doc.payload)
         if len(payload) > self.max_payload:  # the gaps it carries made it too large
             await self._split(rows, f"document seq {doc.seq} of {len(payload)} bytes exceeds "
@@ -471,7 +485,7 @@ class Forwarder:
                                        content_type="application/json",
                                        timeout_s=self._cfg.publish_timeout_s)
         except (PublishTimeout, UplinkNotConnected) as exc:
-            await self._buffer.release([c.id for c in rows], error=str(exc) or type(exc).__name__)
+            await self._release([c.id for c in rows], error=str(exc) or type(exc).__name__)
             return False
         return True
 
@@ -507,7 +521,7 @@ class Forwarder:
             )
         except (PublishTimeout, UplinkNotConnected) as exc:
             # Not confirmed: the rows stay and go again; a duplicate carries the same eventIDs.
-            await self._buffer.release(ids, error=str(exc) or type(exc).__name__)
+            await self._release(ids, error=str(exc) or type(exc).__name__)
             return
         except PacketTooLargeError as exc:
             # The broker's Maximum Packet Size shrank after the payload was built (a reconnect,
@@ -548,7 +562,7 @@ class Forwarder:
             self._paused_until = max(self._paused_until, loop.time() + self._cfg.quota_pause_s)
             log.warning("broker refused %s on %s: %s; pausing %g s, drain rate now %.0f "
                         "events/s", span, topic, what, self._cfg.quota_pause_s, rate)
-            await self._buffer.release(ids, error=what)
+            await self._release(ids, error=what)
             return
         attempts = 1 + max(self._refusals.get(i, 0) for i in ids)
         if attempts >= self._cfg.max_attempts:
@@ -565,7 +579,7 @@ class Forwarder:
         delay = self._rng.uniform(0, cap)
         log.warning("broker refused %s on %s: %s (attempt %d of %d); retrying in %.1f s", span,
                     topic, what, attempts, self._cfg.max_attempts, delay)
-        await self._buffer.release(ids, error=REFUSED_PREFIX + what)
+        await self._release(ids, error=REFUSED_PREFIX + what)
         self._paused_until = max(self._paused_until, loop.time() + delay)
 
     async def _dead_letter(self, rows: list[Claimed], reason: str) -> None:

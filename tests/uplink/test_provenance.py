@@ -335,3 +335,15 @@ def test_check_config_refuses_a_readable_signing_key(tmp_path: Path) -> None:
     (tmp_path / "k.pem").chmod(0o600)
     proc = agent_cli("check-config", "-c", str(cfg))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_chained_document_validates_against_the_epcis_schema() -> None:
+    from tests.pipeline.test_epcis_schema import assert_valid
+
+    gap = {"reason": "dead-letter", "chainId": "c-1", "seqs": [1, 1], "count": 2,
+           "detail": "reason code 0x87 Not authorized", "chainStart": {"reason": "first-start"}}
+    for link in (ChainLink(chain_id="c-1", seq=1, prev_hash=None,
+                           chain_start={"reason": "first-start"}, gaps=()),
+                 ChainLink(chain_id="c-1", seq=2, prev_hash="sha-256:" + "0" * 64,
+                           chain_start=None, gaps=(gap,))):
+        assert_valid(json.loads(document_bytes([EVENT], NOW, gateway="lab/gw-1", link=link)))
