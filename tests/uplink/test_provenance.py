@@ -347,3 +347,29 @@ def test_a_chained_document_validates_against_the_epcis_schema() -> None:
                  ChainLink(chain_id="c-1", seq=2, prev_hash="sha-256:" + "0" * 64,
                            chain_start=None, gaps=(gap,))):
         assert_valid(json.loads(document_bytes([EVENT], NOW, gateway="lab/gw-1", link=link)))
+
+
+async def test_buffer_export_documents_is_what_verify_reads(tmp_path: Path) -> None:
+    """Frozen documents still in a gateway's buffer, exported and verified offline."""
+    from tests.core.test_config import MINIMAL
+    from tests.support.harness import agent_cli
+
+    signer, cert = _pair("ES256")
+    db = tmp_path / "buffer.db"
+    async with await SqliteBuffer.open(BufferConfig(path=db)) as buf:
+        await buf.commit_events([], [_ev(i) for i in range(4)])
+        rows = await buf.claim(10, lease_s=30)
+        for r in rows[:3]:
+            await buf.freeze([r.id], _build, signer.sign)
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(MINIMAL.replace("./buffer.db", str(db)))
+    out = tmp_path / "export.jsonl"
+    proc = agent_cli("buffer", "export", "--documents", "-o", str(out), "-c", str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    assert "exported 3 frozen documents" in proc.stderr
+    (tmp_path / "gw.pem").write_bytes(_pem_cert(cert))
+    proc = agent_cli("verify", str(out), "--cert", str(tmp_path / "gw.pem"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 verified" in proc.stdout
+    proc = agent_cli("verify", str(out))  # no trust anchor: a usage error
+    assert proc.returncode == 2
