@@ -8,6 +8,12 @@ permanent refusals (0x87, 0x90, 0x99, 0x95 on a single event) -> dead letters at
 refusals. Timeouts and lost connections are not refusals: the rows go again, with the same
 eventIDs, for as long as it takes.
 
+Frozen documents (docs/provenance.md): a batch of events is split to size first, then frozen
+once (exact bytes, tea:seq, tea:prevHash, detached JWS) in one buffer transaction, and every
+retry resends those bytes; ``claim_next`` hands out a frozen document not yet delivered before
+new rows. A frozen document split after a 0x95 is superseded and one dead-lettered is a gap:
+the buffer queues both for the next document's ``tea:gaps``.
+
 Refusals are counted per row and survive restarts: the buffer's own ``attempts`` column
 counts every failed attempt (timeouts and outages too), so the forwarder keeps its own count
 in the buffer's key-value state (``uplink.refusals:<row id>`` -> n, written before the row is
