@@ -211,7 +211,13 @@ def _check_chain(gateway: str, chain_id: str, by_seq: dict[int, list[_Doc]],
                 continue
             key = trust.key_for(d.jws)
             why = key if isinstance(key, str) else verify_detached(d.jws, d.payload, key)
-            if why is None:
+            if why is None and seq in good and good[seq].jws is not None:
+                # Two different documents, both signed by the gateway, under one seq: the seq
+                # was handed out twice (or the key signs for someone else). Never harmless.
+                r.altered.append({"seq": seq, "where": d.where,
+                                  "why": f"seq reused: another signed document with this seq "
+                                         f"({good[seq].where}) has other bytes"})
+            elif why is None:
                 r.verified.append(seq)
                 good[seq] = d
             elif isinstance(key, VerifyKey) and "does not verify" in why:

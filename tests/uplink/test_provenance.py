@@ -169,6 +169,18 @@ def test_verify_names_an_injected_unsigned_document_and_a_removed_one() -> None:
     assert not report.ok
 
 
+def test_a_seq_signed_twice_with_other_bytes_is_named() -> None:
+    signer, cert = _pair("ES256")
+    msgs = _chain(signer, 3)
+    other = msgs[1].payload.replace(b"x1", b"x9")
+    twin = Message(topic=msgs[1].topic, payload=other,
+                   properties=((JWS_PROPERTY, signer.sign(other)),), where="twin")
+    report = verify([*msgs, twin], Trust(certs=(cert,)))
+    assert not report.ok
+    assert [a["seq"] for a in report.chains[0].altered] == [2]
+    assert "seq reused" in report.chains[0].altered[0]["why"]
+
+
 def test_a_gap_named_by_a_later_document_is_explained() -> None:
     signer, cert = _pair("ES256")
     gap = {"reason": "dead-letter", "detail": "reason code 0x87 Not authorized",
