@@ -385,3 +385,23 @@ async def test_buffer_export_documents_is_what_verify_reads(tmp_path: Path) -> N
     assert "3 verified" in proc.stdout
     proc = agent_cli("verify", str(out))  # no trust anchor: a usage error
     assert proc.returncode == 2
+
+
+async def test_reload_says_a_signing_change_needs_a_restart(tmp_path: Path) -> None:
+    from agent.config import load_config
+    from agent.remote import RemoteCommands
+    from tests.core.test_config import MINIMAL
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "k.pem").write_bytes(_pem_key(key))
+    (tmp_path / "k.pem").chmod(0o600)
+    (tmp_path / "c.pem").write_bytes(_pem_cert(_cert(key)))
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(MINIMAL)
+    remote = RemoteCommands(load_config(cfg), None, None, None,  # type: ignore[arg-type]
+                            config_path=cfg)
+    cfg.write_text(MINIMAL.rstrip() + f"\n  signing: {{key: {tmp_path / 'k.pem'}, "
+                   f"cert: {tmp_path / 'c.pem'}}}\n")
+    answer = await remote.reload()
+    assert answer["changed"] == ["uplink"]
+    assert answer["restartRequired"] is True
