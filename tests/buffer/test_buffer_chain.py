@@ -93,3 +93,18 @@ async def test_a_new_buffer_file_and_a_salvaged_one_say_why_the_chain_began(
     assert start["previousChain"]["chainId"] == head.chain_id
     assert body["tea:seq"] == 1
     assert body["tea:chainId"] != head.chain_id
+
+
+async def test_a_document_whose_rows_vanished_is_forgotten_at_the_next_ack(
+    tmp_path: Path,
+) -> None:
+    cfg = make_cfg(tmp_path)
+    async with await SqliteBuffer.open(cfg) as buf:
+        await buf.commit_events([], [event(i) for i in range(2)])
+        rows = await buf.claim(2, lease_s=60)
+        orphan = await buf.freeze([999], build)  # its row was evicted under its lease
+        doc = await buf.freeze([rows[0].id], build)
+        assert (orphan.seq, doc.seq) == (1, 2)
+        assert orphan.row_ids == ()
+        await buf.ack([rows[0].id])
+    assert ro_rows(cfg.path, "SELECT count(*) FROM documents") == [(0,)]
