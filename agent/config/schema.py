@@ -640,7 +640,7 @@ class CommandsConfig(_Model):
 
 class EstConfig(_Model):
     """The plant CA's EST server (RFC 7030) that issues and renews the gateway's certificate
-    (the mTLS identity: ``uplink.mqtt.tls.cert`` / ``key``). docs/provenance.md, Identity."""
+    (the mTLS identity: ``uplink.mqtt.tls.cert`` / ``key``). docs/identity.md."""
 
     # https://HOST[:PORT]/.well-known/est (or .../est/LABEL)
     url: Annotated[str, Field(pattern=r"^https://[^/\s]+(/\S*)?$")]
@@ -672,10 +672,41 @@ class EstConfig(_Model):
         return self
 
 
+class SigningConfig(_Model):
+    """Document signatures (docs/provenance.md). Without key/cert: the mTLS client key and
+    certificate (uplink.mqtt.tls); with neither, documents are chained but unsigned."""
+
+    enabled: bool = True
+    key: Path | None = None  # PEM private key (P-256, Ed25519 or RSA); mode 600 or stricter
+    cert: Path | None = None  # PEM certificate of that key
+    key_password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> SigningConfig:
+        if (self.key is None) != (self.cert is None):
+            raise ValueError("signing.key and signing.cert go together; expected both (or "
+                             "neither, to sign with the mTLS client key and certificate)")
+        return self
+
+
 class UplinkConfig(_Model):
     mqtt: MqttConfig
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     est: EstConfig | None = None
+    signing: SigningConfig = Field(default_factory=SigningConfig)
+
+    @property
+    def signing_files(self) -> tuple[Path, Path, Path | None] | None:
+        """(key, cert, key password file) to sign with, or None: documents go unsigned."""
+        s = self.signing
+        if not s.enabled:
+            return None
+        if s.key is not None and s.cert is not None:
+            return s.key, s.cert, s.key_password_file
+        tls = self.mqtt.tls
+        if tls.key is not None and tls.cert is not None and self.mqtt.tls_enabled:
+            return tls.key, tls.cert, tls.key_password_file
+        return None
 
     @model_validator(mode="after")
     def _est_needs_an_identity(self) -> UplinkConfig:
