@@ -66,7 +66,7 @@ def test_renewal_during_a_stream_loses_nothing_and_duplicates_nothing(
         for step in (("init",), ("enroll",)):
             done = agent_cli("identity", *step, "-c", str(path))
             assert done.returncode == 0, done.stderr
-        with durable_collector(broker, EVENTS_TOPIC, "e2e-identity", tls_ca=est.ca_pem,
+        with durable_collector(broker, "trace/lab/gw-test/#", "e2e-identity", tls_ca=est.ca_pem,
                                tls_client=collector_cert) as collector:
             agent = AgentProcess(path, tmp_path / "agent.log")
             try:
@@ -92,6 +92,22 @@ def test_renewal_during_a_stream_loses_nothing_and_duplicates_nothing(
                 sim.stop()
         log = agent.log_text()
         broker_log = broker.log_text()
+    # The documents signed before, across and after each renewal all verify against the CA
+    # alone, in one unbroken chain (issue 14: renewal loses and duplicates nothing).
+    from agent.fieldtools.verify import capture_line
+
+    capture = tmp_path / "capture.jsonl"
+    capture.write_text("".join(capture_line(m.topic, m.payload, [
+        (str(k), str(v)) for k, v in (getattr(m.properties, "UserProperty", None) or [])])
+        + "\n" for m in collector.messages if m.topic.endswith("/events")))
+    verdict = agent_cli("verify", "--ca", str(est.ca_pem), "--json", str(capture))
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    report = json.loads(verdict.stdout)
+    (chain,) = report["chains"]
+    assert chain["gateway"] == "lab/gw-test"
+    assert chain["verified"] == chain["lastSeq"] - chain["firstSeq"] + 1 > 0
+    assert (chain["unsigned"], chain["badSignatures"], chain["gapsUnexplained"]) == ([], [], [])
+    assert chain["duplicates"] == 0
     per_read = Counter(r["tea:readId"] for e in events_of(collector.messages)
                        for r in e["tea:reads"])
     assert per_read, "no reads delivered"
