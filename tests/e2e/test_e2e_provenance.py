@@ -291,3 +291,106 @@ def test_the_chain_survives_repeated_sigkill(tmp_path: Path, mosquitto: Mosquitt
     assert chain["firstSeq"] == 1
     assert chain["gapsExplained"] == []
     assert chain["verified"] == chain["lastSeq"]
+
+
+def test_a_broker_outage_with_expiry_verifies_with_the_gap_explained(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """The broker is down for 8 s while `max_age_s: 3` expires what waits: the chain goes on
+    after the outage, and the expired events are a gap the next document declares, signed."""
+    key, cert = _signing_pair(tmp_path)
+    sim = SimProcess("r2000", "--pty", "--tags", "4", "--read-rate", "20",
+                     log_path=tmp_path / "sim.log")
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
+                       buffer=tmp_path / "buffer.db", mqtt={"batch_max_events": 10},
+                       buffer_extra={"max_age_s": 3})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["uplink"]["signing"] = {"key": str(key), "cert": str(cert)}
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with capturing(mosquitto, None, "prov-outage") as cap:
+        agent = AgentProcess(cfg, tmp_path / "agent.log")
+        try:
+            wait_until(lambda: len(cap.events()) >= 3, 60, "documents before the outage",
+                       diagnostics=agent.log_text)
+            mosquitto.stop()
+            time.sleep(8)
+            mosquitto.start()
+            wait_until(lambda: any("tea:gaps" in json.loads(base64.b64decode(
+                r["payload_b64"])) for r in cap.events()), 60, "a document declaring the gap",
+                diagnostics=agent.log_text)
+            before = max(cap.seqs())
+            wait_until(lambda: max(cap.seqs()) >= before + 2, 60, "documents after it",
+                       diagnostics=agent.log_text)
+        finally:
+            assert agent.signal(signal.SIGTERM) == 0, agent.log_text()
+            sim.stop()
+        time.sleep(0.5)
+        capture = cap.write(tmp_path / "capture.jsonl")
+    rc, out = _verify(str(capture), "--cert", str(cert), "--json")
+    assert rc == 0, out
+    (chain,) = json.loads(out)["chains"]
+    assert chain["gapsUnexplained"] == []
+    assert chain["badSignatures"] == []
+    assert chain["verified"] == chain["lastSeq"] - chain["firstSeq"] + 1
+    assert "expired" in json.dumps(chain["gapsExplained"] + chain["droppedByGateway"]), chain
+    assert "expired" in agent.log_text() or "max_age" in agent.log_text()
+
+
+def test_a_corrupt_buffer_restarts_the_chain_and_says_why(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A damaged buffer file is quarantined and salvaged; the new chain's first document says
+    it began from a salvage (naming the corrupt file's chain), and both chains verify."""
+    import os
+
+    from tests.support.harness import buffer_state
+
+    key, cert = _signing_pair(tmp_path)
+    db = tmp_path / "buffer.db"
+    sim = SimProcess("r2000", "--pty", "--tags", "6", "--saturate", log_path=tmp_path / "sim.log")
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
+                       buffer=db, mqtt={"batch_max_events": 50})
+    doc = yaml.safe_load(cfg.read_text())
+    doc["uplink"]["signing"] = {"key": str(key), "cert": str(cert)}
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with capturing(mosquitto, None, "prov-corrupt") as cap:
+        agent = AgentProcess(cfg, tmp_path / "agent.log")
+        try:
+            wait_until(lambda: len(cap.events()) >= 3, 60, "documents of the first chain",
+                       diagnostics=agent.log_text)
+            mosquitto.stop()  # a backlog builds up in the file that will be damaged
+            wait_until(lambda: buffer_state(db)["outbox"] > 3000, 60, "a backlog",
+                       diagnostics=agent.log_text)
+        finally:
+            assert agent.stop() == 0, agent.log_text()
+            sim.stop()
+        size = db.stat().st_size
+        with db.open("r+b") as f:  # a failing SD card sector in the middle of the file
+            f.seek(size // 2)
+            f.write(os.urandom(8192))
+        mosquitto.start()
+        agent.start()
+        try:
+            wait_until(lambda: any(json.loads(base64.b64decode(r["payload_b64"])).get(
+                "tea:chainStart", {}).get("reason") == "salvaged" for r in cap.events()), 60,
+                "the new chain's first document", diagnostics=agent.log_text)
+            wait_until(lambda: buffer_state(db)["outbox"] == 0, 60, "the salvaged backlog sent",
+                       diagnostics=agent.log_text)
+        finally:
+            assert agent.stop() == 0, agent.log_text()
+        time.sleep(0.5)
+        capture = cap.write(tmp_path / "capture.jsonl")
+    rc, out = _verify(str(capture), "--cert", str(cert), "--json")
+    report = json.loads(out)
+    chains = report["chains"]
+    assert len(chains) == 2, out
+    first, second = sorted(chains, key=lambda c: c["chainStart"]["reason"] != "first-start")
+    assert first["chainStart"]["reason"] == "first-start"
+    assert second["chainStart"]["reason"] == "salvaged"
+    assert second["chainStart"].get("previousChain", {}).get("chainId") == first["chainId"], \
+        second["chainStart"]
+    for chain in chains:
+        assert chain["badSignatures"] == [] and chain["altered"] == [], chain  # noqa: PT018
+    # The salvaged rows were frozen again in the new chain: nothing unexplained anywhere.
+    assert rc == 0, out
+    assert report["ok"] is True
+    assert all(c["gapsUnexplained"] == [] for c in chains)
+    assert "quarantined" in agent.log_text() or "corrupt" in agent.log_text()
