@@ -2,7 +2,7 @@
 (a real CA behind a real EST endpoint over TLS), talking to Mosquitto over mutual TLS with the
 certificate's CN as its user name and an ACL that confines each gateway to its own topics.
 
-* renewal during a stream: the certificate lives 12 s and is renewed at half its life, twice
+* renewal during a saturated stream (the reader at its line rate): the certificate lives 12 s and is renewed at half its life, twice
   during the run; the MQTT connection switches to each new certificate without a restart, and
   every committed read reaches the subscriber exactly once;
 * access control: another gateway's certificate cannot publish under this gateway's topics.
@@ -50,7 +50,8 @@ def test_renewal_during_a_stream_loses_nothing_and_duplicates_nothing(
     with EstServer(tmp_path / "ca", lifetime_s=12.0) as est:
         broker = _broker(est, mosquitto_factory)
         collector_cert = est.issue("collector")
-        sim = SimProcess("r2000", "--pty", "--tags", "4", "--read-rate", "40",
+        # --saturate: the reader streams as fast as its 115200 baud line allows (~530 reads/s)
+        sim = SimProcess("r2000", "--pty", "--tags", "4", "--saturate",
                          log_path=tmp_path / "sim.log")
         db = tmp_path / "buffer.db"
         path = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=broker,
