@@ -337,6 +337,21 @@ class Store:
             }
             alarm["report"] = _write_report(moved, alarm, report.invalid)
             insert_alarm(conn, alarm, now)
+            # What could not be read back is declared in the new chain's first document, like
+            # any other loss (issue 14 item 3): by id range (an upper bound: a range may hold
+            # ids that never existed) and the count of rows that did not decode.
+            for table, ranges in report.skipped.items():
+                what = {"reads": "reads", "outbox": "events"}.get(table)
+                for lo, hi in ranges[:20] if what else ():
+                    chain.add_gap(conn, {"reason": "corrupt-buffer", "what": what,
+                                         "count": hi - lo + 1, "ids": [lo, hi],
+                                         "detail": "ids in this range could not be read back "
+                                                   "from the corrupt file (at most this many)"})
+            if report.invalid_rows:
+                chain.add_gap(conn, {"reason": "corrupt-buffer", "what": "rows",
+                                     "count": report.invalid_rows,
+                                     "detail": "salvaged rows that did not decode (see the "
+                                               "salvage report)"})
             conn.execute("COMMIT")
         except Exception as exc:
             raise BufferOpenError(

@@ -108,3 +108,30 @@ async def test_a_document_whose_rows_vanished_is_forgotten_at_the_next_ack(
         assert orphan.row_ids == ()
         await buf.ack([rows[0].id])
     assert ro_rows(cfg.path, "SELECT count(*) FROM documents") == [(0,)]
+
+
+async def test_rows_a_corrupt_file_could_not_give_back_are_declared_in_the_new_chain(
+    tmp_path: Path,
+) -> None:
+    """Issue 14 item 3: rows lost beyond salvage are a gap the new chain's first document
+    carries (by id range), like evicted or expired ones."""
+    import json
+
+    from agent.buffer.sqlite import SqliteBuffer
+    from tests.buffer.test_buffer_faults import fill, write_garbage
+    from tests.support.buffer_helpers import make_cfg, ro_rows
+
+    cfg = make_cfg(tmp_path)
+    await fill(cfg.path, 3000, 1000)
+    write_garbage(cfg.path, cfg.path.stat().st_size // 3, 8192)
+    async with await SqliteBuffer.open(cfg) as buf:
+        st = await buf.stats()
+    assert st.quarantined_files == 1
+    (value,) = ro_rows(cfg.path, "SELECT value FROM meta WHERE key = 'chain_gaps'")[0]
+    gaps = json.loads(value)
+    lost = [g for g in gaps if g["reason"] == "corrupt-buffer"]
+    assert lost, gaps
+    assert all(g["what"] in ("reads", "events", "rows") and g["count"] > 0 for g in lost)
+    ranges = [g for g in lost if "ids" in g]
+    assert ranges  # this damage makes a range unreadable (the salvage tests show which)
+    assert all(g["ids"][0] <= g["ids"][1] for g in ranges)
