@@ -26,6 +26,11 @@ class ReaderStatus:
     power_desired: int | dict[int, int] | None = None
     power_reported: tuple[int, ...] | None = None
     power_error: str | None = None  # the last refusal, until a change succeeds
+    # Reader settings (antennas, session, inventory mode...): what the agent applies at every
+    # connect (the config with any live change) and what the reader reported at the last one
+    # (LLRP: GET_ROSPECS; None where the protocol cannot tell).
+    settings: dict[str, Any] | None = None
+    settings_read_back: dict[str, Any] | None = None
     last_error: str | None = None
     connects: int = 0
     disconnects: int = 0
@@ -106,6 +111,7 @@ class ReaderStatus:
                 "reportedDbm": power_json(self.power_reported),
                 "error": self.power_error,
             },
+            "settings": {"desired": self.settings, "readBack": self.settings_read_back},
             "lastError": self.last_error,
             "connects": self.connects,
             "disconnects": self.disconnects,

@@ -31,7 +31,7 @@ from agent.config import (
     R2000Config,
 )
 from agent.model import Read
-from agent.readers.control import ReaderControl
+from agent.readers.control import RESTART_PROBLEM, ReaderControl
 from agent.readers.drivers.barcode import BarcodeReader
 from agent.readers.drivers.base import ReaderDriver
 from agent.readers.drivers.chafon import ChafonReader
@@ -140,11 +140,15 @@ async def supervise_reader(
         except (LinkError, PortError, OSError) as exc:
             problem = str(exc) or type(exc).__name__
         else:
+            built = control.generation
             reader = make(control.connect_config(), link, status)
+            if control.confirming:  # a settings change waits for the reader's read-back
+                reader.read_back_wanted = True  # type: ignore[attr-defined]
             status.attach(reader.session.decoder.stats)
             status.connects += 1
             control.attach(reader)
             problem = "connection closed"
+            up = False
             try:
                 who = await reader.identify()
                 spec = cfg.link_spec
@@ -153,14 +157,29 @@ async def supervise_reader(
                 await reader.configure()
                 status.state = "connected"
                 status.last_error = None
+                up = True
+                control.configured(reader, built)
                 attempt = 0
                 last_problem = None
-                async for read in reader.reads():
-                    status.reads_total += 1
-                    await put(read)
+                reads = reader.reads()
+                try:
+                    while (read := await control.next_read(reads, built)) is not None:
+                        status.reads_total += 1
+                        await put(read)
+                finally:
+                    await reads.aclose()  # type: ignore[attr-defined]
+                problem = RESTART_PROBLEM
+                # A settings change: leave the reader tidy (LLRP: STOP_ROSPEC,
+                # CLOSE_CONNECTION), then connect again at once with the new settings.
+                goodbye = getattr(reader, "goodbye", None)
+                if goodbye is not None:
+                    await goodbye()
+            except StopAsyncIteration:
                 problem = "inventory ended"
             except (LinkError, ReaderError, OSError) as exc:
                 problem = str(exc) or type(exc).__name__
+                if not up:
+                    control.connect_failed(built, problem)
             except asyncio.CancelledError:
                 # The agent stops: a driver that can leave its reader tidy does (LLRP:
                 # STOP_ROSPEC, CLOSE_CONNECTION), bounded by the driver; then the stop goes on.
@@ -172,6 +191,11 @@ async def supervise_reader(
                 control.detach(reader, f"connection lost ({problem})")
                 status.detach()
                 await link.aclose()
+        if problem == RESTART_PROBLEM:
+            status.state = "reconnecting"
+            log.info("reader %s: %s", cfg.name, problem)
+            attempt = 0
+            continue
         if status.state == "connected":
             status.disconnects += 1
         status.state = "reconnecting"

@@ -385,11 +385,33 @@ class LlrpReader(DriverBase[LlrpConfig]):
                             else llrp.REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC),
             inventory_custom=search), "ADD_ROSPEC")
         await self._request(lambda i: llrp.enable_rospec(i, ROSPEC_ID), "ENABLE_ROSPEC")
+        if self.read_back_wanted:
+            await self._read_back()
         if gpi:
             self.status.inventory_active = False
             log.info("reader %s: inventory waits for GPI %d to go high%s", cfg.name, gpi.port,
                      f" (stops after {gpi.stop_after_ms / 1000:g} s at most)"
                      if gpi.stop_after_ms else "")
+
+    async def _read_back(self) -> None:
+        """GET_ROSPECS: what the reader holds of our ROSpec (antennas, session, RF mode), for
+        the confirmation of a settings change; a reader that does not answer: left unknown.
+        Only when a change waits for it: llrpkit's emulator drops the connection when asked
+        for an ROSpec it holds, and a reader that cannot tell must still read."""
+        try:
+            reply = await self._request(llrp.get_rospecs, "GET_ROSPECS")
+        except ReaderCommandError as exc:
+            log.info("reader %s: ROSpec not read back: %s", self.cfg.name, exc)
+            return
+        got = llrp.rospec_settings(reply, ROSPEC_ID, self._decoder.stats)
+        if got is None:
+            log.warning("reader %s: GET_ROSPECS does not list ROSpec %d just added",
+                        self.cfg.name, ROSPEC_ID)
+            return
+        self.read_back = {"source": "GET_ROSPECS", "antennas": list(got.antennas),
+                          "session": got.session, "modeIndex": got.mode_index}
+        log.info("reader %s: the reader reports ROSpec %d with antennas %s, session %s",
+                 self.cfg.name, ROSPEC_ID, list(got.antennas), got.session)
 
     # -- inventory -----------------------------------------------------------------------------
 
