@@ -201,6 +201,10 @@ class _Power:
         self.calls.append((reader, dbm))
         return {"reader": reader, "applied": True, "reportedDbm": dbm}
 
+    async def set_reader_settings(self, reader: str, settings: Any) -> dict[str, Any]:
+        self.calls.append((reader, dict(settings)))
+        return {"reader": reader, "confirmed": True, "desired": dict(settings)}
+
     async def start_reader(self, reader: str) -> dict[str, Any]:
         self.calls.append((reader, "start"))
         return {"reader": reader, "state": "started"}
