@@ -288,6 +288,61 @@ async def test_login_csrf_and_power_through_the_remote_command_path(
         ("dock-1", 20), ("dock-1", "stop")]
 
 
+async def test_reader_settings_through_the_remote_command_path_and_saved(
+        tmp_path: Path, client_factory: Any) -> None:
+    rt = _runtime(tmp_path, listen="127.0.0.1:9108", password="admin-pass-1")
+    http, base = await client_factory(rt)
+    body = {"settings": {"antennas": [1, 3], "session": 2}, "save": True}
+    async with http.post(base + "/api/readers/dock-1/settings", json=body) as r:
+        assert r.status == 401
+    async with http.post(base + "/api/login", json={"password": "admin-pass-1"}) as r:
+        csrf = (await r.json())["csrf"]
+    async with http.get(base + "/api/readers") as r:
+        dock1 = (await r.json())["readers"][0]
+    assert dock1["configSettings"] == {"antennas": [1, 2], "session": 1,
+                                       "inventory": "real_time", "target": "A"}
+    assert dock1["settingsChoices"]["inventory"] == ["real_time", "session", "fast_switch"]
+    async with http.post(base + "/api/readers/dock-1/settings", json={"settings": [1]},
+                         headers={"X-CSRF-Token": csrf}) as r:
+        assert r.status == 400
+    async with http.post(base + "/api/readers/dock-1/settings", json=body,
+                         headers={"X-CSRF-Token": csrf}) as r:
+        assert r.status == 200
+        out = await r.json()
+    assert out["confirmed"] is True
+    assert out["saved"]["ok"] is True, out
+    assert rt.reader_commands.calls == [  # type: ignore[union-attr]
+        ("dock-1", {"antennas": [1, 3], "session": 2})]
+    text = (tmp_path / "agent.yaml").read_text()
+    assert ("  - name: dock-1\n    session: 2\n    driver: r2000\n"
+            "    port: socket://127.0.0.1:4001\n    antennas: [1, 3]\n") in text, text
+    cfg = parse_config(text)
+    assert (cfg.readers[0].antennas, cfg.readers[0].session) == ([1, 3], 2)  # type: ignore[union-attr]
+
+
+def test_save_settings_edits_lines_keeps_comments_and_checks_the_result(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(CONFIG.replace("    antennas: [1, 2]", "    antennas: [1, 2]  # doors"))
+    configedit.save_settings(path, "dock-1", {"antennas": [2, 4], "inventory": "session",
+                                              "session": 3})
+    text = path.read_text()
+    assert "    antennas: [2, 4]  # doors\n" in text
+    assert '    inventory: "session"\n' in text
+    assert "    session: 3\n" in text
+    assert "dock-2   # second door" in text
+    assert text.startswith("# comment kept")
+    r = parse_config(text).readers[0]
+    assert (r.antennas, r.inventory, r.session) == ([2, 4], "session", 3)  # type: ignore[union-attr]
+    with pytest.raises(ConfigError):
+        configedit.save_settings(path, "dock-1", {"session": 5})  # validated before writing
+    assert parse_config(path.read_text()).readers[0].session == 3  # type: ignore[union-attr]
+    block = CONFIG.replace("    antennas: [1, 2]", "    antennas:\n      - 1\n      - 2")
+    path.write_text(block)
+    with pytest.raises(ValueError, match="block list"):
+        configedit.save_settings(path, "dock-1", {"antennas": [1]})
+    assert path.read_text() == block
+
+
 async def test_failed_logins_are_rate_limited(tmp_path: Path, client_factory: Any) -> None:
     rt = _runtime(tmp_path, listen="127.0.0.1:9108", password="admin-pass-1")
     http, base = await client_factory(rt)
@@ -304,14 +359,29 @@ async def test_not_loopback_every_page_needs_login(tmp_path: Path, client_factor
     rt = _runtime(tmp_path, listen="0.0.0.0:9108", password="admin-pass-1")
     http, base = await client_factory(rt)
     for path in ("/api/status", "/api/config", "/api/readers", "/api/logs", "/status",
-                 "/api/bundle", "/api/survey"):
+                 "/api/bundle", "/api/survey", "/static/app.js", "/static/style.css",
+                 "/static/index.html", "/api/session", "/favicon.ico", "/index.html"):
         async with http.get(base + path) as r:
-            assert r.status == 401, path
-    for path in ("/health", "/metrics", "/", "/static/app.js", "/api/session"):
+            assert r.status in (401, 404), path  # 404: no such page, nothing served either
+            assert "gateway" not in await r.text(), path
+    async with http.get(base + "/") as r:  # the login page only, self-contained
+        assert r.status == 200
+        page = await r.text()
+    assert 'id="login-form"' in page
+    assert "/static/" not in page
+    assert "app.js" not in page
+    assert "Reader settings" not in page
+    for path in ("/health", "/metrics"):
         async with http.get(base + path) as r:
             assert r.status in (200, 503), path  # /health: 503, no agent tasks run here
     async with http.post(base + "/api/login", json={"password": "admin-pass-1"}) as r:
         assert r.status == 200
+    async with http.get(base + "/") as r:  # now the page itself
+        assert r.status == 200
+        assert "/static/app.js" in await r.text()
+    for path in ("/static/app.js", "/api/session"):
+        async with http.get(base + path) as r:
+            assert r.status == 200, path
     async with http.get(base + "/api/config") as r:
         assert r.status == 200
         doc = await r.json()
