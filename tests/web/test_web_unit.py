@@ -336,11 +336,17 @@ def test_save_settings_edits_lines_keeps_comments_and_checks_the_result(tmp_path
     with pytest.raises(ConfigError):
         configedit.save_settings(path, "dock-1", {"session": 5})  # validated before writing
     assert parse_config(path.read_text()).readers[0].session == 3  # type: ignore[union-attr]
-    block = CONFIG.replace("    antennas: [1, 2]", "    antennas:\n      - 1\n      - 2")
-    path.write_text(block)
-    with pytest.raises(ValueError, match="block list"):
+    # A block list of scalars (what yaml.safe_dump writes) becomes one flow line.
+    for items in ("    - 1\n    - 2", "      - 1\n      - 2"):
+        block = CONFIG.replace("    antennas: [1, 2]", "    antennas:\n" + items)
+        path.write_text(block)
+        configedit.save_settings(path, "dock-1", {"antennas": [1, 3]})
+        assert path.read_text() == CONFIG.replace("antennas: [1, 2]", "antennas: [1, 3]")
+    nested = CONFIG.replace("    antennas: [1, 2]", "    antennas:\n    - {a: 1}")
+    path.write_text(nested)
+    with pytest.raises((ValueError, ConfigError)):
         configedit.save_settings(path, "dock-1", {"antennas": [1]})
-    assert path.read_text() == block
+    assert path.read_text() == nested
 
 
 async def test_failed_logins_are_rate_limited(tmp_path: Path, client_factory: Any) -> None:

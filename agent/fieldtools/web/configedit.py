@@ -181,10 +181,20 @@ def _set_key_line(text: str, lines: dict[Any, int], index: int, key: str, value:
     if at is not None:
         m = re.match(rf"^(\s*(?:-\s+)?{key}\s*:[ \t]*)(?P<old>[^#]*?)(?P<rest>\s+#.*)?$",
                      out[at - 1])
-        if m is None or not m["old"].strip():
-            raise ValueError(f"{key} is not on a line of its own (a block list?); edit it in "
-                             "Configuration")
-        out[at - 1] = f"{m[1]}{value}{m['rest'] or ''}"
+        if m is None:
+            raise ValueError(f"{key} is not on a line of its own; edit it in Configuration")
+        if not m["old"].strip():  # a block list of scalars below: "  - 1" lines, replaced
+            col = len(m[1]) - len(m[1].lstrip(" -"))
+            end = at
+            while end < len(out) and re.match(r"^\s*-\s+[^:#{}\[\]]+?\s*(#.*)?$", out[end]) \
+                    and len(out[end]) - len(out[end].lstrip()) >= col:
+                end += 1
+            if end == at:
+                raise ValueError(f"{key} is not a one-line value or a list of scalars; edit it "
+                                 "in Configuration")
+            del out[at:end]
+        head = m[1] if m[1].endswith((" ", "\t")) else m[1] + " "
+        out[at - 1] = f"{head}{value}{m['rest'] or ''}"
     else:
         name_at = lines.get(("readers", index, "name"))
         if name_at is None:

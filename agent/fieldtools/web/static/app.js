@@ -274,8 +274,8 @@ function settingsForm(x) {
   const saveLab = el("label", " save to config "); const save = el("input"); save.type = "checkbox"; save.className = "settings-save"; saveLab.appendChild(save); bar.appendChild(saveLab);
   const btn = el("button", "Apply settings"); btn.className = "settings-apply"; bar.appendChild(btn);
   wrap.appendChild(bar);
-  const rb = x.settings && x.settings.readBack;
-  wrap.appendChild(el("p", "applied at connect: " + JSON.stringify(desired) + (rb ? "; the reader reported (" + rb.source + "): antennas " + JSON.stringify(rb.antennas) + ", session " + rb.session : ""), "note"));
+  const noteText = (rb) => "applied at connect: " + JSON.stringify(desired) + (rb ? "; the reader reported (" + rb.source + "): antennas " + JSON.stringify(rb.antennas) + ", session " + rb.session : "");
+  const note = el("p", noteText(x.settings && x.settings.readBack), "note settings-now"); wrap.appendChild(note);
   const result = el("div", "", "settings-result"); wrap.appendChild(result);
   btn.onclick = async () => {
     const settings = {};
@@ -297,7 +297,7 @@ function settingsForm(x) {
     else if (o.mismatch) text = "NOT confirmed: " + o.mismatch.join("; ");
     else text = "queued: " + (o.note || "applied when the reader connects");
     if (o.saved) text += o.saved.ok ? "; saved to " + o.saved.path : "; NOT saved: " + o.saved.error;
-    if (o.confirmed) Object.assign(desired, o.desired);
+    if (o.confirmed) { Object.assign(desired, o.desired); note.textContent = noteText(o.readBack); }
     result.textContent = text; result.className = "settings-result " + (o.confirmed ? "ok" : "warn");
   };
   return wrap;
