@@ -22,7 +22,9 @@ from agent.fieldtools.web.app import build_app
 from agent.fieldtools.web.auth import (
     LoginLimiter,
     Sessions,
+    csrf_ok,
     hash_password,
+    token_key,
     verify_password,
     write_password_file,
 )
@@ -95,6 +97,54 @@ def test_login_limiter_and_session_expiry() -> None:
     assert sessions.get(s.token) is s
     now[0] += 11
     assert sessions.get(s.token) is None
+
+
+def test_sessions_survive_a_restart_through_a_private_store(tmp_path: Path) -> None:
+    mono, wall = [100.0], [1_800_000_000.0]
+    store = tmp_path / "state" / "web-sessions.json"
+
+    def sessions() -> Sessions:
+        return Sessions(idle_s=600, clock=lambda: mono[0], wall=lambda: wall[0], store=store)
+
+    first = sessions()
+    s = first.create("10.0.0.9")
+    gone = first.create("10.0.0.8")
+    first.drop(gone.token)
+    assert store.stat().st_mode & 0o777 == 0o600
+    text = store.read_text()
+    assert s.token not in text  # only its hash
+    assert token_key(s.token) in text
+    assert token_key(gone.token) not in text
+    # The restart: a new process (another monotonic clock), 100 s later by the wall clock.
+    mono[0], wall[0] = 5.0, wall[0] + 100
+    second = sessions()
+    assert second.load() == 1
+    got = second.get(s.token)
+    assert got is not None
+    assert (got.csrf, got.client) == (s.csrf, "10.0.0.9")
+    assert csrf_ok(got, s.csrf)
+    assert second.get(gone.token) is None
+    assert second.get("forged-token") is None
+    # Idle too long by the wall clock, or a clock that stepped back: not loaded.
+    wall[0] += 601
+    assert sessions().load() == 0
+    wall[0] -= 10_000
+    assert sessions().load() == 0
+    # A store others can read is ignored.
+    wall[0] += 10_000 - 601
+    store.chmod(0o644)
+    assert sessions().load() == 0
+    store.chmod(0o600)
+    assert sessions().load() == 1
+    # Logout removes it from the store.
+    third = sessions()
+    third.load()
+    third.drop(s.token)
+    assert sessions().load() == 0
+    # An unwritable store: logins still work, in memory only.
+    bad = Sessions(store=tmp_path / "file-not-dir" / "x.json")
+    (tmp_path / "file-not-dir").write_text("")
+    assert bad.get(bad.create("a").token) is not None
 
 
 def test_secrets_are_hidden_and_put_back() -> None:

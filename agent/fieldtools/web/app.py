@@ -599,11 +599,18 @@ async def support_bundle(request: web.Request) -> web.Response:
 # ----------------------------------------------------------------------------- wiring
 
 
-def build_app(rt: Runtime, bad_request: BadRequest, logs_ring: LogRing | None = None
-              ) -> web.Application:
+def sessions_file(rt: Runtime) -> Path:
+    """Where logins are kept across restarts: next to the buffer (the agent's state dir)."""
+    return rt.cfg.buffer.path.parent / "web-sessions.json"
+
+
+def build_app(rt: Runtime, bad_request: BadRequest, logs_ring: LogRing | None = None,
+              sessions_store: Path | None = None) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
-    app[STATE] = WebState(rt, bad_request, logs_ring or LogRing(),
-                          Sessions(idle_s=rt.cfg.http.session_idle_s))
+    sessions = Sessions(idle_s=rt.cfg.http.session_idle_s, store=sessions_store)
+    if kept := sessions.load():
+        log.info("http: %d login(s) kept from before the restart", kept)
+    app[STATE] = WebState(rt, bad_request, logs_ring or LogRing(), sessions)
     r = app.router
     r.add_get("/metrics", metrics)
     r.add_get("/health", health)
@@ -664,7 +671,8 @@ async def start(rt: Runtime, bad_request: BadRequest) -> web.AppRunner | None:
     for f in [f for f in server_log.filters if isinstance(f, _MalformedRequests)]:
         server_log.removeFilter(f)
     server_log.addFilter(_MalformedRequests(bad_request))
-    runner = web.AppRunner(build_app(rt, bad_request, ring), access_log=None,
+    store = sessions_file(rt) if rt.cfg.http.ui else None
+    runner = web.AppRunner(build_app(rt, bad_request, ring, store), access_log=None,
                            handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     host, port = rt.cfg.http.host_port
@@ -688,5 +696,7 @@ async def start(rt: Runtime, bad_request: BadRequest) -> web.AppRunner | None:
 async def stop(runner: web.AppRunner) -> None:
     for h in [h for h in logging.getLogger().handlers if isinstance(h, LogRing)]:
         logging.getLogger().removeHandler(h)
+    with contextlib.suppress(KeyError, AttributeError):
+        runner.app[STATE].sessions.save()  # the last use of each login, for the next start
     with contextlib.suppress(Exception):
         await runner.cleanup()

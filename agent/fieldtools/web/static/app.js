@@ -344,7 +344,7 @@ $("config-apply").onclick = async () => {
     try { const x = await api("/api/config/outcome"); o = x.data.outcome; } catch (e) { /* restarting */ }
     if (o && o.state !== "probation" && o.appliedAt === r.data.outcome.appliedAt) {
       await configPage(); // the file now in effect (the restored backup after a rollback)
-      say("config " + o.state + (o.reason ? ": " + o.reason : "") + "; the text box shows the file in effect; log in again (the restart ended the session)", o.state === "confirmed" ? "info" : "error");
+      say("config " + o.state + (o.reason ? ": " + o.reason : "") + "; the text box shows the file in effect", o.state === "confirmed" ? "info" : "error");
       loadSession(); return;
     }
     if (o) showOutcome(o);
