@@ -396,8 +396,9 @@ class LlrpReader(DriverBase[LlrpConfig]):
     async def _read_back(self) -> None:
         """GET_ROSPECS: what the reader holds of our ROSpec (antennas, session, RF mode), for
         the confirmation of a settings change; a reader that does not answer: left unknown.
-        Only when a change waits for it: llrpkit's emulator drops the connection when asked
-        for an ROSpec it holds, and a reader that cannot tell must still read."""
+        Only when a change waits for it: against llrpkit's emulator a GET_ROSPECS after
+        ENABLE_ROSPEC ended every connection with EOF (cause not investigated), and a plain
+        connect must not depend on it."""
         try:
             reply = await self._request(llrp.get_rospecs, "GET_ROSPECS")
         except ReaderCommandError as exc:
