@@ -316,10 +316,12 @@ class ReaderControl:
             self._status.settings_read_back = getattr(driver, "read_back", None)
         self._notify()
 
-    def connect_failed(self, built: int, problem: str) -> None:
-        """The supervisor: a connection built at ``built`` failed before it was configured."""
-        self._failed = (built, problem)
-        self._notify()
+    def connect_failed(self, built: int, problem: str, *, refused: bool) -> None:
+        """The supervisor: a connection built at ``built`` failed before it was configured;
+        ``refused``: the reader refused something (ReaderCommandError), not a lost link."""
+        if refused:
+            self._failed = (built, problem)
+            self._notify()
 
     def _notify(self) -> None:
         if self._changed is not None:
@@ -404,7 +406,8 @@ class ReaderControl:
 
         Raises ValueError / SettingNotSupported before anything is kept, and
         ReaderCommandError when the reader refuses the new configuration at connect (the
-        previous settings are restored and applied again)."""
+        previous settings are restored and applied again). A connection lost meanwhile (an
+        unplug) is not a refusal: the settings stay and the answer is "not confirmed"."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:

@@ -41,7 +41,7 @@ from agent.readers.drivers.r2000 import R2000Reader
 from agent.readers.input_devices import resolve_input_port
 from agent.readers.link import InputLink, Link, LinkError, SerialLink, TlsLink, tls_context
 from agent.readers.ports import PortError, resolve_port
-from agent.readers.session import ReaderError
+from agent.readers.session import ReaderCommandError, ReaderError
 from agent.readers.status import ReaderStatus
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,8 @@ async def supervise_reader(
             except (LinkError, ReaderError, OSError) as exc:
                 problem = str(exc) or type(exc).__name__
                 if not up:
-                    control.connect_failed(built, problem)
+                    control.connect_failed(built, problem,
+                                           refused=isinstance(exc, ReaderCommandError))
             except asyncio.CancelledError:
                 # The agent stops: a driver that can leave its reader tidy does (LLRP:
                 # STOP_ROSPEC, CLOSE_CONNECTION), bounded by the driver; then the stop goes on.

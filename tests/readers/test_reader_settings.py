@@ -194,3 +194,38 @@ async def test_changes_one_after_another_each_confirmed(tmp_path: Path) -> None:
                 assert out.read_back is not None
                 assert out.read_back["session"] == session
                 await run.wait_reads(len(run.reads) + 5)
+
+
+async def test_chafon_antennas_and_session_change_by_a_reconnect(tmp_path: Path) -> None:
+    with sim(tmp_path, "chafon", "--pty", "--antennas", "1,2", "--tag-antennas", "1,2",
+             "--tags", "4", "--seed", "2") as s:
+        cfg = reader_config(driver="chafon", port=s.port, antennas=[1], scan_time_ms=300)
+        control = ReaderControl(cfg)
+        async with Run(cfg, control) as run:
+            await run.wait_reads(5)
+            assert {t.antenna for t in run.tags} == {1}
+            out = await control.set_settings({"antennas": [1, 2], "session": 1, "target": "B"},
+                                              timeout_s=10)
+            assert (out.confirmed, out.verified_by) == (True, "connect")
+            n = len(run.reads)
+            await run.wait_for(lambda r: any(t.antenna == 2 for t in r.tags[n:]), 10,
+                               "a read from antenna 2")
+            assert run.status.disconnects == 0
+
+
+async def test_a_lost_connection_is_not_a_refusal(tmp_path: Path) -> None:
+    """The reader vanishes while the new settings wait: they stay, not confirmed, and the
+    next connection (the reader back) gets them."""
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--log-level",
+             "INFO") as s:
+        cfg = _llrp(s)
+        control = ReaderControl(cfg)  # type: ignore[arg-type]
+        async with Run(cfg, control) as run:  # type: ignore[arg-type]
+            await run.wait_reads(5)
+            s.stop()  # gone: every reconnect fails with a refused TCP connection
+            out = await control.set_settings({"session": 3}, timeout_s=1.5)
+            assert not out.confirmed
+            assert out.as_dict("r1")["queued"] is True
+            assert "not connected again within 1.5 s" in (out.note or "")
+            assert control.overrides == {"session": 3}
+            assert control.connect_config().session == 3  # type: ignore[union-attr]
