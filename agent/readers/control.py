@@ -191,6 +191,18 @@ def check_settings(cfg: AnyReaderConfig, change: Mapping[str, Any]) -> AnyReader
     if unknown:
         raise ValueError(f"{', '.join(unknown)}: not a setting of a {cfg.driver} reader "
                          f"(it takes {', '.join(keys)})")
+    for key, value in change.items():  # no lax coercion from a command: true is not 1
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if key == "session" and not whole:
+            raise ValueError(f"session: expected a whole number 0..3, got {value!r}")
+        if key == "antennas" and not (isinstance(value, list) and all(
+                isinstance(a, int) and not isinstance(a, bool) for a in value)):
+            raise ValueError(f"antennas: expected a list of antenna numbers, got {value!r}")
+        if key in ("inventory", "target", "search_mode") and not (
+                isinstance(value, str) or (key == "search_mode" and value is None)):
+            raise ValueError(f"{key}: expected one of its names, got {value!r}")
+        if key == "reader_mode" and not (whole or value is None or isinstance(value, str)):
+            raise ValueError(f"reader_mode: expected a number or a name, got {value!r}")
     data = cfg.model_dump(exclude_unset=True)
     data.update(change)
     try:

@@ -48,6 +48,10 @@ def test_a_change_is_validated_by_the_driver_s_own_config_model() -> None:
         check_settings(r2000, {"antennas": [1, 1]})
     with pytest.raises(ValueError, match=r"reader_mode: not a setting of a r2000 reader"):
         check_settings(r2000, {"reader_mode": 2})
+    for lax in ({"session": True}, {"session": "2"}, {"antennas": [True]},
+                {"inventory": 1}):
+        with pytest.raises(ValueError, match=r"expected"):
+            check_settings(r2000, lax)
     with pytest.raises(ValueError, match=r"no setting given"):
         check_settings(r2000, {})
     mapped = reader_config(driver="r2000", port="/dev/null", antennas=[1, 2],
