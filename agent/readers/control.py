@@ -137,8 +137,9 @@ def _literal_choices(model: type[Any], name: str) -> list[Any] | None:
     return None
 
 
-def settings_choices(cfg: AnyReaderConfig) -> dict[str, Any]:
-    """What the page offers for this reader: each settable key and its choices."""
+def settings_choices(cfg: AnyReaderConfig, max_antennas: int | None = None) -> dict[str, Any]:
+    """What the page offers for this reader: each settable key and its choices
+    (``max_antennas``: the ports an LLRP reader reported, when it has connected)."""
     keys = SETTING_KEYS.get(cfg.driver, ())
     out: dict[str, Any] = {}
     for key in keys:
@@ -146,7 +147,7 @@ def settings_choices(cfg: AnyReaderConfig) -> dict[str, Any]:
             most = max(getattr(cfg, "antennas", [1]))
             top = 4 if most <= 4 else 8 if most <= 8 else 16
             if isinstance(cfg, LlrpConfig):
-                top = max(4, most)
+                top = max(max_antennas or 4, most)
             if isinstance(cfg, ChafonConfig) and cfg.protocol == "uhfreader18":
                 top = 1
             out[key] = list(range(1, top + 1))

@@ -31,6 +31,7 @@ class ReaderStatus:
     # (LLRP: GET_ROSPECS; None where the protocol cannot tell).
     settings: dict[str, Any] | None = None
     settings_read_back: dict[str, Any] | None = None
+    max_antennas: int | None = None  # antenna ports the reader reports (LLRP capabilities)
     last_error: str | None = None
     connects: int = 0
     disconnects: int = 0
@@ -111,7 +112,8 @@ class ReaderStatus:
                 "reportedDbm": power_json(self.power_reported),
                 "error": self.power_error,
             },
-            "settings": {"desired": self.settings, "readBack": self.settings_read_back},
+            "settings": {"desired": self.settings, "readBack": self.settings_read_back,
+                         "maxAntennas": self.max_antennas},
             "lastError": self.last_error,
             "connects": self.connects,
             "disconnects": self.disconnects,

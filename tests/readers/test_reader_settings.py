@@ -79,6 +79,7 @@ def test_choices_offer_the_driver_s_values() -> None:
     assert choices["antennas"] == [1, 2, 3, 4, 5, 6]
     assert "dual_target" in choices["search_mode"]
     assert choices["reader_mode"] is None
+    assert settings_choices(llrp_cfg, max_antennas=8)["antennas"] == list(range(1, 9))
 
 
 async def test_a_stopped_reader_keeps_the_override_for_its_next_connect() -> None:

@@ -340,7 +340,8 @@ async def readers(request: web.Request) -> web.Response:
                     "configAntennas": list(getattr(rc, "antennas", []) or []),
                     "configPowerDbm": getattr(rc, "power_dbm", None),
                     "configSettings": settings_of(rc) if rc else None,
-                    "settingsChoices": settings_choices(rc) if rc else {}})
+                    "settingsChoices": settings_choices(
+                        rc, (r.get("settings") or {}).get("maxAntennas")) if rc else {}})
     return _json({"readers": out, "canSave": st.rt.config_path is not None}, state=st)
 
 

@@ -244,6 +244,7 @@ class LlrpReader(DriverBase[LlrpConfig]):
         maker = PEN_NAMES.get(caps.manufacturer_pen or -1, f"PEN {caps.manufacturer_pen}")
         self.status.model = f"{maker} model {caps.model}"
         self.status.firmware = caps.firmware or None
+        self.status.max_antennas = caps.max_antennas or None
         powers = [p / 100 for _, p in caps.power_table_cdbm]
         power = f", power {min(powers):g}-{max(powers):g} dBm" if powers else ""
         return (f"LLRP reader {maker} model {caps.model}, firmware {caps.firmware or '?'}, "
