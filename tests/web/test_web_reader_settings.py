@@ -18,7 +18,7 @@ import yaml
 from agent.config import parse_config
 from tests.support.harness import AgentProcess, SimProcess, agent_cli, agent_status, wait_until
 from tests.support.mosquitto import Mosquitto, find_mosquitto, free_port
-from tests.web.browser import chrome, missing_browser, screenshot
+from tests.web.browser import chrome, http, missing_browser, screenshot
 from tests.web.test_web_browser import ADMIN_PASSWORD, _by, _login, _text, _wait
 
 pytestmark = pytest.mark.slow
@@ -84,6 +84,13 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
 @pytest.fixture
 def driver() -> Iterator[Any]:
     yield from chrome()
+
+
+def _answers(url: str) -> bool:
+    try:
+        return http(url)[0] in (200, 503)
+    except OSError:
+        return False
 
 
 def _add_rospecs(rig: Rig) -> list[str]:
@@ -152,8 +159,8 @@ def test_a_network_listener_serves_only_the_login_page_first(
         port = free_port()
         _cfg, sim, agent = _start(tmp_path, f"0.0.0.0:{port}", broker)
         try:
-            wait_until(lambda: (tmp_path / "agent.sock").exists(), 30, "the agent",
-                       diagnostics=agent.log_text)
+            wait_until(lambda: _answers(f"http://127.0.0.1:{port}/health"), 30,
+                       "the HTTP listener", diagnostics=agent.log_text)
             driver.get(f"http://127.0.0.1:{port}/#settings")
             _wait(driver, lambda d: d.find_elements(_by("ID"), "login-form"), 10, "login page")
             assert "gw-llrp" not in driver.page_source
