@@ -35,6 +35,7 @@ from agent.uplink.commands import CommandVerifier
 from agent.uplink.forwarder import Forwarder, topics
 from agent.uplink.health import HealthReporter, status_message
 from agent.uplink.mqtt import MqttUplink, Will
+from agent.uplink.provenance import load_signer
 from agent.uplink.renewal import IdentityRenewal
 from agent.uplink.security import read_secret
 
@@ -70,7 +71,8 @@ class Agent:
             will=Will(topic_map["status"], status_message(cfg, "offline", version=__version__),
                       qos=1, retain=True),
             birth=Will(topic_map["status"],
-                       status_message(cfg, "online", depth, version=__version__), retain=True),
+                       status_message(cfg, "online", depth, version=__version__,
+                                      chain=await buffer.chain_head()), retain=True),
         )
         ingest = Ingest(buffer)
         # A full disk is expected, not fatal: the stages that drain the buffer keep going (the
@@ -79,9 +81,16 @@ class Agent:
             buffer, timezone=cfg.gateway.timezone, wake=ingest.accepted, clock=time.time,
             readers=cfg.readers,
         )
+        signing = cfg.uplink.signing_files
+        signer = None if signing is None else load_signer(signing[0], signing[1],
+                                                          password_file=signing[2])
+        if signer is None:
+            log.warning("documents are chained but NOT signed: no uplink.signing key and no "
+                        "mTLS client key (docs/provenance.md)")
         forwarder = Forwarder(
             RetryWhenFull(buffer, who="forwarder"), uplink, cfg.uplink.mqtt, topic_map,
-            wake=pipeline.produced,
+            wake=pipeline.produced, gateway=f"{cfg.gateway.site}/{cfg.gateway.id}",
+            signer=signer,
         )
         readers = ReaderTasks(cfg.readers, ingest.put)
         health = HealthReporter(cfg, __version__, readers.statuses, uplink, forwarder, buffer,
@@ -128,7 +137,7 @@ class Agent:
                 tg.create_task(_report_status(field_tools), name="sd-status")
                 tg.create_task(_reader_alarms(readers.statuses, buffer), name="reader-alarms")
                 if cfg.uplink.est is not None:
-                    renewal = self._renewal(uplink, buffer)
+                    renewal = self._renewal(uplink, buffer, forwarder)
                     field_tools.identity = renewal.status
                     tg.create_task(renewal.run(), name="identity-renewal")
                 systemd.ready(field_tools.status_line())
@@ -157,12 +166,21 @@ class Agent:
                 if ingest.lost_at_shutdown else "",
             )
 
-    def _renewal(self, uplink: MqttUplink, buffer: SqliteBuffer) -> IdentityRenewal:
+    def _renewal(self, uplink: MqttUplink, buffer: SqliteBuffer,
+                 forwarder: Forwarder) -> IdentityRenewal:
         cfg = self.cfg
         tls = cfg.uplink.mqtt.tls
         password = read_secret(tls.key_password_file, None, "uplink.mqtt.tls.key_password_file")
+        # Signing with the mTLS identity (no uplink.signing key of its own): the signer follows
+        # each renewal, so documents frozen from then on are signed with the new key.
+        signs_with_identity = cfg.uplink.signing.enabled and cfg.uplink.signing.key is None
 
         async def switch() -> None:
+            assert tls.cert is not None
+            assert tls.key is not None
+            if signs_with_identity:
+                forwarder.set_signer(load_signer(tls.key, tls.cert,
+                                                 password_file=tls.key_password_file))
             await uplink.switch_identity(str(tls.cert), str(tls.key), password)
 
         async def alarm(payload: dict[str, Any]) -> None:

@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
         "probe",
         help="identify the reader on a port (exit 0 found, 1 nothing, 2 port error)",
         description="Ask PORT in every protocol and baud rate the agent speaks: R2000 (0x72 "
-        "firmware version) and Chafon (0x21 reader information), each protocol's factory "
+        "firmware version), Chafon (0x21 reader information) and ThingMagic Mercury (0x03 "
+        "version), each protocol's factory "
         "rate first. Bytes that arrive unasked are reported (a barcode scanner answers no "
         "command: scan something while probing).",
     )
@@ -313,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "socket://host:port, or llrp://HOST[:PORT] for a fixed LLRP reader")
     probe.add_argument("--baud", type=int, action="append", metavar="N",
                        help="try only this baud rate (repeatable)")
-    probe.add_argument("--protocol", choices=["r2000", "chafon"],
+    probe.add_argument("--protocol", choices=["r2000", "chafon", "thingmagic"],
                        help="try only this protocol")
     probe.add_argument("--timeout-s", type=float, default=0.5, metavar="S",
                        help="wait this long for each reply (default %(default)s)")

@@ -81,7 +81,8 @@ class RemoteCommands:
         live = om.model_copy(update={"drain_rate_events_s": nm.drain_rate_events_s})
         restart = (changed != [] and
                    (changed != ["uplink"] or live != nm or old.uplink.commands
-                    != new.uplink.commands))
+                    != new.uplink.commands
+                    or old.uplink.signing != new.uplink.signing))  # signer made at start
         if applied:
             # What runs now is the new rate: a later reload compares with it (reverting the
             # file to the old rate must revert the bucket too). Everything else keeps waiting

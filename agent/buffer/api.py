@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from agent.buffer.chain import Build, ChainHead, FrozenDocument, Sign
 from agent.model import Read
 
 # Outbox priorities: status and alarm messages are never evicted by bulk reads.
@@ -137,5 +138,21 @@ class Buffer(Protocol):
     async def dead_letter(self, ids: Sequence[int], reason: str) -> int: ...
 
     async def stats(self) -> BufferStats: ...
+
+    # Frozen documents (docs/provenance.md)
+    async def claim_frozen(
+        self, *, lease_s: float, exclude: Sequence[int] = ()
+    ) -> tuple[FrozenDocument, list[Claimed]] | None: ...
+
+    async def claim_next(
+        self, limit: int, *, lease_s: float, exclude: Sequence[int] = ()
+    ) -> tuple[FrozenDocument | None, list[Claimed]]: ...
+
+    async def freeze(self, ids: Sequence[int], build: Build,
+                     sign: Sign | None = None) -> FrozenDocument: ...
+
+    async def unfreeze(self, ids: Sequence[int], why: str) -> None: ...
+
+    async def chain_head(self) -> ChainHead | None: ...
 
     async def aclose(self) -> None: ...

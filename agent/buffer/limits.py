@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from agent.buffer.schema import Conn
 
 # A lease further ahead than the longest lease ever granted (``:lease_cap``) was granted before
 # the wall clock stepped back: it is treated as expired, not held for hours.
 _UNLEASED = "(lease_until_s IS NULL OR lease_until_s <= :now OR lease_until_s > :lease_cap)"
+# Rows of a frozen document are never dropped: their bytes are signed and chained already
+# (docs/provenance.md); frozen documents are few (the in-flight window).
+_UNFROZEN = "id NOT IN (SELECT row_id FROM document_rows)"
 NO_CAP = 1e300
 
 # What full eviction drops, in this order, each oldest (lowest id) first:
@@ -23,10 +27,10 @@ NO_CAP = 1e300
 #  3. dead letters,
 #  4. bulk events on lease (in flight to the broker right now).
 EVICTION_ORDER: tuple[tuple[str, str, str], ...] = (
-    ("events", "outbox", f"priority = 0 AND {_UNLEASED}"),
+    ("events", "outbox", f"priority = 0 AND {_UNLEASED} AND {_UNFROZEN}"),
     ("reads", "reads", "1"),
     ("dead_letters", "dead_letters", "1"),
-    ("events", "outbox", "priority = 0"),
+    ("events", "outbox", f"priority = 0 AND {_UNFROZEN}"),
 )
 LOW_WATER = 0.95  # eviction frees down to this fraction of max_size, so it does not run per row
 _MIN_CHUNK = 32
@@ -42,6 +46,31 @@ class Dropped:
     count: int
     first_id: int
     last_id: int
+    # earliest / latest read (reads) or event time (events) dropped, ISO-8601 UTC; for the
+    # gap the next document reports (docs/provenance.md)
+    first_time: str | None = None
+    last_time: str | None = None
+
+
+# What "time" means per table, as SQL giving ISO-8601 text that sorts in time order.
+_TIME_SQL = {
+    # a payload that is not JSON (never ours, but the file is not ours alone) has no time
+    "outbox": "CASE WHEN json_valid(payload) THEN json_extract(payload, '$.eventTime') END",
+    "reads": "strftime('%Y-%m-%dT%H:%M:%fZ', read_at_us / 1000000.0, 'unixepoch')",
+}
+
+
+def _span(conn: Conn, table: str, where: str, params: dict[str, Any],
+          acc: tuple[str | None, str | None]) -> tuple[str | None, str | None]:
+    """(min, max) time of the rows ``where`` selects, merged into ``acc``."""
+    col = _TIME_SQL.get(table)
+    if col is None:
+        return acc
+    lo, hi = conn.execute(f"SELECT min({col}), max({col}) FROM {table} WHERE {where}",  # noqa: S608
+                          params).fetchone()
+    first = min((t for t in (acc[0], lo) if t is not None), default=None)
+    last = max((t for t in (acc[1], hi) if t is not None), default=None)
+    return first, last
 
 
 def page_counts(conn: Conn) -> tuple[int, int]:
@@ -67,6 +96,7 @@ def evict(conn: Conn, *, max_size: int, page_size: int, now: float,
     for what, table, pred in EVICTION_ORDER:
         first = last = -1
         count = 0
+        times: tuple[str | None, str | None] = (None, None)
         while used > target:
             n = int(min(_MAX_CHUNK, max(_MIN_CHUNK, (used - target) / per_row + 1)))
             ids = [r[0] for r in conn.execute(
@@ -74,8 +104,10 @@ def evict(conn: Conn, *, max_size: int, page_size: int, now: float,
                 {"now": now, "lease_cap": lease_cap, "n": n}).fetchall()]
             if not ids:
                 break
+            chunk = {"now": now, "lease_cap": lease_cap, "lo": ids[0], "hi": ids[-1]}
+            times = _span(conn, table, f"{pred} AND id BETWEEN :lo AND :hi", chunk, times)
             conn.execute(f"DELETE FROM {table} WHERE {pred} AND id BETWEEN :lo AND :hi",  # noqa: S608
-                         {"now": now, "lease_cap": lease_cap, "lo": ids[0], "hi": ids[-1]})
+                         chunk)
             first = ids[0] if first < 0 else first
             last = ids[-1]
             count += len(ids)
@@ -84,7 +116,7 @@ def evict(conn: Conn, *, max_size: int, page_size: int, now: float,
                 per_row = max(16.0, (used - after) / len(ids))
             used = after
         if count:
-            out.append(Dropped(what, "full", count, first, last))
+            out.append(Dropped(what, "full", count, first, last, *times))
         if used <= target:
             break
     return out
@@ -100,7 +132,8 @@ def expire(conn: Conn, *, now: float, max_age_s: float, lease_cap: float = NO_CA
     """
     cutoff = now - max_age_s
     plans = (
-        ("events", "outbox", f"priority = 0 AND {_UNLEASED}", "created_at_s", 1.0),
+        ("events", "outbox", f"priority = 0 AND {_UNLEASED} AND {_UNFROZEN}", "created_at_s",
+         1.0),
         ("reads", "reads", "clock_synced = 1", "read_at_us", 1_000_000.0),
     )
     out: list[Dropped] = []
@@ -115,8 +148,9 @@ def expire(conn: Conn, *, now: float, max_age_s: float, lease_cap: float = NO_CA
                 old = [r[0] for r in rows if r[1] + step_s(table, r[0]) * unit < cutoff * unit]
             if not old:
                 break
+            times = _span(conn, table, f"id IN ({', '.join(map(str, old))})", {}, (None, None))
             conn.executemany(f"DELETE FROM {table} WHERE id = ?", [(i,) for i in old])  # noqa: S608
-            out.append(Dropped(what, "max_age", len(old), old[0], old[-1]))
+            out.append(Dropped(what, "max_age", len(old), old[0], old[-1], *times))
             if len(rows) < _EXPIRE_CHUNK:
                 break
     return out

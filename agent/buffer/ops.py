@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agent.buffer import chain
 from agent.buffer.api import (
     BufferFullError,
     BufferStats,
@@ -95,7 +97,9 @@ def claim(s: Store, limit: int, lease_s: float) -> list[Claimed]:
         "last_error = CASE WHEN lease_until_s IS NOT NULL "
         "THEN 'lease expired before ack' ELSE last_error END "
         "WHERE id IN (SELECT id FROM outbox "
-        "WHERE lease_until_s IS NULL OR lease_until_s <= :now OR lease_until_s > :cap "
+        "WHERE (lease_until_s IS NULL OR lease_until_s <= :now OR lease_until_s > :cap) "
+        # rows of a frozen document go with their document only (claim_frozen)
+        "AND id NOT IN (SELECT row_id FROM document_rows) "
         "ORDER BY priority DESC, id LIMIT :limit) "
         "RETURNING id, kind, payload, priority, created_at_s, attempts",
         {"until": now + lease_s, "now": now, "cap": s.lease_cap(now), "limit": limit}).fetchall()
@@ -107,7 +111,71 @@ def claim(s: Store, limit: int, lease_s: float) -> list[Claimed]:
 def ack(s: Store, ids: Sequence[int]) -> int:
     before = _changes(s)
     s.conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
-    return _changes(s) - before
+    n = _changes(s) - before
+    chain.after_ack(s.conn, ids)
+    return n
+
+
+_UNLEASED = "(o.lease_until_s IS NULL OR o.lease_until_s <= :now OR o.lease_until_s > :cap)"
+
+
+def claim_frozen(s: Store, lease_s: float, exclude: Sequence[int] = (),
+                 ) -> tuple[chain.FrozenDocument, list[Claimed]] | None:
+    """Lease the oldest frozen document none of whose rows is on lease, with its rows;
+    ``exclude``: documents the caller has in flight (never leased again under its feet)."""
+    now = s.clock()
+    s.lease_max_s = max(lease_s, s.lease_max_s or 0.0)
+    params = {"now": now, "cap": s.lease_cap(now), "ex": json.dumps(list(exclude))}
+    sql = ("SELECT d.id FROM documents d WHERE EXISTS (SELECT 1 FROM document_rows r "  # noqa: S608
+           "JOIN outbox o ON o.id = r.row_id WHERE r.document = d.id) "
+           "AND NOT EXISTS (SELECT 1 FROM document_rows r JOIN outbox o ON o.id = r.row_id "
+           f"WHERE r.document = d.id AND NOT {_UNLEASED}) "
+           "AND d.id NOT IN (SELECT value FROM json_each(:ex)) ORDER BY d.id LIMIT 1")
+    row = s.conn.execute(sql, params).fetchone()
+    if row is None:
+        return None
+    doc = chain.load(s.conn, int(row[0]))
+    rows = s.conn.execute(
+        "UPDATE outbox SET lease_until_s = :until, "
+        "attempts = attempts + (lease_until_s IS NOT NULL), "
+        "last_error = CASE WHEN lease_until_s IS NOT NULL "
+        "THEN 'lease expired before ack' ELSE last_error END "
+        "WHERE id IN (SELECT row_id FROM document_rows WHERE document = :doc) "
+        "RETURNING id, kind, payload, priority, created_at_s, attempts",
+        {"until": now + lease_s, "doc": doc.id}).fetchall()
+    rows.sort(key=lambda r: r[0])
+    return doc, [Claimed(id=r[0], kind=r[1], payload=r[2], priority=r[3], created_at_s=r[4],
+                         attempts=r[5]) for r in rows]
+
+
+def claim_next(s: Store, limit: int, lease_s: float, exclude: Sequence[int],
+               ) -> tuple[chain.FrozenDocument | None, list[Claimed]]:
+    """A frozen document to resend (with its rows) if one is available, else rows to claim."""
+    got = claim_frozen(s, lease_s, exclude)
+    if got is not None:
+        return got
+    return None, claim(s, limit, lease_s)
+
+
+def freeze(s: Store, ids: Sequence[int], build: chain.Build,
+           sign: chain.Sign | None) -> chain.FrozenDocument:
+    present = [int(r[0]) for r in s.conn.execute(
+        f"SELECT id FROM outbox WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id",  # noqa: S608
+        list(ids)).fetchall()]
+    return chain.freeze(s.conn, present, created_at_s=s.clock(),
+                        new_chain_id=chain.new_chain_id(s.rng.getrandbits(128)),
+                        build=build, sign=sign)
+
+
+def unfreeze(s: Store, ids: Sequence[int], why: str) -> None:
+    """The documents carrying these rows will never be sent (too large after freezing): a gap
+    names their seqs; the rows stay on lease, free to be frozen again in smaller documents."""
+    chain.drop(s.conn, chain.documents_of(s.conn, ids), gap={"reason": "superseded",
+                                                             "detail": why})
+
+
+def chain_head(s: Store) -> chain.ChainHead | None:
+    return chain.head(s.conn)
 
 
 def release(s: Store, ids: Sequence[int], error: str | None) -> None:
@@ -143,6 +211,20 @@ def dead_letter(s: Store, ids: Sequence[int], reason: str) -> int:
         "created_at_s, attempts, last_error, ?, ? FROM outbox WHERE id = ?",
         [(reason, now, i) for i in move])
     conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in move])
+    # A frozen document refused for good will never be delivered: its seq becomes a gap the
+    # next document explains; rows held back are untied and go again in a new document.
+    frozen = chain.documents_of(conn, ids)
+    chain.drop(conn, frozen, gap={"reason": "dead-letter", "detail": reason})
+    if not frozen:
+        # Events refused before any document carried them (too large to go at all): the
+        # next document still says they are missing, by outbox id.
+        events = [int(r[0]) for r in conn.execute(
+            f"SELECT id FROM dead_letters WHERE kind = 'event' AND id IN "  # noqa: S608
+            f"({', '.join('?' * len(move))}) ORDER BY id", list(move)).fetchall()] if move else []
+        if events:
+            chain.add_gap(conn, {"reason": "dead-letter", "what": "events",
+                                 "count": len(events), "ids": [events[0], events[-1]],
+                                 "detail": reason})
     if held:
         hold_s = s.lease_max_s or s.cfg.lease_s
         conn.executemany(

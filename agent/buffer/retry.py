@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from agent.buffer.api import Buffer, BufferFullError, BufferStats, Claimed, OutEvent, StoredRead
+from agent.buffer.chain import Build, ChainHead, FrozenDocument, Sign
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,30 @@ class RetryWhenFull:
 
     async def stats(self) -> BufferStats:
         return await self._inner.stats()
+
+    async def claim_frozen(
+        self, *, lease_s: float, exclude: Sequence[int] = ()
+    ) -> tuple[FrozenDocument, list[Claimed]] | None:
+        return await self._retry("claiming a frozen document",
+                                 lambda: self._inner.claim_frozen(lease_s=lease_s,
+                                                                  exclude=exclude))
+
+    async def claim_next(
+        self, limit: int, *, lease_s: float, exclude: Sequence[int] = ()
+    ) -> tuple[FrozenDocument | None, list[Claimed]]:
+        return await self._retry("claiming events", lambda: self._inner.claim_next(
+            limit, lease_s=lease_s, exclude=exclude))
+
+    async def freeze(self, ids: Sequence[int], build: Build,
+                     sign: Sign | None = None) -> FrozenDocument:
+        return await self._retry("freezing a document",
+                                 lambda: self._inner.freeze(ids, build, sign))
+
+    async def unfreeze(self, ids: Sequence[int], why: str) -> None:
+        await self._retry("unfreezing a document", lambda: self._inner.unfreeze(ids, why))
+
+    async def chain_head(self) -> ChainHead | None:
+        return await self._inner.chain_head()
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -280,6 +280,12 @@ def _salvage(src: sqlite3.Connection, dst: Conn, report: SalvageReport, source: 
         report.error = f"sqlite_sequence unreadable: {exc}"
     generation = _scalar(src, "SELECT value FROM meta WHERE key = 'generation'")
     report.previous_generation = generation if isinstance(generation, str) else None
+    # Frozen documents are not copied: their rows are, and are frozen again in the new file's
+    # chain, whose first document names the corrupt file's chain head (docs/provenance.md).
+    old_head = _scalar(src, "SELECT value FROM meta WHERE key = 'chain'")
+    if isinstance(old_head, str):
+        dst.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('previous_chain', ?)",
+                    (old_head,))
 
     def counters_sink(rows: list[tuple[Any, ...]]) -> None:
         for _rowid, name, value in rows:

@@ -103,7 +103,32 @@ _V2 = """
 ALTER TABLE reads ADD COLUMN extra TEXT;
 """
 
-MIGRATIONS: list[str] = [_V1, _V2]
+# Frozen documents (docs/provenance.md): each EPCISDocument is built once, before its first
+# publish, and kept here byte for byte with its place in the gateway's hash chain, so every
+# retry resends identical bytes. ``document_rows`` ties outbox rows to the document that carries
+# them: such rows are claimed with their document only and never evicted or expired (a frozen
+# document is small in number: at most the uplink's in-flight window plus retries). The chain
+# head and the gaps still to report live in ``meta`` (keys ``chain`` and ``chain_gaps``).
+_V3 = """
+CREATE TABLE documents (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    chain_id     TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    payload      BLOB NOT NULL,
+    sha256       TEXT NOT NULL,
+    jws          TEXT,
+    events       INTEGER NOT NULL,
+    created_at_s REAL NOT NULL,
+    UNIQUE (chain_id, seq)
+);
+CREATE TABLE document_rows (
+    row_id   INTEGER PRIMARY KEY NOT NULL,
+    document INTEGER NOT NULL
+);
+CREATE INDEX document_rows_document ON document_rows (document);
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3]
 """Step i (0-based) takes the schema from user_version i to i + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

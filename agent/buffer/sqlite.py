@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from agent.buffer import ops
+from agent.buffer import chain, ops
 from agent.buffer.api import BufferStats, Claimed, OutEvent, StoredRead
 from agent.buffer.rows import encode_read
 from agent.buffer.schema import Conn
@@ -214,6 +214,46 @@ class SqliteBuffer:
 
     async def stats(self) -> BufferStats:
         result: BufferStats = await self._call(ops.stats, "stats")
+        return result
+
+    # ------------------------------------------------------------------ frozen documents
+
+    async def claim_frozen(
+        self, *, lease_s: float, exclude: Sequence[int] = ()
+    ) -> tuple[chain.FrozenDocument, list[Claimed]] | None:
+        """Lease the oldest frozen document not on lease and not in ``exclude`` (documents the
+        caller has in flight), with its rows (docs/provenance.md)."""
+        ex = list(exclude)
+        result: tuple[chain.FrozenDocument, list[Claimed]] | None = await self._call(
+            lambda s: ops.claim_frozen(s, lease_s, ex), "claim_frozen")
+        return result
+
+    async def claim_next(
+        self, limit: int, *, lease_s: float, exclude: Sequence[int] = ()
+    ) -> tuple[chain.FrozenDocument | None, list[Claimed]]:
+        """One request: ``claim_frozen`` if a document is available, else ``claim(limit)``."""
+        self._events_ready.clear()
+        ex = list(exclude)
+        result: tuple[chain.FrozenDocument | None, list[Claimed]] = await self._call(
+            lambda s: ops.claim_next(s, limit, lease_s, ex), "claim_next")
+        return result
+
+    async def freeze(self, ids: Sequence[int], build: chain.Build,
+                     sign: chain.Sign | None = None) -> chain.FrozenDocument:
+        """Freeze the next document of the chain carrying these (leased) rows: ``build`` gets
+        the chain link and returns the exact bytes; one transaction with the head's advance."""
+        idl = list(ids)
+        doc: chain.FrozenDocument = await self._call(
+            lambda s: ops.freeze(s, idl, build, sign), "freeze", len(idl))
+        return doc
+
+    async def unfreeze(self, ids: Sequence[int], why: str) -> None:
+        """The documents of these rows can never be sent: a gap; the rows stay on lease."""
+        idl = list(ids)
+        await self._call(lambda s: ops.unfreeze(s, idl, why), "unfreeze", len(idl))
+
+    async def chain_head(self) -> chain.ChainHead | None:
+        result: chain.ChainHead | None = await self._call(ops.chain_head, "chain_head")
         return result
 
 

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.buffer import faults, ledger, limits
+from agent.buffer import chain, faults, ledger, limits
 from agent.buffer.api import (
     PRIORITY_ALARM,
     BufferCorruptError,
@@ -209,6 +209,16 @@ class Store:
         remembered, problem = ledger.load(path)
         if problem is not None:
             log.warning("buffer: %s; it is written again now", problem)
+        if remembered is not None and remembered.generation != self.generation:
+            # The file is not the one last written: a chain begun in it says so.
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                chain.note_chain_start(self.conn, {
+                    "reason": "new-buffer", "previousGeneration": remembered.generation})
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self._rollback_quietly()
+                raise
         if remembered is not None:
             conn = self.conn
             row = conn.execute(
@@ -617,6 +627,16 @@ class Store:
         for d in dropped:
             name = ("expired_" if d.reason == "max_age" else "dropped_") + d.what
             self.count(name, d.count)
+            if d.what in ("events", "reads"):
+                # In the same transaction as the drop: the next document says what is missing.
+                gap: dict[str, Any] = {
+                    "reason": "expired" if d.reason == "max_age" else "evicted",
+                    "what": d.what, "count": d.count, "ids": [d.first_id, d.last_id],
+                    "detail": "older than max_age_s" if d.reason == "max_age"
+                    else "buffer full (max_size)"}
+                if d.first_time is not None:
+                    gap["firstTime"], gap["lastTime"] = d.first_time, d.last_time
+                chain.add_gap(self.conn, gap)
             self.note("buffer: %s: dropped %d %s, ids %d..%d (oldest first); %d dropped in all",
                       "older than max_age_s" if d.reason == "max_age" else "full (max_size "
                       f"{self.cfg.max_size} bytes)", d.count, d.what.replace("_", " "),

@@ -9,6 +9,7 @@ and is one short transaction of its own; stopping the agent first is still the s
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -148,6 +149,23 @@ def export(path: str | os.PathLike[str], out: TextIO, *, dead_letters: bool = Fa
                 record.update(zip(cols, row, strict=True))
                 out.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
                 n += 1
+        conn.execute("COMMIT")
+    return n
+
+
+def export_documents(path: str | os.PathLike[str], out: TextIO, *, topic: str) -> int:
+    """Frozen documents (seq order) as capture lines: ``topic``, the exact bytes in
+    ``payload_b64`` and the signature as the ``tea-jws`` property (docs/provenance.md)."""
+    n = 0
+    with _connect(Path(path), write=False) as conn:
+        conn.execute("BEGIN")
+        for chain_id, seq, payload, sha, jws in conn.execute(
+                "SELECT chain_id, seq, payload, sha256, jws FROM documents ORDER BY id"):
+            record = {"topic": topic, "payload_b64": base64.b64encode(payload).decode(),
+                      "properties": [] if jws is None else [["tea-jws", jws]],
+                      "chainId": chain_id, "seq": seq, "sha256": f"sha-256:{sha}"}
+            out.write(json.dumps(record, separators=(",", ":")) + "\n")
+            n += 1
         conn.execute("COMMIT")
     return n
 

@@ -23,6 +23,7 @@ from agent.config.loader import (
 )
 from agent.config.schema import (
     DRIVER_TAGS,
+    MISSING_HINTS,
     AgentConfig,
     AntennaMapping,
     AnyReaderConfig,
@@ -43,7 +44,9 @@ from agent.config.schema import (
     PresenceConfig,
     R2000Config,
     ReaderConfig,
+    SigningConfig,
     StatusConfig,
+    ThingMagicReaderConfig,
     TlsConfig,
     UplinkConfig,
     is_loopback,
@@ -52,6 +55,7 @@ from agent.config.values import parse_size, parse_terminator
 
 __all__ = [
     "DRIVER_TAGS",
+    "MISSING_HINTS",
     "AgentConfig",
     "AntennaMapping",
     "AnyReaderConfig",
@@ -75,7 +79,9 @@ __all__ = [
     "PresenceConfig",
     "R2000Config",
     "ReaderConfig",
+    "SigningConfig",
     "StatusConfig",
+    "ThingMagicReaderConfig",
     "TlsConfig",
     "UplinkConfig",
     "is_loopback",

@@ -18,7 +18,7 @@ import yaml
 from pydantic import ValidationError
 
 from agent.config.errors import ConfigError, ConfigIssue
-from agent.config.schema import DRIVER_TAGS, AgentConfig
+from agent.config.schema import DRIVER_TAGS, MISSING_HINTS, AgentConfig
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -214,7 +214,8 @@ def _describe(err: Any, loc: Loc) -> str:
     ctx = err.get("ctx") or {}
     shown = _shown(err.get("input"), loc)
     if kind == "missing":
-        return "required key is missing"
+        hint = MISSING_HINTS.get(str(loc[-1])) if loc else None
+        return f"required key is missing (expected {hint})" if hint else "required key is missing"
     if kind == "extra_forbidden":
         return "unknown key (check the spelling; see README 'Configuration')"
     if kind == "literal_error":

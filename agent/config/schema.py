@@ -235,6 +235,56 @@ class ChafonConfig(_ReaderBase):
         return self
 
 
+# Mercury region codes by name (agent/readers/codecs/mercury.py REGIONS has the numbers).
+ThingMagicRegion = Literal["NA", "EU", "KR", "IN", "JP", "PRC", "EU2", "EU3", "KR2", "PRC2",
+                           "AU", "NZ", "NA2", "NA3", "OPEN"]
+# What a missing required key should have been (the loader adds it to "required key is missing").
+MISSING_HINTS: dict[str, str] = {
+    "region": "the Mercury region the module may transmit in, one of "
+              + ", ".join(get_args(ThingMagicRegion)),
+}
+
+
+class ThingMagicReaderConfig(_ReaderBase):
+    """ThingMagic/JADAK Mercury embedded modules: M6e Nano (SparkFun Simultaneous RFID board),
+    M6e, M7e (reader-protocols.md §3)."""
+
+    driver: Literal["thingmagic"]
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600] = 115200
+    # Required: the module transmits nothing until a region is set, and the right one is a
+    # legal question of where the reader stands (EU3 = ETSI 865-868 MHz, NA = FCC 902-928).
+    region: ThingMagicRegion
+    # Logical antenna ports (the Nano has port 1 only; the M6e has 4).
+    antennas: list[Annotated[int, Field(ge=1, le=4)]] = Field(default_factory=lambda: [1])
+    # Read power in dBm (cmd 0x92, centi-dBm on the wire; the Nano's maximum is 27 dBm, the
+    # module refuses more with 0x0103). null: leave the module's setting alone.
+    power_dbm: Annotated[int, Field(ge=0, le=31)] | None = None
+    # The module does not answer at baudrate: look for it at the other rates (115200, 9600,
+    # 921600, ...) and switch it to baudrate (cmd 0x06). false: only ever talk at baudrate.
+    baud_search: bool = True
+    # Search time of each continuous-read cycle (the 0x22 sub-command's timeout).
+    search_ms: Annotated[int, Field(ge=50, le=65535)] = 1000
+    # A module left streaming by an earlier process: after stop-reading, discard what arrives
+    # until the line has been quiet this long (bounded by 10x) before asking its version.
+    drain_quiet_s: Annotated[float, Field(gt=0, le=5)] = 0.2
+    # Read the module's temperature (0x72) this often, pausing the stream briefly (0 = only
+    # at connect); above temperature_warn_c one WARNING, and one more when back below.
+    temperature_interval_s: Annotated[float, Field(ge=0)] = 60.0
+    temperature_warn_c: Annotated[int, Field(ge=-40, le=150)] = 75
+    # Boot firmware (0x04) can take a while: the application checks its image first.
+    boot_timeout_s: Annotated[float, Field(gt=0, le=30)] = 3.0
+
+    @model_validator(mode="after")
+    def _check_antennas(self) -> ThingMagicReaderConfig:
+        if len(set(self.antennas)) != len(self.antennas):
+            raise ValueError(f"antennas lists a port twice: {self.antennas}")
+        extra = sorted(set(self.antenna_map) - set(self.antennas))
+        if extra:
+            raise ValueError(f"antenna_map: antenna(s) {extra} are not in antennas "
+                             f"{self.antennas}; add them to antennas or remove the mapping")
+        return self
+
+
 class BarcodeConfig(_ReaderBase):
     """A barcode scanner in serial line mode (reader-protocols.md §4)."""
 
@@ -409,7 +459,10 @@ class LlrpConfig(_ReaderBase):
 
 
 # A new driver adds its model to this union; DRIVER_TAGS and the loader's messages follow.
-AnyReaderConfig = R2000Config | ChafonConfig | BarcodeConfig | LlrpConfig | HidReaderConfig
+AnyReaderConfig = (
+    R2000Config | ChafonConfig | ThingMagicReaderConfig | BarcodeConfig | LlrpConfig
+    | HidReaderConfig
+)
 ReaderConfig = Annotated[AnyReaderConfig, Field(discriminator="driver")]
 DRIVER_TAGS: frozenset[str] = frozenset(
     tag
@@ -587,7 +640,7 @@ class CommandsConfig(_Model):
 
 class EstConfig(_Model):
     """The plant CA's EST server (RFC 7030) that issues and renews the gateway's certificate
-    (the mTLS identity: ``uplink.mqtt.tls.cert`` / ``key``). docs/provenance.md, Identity."""
+    (the mTLS identity: ``uplink.mqtt.tls.cert`` / ``key``). docs/identity.md."""
 
     # https://HOST[:PORT]/.well-known/est (or .../est/LABEL)
     url: Annotated[str, Field(pattern=r"^https://[^/\s]+(/\S*)?$")]
@@ -619,10 +672,41 @@ class EstConfig(_Model):
         return self
 
 
+class SigningConfig(_Model):
+    """Document signatures (docs/provenance.md). Without key/cert: the mTLS client key and
+    certificate (uplink.mqtt.tls); with neither, documents are chained but unsigned."""
+
+    enabled: bool = True
+    key: Path | None = None  # PEM private key (P-256, Ed25519 or RSA); mode 600 or stricter
+    cert: Path | None = None  # PEM certificate of that key
+    key_password_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> SigningConfig:
+        if (self.key is None) != (self.cert is None):
+            raise ValueError("signing.key and signing.cert go together; expected both (or "
+                             "neither, to sign with the mTLS client key and certificate)")
+        return self
+
+
 class UplinkConfig(_Model):
     mqtt: MqttConfig
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     est: EstConfig | None = None
+    signing: SigningConfig = Field(default_factory=SigningConfig)
+
+    @property
+    def signing_files(self) -> tuple[Path, Path, Path | None] | None:
+        """(key, cert, key password file) to sign with, or None: documents go unsigned."""
+        s = self.signing
+        if not s.enabled:
+            return None
+        if s.key is not None and s.cert is not None:
+            return s.key, s.cert, s.key_password_file
+        tls = self.mqtt.tls
+        if tls.key is not None and tls.cert is not None and self.mqtt.tls_enabled:
+            return tls.key, tls.cert, tls.key_password_file
+        return None
 
     @model_validator(mode="after")
     def _est_needs_an_identity(self) -> UplinkConfig:

@@ -16,6 +16,7 @@ from typing import TextIO
 
 from agent.buffer import tools
 from agent.config import ConfigError, load_config
+from agent.uplink.forwarder import topics
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -57,9 +58,14 @@ def cmd_buffer(args: argparse.Namespace) -> int:
             with contextlib.ExitStack() as stack:
                 out = (stack.enter_context(open(args.output, "w", encoding="utf-8"))
                        if args.output else sys.stdout)
-                n = tools.export(path, out, dead_letters=args.dead_letters,
-                                 outbox=not args.dead_letters)
-            what = "dead letters" if args.dead_letters else "pending events"
+                if args.documents:
+                    n = tools.export_documents(path, out, topic=topics(
+                        cfg.uplink.mqtt, cfg.gateway.site, cfg.gateway.id)["event"])
+                else:
+                    n = tools.export(path, out, dead_letters=args.dead_letters,
+                                     outbox=not args.dead_letters)
+            what = ("frozen documents" if args.documents else "dead letters"
+                    if args.dead_letters else "pending events")
             print(f"exported {n} {what}" + (f" to {args.output}" if args.output else ""),
                   file=sys.stderr)
             return EXIT_OK
@@ -154,6 +160,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = bsub.add_parser("export", help="pending events (or dead letters) as JSON lines")
     export.add_argument("-o", "--output", help="write to this file instead of stdout")
     export.add_argument("--dead-letters", action="store_true", help="export the dead letters")
+    export.add_argument("--documents", action="store_true",
+                        help="frozen documents not yet delivered, as capture lines that "
+                             "`edge-agent verify` reads (docs/provenance.md)")
     purge = bsub.add_parser("purge", help="delete what is buffered (asks first)")
     purge.add_argument("--dead-letters", action="store_true", help="only the dead letters")
     purge.add_argument("--yes", action="store_true", help="do not ask")

@@ -8,6 +8,7 @@ import sys
 
 from agent.config import AgentConfig, ConfigError, load_config
 from agent.fieldtools.buffer_cmd import register as register_buffer
+from agent.fieldtools.verify_cmd import register as register_verify
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -111,3 +112,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.set_defaults(func=fn)
 
     register_buffer(sub)
+    register_verify(sub)

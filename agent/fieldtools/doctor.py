@@ -344,8 +344,8 @@ def _baud_hint(rc: AnyReaderConfig) -> str:
                 "connected (only one may be), or is it not an LLRP reader? (`edge-agent status`"
                 " names the reason)")
     return (f"no valid reply at {rc.link_baudrate} baud: check readers[].baudrate (defaults: R2000 "
-            "115200, Chafon 57600; `edge-agent probe PORT` tries every rate), the reader's "
-            "address, its power, and that no other program holds the port")
+            "115200, Chafon 57600, ThingMagic 115200; `edge-agent probe PORT` tries every "
+            "rate), the reader's address, its power, and that no other program holds the port")
 
 
 def identity_check(cfg: AgentConfig, now: datetime | None = None) -> Check:

@@ -245,6 +245,8 @@ class _Converter:
         return _align(nodes)
 
     def node(self, name: str, value: Any) -> _Node:
+        if isinstance(value, str | int | float):  # the common case first: no ABC check
+            return _Node(name, self.scalar(value))
         if isinstance(value, Mapping):
             text = self.scalar(value["#text"]) if value.get("#text") is not None else ""
             return _Node(name, text, self.children(value))
@@ -305,14 +307,18 @@ def _pair(element: _Node) -> _Pair:
 
 
 def _walk_strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from _walk_strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _walk_strings(item)
+    # Iterative (a generator per level was 9 % of the hash on an every-read event, issue 12).
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, int | float):
+            continue
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -370,9 +376,21 @@ def _replace_bare_word(value: str, vocabulary: frozenset[str]) -> str:
     """A string equal to the tail (after '-' or '/') of exactly one expanded term -> that term."""
     if not value or not vocabulary:
         return value
-    dash, slash = "-" + value, "/" + value
-    matches = [term for term in vocabulary if term.endswith(dash) or term.endswith(slash)]
-    return matches[0] if len(matches) == 1 else value
+    term = _tails(vocabulary).get(value)
+    return term if term is not None else value
+
+
+@lru_cache(maxsize=256)
+def _tails(vocabulary: frozenset[str]) -> dict[str, str]:
+    """Every tail (the text after any '-' or '/') of the terms -> the term, for the tails that
+    exactly one term has: what :func:`_replace_bare_word` looks up (an event's vocabulary is a
+    handful of terms, the same for every event of a mapping, so this is built once)."""
+    found: dict[str, set[str]] = {}
+    for term in vocabulary:
+        for i, c in enumerate(term):
+            if c in "-/" and i + 1 < len(term):
+                found.setdefault(term[i + 1:], set()).add(term)
+    return {tail: next(iter(terms)) for tail, terms in found.items() if len(terms) == 1}
 
 
 # --- Value canonicalisation ----------------------------------------------------------------------
@@ -412,11 +430,19 @@ _TIMESTAMP: Final = re.compile(
 )
 
 
+_CANONICAL_UTC: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
+
+
 def _utc_millis(text: str) -> str | None:
     """ISO 8601 date-time -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (README rules 8 and 9), or None.
 
     Three fractional digits; the third is rounded up when the fourth is 5-9. No offset = UTC.
     """
+    if _CANONICAL_UTC.fullmatch(text):
+        # Already the output form (every time the agent writes): parsing it back would give
+        # the same text, or fail for an impossible date, where the caller keeps the text too.
+        return text
     m = _TIMESTAMP.fullmatch(text)
     if m is None:
         return None

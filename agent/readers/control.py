@@ -32,6 +32,7 @@ from agent.config import (
     HidReaderConfig,
     LlrpConfig,
     R2000Config,
+    ThingMagicReaderConfig,
 )
 from agent.model import Read
 from agent.readers.drivers.base import (
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 R2000_MAX_DBM = 33
 R2000_POWER_PORTS = 8  # 0x76 takes 1, 4 or 8 values
 CHAFON_MAX_DBM = 30
+# Mercury read power (0x92): the M6e Nano stops at 27 dBm, the M6e/M7e at 31.5; the module
+# refuses what it cannot do (0x0103 msg_power_too_high), so the agent allows up to 31.
+THINGMAGIC_MAX_DBM = 31
 
 
 def check_power(cfg: AnyReaderConfig, power: Power) -> Power:
@@ -72,6 +76,15 @@ def check_power(cfg: AnyReaderConfig, power: Power) -> Power:
             power = values.pop()
         if not 0 <= power <= CHAFON_MAX_DBM:
             raise ValueError(f"dbm must be within 0..{CHAFON_MAX_DBM} for a Chafon reader")
+        return power
+    if isinstance(cfg, ThingMagicReaderConfig):
+        if isinstance(power, dict):
+            values = set(power.values())
+            if len(values) != 1:
+                raise ValueError("a Mercury module has one read power for all ports (0x92)")
+            power = values.pop()
+        if not 0 <= power <= THINGMAGIC_MAX_DBM:
+            raise ValueError(f"dbm must be within 0..{THINGMAGIC_MAX_DBM} for a Mercury module")
         return power
     assert isinstance(cfg, R2000Config)
     if isinstance(power, int):

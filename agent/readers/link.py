@@ -13,7 +13,7 @@ import ssl
 import stat
 import struct
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import serial
 import serial_asyncio_fast
@@ -58,6 +58,13 @@ def _report_vanished_ports_quietly(loop: asyncio.AbstractEventLoop) -> None:
 
     loop.set_exception_handler(handler)
     setattr(loop, "_tea_serial_reports", True)  # noqa: B010 - a mark on a foreign object
+
+
+@runtime_checkable
+class RateLink(Protocol):
+    """A link whose line rate can change while it is open (a serial port)."""
+
+    async def set_baudrate(self, baudrate: int) -> None: ...
 
 
 class _ClosingContext:
@@ -123,6 +130,17 @@ class SerialLink(_StreamLink):
     """pyserial behind asyncio streams; ``socket://host:port`` URLs go over TCP."""
 
     _ERRORS = (serial.SerialException, OSError)
+
+    async def set_baudrate(self, baudrate: int) -> None:
+        """Change the line rate of the open port: pyserial reconfigures it in place (a Mercury
+        module switched with 0x06 talks at the new rate right after its reply)."""
+        port = self._writer.get_extra_info("serial")
+        if port is None:
+            raise LinkError(f"{self.port}: the line rate cannot be changed on this link")
+        try:
+            port.baudrate = baudrate
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkError(f"{self.port}: cannot set {baudrate} baud: {exc}") from exc
 
     @classmethod
     async def open(cls, port: str, baudrate: int) -> SerialLink:

@@ -2,12 +2,16 @@
 
 * R2000 "A0": cmd 0x72 get_firmware_version to broadcast 0xFF (reader-protocols.md §1.5, §1.10).
 * Chafon/UHFReader: cmd 0x21 get reader information to broadcast 0xFF (§2.5).
+* ThingMagic Mercury modules: opcode 0x03 get version (§3), answered in the bootloader and in
+  the application; the reply names the model (hardware id) and firmware. Stop-reading goes
+  first: a module left streaming answers nothing else.
 * Barcode scanners answer no command (§4.1). Bytes that arrive on their own while we wait are
   reported as "data seen at baud X, maybe a barcode scanner".
 
 Each attempt opens the port at one baud rate, sends one request through FrameSession and waits
 ``timeout_s`` for the reply; the reply's address is the reader's own (requests go to broadcast).
-The defaults try each protocol's factory baud rate first (A0 115200, Chafon 57600).
+The defaults try each protocol's factory baud rate first (A0 115200, Chafon 57600, Mercury
+115200).
 """
 
 from __future__ import annotations
@@ -17,17 +21,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
 
-from agent.readers.codecs import a0, chafon
-from agent.readers.link import Link, SerialLink
+from agent.readers.codecs import a0, chafon, mercury
+from agent.readers.link import Link, LinkError, SerialLink
 from agent.readers.session import FrameSession, ReaderTimeout
 
 log = logging.getLogger(__name__)
 
 R2000 = "r2000"
 CHAFON = "chafon"
-PROTOCOLS = (R2000, CHAFON)
+THINGMAGIC = "thingmagic"
+PROTOCOLS = (R2000, CHAFON, THINGMAGIC)
 R2000_BAUDS = (115200, 57600, 38400, 19200, 9600)  # §1.2: default 115200
 CHAFON_BAUDS = (57600, 115200, 9600, 19200, 38400)  # §2.2: default 57600
+THINGMAGIC_BAUDS = mercury.SEARCH_BAUDS  # §3: modules ship at 115200
+_BAUDS = {R2000: R2000_BAUDS, CHAFON: CHAFON_BAUDS, THINGMAGIC: THINGMAGIC_BAUDS}
 DEFAULT_TIMEOUT_S = 0.5
 MIN_STRAY_FRAMES = 2
 
@@ -37,7 +44,7 @@ OpenLink = Callable[[str, int], Awaitable[Link]]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProbeResult:
     port: str
-    protocol: str | None  # "r2000" | "chafon"; None: nothing identified
+    protocol: str | None  # "r2000" | "chafon" | "thingmagic"; None: nothing identified
     baudrate: int | None
     address: int | None = None  # the address in the reply frame
     firmware: str | None = None
@@ -71,7 +78,7 @@ def attempt_order(
 ) -> list[tuple[str, int]]:
     """(protocol, baud) pairs, most likely first: each protocol's default rate, then the next."""
     lists = [
-        [(p, b) for b in (bauds or (R2000_BAUDS if p == R2000 else CHAFON_BAUDS))]
+        [(p, b) for b in (bauds or _BAUDS[p])]
         for p in protocols
     ]
     return [pair for row in zip_longest(*lists) for pair in row if pair is not None]
@@ -163,6 +170,42 @@ async def _ask_chafon(
     )
 
 
+async def _ask_thingmagic(
+    session: FrameSession[mercury.MercuryFrame], port: str, baud: int, timeout_s: float,
+    strays: list[int],
+) -> ProbeResult:
+    await session.send(mercury.stop_reading())  # a streaming module hears nothing else
+    frame = await session.request(
+        mercury.get_version(),
+        lambda f: f.opcode == mercury.Opcode.VERSION,
+        timeout_s=timeout_s,
+        on_other=lambda f: strays.append(f.opcode),
+    )
+    version = mercury.parse_version(frame.data) if frame.ok else None
+    if version is None:
+        return ProbeResult(port=port, protocol=THINGMAGIC, baudrate=baud,
+                           detail=f"version reply {frame.status_text}")
+    detail = (f"hardware {version.dotted(version.hardware)}, bootloader "
+              f"{version.dotted(version.bootloader)}")
+    try:
+        reply = await session.request(
+            mercury.get_serial_number(), lambda f: f.opcode == mercury.Opcode.HW_VERSION,
+            timeout_s=timeout_s)
+    except ReaderTimeout:
+        reply = None  # the serial is a bonus: the module is identified already
+    serial = mercury.parse_serial_number(reply.data) if reply is not None and reply.ok else None
+    if serial:
+        detail = f"serial {serial}, {detail}"
+    return ProbeResult(
+        port=port,
+        protocol=THINGMAGIC,
+        baudrate=baud,
+        firmware=version.firmware_text,
+        model=version.model,
+        detail=detail,
+    )
+
+
 async def _attempt(
     port: str, protocol: str, baud: int, timeout_s: float, open_link: OpenLink
 ) -> tuple[ProbeResult | None, _Seen]:
@@ -173,6 +216,9 @@ async def _attempt(
         if protocol == R2000:
             a0_session = FrameSession(link, a0.A0Decoder())
             result = await _ask_r2000(a0_session, port, baud, timeout_s, strays)
+        elif protocol == THINGMAGIC:
+            tm_session = FrameSession(link, mercury.MercuryDecoder())
+            result = await _ask_thingmagic(tm_session, port, baud, timeout_s, strays)
         else:
             # §2.2: a 15 ms gap ends a partial frame; the session's idle resync applies it.
             c_session = FrameSession(link, chafon.ChafonDecoder(), idle_resync_s=chafon.MAX_GAP_S)
@@ -186,7 +232,7 @@ async def _attempt(
                 port=port,
                 protocol=protocol,
                 baudrate=baud,
-                address=strays[0],
+                address=strays[0] if protocol != THINGMAGIC else None,
                 detail=(
                     f"{len(strays)} {protocol} frame(s) seen but no reply to the probe: "
                     "busy reader or another host on the line?"
@@ -221,8 +267,18 @@ async def probe(
     order = attempt_order(protocols, bauds)
     found: list[ProbeResult] = []
     seen: dict[int, _Seen] = {}
+    opened = False
     for protocol, baud in order:
-        result, s = await _attempt(port, protocol, baud, timeout_s, open_link)
+        try:
+            result, s = await _attempt(port, protocol, baud, timeout_s, open_link)
+        except LinkError as exc:
+            if not opened:
+                raise  # the port itself: missing, busy, no permission
+            # The port opened at another rate: this one the adapter cannot do (921600 on
+            # some USB-serial chips). Skip it, the other rates still count.
+            log.debug("probe %s: cannot use %d baud: %s", port, baud, exc)
+            continue
+        opened = True
         if result is not None:
             found.append(result)
             if stop_at_first:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.readers.codecs.base import DecoderStats
 
 MAX_PENDING_ALARMS = 100
+log = logging.getLogger("agent.readers.drivers")
 
 
 @dataclass(slots=True)
@@ -19,7 +21,7 @@ class ReaderStatus:
     firmware: str | None = None
     model: str | None = None  # what identify() learnt: "R2000", "UHFReader288M", ...
     device: str | None = None  # the device path the port spec resolved to at the last connect
-    temperature_c: int | None = None  # R2000 cmd 0x7B, at connect and every interval
+    temperature_c: int | None = None  # R2000 0x7B / Mercury 0x72, at connect and every interval
     temperature_high: bool = False  # above the warning threshold (logged once each way)
     # Output power: what the agent wants (int = all ports, {port: dBm}) and what the reader
     # reported at the last connect / change (per port, 1-based order).
@@ -93,6 +95,17 @@ class ReaderStatus:
     def take_alarms(self) -> list[dict[str, Any]]:
         taken, self.pending_alarms = self.pending_alarms, []
         return taken
+
+    def note_temperature(self, temp_c: int, warn_c: int) -> None:
+        """A module temperature reading: kept, and one WARNING each way across ``warn_c``."""
+        self.temperature_c = temp_c
+        if temp_c > warn_c and not self.temperature_high:
+            self.temperature_high = True
+            log.warning("reader %s: temperature %d °C is above %d °C", self.name, temp_c, warn_c)
+        elif temp_c < warn_c and self.temperature_high:
+            self.temperature_high = False
+            log.warning("reader %s: temperature back to %d °C, below %d °C", self.name, temp_c,
+                        warn_c)
 
     def note_error(self, code: int) -> None:
         self.error_codes[code] = self.error_codes.get(code, 0) + 1

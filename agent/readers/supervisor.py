@@ -29,6 +29,7 @@ from agent.config import (
     HidReaderConfig,
     LlrpConfig,
     R2000Config,
+    ThingMagicReaderConfig,
 )
 from agent.model import Read
 from agent.readers.control import RESTART_PROBLEM, ReaderControl
@@ -38,6 +39,7 @@ from agent.readers.drivers.chafon import ChafonReader
 from agent.readers.drivers.hid import HidReader
 from agent.readers.drivers.llrp import LlrpReader
 from agent.readers.drivers.r2000 import R2000Reader
+from agent.readers.drivers.thingmagic import ThingMagicReader
 from agent.readers.input_devices import resolve_input_port
 from agent.readers.link import InputLink, Link, LinkError, SerialLink, TlsLink, tls_context
 from agent.readers.ports import PortError, resolve_port
@@ -62,6 +64,11 @@ def _chafon(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDri
     return ChafonReader(cfg, link, status)
 
 
+def _thingmagic(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
+    assert isinstance(cfg, ThingMagicReaderConfig)
+    return ThingMagicReader(cfg, link, status)
+
+
 def _barcode(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDriver:
     assert isinstance(cfg, BarcodeConfig)
     return BarcodeReader(cfg, link, status)
@@ -77,7 +84,8 @@ def _llrp(cfg: AnyReaderConfig, link: Link, status: ReaderStatus) -> ReaderDrive
     return LlrpReader(cfg, link, status)
 
 
-DRIVERS: dict[str, DriverFactory] = {"r2000": _r2000, "chafon": _chafon, "barcode": _barcode,
+DRIVERS: dict[str, DriverFactory] = {"r2000": _r2000, "chafon": _chafon,
+                                     "thingmagic": _thingmagic, "barcode": _barcode,
                                      "llrp": _llrp, "hid": _hid}
 
 
@@ -167,7 +175,11 @@ async def supervise_reader(
                         status.reads_total += 1
                         await put(read)
                 finally:
-                    await reads.aclose()  # type: ignore[attr-defined]
+                    # Close the generator now, while the link is open: a driver's cleanup (the
+                    # ThingMagic stop-reading) must reach the reader, not run at GC after close.
+                    aclose = getattr(reads, "aclose", None)
+                    if aclose is not None:
+                        await aclose()
                 problem = RESTART_PROBLEM
                 # A settings change: leave the reader tidy (LLRP: STOP_ROSPEC,
                 # CLOSE_CONNECTION), then connect again at once with the new settings.

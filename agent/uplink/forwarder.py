@@ -8,6 +8,12 @@ permanent refusals (0x87, 0x90, 0x99, 0x95 on a single event) -> dead letters at
 refusals. Timeouts and lost connections are not refusals: the rows go again, with the same
 eventIDs, for as long as it takes.
 
+Frozen documents (docs/provenance.md): a batch of events is split to size first, then frozen
+once (exact bytes, tea:seq, tea:prevHash, detached JWS) in one buffer transaction, and every
+retry resends those bytes; ``claim_next`` hands out a frozen document not yet delivered before
+new rows. A frozen document split after a 0x95 is superseded and one dead-lettered is a gap:
+the buffer queues both for the next document's ``tea:gaps``.
+
 Refusals are counted per row and survive restarts: the buffer's own ``attempts`` column
 counts every failed attempt (timeouts and outages too), so the forwarder keeps its own count
 in the buffer's key-value state (``uplink.refusals:<row id>`` -> n, written before the row is
@@ -30,6 +36,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from agent.buffer.api import Buffer, Claimed
+from agent.buffer.chain import ChainLink, FrozenDocument
 from agent.clock import utcnow
 from agent.config import MqttConfig
 from agent.pipeline.epcis import CONTENT_TYPE, CONTEXT, iso_ms
@@ -38,6 +45,13 @@ from agent.uplink.mqtt import (
     PublishResult,
     PublishTimeout,
     UplinkNotConnected,
+)
+from agent.uplink.provenance import (
+    CHAIN_FIELDS_BYTES,
+    JWS_PROPERTY,
+    SIGNATURES_SUFFIX,
+    Signer,
+    document_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -86,6 +100,7 @@ def topics(cfg: MqttConfig, site: str, gateway_id: str) -> dict[str, str]:
         "status": f"{base}/status",
         "alarm": f"{base}/alarms",
         "health": f"{base}/health",
+        "signatures": f"{base}/{SIGNATURES_SUFFIX}",  # MQTT 3.1.1 only (docs/provenance.md)
     }
 
 
@@ -197,8 +212,13 @@ class Forwarder:
         idle_poll_s: float = 2.0,  # a safety net: new events wake it at once
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        gateway: str | None = None,  # "site/id" for tea:gateway; default: from the topics
+        signer: Signer | None = None,
     ) -> None:
         self._buffer = buffer
+        self._gateway = gateway or "/".join(topic_map["base"].split("/")[-2:])
+        self._signer = signer
+        self._docs_in_flight: set[int] = set()  # frozen documents being sent by this process
         self._uplink = uplink
         self._cfg = cfg
         self._topics = topic_map
@@ -226,6 +246,11 @@ class Forwarder:
         self.dead_lettered = 0
         self.last_refusal: str | None = None
 
+    def set_signer(self, signer: Signer | None) -> None:
+        """A renewed signing key (the gateway's certificate was renewed): documents frozen from
+        now on are signed with it; frozen ones keep the signature they were frozen with."""
+        self._signer = signer
+
     @property
     def window(self) -> int:
         # paho ignores the broker's Receive Maximum: we apply it ourselves (MQTT 5 §3.2.2.3.3).
@@ -236,7 +261,8 @@ class Forwarder:
         limit = self._cfg.batch_max_bytes
         broker = self._uplink.maximum_packet_size
         if broker:
-            limit = min(limit, broker - 512)  # room for the topic and properties
+            # room for the topic and properties (the JWS with its certificate, when signing)
+            limit = min(limit, broker - (512 if self._signer is None else 3072))
         return max(1024, limit)
 
     @property
@@ -280,6 +306,31 @@ class Forwarder:
                       "waiting for a PUBACK); not sent again", len(rows) - len(fresh))
         self._owned.update(c.id for c in fresh)
         return fresh
+
+    async def _release(self, ids: Sequence[int], *, error: str | None = None) -> None:
+        await self._buffer.release(ids, error=error)
+
+    async def _claim_next(self, limit: int) -> tuple[FrozenDocument | None, list[Claimed]]:
+        """One trip to the writer: a frozen document not yet delivered (it goes first, as the
+        same bytes), else up to ``limit`` rows to freeze. Documents this process is sending are
+        excluded, so a release racing with the claim cannot leave one leased and unsent."""
+        doc, rows = await self._buffer.claim_next(
+            limit, lease_s=self._lease_s(), exclude=sorted(self._docs_in_flight))
+        fresh = [c for c in rows if c.id not in self._owned]
+        if len(fresh) < len(rows):
+            log.debug("claim returned %d row(s) still in flight here (lease ran out while "
+                      "waiting for a PUBACK); not sent again", len(rows) - len(fresh))
+            if doc is not None:
+                return None, []  # part of a document in flight here: not sent twice
+        self._owned.update(c.id for c in fresh)
+        return doc, fresh
+
+    async def _deliver_frozen(self, doc: FrozenDocument, rows: list[Claimed]) -> None:
+        try:
+            await self._send_frozen(doc, rows)
+        finally:
+            self._owned.difference_update(c.id for c in rows)
+            await self._release_slot()
 
     def _batch_limit(self) -> int:
         # On a full disk every lease and ack is written into the little space the buffer's
@@ -341,7 +392,11 @@ class Forwarder:
                     await asyncio.sleep(pause)
                 await self._acquire_slot()
                 self._wake.clear()
-                claimed = await self._claim(self._batch_limit())
+                doc, claimed = await self._claim_next(self._batch_limit())
+                if doc is not None:
+                    tg.create_task(self._deliver_frozen(doc, claimed),
+                                   name=f"deliver-doc-{doc.seq}")
+                    continue
                 if not claimed:
                     await self._release_slot()
                     try:
@@ -380,29 +435,82 @@ class Forwarder:
             self._owned.difference_update(c.id for c in claimed)
             await self._release_slot()
 
-    def _encode(self, events: list[Claimed]) -> bytes:
-        payload = build_document([c.payload for c in events], self._now())
-        if self._cfg.compression == "gzip":
-            payload = gzip.compress(payload, compresslevel=6, mtime=0)
-        return payload
+    def _wire(self, document: bytes) -> bytes:
+        if self._cfg.compression == "gzip":  # a transfer encoding: the signed bytes are inside
+            return gzip.compress(document, compresslevel=6, mtime=0)
+        return document
 
     async def _send_events(self, events: list[Claimed]) -> None:
-        payload = self._encode(events)
-        if len(payload) > self.max_payload:
+        """Split too large batches BEFORE freezing (by our arithmetic, with room for the chain
+        fields), then freeze the document once and send its frozen bytes."""
+        created = self._now()
+        estimate = len(self._wire(build_document([c.payload for c in events], created)))
+        estimate += CHAIN_FIELDS_BYTES
+        if estimate > self.max_payload:
             what = "a single event" if len(events) == 1 else f"{len(events)} events"
-            await self._split(events, f"{what} of {len(payload)} bytes exceeds the maximum "
+            await self._split(events, f"{what} of about {estimate} bytes exceeds the maximum "
                               f"payload of {self.max_payload} bytes")
             return
-        await self._send(events, self._topics["event"], payload, CONTENT_TYPE,
-                         gzipped=self._cfg.compression == "gzip")
+        payloads = [c.payload for c in events]
+        gateway = self._gateway
 
-    async def _split(self, rows: list[Claimed], why: str) -> None:
+        def build(link: ChainLink) -> bytes:
+            return document_bytes(payloads, created, gateway=gateway, link=link)
+
+        sign = self._signer.sign if self._signer is not None else None
+        doc = await self._buffer.freeze([c.id for c in events], build, sign)
+        await self._send_frozen(doc, events)
+
+    async def _send_frozen(self, doc: FrozenDocument, rows: list[Claimed]) -> None:
+        self._docs_in_flight.add(doc.id)
+        try:
+            await self._send_frozen_once(doc, rows)
+        finally:
+            self._docs_in_flight.discard(doc.id)
+
+    async def _send_frozen_once(self, doc: FrozenDocument, rows: list[Claimed]) -> None:
+        payload = self._wire(doc.payload)
+        if len(payload) > self.max_payload:  # the gaps it carries made it too large
+            await self._split(rows, f"document seq {doc.seq} of {len(payload)} bytes exceeds "
+                              f"the maximum payload of {self.max_payload} bytes", frozen=doc)
+            return
+        props: list[tuple[str, str]] = []
+        if self._cfg.compression == "gzip":
+            props.append((CONTENT_ENCODING, "gzip"))
+        if doc.jws is not None:
+            if self._cfg.protocol == "3.1.1":
+                # No user properties in MQTT 3.1.1: the signature goes first on a sibling topic.
+                if not await self._send_signature(doc, rows):
+                    return
+            else:
+                props.append((JWS_PROPERTY, doc.jws))
+        await self._send(rows, self._topics["event"], payload, CONTENT_TYPE,
+                         gzipped=self._cfg.compression == "gzip", props=props, frozen=doc)
+
+    async def _send_signature(self, doc: FrozenDocument, rows: list[Claimed]) -> bool:
+        body = json.dumps({"chainId": doc.chain_id, "seq": doc.seq,
+                           "sha256": f"sha-256:{doc.sha256}", "jws": doc.jws},
+                          separators=(",", ":")).encode()
+        try:
+            await self._uplink.publish(self._topics["signatures"], body, qos=1,
+                                       content_type="application/json",
+                                       timeout_s=self._cfg.publish_timeout_s)
+        except (PublishTimeout, UplinkNotConnected) as exc:
+            await self._release([c.id for c in rows], error=str(exc) or type(exc).__name__)
+            return False
+        return True
+
+    async def _split(self, rows: list[Claimed], why: str,
+                     frozen: FrozenDocument | None = None) -> None:
         """The one split path: a batch of events too large to go (by our arithmetic, paho's
         or the broker's 0x95) goes again as two halves, each of which may split again; a single
-        message, or one that is not an event batch, can never go: dead letters, with ``why``."""
+        message, or one that is not an event batch, can never go: dead letters, with ``why``.
+        A frozen document that is split is superseded: its seq is a gap the next one explains."""
         ids = [c.id for c in rows]
         if len(rows) > 1 and all(c.kind == "event" for c in rows):
             log.warning("%s; splitting rows %d..%d", why, ids[0], ids[-1])
+            if frozen is not None:
+                await self._buffer.unfreeze(ids, why)
             half = len(rows) // 2
             await self._send_events(rows[:half])
             await self._send_events(rows[half:])
@@ -411,23 +519,25 @@ class Forwarder:
         await self._dead_letter(rows, why)
 
     async def _send(self, rows: list[Claimed], topic: str, payload: bytes, ctype: str,
-                    *, gzipped: bool = False) -> None:
+                    *, gzipped: bool = False, props: Sequence[tuple[str, str]] | None = None,
+                    frozen: FrozenDocument | None = None) -> None:
         ids = [c.id for c in rows]
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
             result = await self._uplink.publish(
                 topic, payload, qos=1, content_type=ctype, timeout_s=self._cfg.publish_timeout_s,
-                user_properties=[(CONTENT_ENCODING, "gzip")] if gzipped else (),
+                user_properties=(props if props is not None else
+                                 [(CONTENT_ENCODING, "gzip")] if gzipped else ()),
             )
         except (PublishTimeout, UplinkNotConnected) as exc:
             # Not confirmed: the rows stay and go again; a duplicate carries the same eventIDs.
-            await self._buffer.release(ids, error=str(exc) or type(exc).__name__)
+            await self._release(ids, error=str(exc) or type(exc).__name__)
             return
         except PacketTooLargeError as exc:
             # The broker's Maximum Packet Size shrank after the payload was built (a reconnect,
             # a failover): not sent. Split events again; a single message can never go.
-            await self._split(rows, str(exc))
+            await self._split(rows, str(exc), frozen)
             return
         if result.ok:
             await self._buffer.ack(ids)
@@ -438,9 +548,10 @@ class Forwarder:
             self.delivered_events += len(rows)
             await self._forget_refusals(ids)
             return
-        await self._refused(rows, topic, result)
+        await self._refused(rows, topic, result, frozen)
 
-    async def _refused(self, rows: list[Claimed], topic: str, result: PublishResult) -> None:
+    async def _refused(self, rows: list[Claimed], topic: str, result: PublishResult,
+                       frozen: FrozenDocument | None = None) -> None:
         ids = [c.id for c in rows]
         code = result.reason_code
         self.refused_messages += 1
@@ -451,7 +562,7 @@ class Forwarder:
         span = f"rows {ids[0]}..{ids[-1]}" if len(ids) > 1 else f"row {ids[0]}"
         loop = asyncio.get_running_loop()
         if code == PACKET_TOO_LARGE:
-            await self._split(rows, f"broker refused {span} on {topic}: {what}")
+            await self._split(rows, f"broker refused {span} on {topic}: {what}", frozen)
             return
         if code in PERMANENT_REFUSALS:
             log.error("broker refused %s on %s: %s; moved to dead letters", span, topic, what)
@@ -462,7 +573,7 @@ class Forwarder:
             self._paused_until = max(self._paused_until, loop.time() + self._cfg.quota_pause_s)
             log.warning("broker refused %s on %s: %s; pausing %g s, drain rate now %.0f "
                         "events/s", span, topic, what, self._cfg.quota_pause_s, rate)
-            await self._buffer.release(ids, error=what)
+            await self._release(ids, error=what)
             return
         attempts = 1 + max(self._refusals.get(i, 0) for i in ids)
         if attempts >= self._cfg.max_attempts:
@@ -479,7 +590,7 @@ class Forwarder:
         delay = self._rng.uniform(0, cap)
         log.warning("broker refused %s on %s: %s (attempt %d of %d); retrying in %.1f s", span,
                     topic, what, attempts, self._cfg.max_attempts, delay)
-        await self._buffer.release(ids, error=REFUSED_PREFIX + what)
+        await self._release(ids, error=REFUSED_PREFIX + what)
         self._paused_until = max(self._paused_until, loop.time() + delay)
 
     async def _dead_letter(self, rows: list[Claimed], reason: str) -> None:

@@ -9,6 +9,7 @@ warnings once a day, and the explicit offline status at a clean shutdown.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -17,7 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from agent.buffer.api import BufferStats
+from agent.buffer.api import BufferStats, BufferStoreError
+from agent.buffer.chain import ChainHead
 from agent.clock import kernel_clock_synchronised, utcnow
 from agent.config import AgentConfig
 from agent.pipeline.epcis import iso_ms
@@ -64,8 +66,12 @@ def status_payload(
     now: datetime,
     readers: Sequence[str] = (),
     buffer_depth: int | None = None,
+    chain: ChainHead | None = None,
 ) -> dict[str, Any]:
-    """Retained message on {prefix}/{site}/{gateway}/status: online (birth) or offline."""
+    """Retained message on {prefix}/{site}/{gateway}/status: online (birth) or offline.
+
+    ``chain``: the head of the gateway's document chain (the last document frozen, delivered
+    or not), so a cloud can tell a missing tail from a quiet gateway (docs/provenance.md)."""
     out: dict[str, Any] = {
         "schema": STATUS_SCHEMA,
         "state": state,
@@ -77,6 +83,8 @@ def status_payload(
     if state == "online":
         out["readers"] = list(readers)
         out["bufferDepth"] = buffer_depth
+    if chain is not None:
+        out["chain"] = {"chainId": chain.chain_id, "seq": chain.seq, "hash": chain.hash}
     return out
 
 
@@ -164,17 +172,20 @@ def health_payload(
 
 
 def status_message(cfg: AgentConfig, state: str, depth: int | None = None, *,
-                   version: str, now: datetime | None = None) -> bytes:
+                   version: str, now: datetime | None = None,
+                   chain: ChainHead | None = None) -> bytes:
     """The retained status message (birth, will or offline) as bytes."""
     return json.dumps(status_payload(
         state=state, gateway=cfg.gateway.id, site=cfg.gateway.site, version=version,
         now=now or utcnow(), readers=[r.name for r in cfg.readers if r.enabled],
-        buffer_depth=depth,
+        buffer_depth=depth, chain=chain,
     )).encode()
 
 
 class _Stats(Protocol):
     async def stats(self) -> BufferStats: ...
+
+    async def chain_head(self) -> ChainHead | None: ...
 
 
 @dataclass(slots=True)
@@ -190,6 +201,7 @@ class HealthReporter:
     monotonic_s: Callable[[], float] = time.monotonic
     rates: RateTracker = field(default_factory=RateTracker)
     _warned_day: dict[str, int] = field(default_factory=dict)
+    _chain: ChainHead | None = None
 
     async def run(self) -> None:
         while True:
@@ -203,6 +215,7 @@ class HealthReporter:
         certs = cert_expiry(m, now)
         self._warn_certificates(certs)
         stats = await self.buffer.stats()
+        self._chain = await self.buffer.chain_head()
         self.uplink.set_birth(Will(self.topics["status"], self.status_bytes(
             "online", stats.events_pending), retain=True))
         mono = self.monotonic_s()
@@ -253,12 +266,14 @@ class HealthReporter:
                             f"expires in {c.days_left:g} days")
 
     def status_bytes(self, state: str, depth: int | None = None) -> bytes:
-        return status_message(self.cfg, state, depth, version=self.version)
+        return status_message(self.cfg, state, depth, version=self.version, chain=self._chain)
 
     async def say_offline(self) -> None:
         """Clean shutdown: an explicit retained offline (the will is not sent on DISCONNECT 0)."""
         if not self.uplink.connected:
             return
+        with contextlib.suppress(BufferStoreError):  # the head as it is at the very end
+            self._chain = await self.buffer.chain_head()
         try:
             await self.uplink.publish(self.topics["status"], self.status_bytes("offline"),
                                       retain=True, content_type="application/json",

@@ -121,6 +121,17 @@ def check_security(cfg: AgentConfig) -> SecurityReport:
     if m.password_env is not None and m.password_env not in os.environ:
         r.errors.append(f"uplink.mqtt.password_env: environment variable {m.password_env} "
                         "is not set")
+    signing = cfg.uplink.signing_files
+    if signing is not None:
+        from agent.uplink.provenance import SigningError, load_signer
+
+        key, cert, password_file = signing
+        where = ("uplink.signing" if cfg.uplink.signing.key is not None
+                 else "uplink.signing (the mTLS key uplink.mqtt.tls)")
+        try:
+            load_signer(key, cert, password_file=password_file)
+        except SigningError as exc:
+            r.errors.append(f"{where}: {exc}")
     c = cfg.uplink.commands
     if c.enabled:
         if c.secret_file is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_BAUD = {"r2000": 115200, "chafon": 57600, "barcode": 9600, "llrp": 100_000_000}
+DEFAULT_BAUD = {"r2000": 115200, "chafon": 57600, "thingmagic": 115200, "barcode": 9600,
+                "llrp": 100_000_000}
 
 
 def _int(text: str) -> int:
@@ -352,6 +353,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         metavar="N",
         help="inventory scan time in units of 100 ms (default %(default)s)",
+    )
+
+    tm = sub.add_parser("thingmagic", help="ThingMagic Mercury module (M6e Nano, M7e)")
+    _common(tm, "thingmagic")
+    _rfid(tm)
+    g = tm.add_argument_group("thingmagic")
+    g.add_argument(
+        "--model",
+        choices=["nano", "m6e", "m7e"],
+        default="nano",
+        help="hardware id in the version reply: M6e Nano (1 port, 27 dBm), M6e (4 ports, "
+        "31.5 dBm) or M7e Pico (1 port, 30 dBm) (default %(default)s)",
+    )
+    g.add_argument("--firmware", default="01.09.00.02", help="firmware version AA.BB.CC.DD")
+    g.add_argument("--temperature", type=int, default=33, help="°C reported by 0x72")
+    g.add_argument(
+        "--temperature-at",
+        type=_temperature_step,
+        action="append",
+        default=[],
+        metavar="S:C",
+        help="from S seconds after start on, report C °C (repeatable)",
+    )
+    g.add_argument(
+        "--streaming-at-start",
+        action="store_true",
+        help="start in the application, region set, already streaming (as an earlier "
+        "process that died without stop-reading leaves the module)",
     )
 
     llrp = sub.add_parser("llrp", help="LLRP 1.0.1 fixed reader over TCP (Impinj, Zebra)")

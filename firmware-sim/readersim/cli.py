@@ -3,6 +3,7 @@
     reader-sim r2000 --pty                      # prints /dev/pts/N first, then serves
     reader-sim r2000 --tcp 127.0.0.1:0          # prints tcp://127.0.0.1:PORT first
     reader-sim chafon --pty --model 288
+    reader-sim thingmagic --pty --streaming-at-start
     reader-sim barcode --pty --terminator crlf
     reader-sim llrp --tcp 127.0.0.1:0           # LLRP 1.0.1 reader, TCP only
     reader-sim hid --out /tmp/kbd --fifo --keymap de   # keyboard-wedge scanner: evdev records
@@ -47,6 +48,7 @@ from readersim.population import Population, generated_tags
 from readersim.r2000 import R2000Config, R2000Device
 from readersim.scenario import Scenario, load_scenario
 from readersim.server import DeviceFactory, ServeSpec, serve
+from readersim.thingmagic import ThingMagicConfig, ThingMagicDevice
 
 log = logging.getLogger("readersim")
 
@@ -209,6 +211,42 @@ def _chafon_plan(args: argparse.Namespace) -> Plan:
     return Plan(_spec(args, scenario), factory, summary)
 
 
+# --model -> (hardware version, antenna ports, maximum read power in centi-dBm)
+_TM_MODELS = {"nano": ("30 00 00 01", 1, 2700), "m6e": ("18 00 00 01", 4, 3150),
+              "m7e": ("38 00 00 01", 1, 3000)}
+
+
+def _thingmagic_plan(args: argparse.Namespace) -> Plan:
+    scenario = _scenario(args)
+    hardware, ports, max_centi = _TM_MODELS[args.model]
+    config = ThingMagicConfig(
+        hardware=bytes.fromhex(hardware),
+        firmware=bytes(int(part, 16) for part in args.firmware.split(".")),
+        ports=ports,
+        baud=args.baud,
+        read_rate_per_s=_read_rate(args, scenario),
+        min_round_s=_min_round_s(args, scenario),
+        max_power_centi_dbm=max_centi,
+        temperature_c=args.temperature,
+        temperature_steps=tuple(args.temperature_at),
+        streaming_at_start=args.streaming_at_start,
+        saturate=args.saturate,
+    )
+    population = _population(args, scenario)
+    faults = _device_faults(args, scenario)
+
+    def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
+        return ThingMagicDevice(
+            config, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s
+        )
+
+    summary = (
+        f"thingmagic {args.model}: {ports} port(s), {len(population.tags)} tags, {config.baud} "
+        f"baud{', streaming at start' if config.streaming_at_start else ''}"
+    )
+    return Plan(_spec(args, scenario), factory, summary)
+
+
 def _barcode_plan(args: argparse.Namespace) -> Plan:
     scenario = _scenario(args)
     scans = tuple(parse_code(text) for text in args.code) or scenario.barcode_codes
@@ -277,6 +315,8 @@ def build_plan(args: argparse.Namespace) -> Plan:
         return _r2000_plan(args)
     if args.device == "chafon":
         return _chafon_plan(args)
+    if args.device == "thingmagic":
+        return _thingmagic_plan(args)
     if args.device == "barcode":
         return _barcode_plan(args)
     if args.device == "llrp":

@@ -49,7 +49,7 @@ from readersim.barcode import Scan, parse_code
 from readersim.faults import DeviceFaults, ErrorInjection, GarbageBurst, LineFaults, Window
 from readersim.population import DEFAULT_COMPANY_PREFIX, TagSpec, generated_tags
 
-DEVICES = ("r2000", "chafon", "barcode", "llrp", "hid")
+DEVICES = ("r2000", "chafon", "thingmagic", "barcode", "llrp", "hid")
 
 
 class ScenarioError(ValueError):

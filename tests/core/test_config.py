@@ -300,3 +300,60 @@ def test_llrp_key_errors_name_file_line_and_field(old: str, new: str, expected: 
     with pytest.raises(ConfigError) as info:
         parse_config(LLRP_READER.replace(old, new), "dock.yaml")
     assert any(expected in str(i) for i in info.value.issues), info.value.issues
+
+
+# ----------------------------------------------------------------------------- thingmagic
+
+THINGMAGIC = """\
+gateway: {id: gw-test, site: lab}
+readers:
+  - name: nano
+    driver: thingmagic
+    port: /dev/serial/by-id/usb-FTDI_FT231X_USB_UART-if00-port0
+    baudrate: 115200
+    region: EU3
+    antennas: [1]
+    power_dbm: 20
+buffer: {path: ./buffer.db}
+uplink:
+  mqtt: {host: 127.0.0.1, port: 1883, topic_prefix: trace}
+"""
+
+
+def test_thingmagic_reader_from_the_issue_loads() -> None:
+    from agent.config import ThingMagicReaderConfig
+
+    (nano,) = parse_config(THINGMAGIC, "nano.yaml").readers
+    assert isinstance(nano, ThingMagicReaderConfig)
+    assert (nano.region, nano.antennas, nano.power_dbm, nano.baudrate) == ("EU3", [1], 20, 115200)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("    region: EU3\n", "",
+         "f.yaml:3: readers[0].region: required key is missing (expected the Mercury region the "
+         "module may transmit in, one of NA, EU, KR, IN, JP, PRC, EU2, EU3, KR2, PRC2, AU, NZ, "
+         "NA2, NA3, OPEN)"),
+        ("region: EU3", "region: EU4",
+         "f.yaml:7: readers[0].region: got 'EU4', expected one of 'NA', 'EU', 'KR', 'IN', 'JP', "
+         "'PRC', 'EU2', 'EU3', 'KR2', 'PRC2', 'AU', 'NZ', 'NA2', 'NA3' or 'OPEN'"),
+        ("power_dbm: 20", "power_dbm: 40", "f.yaml:9: readers[0].power_dbm"),
+        ("antennas: [1]", "antennas: [1, 1]", "readers[0]: antennas lists a port twice"),
+    ],
+)
+def test_thingmagic_config_errors(old: str, new: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(THINGMAGIC.replace(old, new), "f.yaml")
+    assert any(expected in str(i) for i in info.value.issues), info.value.issues
+
+
+def test_check_config_rejects_a_missing_region_with_its_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.yaml"
+    cfg.write_text(THINGMAGIC.replace("    region: EU3\n", ""))
+    proc = subprocess.run([sys.executable, "-m", "agent", "check-config", "-c", str(cfg)],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"{cfg}:3: readers[0].region: required key is missing" in proc.stderr
+    assert "EU3, KR2" in proc.stderr
+    assert "Traceback" not in proc.stderr

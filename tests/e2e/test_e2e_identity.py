@@ -2,7 +2,7 @@
 (a real CA behind a real EST endpoint over TLS), talking to Mosquitto over mutual TLS with the
 certificate's CN as its user name and an ACL that confines each gateway to its own topics.
 
-* renewal during a stream: the certificate lives 12 s and is renewed at half its life, twice
+* renewal during a saturated stream (the reader at its line rate): the certificate lives 12 s and is renewed at half its life, twice
   during the run; the MQTT connection switches to each new certificate without a restart, and
   every committed read reaches the subscriber exactly once;
 * access control: another gateway's certificate cannot publish under this gateway's topics.
@@ -50,7 +50,8 @@ def test_renewal_during_a_stream_loses_nothing_and_duplicates_nothing(
     with EstServer(tmp_path / "ca", lifetime_s=12.0) as est:
         broker = _broker(est, mosquitto_factory)
         collector_cert = est.issue("collector")
-        sim = SimProcess("r2000", "--pty", "--tags", "4", "--read-rate", "40",
+        # --saturate: the reader streams as fast as its 115200 baud line allows (~530 reads/s)
+        sim = SimProcess("r2000", "--pty", "--tags", "4", "--saturate",
                          log_path=tmp_path / "sim.log")
         db = tmp_path / "buffer.db"
         path = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=broker,
@@ -66,7 +67,7 @@ def test_renewal_during_a_stream_loses_nothing_and_duplicates_nothing(
         for step in (("init",), ("enroll",)):
             done = agent_cli("identity", *step, "-c", str(path))
             assert done.returncode == 0, done.stderr
-        with durable_collector(broker, EVENTS_TOPIC, "e2e-identity", tls_ca=est.ca_pem,
+        with durable_collector(broker, "trace/lab/gw-test/#", "e2e-identity", tls_ca=est.ca_pem,
                                tls_client=collector_cert) as collector:
             agent = AgentProcess(path, tmp_path / "agent.log")
             try:
@@ -92,6 +93,22 @@ def test_renewal_during_a_stream_loses_nothing_and_duplicates_nothing(
                 sim.stop()
         log = agent.log_text()
         broker_log = broker.log_text()
+    # The documents signed before, across and after each renewal all verify against the CA
+    # alone, in one unbroken chain (issue 14: renewal loses and duplicates nothing).
+    from agent.fieldtools.verify import capture_line
+
+    capture = tmp_path / "capture.jsonl"
+    capture.write_text("".join(capture_line(m.topic, m.payload, [
+        (str(k), str(v)) for k, v in (getattr(m.properties, "UserProperty", None) or [])])
+        + "\n" for m in collector.messages if m.topic.endswith("/events")))
+    verdict = agent_cli("verify", "--ca", str(est.ca_pem), "--json", str(capture))
+    assert verdict.returncode == 0, verdict.stdout + verdict.stderr
+    report = json.loads(verdict.stdout)
+    (chain,) = report["chains"]
+    assert chain["gateway"] == "lab/gw-test"
+    assert chain["verified"] == chain["lastSeq"] - chain["firstSeq"] + 1 > 0
+    assert (chain["unsigned"], chain["badSignatures"], chain["gapsUnexplained"]) == ([], [], [])
+    assert chain["duplicates"] == 0
     per_read = Counter(r["tea:readId"] for e in events_of(collector.messages)
                        for r in e["tea:reads"])
     assert per_read, "no reads delivered"

@@ -200,7 +200,8 @@ def durable_collector(broker: Mosquitto, topic: str, client_id: str, *,
         subscribed.set()
 
     def on_message(_c: paho.Client, _u: Any, m: paho.MQTTMessage) -> None:
-        collector.add(Received(m.topic, bytes(m.payload), m.qos, bool(m.retain), None))
+        collector.add(Received(m.topic, bytes(m.payload), m.qos, bool(m.retain),
+                               getattr(m, "properties", None)))
 
     if username is not None:
         client.username_pw_set(username, password)

@@ -196,15 +196,8 @@ class R2000Reader(DriverBase[R2000Config]):
             code = frame.data[0] if frame.data else -1
             log.warning("reader %s: temperature not available: %s", cfg.name, a0.error_name(code))
             return False
-        self.temperature_c = st.temperature_c = temp
-        limit = cfg.temperature_warn_c
-        if temp > limit and not st.temperature_high:
-            st.temperature_high = True
-            log.warning("reader %s: temperature %d °C is above %d °C", cfg.name, temp, limit)
-        elif temp < limit and st.temperature_high:
-            st.temperature_high = False
-            log.warning("reader %s: temperature back to %d °C, below %d °C", cfg.name, temp,
-                        limit)
+        self.temperature_c = temp
+        st.note_temperature(temp, cfg.temperature_warn_c)
         return True
 
     async def configure(self) -> None:
