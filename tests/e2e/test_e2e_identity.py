@@ -2,7 +2,8 @@
 (a real CA behind a real EST endpoint over TLS), talking to Mosquitto over mutual TLS with the
 certificate's CN as its user name and an ACL that confines each gateway to its own topics.
 
-* renewal during a saturated stream (the reader at its line rate): the certificate lives 12 s and is renewed at half its life, twice
+* renewal during a saturated stream (the reader at its line rate): the certificate lives 12 s
+  and is renewed at half its life, twice
   during the run; the MQTT connection switches to each new certificate without a restart, and
   every committed read reaches the subscriber exactly once;
 * access control: another gateway's certificate cannot publish under this gateway's topics.
