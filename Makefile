@@ -45,7 +45,8 @@ demo: venv mosquitto
 
 # Refresh docs/img/*.png from the browser tests of the technician's page.
 screenshots: venv mosquitto chromium
-	EDGE_AGENT_DOC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_web_browser.py
+	EDGE_AGENT_DOC_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/web/test_web_browser.py \
+		tests/web/test_web_reader_settings.py
 
 bench: venv mosquitto
 	$(BIN)/python -m bench

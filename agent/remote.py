@@ -35,6 +35,9 @@ class RemoteCommands:
     # How long a `set power` command waits for the reader to confirm (it applies the change
     # between two inventory rounds); later, it answers "queued" and the change still happens.
     power_confirm_s: float = 8.0
+    # How long `set_reader_settings` waits for the reader to be connected again with the new
+    # settings (a reconnect: identify + configure); later, it answers "queued".
+    settings_confirm_s: float = 15.0
 
     def _reader(self, name: str) -> None:
         if self.readers.config(name) is None:
@@ -94,6 +97,20 @@ class RemoteCommands:
         try:
             outcome = await self.readers.control(reader).set_power(
                 power_from_wire(dbm), timeout_s=self.power_confirm_s)
+        except ValueError as exc:
+            raise CommandError("bad_argument", str(exc)) from None
+        except SettingNotSupported as exc:
+            raise CommandError("unsupported", str(exc)) from None
+        except ReaderCommandError as exc:
+            raise CommandError("refused", str(exc)) from None
+        return outcome.as_dict(reader)
+
+    async def set_reader_settings(self, reader: str, settings: Mapping[str, Any]
+                                  ) -> Mapping[str, Any]:
+        self._reader(reader)
+        try:
+            outcome = await self.readers.control(reader).set_settings(
+                settings, timeout_s=self.settings_confirm_s)
         except ValueError as exc:
             raise CommandError("bad_argument", str(exc)) from None
         except SettingNotSupported as exc:

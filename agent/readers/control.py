@@ -1,19 +1,29 @@
-"""Settings a reader should have, kept across connections (output power today).
+"""Settings a reader should have, kept across connections (output power, reader settings).
 
 One ReaderControl per configured reader, owned by the app and handed to the reader's
 supervisor, lives longer than any connection: the desired power starts as the config's
 ``power_dbm``, a remote ``set power`` changes it, and every (re)connect applies it (a reader
 replaced on the same port gets it too). While a driver is attached, a change is queued on it
 and applied between inventory rounds; the caller learns what the reader reports afterwards.
+
+Reader settings (antennas, session, inventory mode / target, LLRP reader_mode / search_mode)
+are applied by the driver's configure() at connect, so a live change (``set_settings``) is
+validated by building the reader's config model with it, kept as an override that
+connect_config() applies, and made effective by ending the current connection cleanly: the
+supervisor reconnects at once (no backoff), and the caller waits (bounded) until the reader is
+connected again and reads back what the reader reports (LLRP: GET_ROSPECS of our ROSpec).
+Reads pause only for that reconnect; what was accepted stays accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_args
+
+from pydantic import ValidationError
 
 from agent.config import (
     AnyReaderConfig,
@@ -24,6 +34,7 @@ from agent.config import (
     R2000Config,
     ThingMagicReaderConfig,
 )
+from agent.model import Read
 from agent.readers.drivers.base import (
     Power,
     PowerResult,
@@ -32,6 +43,7 @@ from agent.readers.drivers.base import (
     SettingNotSupported,
     power_text,
 )
+from agent.readers.session import ReaderCommandError
 from agent.readers.status import ReaderStatus, power_json
 
 log = logging.getLogger(__name__)
@@ -120,6 +132,134 @@ def merge(old: Power | None, new: Power, ports: int) -> Power:
     return base
 
 
+# The settings a live change may touch, per driver (only keys of that driver's config model).
+SETTING_KEYS: dict[str, tuple[str, ...]] = {
+    "r2000": ("antennas", "session", "inventory", "target"),
+    "chafon": ("antennas", "session", "target"),
+    "llrp": ("antennas", "session", "reader_mode", "search_mode"),
+}
+RESTART_PROBLEM = "reconnecting to apply new reader settings"
+
+
+def _literal_choices(model: type[Any], name: str) -> list[Any] | None:
+    annotation = model.model_fields[name].annotation
+    for arg in (annotation, *get_args(annotation)):
+        choices = get_args(arg)
+        if choices and all(isinstance(c, str) for c in choices):
+            return list(choices)
+    return None
+
+
+def settings_choices(cfg: AnyReaderConfig, max_antennas: int | None = None) -> dict[str, Any]:
+    """What the page offers for this reader: each settable key and its choices
+    (``max_antennas``: the ports an LLRP reader reported, when it has connected)."""
+    keys = SETTING_KEYS.get(cfg.driver, ())
+    out: dict[str, Any] = {}
+    for key in keys:
+        if key == "antennas":
+            most = max(getattr(cfg, "antennas", [1]))
+            top = 4 if most <= 4 else 8 if most <= 8 else 16
+            if isinstance(cfg, LlrpConfig):
+                top = max(max_antennas or 4, most)
+            if isinstance(cfg, ChafonConfig) and cfg.protocol == "uhfreader18":
+                top = 1
+            out[key] = list(range(1, top + 1))
+        elif key == "session":
+            out[key] = [0, 1, 2, 3]
+        elif key == "reader_mode":
+            out[key] = None  # a number or a name of the reader's RF mode table
+        else:
+            out[key] = _literal_choices(type(cfg), key)
+    return out
+
+
+def settings_of(cfg: AnyReaderConfig) -> dict[str, Any] | None:
+    """The settable settings as they are in ``cfg`` (None: a reader without any)."""
+    keys = SETTING_KEYS.get(cfg.driver)
+    if keys is None:
+        return None
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def _issue_text(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"])
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def check_settings(cfg: AnyReaderConfig, change: Mapping[str, Any]) -> AnyReaderConfig:
+    """``cfg`` with ``change`` applied, validated by the reader's own config model.
+
+    SettingNotSupported for a reader without such settings; ValueError naming the field for
+    a key this driver does not have or a value its model refuses."""
+    keys = SETTING_KEYS.get(cfg.driver)
+    if keys is None:
+        raise SettingNotSupported(
+            f"reader {cfg.name} is a {cfg.driver} reader: it has no antennas/session settings")
+    if not change:
+        raise ValueError(f"no setting given; a {cfg.driver} reader takes {', '.join(keys)}")
+    unknown = sorted(set(change) - set(keys))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: not a setting of a {cfg.driver} reader "
+                         f"(it takes {', '.join(keys)})")
+    for key, value in change.items():  # no lax coercion from a command: true is not 1
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if key == "session" and not whole:
+            raise ValueError(f"session: expected a whole number 0..3, got {value!r}")
+        if key == "antennas" and not (isinstance(value, list) and all(
+                isinstance(a, int) and not isinstance(a, bool) for a in value)):
+            raise ValueError(f"antennas: expected a list of antenna numbers, got {value!r}")
+        if key in ("inventory", "target", "search_mode") and not (
+                isinstance(value, str) or (key == "search_mode" and value is None)):
+            raise ValueError(f"{key}: expected one of its names, got {value!r}")
+        if key == "reader_mode" and not (whole or value is None or isinstance(value, str)):
+            raise ValueError(f"reader_mode: expected a number or a name, got {value!r}")
+    data = cfg.model_dump(exclude_unset=True)
+    data.update(change)
+    try:
+        new: AnyReaderConfig = type(cfg).model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(_issue_text(exc)) from None
+    return new
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsOutcome:
+    confirmed: bool
+    desired: dict[str, Any]  # the settings this change asked for (validated values)
+    read_back: dict[str, Any] | None = None  # what the reader reported (None: cannot tell)
+    verified_by: str | None = None  # "GET_ROSPECS", or "connect" (configure() succeeded)
+    note: str | None = None
+    mismatch: list[str] = field(default_factory=list)
+
+    def as_dict(self, reader: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"reader": reader, "confirmed": self.confirmed,
+                               "desired": self.desired, "readBack": self.read_back,
+                               "verifiedBy": self.verified_by}
+        if not self.confirmed:
+            out["queued"] = not self.mismatch
+        if self.mismatch:
+            out["mismatch"] = self.mismatch
+        if self.note:
+            out["note"] = self.note
+        return out
+
+
+def compare_read_back(desired: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
+    """What the reader reports otherwise than asked (only keys the read-back carries)."""
+    out = []
+    if "antennas" in desired and "antennas" in got \
+            and sorted(got["antennas"]) != sorted(desired["antennas"]):
+        out.append(f"antennas: asked {desired['antennas']}, the reader reports {got['antennas']}")
+    if "session" in desired and got.get("session") is not None \
+            and got["session"] != desired["session"]:
+        out.append(f"session: asked {desired['session']}, the reader reports {got['session']}")
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class PowerOutcome:
     applied: bool  # the reader reported the power after the change
@@ -154,6 +294,15 @@ class ReaderControl:
         self.desired: Power | None = None if isinstance(cfg, LlrpConfig) else power
         self._driver: ReaderDriver | None = None
         self._status: ReaderStatus | None = None
+        # Live reader settings: the changes on top of the config, applied at every connect.
+        self.overrides: dict[str, Any] = {}
+        self.generation = 0  # bumped by every settings change: connections built before end
+        self._up_gen = -1  # the generation of the connection configured last
+        self._failed: tuple[int, str] | None = None  # a connection of that generation failed
+        self._changed: asyncio.Event | None = None
+        self._scope: asyncio.Timeout | None = None
+        self._lock: asyncio.Lock | None = None
+        self.confirming = False  # a settings change waits: the next connect reads back
 
     @property
     def ports(self) -> int:
@@ -166,10 +315,18 @@ class ReaderControl:
         """The status the current supervisor reports into."""
         self._status = status
         status.power_desired = self.desired
+        status.settings = settings_of(self.settings_config())
+
+    def settings_config(self) -> AnyReaderConfig:
+        """The config with the live settings changes (not the power)."""
+        if not self.overrides:
+            return self.cfg
+        return check_settings(self.cfg, self.overrides)
 
     def connect_config(self) -> AnyReaderConfig:
-        """The reader config for a new connection: configure() applies the desired power."""
-        cfg = self.cfg
+        """The reader config for a new connection: configure() applies the desired power and
+        the reader settings changed live."""
+        cfg = self.settings_config()
         if (isinstance(cfg, BarcodeConfig | HidReaderConfig | LlrpConfig)
                 or self.desired == cfg.power_dbm):
             return cfg
@@ -177,6 +334,49 @@ class ReaderControl:
 
     def attach(self, driver: ReaderDriver) -> None:
         self._driver = driver
+
+    def configured(self, driver: ReaderDriver, built: int) -> None:
+        """The supervisor: a connection built at generation ``built`` is configured."""
+        self._up_gen = max(self._up_gen, built)
+        if self._status is not None:
+            self._status.settings_read_back = getattr(driver, "read_back", None)
+        self._notify()
+
+    def connect_failed(self, built: int, problem: str, *, refused: bool) -> None:
+        """The supervisor: a connection built at ``built`` failed before it was configured;
+        ``refused``: the reader refused something (ReaderCommandError), not a lost link."""
+        if refused:
+            self._failed = (built, problem)
+            self._notify()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    async def next_read(self, reads: AsyncIterator[Read], built: int) -> Read | None:
+        """The driver's next read; None when a settings change wants a new connection (the
+        wait for a read is interrupted; a read already received is never dropped)."""
+        if self.generation != built:
+            return None
+        scope = asyncio.timeout(None)
+        self._scope = scope
+        try:
+            async with scope:
+                return await anext(reads)
+        except TimeoutError:
+            if scope.expired() and self.generation != built:
+                return None
+            raise
+        finally:
+            self._scope = None
+
+    def _restart(self) -> int:
+        """End the current connection cleanly (the supervisor reconnects with connect_config)."""
+        self.generation += 1
+        scope = self._scope
+        if scope is not None and not scope.expired():
+            scope.reschedule(asyncio.get_running_loop().time())
+        return self.generation
 
     def detach(self, driver: ReaderDriver, why: str) -> None:
         if self._driver is driver:
@@ -225,6 +425,80 @@ class ReaderControl:
                  power_text(result.reported))
         return PowerOutcome(True, self.desired, result.reported, result.written)
 
+    async def set_settings(self, change: Mapping[str, Any], *, timeout_s: float
+                           ) -> SettingsOutcome:
+        """Make ``change`` (antennas, session, ...) part of the reader's settings and apply it
+        now: reconnect, wait (bounded) until the reader is configured with it, read back.
+
+        Raises ValueError / SettingNotSupported before anything is kept, and
+        ReaderCommandError when the reader refuses the new configuration at connect (the
+        previous settings are restored and applied again). A connection lost meanwhile (an
+        unplug) is not a refusal: the settings stay and the answer is "not confirmed"."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            return await self._set_settings(change, timeout_s)
+
+    async def _set_settings(self, change: Mapping[str, Any], timeout_s: float
+                            ) -> SettingsOutcome:
+        name = self.cfg.name
+        new_cfg = check_settings(self.settings_config(), change)
+        wanted = {k: getattr(new_cfg, k) for k in change}
+        previous = dict(self.overrides)
+        base = settings_of(self.cfg) or {}
+        merged = {**self.overrides, **wanted}
+        self.overrides = {k: v for k, v in merged.items() if base.get(k) != v}
+        self._show()
+        state = self._status.state if self._status is not None else "stopped"
+        if state == "stopped":
+            self.generation += 1
+            return SettingsOutcome(False, wanted, note=(
+                f"reader {name} is stopped; the settings are kept and applied when it starts"))
+        log.info("reader %s: new settings %s: reconnecting to apply them", name, wanted)
+        self.confirming = True
+        gen = self._restart()
+        self._changed = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            while self._up_gen < gen:
+                failed = self._failed
+                if failed is not None and failed[0] >= gen:
+                    self.overrides = previous
+                    self._show()
+                    self._restart()
+                    raise ReaderCommandError(
+                        f"reader {name} did not take the new settings: {failed[1]}; the "
+                        "previous settings are restored")
+                self._changed.clear()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self._changed.wait()
+                except TimeoutError:
+                    return SettingsOutcome(False, wanted, note=(
+                        f"reader {name} was not connected again within {timeout_s:g} s "
+                        f"({self._status.state if self._status else 'stopped'}); the "
+                        "settings are kept and applied when it connects"))
+        finally:
+            self._changed = None
+            self.confirming = False
+        got = self._status.settings_read_back if self._status is not None else None
+        if got is None:
+            log.info("reader %s: connected again with %s (the reader cannot report them)",
+                     name, wanted)
+            return SettingsOutcome(True, wanted, None, "connect", note=(
+                f"a {self.cfg.driver} reader cannot report its antennas or session: confirmed "
+                "means it was configured with them at connect and reads go on"))
+        mismatch = compare_read_back(wanted, got)
+        if mismatch:
+            log.warning("reader %s: settings not as asked: %s", name, "; ".join(mismatch))
+            return SettingsOutcome(False, wanted, got, str(got.get("source")),
+                                   note="the reader reports other settings than asked",
+                                   mismatch=mismatch)
+        log.info("reader %s: settings %s confirmed by %s", name, wanted, got.get("source"))
+        return SettingsOutcome(True, wanted, got, str(got.get("source")))
+
     def _show(self) -> None:
         if self._status is not None:
             self._status.power_desired = self.desired
+            self._status.settings = settings_of(self.settings_config())

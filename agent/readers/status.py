@@ -28,6 +28,12 @@ class ReaderStatus:
     power_desired: int | dict[int, int] | None = None
     power_reported: tuple[int, ...] | None = None
     power_error: str | None = None  # the last refusal, until a change succeeds
+    # Reader settings (antennas, session, inventory mode...): what the agent applies at every
+    # connect (the config with any live change) and what the reader reported at the last one
+    # (LLRP: GET_ROSPECS; None where the protocol cannot tell).
+    settings: dict[str, Any] | None = None
+    settings_read_back: dict[str, Any] | None = None
+    max_antennas: int | None = None  # antenna ports the reader reports (LLRP capabilities)
     last_error: str | None = None
     connects: int = 0
     disconnects: int = 0
@@ -119,6 +125,8 @@ class ReaderStatus:
                 "reportedDbm": power_json(self.power_reported),
                 "error": self.power_error,
             },
+            "settings": {"desired": self.settings, "readBack": self.settings_read_back,
+                         "maxAntennas": self.max_antennas},
             "lastError": self.last_error,
             "connects": self.connects,
             "disconnects": self.disconnects,

@@ -32,7 +32,7 @@ from agent.config import (
     ThingMagicReaderConfig,
 )
 from agent.model import Read
-from agent.readers.control import ReaderControl
+from agent.readers.control import RESTART_PROBLEM, ReaderControl
 from agent.readers.drivers.barcode import BarcodeReader
 from agent.readers.drivers.base import ReaderDriver
 from agent.readers.drivers.chafon import ChafonReader
@@ -43,7 +43,7 @@ from agent.readers.drivers.thingmagic import ThingMagicReader
 from agent.readers.input_devices import resolve_input_port
 from agent.readers.link import InputLink, Link, LinkError, SerialLink, TlsLink, tls_context
 from agent.readers.ports import PortError, resolve_port
-from agent.readers.session import ReaderError
+from agent.readers.session import ReaderCommandError, ReaderError
 from agent.readers.status import ReaderStatus
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,15 @@ async def supervise_reader(
         except (LinkError, PortError, OSError) as exc:
             problem = str(exc) or type(exc).__name__
         else:
+            built = control.generation
             reader = make(control.connect_config(), link, status)
+            if control.confirming:  # a settings change waits for the reader's read-back
+                reader.read_back_wanted = True  # type: ignore[attr-defined]
             status.attach(reader.session.decoder.stats)
             status.connects += 1
             control.attach(reader)
             problem = "connection closed"
+            up = False
             try:
                 who = await reader.identify()
                 spec = cfg.link_spec
@@ -161,11 +165,13 @@ async def supervise_reader(
                 await reader.configure()
                 status.state = "connected"
                 status.last_error = None
+                up = True
+                control.configured(reader, built)
                 attempt = 0
                 last_problem = None
                 reads = reader.reads()
                 try:
-                    async for read in reads:
+                    while (read := await control.next_read(reads, built)) is not None:
                         status.reads_total += 1
                         await put(read)
                 finally:
@@ -174,9 +180,19 @@ async def supervise_reader(
                     aclose = getattr(reads, "aclose", None)
                     if aclose is not None:
                         await aclose()
+                problem = RESTART_PROBLEM
+                # A settings change: leave the reader tidy (LLRP: STOP_ROSPEC,
+                # CLOSE_CONNECTION), then connect again at once with the new settings.
+                goodbye = getattr(reader, "goodbye", None)
+                if goodbye is not None:
+                    await goodbye()
+            except StopAsyncIteration:
                 problem = "inventory ended"
             except (LinkError, ReaderError, OSError) as exc:
                 problem = str(exc) or type(exc).__name__
+                if not up:
+                    control.connect_failed(built, problem,
+                                           refused=isinstance(exc, ReaderCommandError))
             except asyncio.CancelledError:
                 # The agent stops: a driver that can leave its reader tidy does (LLRP:
                 # STOP_ROSPEC, CLOSE_CONNECTION), bounded by the driver; then the stop goes on.
@@ -188,6 +204,11 @@ async def supervise_reader(
                 control.detach(reader, f"connection lost ({problem})")
                 status.detach()
                 await link.aclose()
+        if problem == RESTART_PROBLEM:
+            status.state = "reconnecting"
+            log.info("reader %s: %s", cfg.name, problem)
+            attempt = 0
+            continue
         if status.state == "connected":
             status.disconnects += 1
         status.state = "reconnecting"

@@ -189,6 +189,9 @@ class CommandServer:
         reader = require(body, "reader", str)
         if name == "set_reader_power":
             return await t.set_reader_power(reader, require(body, "dbm", (int, float, dict)))
+        if name == "set_reader_settings":
+            return await t.set_reader_settings(
+                reader, {k: v for k, v in body.items() if k != "reader"})
         if name == "start_reader":
             return await t.start_reader(reader)
         if name == "stop_reader":

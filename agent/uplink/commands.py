@@ -36,7 +36,8 @@ __all__ = [
 ]
 
 COMMANDS: Final = frozenset(
-    {"ping", "status", "reload", "set_reader_power", "start_reader", "stop_reader"}
+    {"ping", "status", "reload", "set_reader_power", "set_reader_settings", "start_reader",
+     "stop_reader"}
 )
 _NONCE_RE: Final = re.compile(r"^[A-Za-z0-9_-]{8,128}$")
 MAX_PAYLOAD: Final = 64 * 1024
@@ -68,6 +69,12 @@ class CommandTarget(Protocol):
 
     async def set_reader_power(self, reader: str, dbm: Any) -> Mapping[str, Any]:
         """``dbm``: a number (every port) or {"port": dBm} (R2000 ports 1-8)."""
+        ...
+
+    async def set_reader_settings(self, reader: str, settings: Mapping[str, Any]
+                                  ) -> Mapping[str, Any]:
+        """``settings``: antennas / session / inventory / target / reader_mode / search_mode
+        (the keys the reader's driver has); applied by a reconnect, then read back."""
         ...
 
     async def start_reader(self, reader: str) -> Mapping[str, Any]: ...

@@ -518,14 +518,15 @@ class LLRPDevice(ScheduledDevice):
                 return w.response(rtype, mid, w.M_PARAMETER_ERROR,
                                   f"GPI {info.start_gpi} does not exist")
             self.last_rospec = info
-            log.info("ADD_ROSPEC %d: antennas %s, report every %d tag(s)%s%s%s%s%s",
+            log.info("ADD_ROSPEC %d: antennas %s, report every %d tag(s)%s%s%s%s%s%s",
                      info.rospec_id, list(info.antennas), info.tags_per_report,
                      f" or {info.aispec_ms} ms" if info.aispec_ms else "",
                      f", mode {info.mode_id}" if info.mode_id is not None else "",
                      f", search mode {info.search_mode}" if info.search_mode is not None else "",
                      f", start on GPI {info.start_gpi} high" if info.start_gpi else "",
                      f", stop on GPI {info.stop_gpi} low or after {info.stop_gpi_timeout_ms} ms"
-                     if info.stop_gpi else "")
+                     if info.stop_gpi else "",
+                     f", session {info.session}" if info.session is not None else "")
             if info.rospec_id == 0:
                 return w.response(rtype, mid, w.M_FIELD_ERROR, "ROSpecID 0 is reserved")
             if info.rospec_id in self.rospecs:

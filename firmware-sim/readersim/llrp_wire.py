@@ -435,6 +435,7 @@ class ROSpecInfo:
     report_trigger: int = 1  # ROReportTrigger: 1 N tags or end of AISpec, 2 ... of ROSpec
     mode_id: int | None = None  # C1G2RFControl ModeIndex of the first AntennaConfiguration
     search_mode: int | None = None  # ImpinjInventorySearchMode, when sent
+    session: int | None = None  # C1G2SingulationControl Session of the first configuration
 
 
 def parse_rospec(param: Param) -> ROSpecInfo:
@@ -508,6 +509,8 @@ def _aispec(params: bytes, out: dict[str, int]) -> None:
                 for q in iter_params(inv.body[1:]):
                     if q.type == 335 and len(q.body) >= 2:  # C1G2RFControl: ModeIndex
                         out.setdefault("mode_id", struct.unpack_from(">H", q.body)[0])
+                    elif q.type == 336 and q.body:  # C1G2SingulationControl: Session (2 bits)
+                        out.setdefault("session", q.body[0] >> 6)
                     elif q.type == P_CUSTOM and len(q.body) >= 10:
                         vendor, sub, mode = struct.unpack_from(">IIH", q.body)
                         if vendor == VENDOR_IMPINJ and sub == IMPINJ_INVENTORY_SEARCH_MODE:

@@ -146,6 +146,37 @@ def test_set_power_is_applied_to_the_running_reader(rig: Rig) -> None:
     assert "output power set to 22 dBm (was [25, 20, 18, 20])" in log
 
 
+def test_set_reader_settings_reconnects_and_confirms(rig: Rig) -> None:
+    """set_reader_settings (signed, like set_reader_power) -> validated by the reader's config
+    model, applied by a clean reconnect (configure() sends the new antennas / inventory mode),
+    confirmed once the reader is connected again; reads go on; refusals name the field."""
+    wait_until(lambda: reads(rig.db) > 0, 30, "first reads", diagnostics=rig.agent.log_text)
+    bad = rig.cc.call("set_reader_settings", {"reader": "r1", "session": 7})
+    assert bad["error"]["code"] == "bad_argument"
+    assert bad["error"]["message"].startswith("session: Input should be less than or equal")
+    bad = rig.cc.call("set_reader_settings", {"reader": "r1", "reader_mode": 2})
+    assert bad["error"]["code"] == "bad_argument"
+    assert "not a setting of a r2000 reader" in bad["error"]["message"]
+    out = ok(rig.cc.call("set_reader_settings", {"reader": "r1", "antennas": [1, 2],
+                                                 "inventory": "session", "session": 2}))
+    assert out == {
+        "reader": "r1", "confirmed": True,
+        "desired": {"antennas": [1, 2], "inventory": "session", "session": 2},
+        "readBack": None, "verifiedBy": "connect",
+        "note": "a r2000 reader cannot report its antennas or session: confirmed means it "
+                "was configured with them at connect and reads go on"}
+    r1 = ok(rig.cc.call("status"))["readers"]["r1"]
+    assert (r1["connects"], r1["disconnects"], r1["state"]) == (2, 0, "connected")
+    assert r1["settings"]["desired"] == {"antennas": [1, 2], "session": 2,
+                                         "inventory": "session", "target": "A"}
+    before = reads(rig.db)
+    wait_until(lambda: reads(rig.db) > before + 10, 30, "reads after the change",
+               diagnostics=rig.agent.log_text)
+    log = rig.agent.log_text()
+    assert "reconnecting to apply new reader settings" in log
+    assert "reconnecting with backoff" not in log
+
+
 def test_stop_and_start_reader(rig: Rig) -> None:
     wait_until(lambda: reads(rig.db) > 0, 30, "first reads", diagnostics=rig.agent.log_text)
     assert ok(rig.cc.call("stop_reader", {"reader": "r1"})) == {"reader": "r1",

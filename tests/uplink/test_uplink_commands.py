@@ -108,6 +108,11 @@ class Target:
         self.calls.append(("power", (reader, dbm)))
         return {"applied": False}
 
+    async def set_reader_settings(self, reader: str, settings: Mapping[str, Any]
+                                  ) -> Mapping[str, Any]:
+        self.calls.append(("settings", (reader, dict(settings))))
+        return {"confirmed": False}
+
     async def start_reader(self, reader: str) -> Mapping[str, Any]:
         self.calls.append(("start", reader))
         return {"state": "started"}

@@ -81,6 +81,14 @@ def test_a_good_config_is_applied_and_confirmed(tmp_path: Path, mosquitto: Mosqu
             == "lab"
         code, body, _ = http(f"http://{url}/status")
         assert json.loads(body)["pid"] == proc.pid
+        # The login survived the restart (web-sessions.json next to the buffer, 0600).
+        code, body, _ = http(f"http://{url}/api/session", headers=auth)
+        assert json.loads(body)["loggedIn"] is True, body
+        code, body, _ = http(f"http://{url}/api/config/check", {"text": new}, headers=auth)
+        assert code == 200, body  # the same cookie and CSRF token still change things
+        store = tmp_path / "web-sessions.json"
+        assert store.stat().st_mode & 0o777 == 0o600
+        assert auth["Cookie"].split("=", 1)[1] not in store.read_text()
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:

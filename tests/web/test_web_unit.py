@@ -22,7 +22,9 @@ from agent.fieldtools.web.app import build_app
 from agent.fieldtools.web.auth import (
     LoginLimiter,
     Sessions,
+    csrf_ok,
     hash_password,
+    token_key,
     verify_password,
     write_password_file,
 )
@@ -95,6 +97,54 @@ def test_login_limiter_and_session_expiry() -> None:
     assert sessions.get(s.token) is s
     now[0] += 11
     assert sessions.get(s.token) is None
+
+
+def test_sessions_survive_a_restart_through_a_private_store(tmp_path: Path) -> None:
+    mono, wall = [100.0], [1_800_000_000.0]
+    store = tmp_path / "state" / "web-sessions.json"
+
+    def sessions() -> Sessions:
+        return Sessions(idle_s=600, clock=lambda: mono[0], wall=lambda: wall[0], store=store)
+
+    first = sessions()
+    s = first.create("10.0.0.9")
+    gone = first.create("10.0.0.8")
+    first.drop(gone.token)
+    assert store.stat().st_mode & 0o777 == 0o600
+    text = store.read_text()
+    assert s.token not in text  # only its hash
+    assert token_key(s.token) in text
+    assert token_key(gone.token) not in text
+    # The restart: a new process (another monotonic clock), 100 s later by the wall clock.
+    mono[0], wall[0] = 5.0, wall[0] + 100
+    second = sessions()
+    assert second.load() == 1
+    got = second.get(s.token)
+    assert got is not None
+    assert (got.csrf, got.client) == (s.csrf, "10.0.0.9")
+    assert csrf_ok(got, s.csrf)
+    assert second.get(gone.token) is None
+    assert second.get("forged-token") is None
+    # Idle too long by the wall clock, or a clock that stepped back: not loaded.
+    wall[0] += 601
+    assert sessions().load() == 0
+    wall[0] -= 10_000
+    assert sessions().load() == 0
+    # A store others can read is ignored.
+    wall[0] += 10_000 - 601
+    store.chmod(0o644)
+    assert sessions().load() == 0
+    store.chmod(0o600)
+    assert sessions().load() == 1
+    # Logout removes it from the store.
+    third = sessions()
+    third.load()
+    third.drop(s.token)
+    assert sessions().load() == 0
+    # An unwritable store: logins still work, in memory only.
+    bad = Sessions(store=tmp_path / "file-not-dir" / "x.json")
+    (tmp_path / "file-not-dir").write_text("")
+    assert bad.get(bad.create("a").token) is not None
 
 
 def test_secrets_are_hidden_and_put_back() -> None:
@@ -201,6 +251,10 @@ class _Power:
         self.calls.append((reader, dbm))
         return {"reader": reader, "applied": True, "reportedDbm": dbm}
 
+    async def set_reader_settings(self, reader: str, settings: Any) -> dict[str, Any]:
+        self.calls.append((reader, dict(settings)))
+        return {"reader": reader, "confirmed": True, "desired": dict(settings)}
+
     async def start_reader(self, reader: str) -> dict[str, Any]:
         self.calls.append((reader, "start"))
         return {"reader": reader, "state": "started"}
@@ -284,6 +338,67 @@ async def test_login_csrf_and_power_through_the_remote_command_path(
         ("dock-1", 20), ("dock-1", "stop")]
 
 
+async def test_reader_settings_through_the_remote_command_path_and_saved(
+        tmp_path: Path, client_factory: Any) -> None:
+    rt = _runtime(tmp_path, listen="127.0.0.1:9108", password="admin-pass-1")
+    http, base = await client_factory(rt)
+    body = {"settings": {"antennas": [1, 3], "session": 2}, "save": True}
+    async with http.post(base + "/api/readers/dock-1/settings", json=body) as r:
+        assert r.status == 401
+    async with http.post(base + "/api/login", json={"password": "admin-pass-1"}) as r:
+        csrf = (await r.json())["csrf"]
+    async with http.get(base + "/api/readers") as r:
+        dock1 = (await r.json())["readers"][0]
+    assert dock1["configSettings"] == {"antennas": [1, 2], "session": 1,
+                                       "inventory": "real_time", "target": "A"}
+    assert dock1["settingsChoices"]["inventory"] == ["real_time", "session", "fast_switch"]
+    async with http.post(base + "/api/readers/dock-1/settings", json={"settings": [1]},
+                         headers={"X-CSRF-Token": csrf}) as r:
+        assert r.status == 400
+    async with http.post(base + "/api/readers/dock-1/settings", json=body,
+                         headers={"X-CSRF-Token": csrf}) as r:
+        assert r.status == 200
+        out = await r.json()
+    assert out["confirmed"] is True
+    assert out["saved"]["ok"] is True, out
+    assert rt.reader_commands.calls == [  # type: ignore[union-attr]
+        ("dock-1", {"antennas": [1, 3], "session": 2})]
+    text = (tmp_path / "agent.yaml").read_text()
+    assert ("  - name: dock-1\n    session: 2\n    driver: r2000\n"
+            "    port: socket://127.0.0.1:4001\n    antennas: [1, 3]\n") in text, text
+    cfg = parse_config(text)
+    assert (cfg.readers[0].antennas, cfg.readers[0].session) == ([1, 3], 2)  # type: ignore[union-attr]
+
+
+def test_save_settings_edits_lines_keeps_comments_and_checks_the_result(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(CONFIG.replace("    antennas: [1, 2]", "    antennas: [1, 2]  # doors"))
+    configedit.save_settings(path, "dock-1", {"antennas": [2, 4], "inventory": "session",
+                                              "session": 3})
+    text = path.read_text()
+    assert "    antennas: [2, 4]  # doors\n" in text
+    assert '    inventory: "session"\n' in text
+    assert "    session: 3\n" in text
+    assert "dock-2   # second door" in text
+    assert text.startswith("# comment kept")
+    r = parse_config(text).readers[0]
+    assert (r.antennas, r.inventory, r.session) == ([2, 4], "session", 3)  # type: ignore[union-attr]
+    with pytest.raises(ConfigError):
+        configedit.save_settings(path, "dock-1", {"session": 5})  # validated before writing
+    assert parse_config(path.read_text()).readers[0].session == 3  # type: ignore[union-attr]
+    # A block list of scalars (what yaml.safe_dump writes) becomes one flow line.
+    for items in ("    - 1\n    - 2", "      - 1\n      - 2"):
+        block = CONFIG.replace("    antennas: [1, 2]", "    antennas:\n" + items)
+        path.write_text(block)
+        configedit.save_settings(path, "dock-1", {"antennas": [1, 3]})
+        assert path.read_text() == CONFIG.replace("antennas: [1, 2]", "antennas: [1, 3]")
+    nested = CONFIG.replace("    antennas: [1, 2]", "    antennas:\n    - {a: 1}")
+    path.write_text(nested)
+    with pytest.raises((ValueError, ConfigError)):
+        configedit.save_settings(path, "dock-1", {"antennas": [1]})
+    assert path.read_text() == nested
+
+
 async def test_failed_logins_are_rate_limited(tmp_path: Path, client_factory: Any) -> None:
     rt = _runtime(tmp_path, listen="127.0.0.1:9108", password="admin-pass-1")
     http, base = await client_factory(rt)
@@ -300,14 +415,29 @@ async def test_not_loopback_every_page_needs_login(tmp_path: Path, client_factor
     rt = _runtime(tmp_path, listen="0.0.0.0:9108", password="admin-pass-1")
     http, base = await client_factory(rt)
     for path in ("/api/status", "/api/config", "/api/readers", "/api/logs", "/status",
-                 "/api/bundle", "/api/survey"):
+                 "/api/bundle", "/api/survey", "/static/app.js", "/static/style.css",
+                 "/static/index.html", "/api/session", "/favicon.ico", "/index.html"):
         async with http.get(base + path) as r:
-            assert r.status == 401, path
-    for path in ("/health", "/metrics", "/", "/static/app.js", "/api/session"):
+            assert r.status in (401, 404), path  # 404: no such page, nothing served either
+            assert "gateway" not in await r.text(), path
+    async with http.get(base + "/") as r:  # the login page only, self-contained
+        assert r.status == 200
+        page = await r.text()
+    assert 'id="login-form"' in page
+    assert "/static/" not in page
+    assert "app.js" not in page
+    assert "Reader settings" not in page
+    for path in ("/health", "/metrics"):
         async with http.get(base + path) as r:
             assert r.status in (200, 503), path  # /health: 503, no agent tasks run here
     async with http.post(base + "/api/login", json={"password": "admin-pass-1"}) as r:
         assert r.status == 200
+    async with http.get(base + "/") as r:  # now the page itself
+        assert r.status == 200
+        assert "/static/app.js" in await r.text()
+    for path in ("/static/app.js", "/api/session"):
+        async with http.get(base + path) as r:
+            assert r.status == 200, path
     async with http.get(base + "/api/config") as r:
         assert r.status == 200
         doc = await r.json()

@@ -1,7 +1,9 @@
 """The HTTP server on ``http.listen``: /metrics, /health, /status and the technician's page.
 
 Read-only pages and their JSON are open on a loopback listener; on any other address every
-page needs a login (/metrics and /health stay open for Prometheus and probes, as before).
+page, the static files and the JSON need a login: without a session ``/`` is a self-contained
+login page and everything else answers 401 (/metrics and /health stay open for Prometheus and
+probes, as before; they carry no secret).
 Anything that changes state needs the admin password's session and its CSRF token.
 """
 
@@ -48,6 +50,7 @@ from agent.fieldtools.web.auth import (
 )
 from agent.fieldtools.web.bundle import LogRing, bundle, scrub, secret_values
 from agent.fieldtools.web.survey import SurveyWindow
+from agent.readers.control import settings_choices, settings_of
 from agent.uplink.commands import CommandError
 
 log = logging.getLogger("agent.fieldtools.web")
@@ -57,7 +60,8 @@ SURVEY_QUEUE = 20_000
 SSE_HEARTBEAT_S = 10.0
 POWER_CONFIRM_S = 8.0
 MAX_BODY = 256 * 1024
-OPEN_PATHS = {"/health", "/metrics", "/", "/api/session", "/api/login"}
+# Open without a session on a non-loopback listener ("/" then serves the login page only).
+OPEN_PATHS = {"/health", "/metrics", "/api/login"}
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BadRequest = Callable[[str, str], None]
@@ -139,8 +143,9 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                 log.warning("http: %s %s from %s refused: missing or wrong CSRF token",
                             request.method, path, _client(request))
                 return _error(403, "missing or wrong CSRF token; reload the page")
-        elif (not st.loopback and path not in OPEN_PATHS and not path.startswith("/static/")
-              and _session(request) is None):
+        elif not st.loopback and path not in OPEN_PATHS and _session(request) is None:
+            if path == "/" and request.method == "GET" and st.rt.cfg.http.ui:
+                return login_page()
             return _error(401, "log in to see this page (the listener is not loopback)")
         return await handler(request)
     except web.HTTPException as exc:
@@ -214,6 +219,13 @@ STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/htm
 
 async def favicon(_request: web.Request) -> web.Response:
     return web.Response(status=204)
+
+
+def login_page() -> web.Response:
+    """All a browser without a session gets on a non-loopback listener (inline CSS and JS:
+    the static files need the login too)."""
+    return web.Response(body=_static("login.html"), content_type="text/html",
+                        charset="utf-8", headers={"Cache-Control": "no-store"})
 
 
 async def index(_request: web.Request) -> web.Response:
@@ -326,7 +338,10 @@ async def readers(request: web.Request) -> web.Response:
         rc = next((c for c in st.rt.cfg.readers if c.name == r["name"]), None)
         out.append({**r, "enabled": rc.enabled if rc else None,
                     "configAntennas": list(getattr(rc, "antennas", []) or []),
-                    "configPowerDbm": getattr(rc, "power_dbm", None)})
+                    "configPowerDbm": getattr(rc, "power_dbm", None),
+                    "configSettings": settings_of(rc) if rc else None,
+                    "settingsChoices": settings_choices(
+                        rc, (r.get("settings") or {}).get("maxAntennas")) if rc else {}})
     return _json({"readers": out, "canSave": st.rt.config_path is not None}, state=st)
 
 
@@ -353,6 +368,50 @@ async def set_power(request: web.Request) -> web.Response:
     if save:
         outcome["saved"] = await _save_power(st, name, dbm)
     return _json(outcome, state=st)
+
+
+async def set_settings(request: web.Request) -> web.Response:
+    """Antennas, session, inventory mode...: the remote set_reader_settings command's code
+    (a reconnect, then the reader's read-back); ``save`` writes them into the YAML."""
+    st = request.app[STATE]
+    name = request.match_info["name"]
+    setter = st.rt.reader_commands
+    if setter is None:
+        return _error(503, "reader settings are not available in this agent")
+    try:
+        body = await request.json()
+        settings = body["settings"]
+        save = bool(body.get("save", False))
+    except (ValueError, KeyError, TypeError):
+        settings = None
+    if not isinstance(settings, dict):
+        return _error(400, 'expected {"settings": {"antennas": [...], "session": N, ...}, '
+                      '"save": true|false}')
+    log.info("http: %s sets reader %s to %s%s", _client(request), name,
+             json.dumps(settings), " (and saves it)" if save else "")
+    try:
+        outcome = dict(await setter.set_reader_settings(name, settings))
+    except CommandError as exc:
+        log.warning("http: settings of %s not set: %s", name, exc.message)
+        return _error(400 if exc.code == "bad_argument" else 409, exc.message, code=exc.code)
+    if save:
+        outcome["saved"] = await _save_settings(st, name, dict(outcome.get("desired") or {}))
+    return _json(outcome, state=st)
+
+
+async def _save_settings(st: WebState, name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    path = st.rt.config_path
+    if path is None:
+        return {"ok": False, "error": "the agent was not started from a config file"}
+    try:
+        backup = await asyncio.to_thread(configedit.save_settings, path, name, settings)
+    except ConfigError as exc:
+        return {"ok": False, "error": "; ".join(str(i) for i in exc.issues)}
+    except (ValueError, OSError) as exc:
+        return {"ok": False, "error": str(exc)}
+    log.info("http: settings %s of %s saved to %s (backup %s)", sorted(settings), name, path,
+             backup)
+    return {"ok": True, "path": str(path), "backup": str(backup)}
 
 
 async def reader_action(request: web.Request) -> web.Response:
@@ -541,11 +600,18 @@ async def support_bundle(request: web.Request) -> web.Response:
 # ----------------------------------------------------------------------------- wiring
 
 
-def build_app(rt: Runtime, bad_request: BadRequest, logs_ring: LogRing | None = None
-              ) -> web.Application:
+def sessions_file(rt: Runtime) -> Path:
+    """Where logins are kept across restarts: next to the buffer (the agent's state dir)."""
+    return rt.cfg.buffer.path.parent / "web-sessions.json"
+
+
+def build_app(rt: Runtime, bad_request: BadRequest, logs_ring: LogRing | None = None,
+              sessions_store: Path | None = None) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
-    app[STATE] = WebState(rt, bad_request, logs_ring or LogRing(),
-                          Sessions(idle_s=rt.cfg.http.session_idle_s))
+    sessions = Sessions(idle_s=rt.cfg.http.session_idle_s, store=sessions_store)
+    if kept := sessions.load():
+        log.info("http: %d login(s) kept from before the restart", kept)
+    app[STATE] = WebState(rt, bad_request, logs_ring or LogRing(), sessions)
     r = app.router
     r.add_get("/metrics", metrics)
     r.add_get("/health", health)
@@ -561,6 +627,7 @@ def build_app(rt: Runtime, bad_request: BadRequest, logs_ring: LogRing | None = 
         r.add_get("/api/survey", survey)
         r.add_get("/api/readers", readers)
         r.add_post("/api/readers/{name}/power", set_power)
+        r.add_post("/api/readers/{name}/settings", set_settings)
         r.add_post("/api/readers/{name}/{action:start|stop}", reader_action)
         r.add_get("/api/config", config_get)
         r.add_post("/api/config/check", config_check)
@@ -605,7 +672,8 @@ async def start(rt: Runtime, bad_request: BadRequest) -> web.AppRunner | None:
     for f in [f for f in server_log.filters if isinstance(f, _MalformedRequests)]:
         server_log.removeFilter(f)
     server_log.addFilter(_MalformedRequests(bad_request))
-    runner = web.AppRunner(build_app(rt, bad_request, ring), access_log=None,
+    store = sessions_file(rt) if rt.cfg.http.ui else None
+    runner = web.AppRunner(build_app(rt, bad_request, ring, store), access_log=None,
                            handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     host, port = rt.cfg.http.host_port
@@ -629,5 +697,7 @@ async def start(rt: Runtime, bad_request: BadRequest) -> web.AppRunner | None:
 async def stop(runner: web.AppRunner) -> None:
     for h in [h for h in logging.getLogger().handlers if isinstance(h, LogRing)]:
         logging.getLogger().removeHandler(h)
+    with contextlib.suppress(KeyError, AttributeError):
+        runner.app[STATE].sessions.save()  # the last use of each login, for the next start
     with contextlib.suppress(Exception):
         await runner.cleanup()

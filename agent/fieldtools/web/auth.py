@@ -4,6 +4,13 @@ The password is stored only as a scrypt hash (``hashlib.scrypt``, stdlib) in one
 ``scrypt$N$r$p$<salt b64>$<hash b64>``. A session is a random token in an HttpOnly,
 SameSite=Strict cookie; each session has its own CSRF token, which every state-changing
 request sends back in the ``X-CSRF-Token`` header. Failed logins are limited per client.
+
+Sessions survive the restart that applies a config from the page: with a ``store`` file
+(``web-sessions.json`` next to the buffer, mode 0600) they are written on login/logout and at
+most every SAVE_EVERY_S while used, as SHA-256 hashes of the session tokens (the token itself
+is only in the browser's cookie), the CSRF token and the wall-clock time of the last use; at
+start the ones idle for less than ``idle_s`` are loaded. A wall clock that stepped between
+(no RTC before NTP) makes them look idle too long, or from the future: they are dropped.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import base64
 import grp
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -96,12 +104,21 @@ def write_password_file(path: Path, password: str, *, group: str | None = None) 
         raise
 
 
+SAVE_EVERY_S = 30.0
+
+
+def token_key(token: str) -> str:
+    """What is kept of a session token (in memory and in the store): its SHA-256."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 @dataclass(slots=True)
 class Session:
-    token: str
+    token: str  # "" for a session loaded from the store (only the browser has it)
     csrf: str
     client: str
     last_used: float
+    key: str = ""
 
 
 @dataclass(slots=True)
@@ -133,34 +150,101 @@ class Sessions:
     idle_s: float = 1800.0
     clock: Callable[[], float] = time.monotonic
     max_sessions: int = 32
-    _by_token: dict[str, Session] = field(default_factory=dict)
+    store: Path | None = None  # persisted here (0600) across restarts; None: memory only
+    wall: Callable[[], float] = time.time
+    _by_token: dict[str, Session] = field(default_factory=dict)  # by token_key()
+    _saved_at: float | None = None
+    _store_failed: bool = False
 
     def create(self, client: str) -> Session:
         self._expire()
         if len(self._by_token) >= self.max_sessions:  # drop the least recently used
             oldest = min(self._by_token.values(), key=lambda s: s.last_used)
-            del self._by_token[oldest.token]
-        s = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), client, self.clock())
-        self._by_token[s.token] = s
+            del self._by_token[oldest.key]
+        token = secrets.token_urlsafe(32)
+        s = Session(token, secrets.token_urlsafe(32), client, self.clock(), token_key(token))
+        self._by_token[s.key] = s
+        self.save()
         return s
 
     def get(self, token: str | None) -> Session | None:
         if not token:
             return None
         self._expire()
-        s = self._by_token.get(token)
+        s = self._by_token.get(token_key(token))
         if s is not None:
             s.last_used = self.clock()
+            if self._saved_at is None or s.last_used - self._saved_at > SAVE_EVERY_S:
+                self.save()
         return s
 
     def drop(self, token: str | None) -> None:
-        if token:
-            self._by_token.pop(token, None)
+        if token and self._by_token.pop(token_key(token), None) is not None:
+            self.save()
 
     def _expire(self) -> None:
         now = self.clock()
         for t in [t for t, s in self._by_token.items() if now - s.last_used > self.idle_s]:
             del self._by_token[t]
+
+    # -- the store -----------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the sessions to the store (temp + rename, 0600); a failure is logged once."""
+        if self.store is None:
+            return
+        now, wall = self.clock(), self.wall()
+        self._saved_at = now
+        doc = {"version": 1, "sessions": [
+            {"key": s.key, "csrf": s.csrf, "client": s.client,
+             "lastUsed": round(wall - (now - s.last_used), 3)}
+            for s in self._by_token.values()]}
+        try:
+            self.store.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.store.parent, prefix=f".{self.store.name}.")
+            try:
+                os.fchmod(fd, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    json.dump(doc, f)
+                os.replace(tmp, self.store)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            if not self._store_failed:
+                self._store_failed = True
+                log.warning("http: logins are not kept across restarts: cannot write %s: %s",
+                            self.store, exc.strerror or exc)
+            return
+        self._store_failed = False
+
+    def load(self) -> int:
+        """Sessions from the store still within ``idle_s`` (by the wall clock); how many."""
+        if self.store is None:
+            return 0
+        try:
+            if self.store.stat().st_mode & 0o077:
+                log.warning("http: %s is readable by others: ignored (logins start afresh)",
+                            self.store)
+                return 0
+            doc = json.loads(self.store.read_text())
+            entries = doc["sessions"]
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("http: %s cannot be read (%s): logins start afresh", self.store, exc)
+            return 0
+        now, wall = self.clock(), self.wall()
+        for e in entries if isinstance(entries, list) else []:
+            try:
+                key, csrf, client = str(e["key"]), str(e["csrf"]), str(e["client"])
+                age = wall - float(e["lastUsed"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if 0 <= age <= self.idle_s and len(key) == 64 and len(self._by_token) < \
+                    self.max_sessions:
+                self._by_token[key] = Session("", csrf, client, now - age, key)
+        return len(self._by_token)
 
 
 def csrf_ok(session: Session | None, header: str | None) -> bool:

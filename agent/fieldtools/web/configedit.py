@@ -173,14 +173,28 @@ def roll_back(config: Path, note: dict[str, Any], reason: str) -> None:
               "agent restarts with it", reason, config, backup)
 
 
-def _set_power_line(text: str, lines: dict[Any, int], index: int, value: str) -> str:
+def _set_key_line(text: str, lines: dict[Any, int], index: int, key: str, value: str) -> str:
+    """``key: value`` of reader ``index``: its line rewritten (comment after it kept), or a
+    new line after the reader's ``name:``."""
     out = text.splitlines()
-    at = lines.get(("readers", index, "power_dbm"))
+    at = lines.get(("readers", index, key))
     if at is not None:
-        m = re.match(r"^(\s*(?:-\s+)?power_dbm\s*:\s*)", out[at - 1])
+        m = re.match(rf"^(\s*(?:-\s+)?{key}\s*:[ \t]*)(?P<old>[^#]*?)(?P<rest>\s+#.*)?$",
+                     out[at - 1])
         if m is None:
-            raise ValueError("power_dbm is not on a line of its own; edit it in Configuration")
-        out[at - 1] = f"{m[1]}{value}"
+            raise ValueError(f"{key} is not on a line of its own; edit it in Configuration")
+        if not m["old"].strip():  # a block list of scalars below: "  - 1" lines, replaced
+            col = len(m[1]) - len(m[1].lstrip(" -"))
+            end = at
+            while end < len(out) and re.match(r"^\s*-\s+[^:#{}\[\]]+?\s*(#.*)?$", out[end]) \
+                    and len(out[end]) - len(out[end].lstrip()) >= col:
+                end += 1
+            if end == at:
+                raise ValueError(f"{key} is not a one-line value or a list of scalars; edit it "
+                                 "in Configuration")
+            del out[at:end]
+        head = m[1] if m[1].endswith((" ", "\t")) else m[1] + " "
+        out[at - 1] = f"{head}{value}{m['rest'] or ''}"
     else:
         name_at = lines.get(("readers", index, "name"))
         if name_at is None:
@@ -189,8 +203,12 @@ def _set_power_line(text: str, lines: dict[Any, int], index: int, value: str) ->
         if m is None:
             raise ValueError("the reader is written in flow style; edit it in Configuration")
         indent = len(m[1]) + len(m[2] or "")
-        out.insert(name_at, " " * indent + f"power_dbm: {value}")
+        out.insert(name_at, " " * indent + f"{key}: {value}")
     return "\n".join(out) + ("\n" if text.endswith("\n") else "")
+
+
+def _set_power_line(text: str, lines: dict[Any, int], index: int, value: str) -> str:
+    return _set_key_line(text, lines, index, "power_dbm", value)
 
 
 def save_power(config: Path, reader: str, power: int | dict[int, int]) -> Path:
@@ -205,6 +223,43 @@ def save_power(config: Path, reader: str, power: int | dict[int, int]) -> Path:
         "{" + ", ".join(f"{p}: {d}" for p, d in sorted(power.items())) + "}")
     new = _set_power_line(text, lines, index, value)
     parse_config_lines(new, str(config))  # raises ConfigError when it would not load
+    why = not_writable(config)
+    if why:
+        raise ValueError(why)
+    return write_atomic(config, new)
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"cannot write {value!r} as a reader setting")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a quoted YAML string
+
+
+def save_settings(config: Path, reader: str, settings: dict[str, Any]) -> Path:
+    """Write reader settings (antennas, session, inventory, ...) of ``reader`` into the YAML
+    (comments and layout kept); the result must load and carry exactly these values, else
+    nothing is written. Returns the backup's path."""
+    text = config.read_text()
+    cfg, lines = parse_config_lines(text, str(config))
+    index = next((i for i, r in enumerate(cfg.readers) if r.name == reader), None)
+    if index is None:
+        raise ValueError(f"reader {reader!r} is not in {config}")
+    new = text
+    for key, value in settings.items():
+        if not re.fullmatch(r"[a-z_]+", key):
+            raise ValueError(f"not a setting: {key!r}")
+        _, lines = parse_config_lines(new, str(config))
+        new = _set_key_line(new, lines, index, key, _yaml_value(value))
+    checked, _ = parse_config_lines(new, str(config))  # raises ConfigError when it would not load
+    got = checked.readers[index]
+    wrong = [k for k, v in settings.items() if getattr(got, k, None) != v]
+    if wrong:
+        raise ValueError(f"the edited file would not carry {', '.join(wrong)} as set; edit it "
+                         "in Configuration")
     why = not_writable(config)
     if why:
         raise ValueError(why)

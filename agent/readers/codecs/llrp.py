@@ -513,6 +513,61 @@ def rospec_ids(msg: LlrpMessage, stats: DecoderStats | None = None) -> tuple[int
                  if not p.tv and p.type == P_ROSPEC and len(p.value) >= 4)
 
 
+@dataclass(frozen=True, slots=True)
+class RospecSettings:
+    """What a reader reports of one ROSpec (GET_ROSPECS_RESPONSE): the AISpec's antennas, the
+    session of C1G2SingulationControl and the ModeIndex of C1G2RFControl (first antenna
+    configuration that has them; None when the ROSpec leaves them to the reader)."""
+
+    antennas: tuple[int, ...]
+    session: int | None
+    mode_index: int | None
+
+
+def rospec_settings(msg: LlrpMessage, rospec_id: int,
+                    stats: DecoderStats | None = None) -> RospecSettings | None:
+    """The settings of ROSpec ``rospec_id`` in a GET_ROSPECS_RESPONSE; None if it is absent.
+
+    # ROSpec(177): [ROSpecID:4][Priority:1][CurrentState:1] ROBoundarySpec AISpec+ ROReportSpec
+    # AISpec(183): [AntennaCount:2][AntennaID:2 x n] AISpecStopTrigger InventoryParameterSpec+
+    # InventoryParameterSpec(186): [ID:2][ProtocolID:1] AntennaConfiguration*
+    # AntennaConfiguration(222): [AntennaID:2] RFTransmitter? C1G2InventoryCommand*
+    # C1G2InventoryCommand(330): [TagInventoryStateAware:1] C1G2RFControl? C1G2SingulationControl?
+    # C1G2RFControl(335): [ModeIndex:2][Tari:2]; C1G2SingulationControl(336): [Session:2 bits]...
+    """
+    for spec in parse_params(msg.body, stats):
+        if spec.tv or spec.type != P_ROSPEC or len(spec.value) < 6:
+            continue
+        if int.from_bytes(spec.value[:4], "big") != rospec_id:
+            continue
+        antennas: list[int] = []
+        session: int | None = None
+        mode: int | None = None
+        for ai in sub_params(spec, 6, stats):
+            if ai.tv or ai.type != P_AISPEC or len(ai.value) < 2:
+                continue
+            count = int.from_bytes(ai.value[:2], "big")
+            ids = ai.value[2:2 + 2 * count]
+            antennas += [int.from_bytes(ids[i:i + 2], "big") for i in range(0, len(ids) - 1, 2)]
+            for ips in sub_params(ai, 2 + 2 * count, stats):
+                if ips.type != P_INVENTORY_PARAMETER_SPEC:
+                    continue
+                for conf in sub_params(ips, 3, stats):
+                    if conf.type != P_ANTENNA_CONFIGURATION:
+                        continue
+                    for inv in sub_params(conf, 2, stats):
+                        if inv.type != P_C1G2_INVENTORY_COMMAND:
+                            continue
+                        for q in sub_params(inv, 1, stats):
+                            if q.type == P_C1G2_RF_CONTROL and len(q.value) >= 2 and mode is None:
+                                mode = int.from_bytes(q.value[:2], "big")
+                            elif (q.type == P_C1G2_SINGULATION_CONTROL and q.value
+                                  and session is None):
+                                session = q.value[0] >> 6
+        return RospecSettings(tuple(antennas), session, mode)
+    return None
+
+
 def delete_accessspec(msg_id: int, accessspec_id: int = 0) -> bytes:
     """AccessSpecID u32; 0 deletes every AccessSpec."""
     return message(MsgType.DELETE_ACCESSSPEC, msg_id, _u32(accessspec_id))

@@ -105,6 +105,10 @@ class DriverBase(Generic[C]):
         self._now = now
         self._sync = sync or SyncState()
         self._requests = SettingsQueue()
+        # What the reader reported of its settings after configure() (LLRP: GET_ROSPECS of
+        # our ROSpec), for the confirmation of a settings change; None: it cannot tell.
+        self.read_back: dict[str, Any] | None = None
+        self.read_back_wanted = False  # set by the supervisor while a change waits for it
 
     # -- settings requested by other tasks, applied by the driver between two rounds ----------
 

@@ -244,6 +244,7 @@ class LlrpReader(DriverBase[LlrpConfig]):
         maker = PEN_NAMES.get(caps.manufacturer_pen or -1, f"PEN {caps.manufacturer_pen}")
         self.status.model = f"{maker} model {caps.model}"
         self.status.firmware = caps.firmware or None
+        self.status.max_antennas = caps.max_antennas or None
         powers = [p / 100 for _, p in caps.power_table_cdbm]
         power = f", power {min(powers):g}-{max(powers):g} dBm" if powers else ""
         return (f"LLRP reader {maker} model {caps.model}, firmware {caps.firmware or '?'}, "
@@ -385,11 +386,34 @@ class LlrpReader(DriverBase[LlrpConfig]):
                             else llrp.REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC),
             inventory_custom=search), "ADD_ROSPEC")
         await self._request(lambda i: llrp.enable_rospec(i, ROSPEC_ID), "ENABLE_ROSPEC")
+        if self.read_back_wanted:
+            await self._read_back()
         if gpi:
             self.status.inventory_active = False
             log.info("reader %s: inventory waits for GPI %d to go high%s", cfg.name, gpi.port,
                      f" (stops after {gpi.stop_after_ms / 1000:g} s at most)"
                      if gpi.stop_after_ms else "")
+
+    async def _read_back(self) -> None:
+        """GET_ROSPECS: what the reader holds of our ROSpec (antennas, session, RF mode), for
+        the confirmation of a settings change; a reader that does not answer: left unknown.
+        Only when a change waits for it: against llrpkit's emulator a GET_ROSPECS after
+        ENABLE_ROSPEC ended every connection with EOF (cause not investigated), and a plain
+        connect must not depend on it."""
+        try:
+            reply = await self._request(llrp.get_rospecs, "GET_ROSPECS")
+        except ReaderCommandError as exc:
+            log.info("reader %s: ROSpec not read back: %s", self.cfg.name, exc)
+            return
+        got = llrp.rospec_settings(reply, ROSPEC_ID, self._decoder.stats)
+        if got is None:
+            log.warning("reader %s: GET_ROSPECS does not list ROSpec %d just added",
+                        self.cfg.name, ROSPEC_ID)
+            return
+        self.read_back = {"source": "GET_ROSPECS", "antennas": list(got.antennas),
+                          "session": got.session, "modeIndex": got.mode_index}
+        log.info("reader %s: the reader reports ROSpec %d with antennas %s, session %s",
+                 self.cfg.name, ROSPEC_ID, list(got.antennas), got.session)
 
     # -- inventory -----------------------------------------------------------------------------
 

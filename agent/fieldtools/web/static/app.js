@@ -33,6 +33,7 @@ async function api(path, opts) {
     body: opts.body === undefined ? undefined : JSON.stringify(opts.body) });
   let data = null;
   try { data = await resp.json(); } catch (e) { data = { error: resp.status + " " + resp.statusText }; }
+  if (resp.status === 401 && auth.loginRequired) { location.reload(); } // the login page
   if (resp.status === 401 && auth.loggedIn && opts.method === "POST") { auth.loggedIn = false; showAuth(); }
   return { status: resp.status, ok: resp.ok, data };
 }
@@ -58,7 +59,7 @@ $("login").onclick = async () => {
   else say("login refused: " + r.data.error, "error");
 };
 $("password").addEventListener("keydown", (e) => { if (e.key === "Enter") $("login").click(); });
-$("logout").onclick = async () => { await api("/api/logout", { method: "POST", body: {} }); auth.loggedIn = false; auth.csrf = null; showAuth(); say("logged out"); };
+$("logout").onclick = async () => { await api("/api/logout", { method: "POST", body: {} }); auth.loggedIn = false; auth.csrf = null; if (auth.loginRequired) { location.reload(); return; } showAuth(); say("logged out"); };
 
 // ------------------------------------------------------------------ overview
 async function overview() {
@@ -219,6 +220,7 @@ async function settingsPage() {
       bar2.appendChild(b);
     }
     d.appendChild(bar2);
+    if (Object.keys(x.settingsChoices || {}).length) d.appendChild(settingsForm(x));
     btn.onclick = async () => {
       let dbm = null; const ports = {};
       for (const [a, i] of Object.entries(per)) if (i.value !== "") ports[a] = Number(i.value);
@@ -234,6 +236,71 @@ async function settingsPage() {
     };
     box.appendChild(d);
   }
+}
+
+const SETTING_LABELS = { antennas: "antennas enabled", session: "session", inventory: "inventory mode", target: "target", reader_mode: "reader mode (RF mode table: number or name)", search_mode: "search mode (Impinj)" };
+function settingsForm(x) {
+  // Antennas, session, inventory mode...: the remote set_reader_settings command (the reader
+  // reconnects with them, then what it reports is read back).
+  const desired = (x.settings && x.settings.desired) || x.configSettings || {};
+  const wrap = el("div", "", "reader-settings");
+  wrap.appendChild(el("h3", "Antennas, session, inventory"));
+  const bar = el("div", "", "bar");
+  const inputs = {};
+  for (const [key, choices] of Object.entries(x.settingsChoices)) {
+    const lab = el("label", SETTING_LABELS[key] || key); lab.className = "setting setting-" + key;
+    if (key === "antennas") {
+      const boxes = [];
+      for (const a of choices) {
+        const l = el("label", " " + a); const cb = el("input"); cb.type = "checkbox"; cb.className = "antenna"; cb.value = a;
+        cb.checked = (desired.antennas || []).includes(a); l.prepend(cb); lab.appendChild(l); boxes.push(cb);
+      }
+      inputs[key] = () => boxes.filter((b) => b.checked).map((b) => Number(b.value));
+    } else if (choices === null) {
+      const i = el("input"); i.size = 14; i.className = "setting-value"; i.value = desired[key] === null || desired[key] === undefined ? "" : desired[key];
+      i.placeholder = "reader's default"; lab.appendChild(document.createTextNode(" ")); lab.appendChild(i);
+      inputs[key] = () => i.value.trim() === "" ? null : (/^\d+$/.test(i.value.trim()) ? Number(i.value.trim()) : i.value.trim());
+    } else {
+      const sel = el("select"); sel.className = "setting-value";
+      if (key === "search_mode") sel.appendChild(el("option", "reader's default"));
+      if (key === "search_mode") sel.options[0].value = "";
+      for (const c of choices) { const o = el("option", c); o.value = c; sel.appendChild(o); }
+      sel.value = desired[key] === null || desired[key] === undefined ? "" : String(desired[key]);
+      lab.appendChild(document.createTextNode(" ")); lab.appendChild(sel);
+      inputs[key] = () => sel.value === "" ? null : (typeof choices[0] === "number" ? Number(sel.value) : sel.value);
+    }
+    bar.appendChild(lab);
+  }
+  const saveLab = el("label", " save to config "); const save = el("input"); save.type = "checkbox"; save.className = "settings-save"; saveLab.appendChild(save); bar.appendChild(saveLab);
+  const btn = el("button", "Apply settings"); btn.className = "settings-apply"; bar.appendChild(btn);
+  wrap.appendChild(bar);
+  const noteText = (rb) => "applied at connect: " + JSON.stringify(desired) + (rb ? "; the reader reported (" + rb.source + "): antennas " + JSON.stringify(rb.antennas) + ", session " + rb.session : "");
+  const note = el("p", noteText(x.settings && x.settings.readBack), "note settings-now"); wrap.appendChild(note);
+  const result = el("div", "", "settings-result"); wrap.appendChild(result);
+  btn.onclick = async () => {
+    const settings = {};
+    for (const [key, get] of Object.entries(inputs)) {
+      const v = get();
+      if (JSON.stringify(v) !== JSON.stringify(desired[key] === undefined ? null : desired[key])) settings[key] = v;
+    }
+    if (!Object.keys(settings).length) {
+      if (!save.checked) { result.textContent = "nothing changed"; result.className = "settings-result"; return; }
+      for (const [key, get] of Object.entries(inputs)) settings[key] = get();
+    }
+    result.textContent = "applying: the reader reconnects with the new settings…"; result.className = "settings-result";
+    const res = await api("/api/readers/" + encodeURIComponent(x.name) + "/settings", { method: "POST", body: { settings, save: save.checked } });
+    if (!res.ok) { result.textContent = "refused: " + res.data.error; result.className = "settings-result bad"; return; }
+    const o = res.data;
+    let text;
+    if (o.confirmed && o.readBack) text = "confirmed: the reader reports antennas " + JSON.stringify(o.readBack.antennas) + ", session " + o.readBack.session + " (" + o.verifiedBy + ")";
+    else if (o.confirmed) text = "confirmed: connected again with " + JSON.stringify(o.desired) + " (" + o.note + ")";
+    else if (o.mismatch) text = "NOT confirmed: " + o.mismatch.join("; ");
+    else text = "queued: " + (o.note || "applied when the reader connects");
+    if (o.saved) text += o.saved.ok ? "; saved to " + o.saved.path : "; NOT saved: " + o.saved.error;
+    if (o.confirmed) { Object.assign(desired, o.desired); note.textContent = noteText(o.readBack); }
+    result.textContent = text; result.className = "settings-result " + (o.confirmed ? "ok" : "warn");
+  };
+  return wrap;
 }
 
 // ------------------------------------------------------------------ configuration
@@ -277,7 +344,7 @@ $("config-apply").onclick = async () => {
     try { const x = await api("/api/config/outcome"); o = x.data.outcome; } catch (e) { /* restarting */ }
     if (o && o.state !== "probation" && o.appliedAt === r.data.outcome.appliedAt) {
       await configPage(); // the file now in effect (the restored backup after a rollback)
-      say("config " + o.state + (o.reason ? ": " + o.reason : "") + "; the text box shows the file in effect; log in again (the restart ended the session)", o.state === "confirmed" ? "info" : "error");
+      say("config " + o.state + (o.reason ? ": " + o.reason : "") + "; the text box shows the file in effect", o.state === "confirmed" ? "info" : "error");
       loadSession(); return;
     }
     if (o) showOutcome(o);
