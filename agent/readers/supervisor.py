@@ -151,7 +151,7 @@ async def supervise_reader(
             built = control.generation
             reader = make(control.connect_config(), link, status)
             if control.confirming:  # a settings change waits for the reader's read-back
-                reader.read_back_wanted = True  # type: ignore[attr-defined]
+                reader.read_back_wanted = True
             status.attach(reader.session.decoder.stats)
             status.connects += 1
             control.attach(reader)
@@ -183,9 +183,7 @@ async def supervise_reader(
                 problem = RESTART_PROBLEM
                 # A settings change: leave the reader tidy (LLRP: STOP_ROSPEC,
                 # CLOSE_CONNECTION), then connect again at once with the new settings.
-                goodbye = getattr(reader, "goodbye", None)
-                if goodbye is not None:
-                    await goodbye()
+                await reader.goodbye()
             except StopAsyncIteration:
                 problem = "inventory ended"
             except (LinkError, ReaderError, OSError) as exc:
@@ -196,9 +194,8 @@ async def supervise_reader(
             except asyncio.CancelledError:
                 # The agent stops: a driver that can leave its reader tidy does (LLRP:
                 # STOP_ROSPEC, CLOSE_CONNECTION), bounded by the driver; then the stop goes on.
-                goodbye = getattr(reader, "goodbye", None)
-                if goodbye is not None and status.state == "connected":
-                    await goodbye()
+                if status.state == "connected":
+                    await reader.goodbye()
                 raise
             finally:
                 control.detach(reader, f"connection lost ({problem})")

@@ -211,9 +211,7 @@ def test_a_refused_document_is_an_explained_gap(tmp_path: Path, mosquitto_factor
                        buffer=tmp_path / "buffer.db",
                        mqtt={"username": "edge", "password_file": str(tmp_path / "pw"),
                              "batch_max_events": 2})
-    doc = yaml.safe_load(cfg.read_text())
-    doc["uplink"]["signing"] = {"key": str(key), "cert": str(cert)}
-    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _sign_with(cfg, key, cert)
     with capturing(broker, None, "prov-dl", username="sub") as cap:
         agent = AgentProcess(cfg, tmp_path / "agent.log")
         try:
@@ -241,6 +239,13 @@ def test_a_refused_document_is_an_explained_gap(tmp_path: Path, mosquitto_factor
     assert chain["chainStart"] == {"reason": "first-start"}
 
 
+def _sign_with(cfg: Path, key: Path, cert: Path) -> None:
+    """Add ``uplink.signing`` (its own key and certificate) to a written agent config."""
+    doc = yaml.safe_load(cfg.read_text())
+    doc["uplink"]["signing"] = {"key": str(key), "cert": str(cert)}
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
 def _signing_pair(d: Path) -> tuple[Path, Path]:
     """An Ed25519 signing key and a self-signed certificate (openssl CLI)."""
     key, cert = d / "sign.key", d / "sign.pem"
@@ -264,9 +269,7 @@ def test_the_chain_survives_repeated_sigkill(tmp_path: Path, mosquitto: Mosquitt
                      log_path=tmp_path / "sim.log")
     cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
                        buffer=tmp_path / "buffer.db", mqtt={"batch_max_events": 20})
-    doc = yaml.safe_load(cfg.read_text())
-    doc["uplink"]["signing"] = {"key": str(key), "cert": str(cert)}
-    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _sign_with(cfg, key, cert)
     rng = random.Random(14)
     with capturing(mosquitto, None, "prov-kill") as cap:
         agent = AgentProcess(cfg, tmp_path / "agent.log")
@@ -303,9 +306,7 @@ def test_a_broker_outage_with_expiry_verifies_with_the_gap_explained(
     cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
                        buffer=tmp_path / "buffer.db", mqtt={"batch_max_events": 10},
                        buffer_extra={"max_age_s": 3})
-    doc = yaml.safe_load(cfg.read_text())
-    doc["uplink"]["signing"] = {"key": str(key), "cert": str(cert)}
-    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _sign_with(cfg, key, cert)
     with capturing(mosquitto, None, "prov-outage") as cap:
         agent = AgentProcess(cfg, tmp_path / "agent.log")
         try:
@@ -348,9 +349,7 @@ def test_a_corrupt_buffer_restarts_the_chain_and_says_why(
     sim = SimProcess("r2000", "--pty", "--tags", "6", "--saturate", log_path=tmp_path / "sim.log")
     cfg = write_config(tmp_path / "agent.yaml", reader_port=sim.port, broker=mosquitto,
                        buffer=db, mqtt={"batch_max_events": 50})
-    doc = yaml.safe_load(cfg.read_text())
-    doc["uplink"]["signing"] = {"key": str(key), "cert": str(cert)}
-    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    _sign_with(cfg, key, cert)
     with capturing(mosquitto, None, "prov-corrupt") as cap:
         agent = AgentProcess(cfg, tmp_path / "agent.log")
         try:

@@ -133,6 +133,10 @@ class DriverBase(Generic[C]):
     def fail_requests(self, exc: BaseException) -> None:
         self._requests.fail_all(exc)
 
+    async def goodbye(self) -> None:
+        """Nothing to tidy on most readers (LLRP overrides it)."""
+        return None
+
     async def _apply_requested(self) -> None:
         """Apply every queued request (call it only between two inventory rounds).
 
@@ -159,6 +163,13 @@ class DriverBase(Generic[C]):
 
 class ReaderDriver(Protocol):
     session: FrameSession[Any]  # its decoder's stats go into the reader status
+    read_back_wanted: bool  # a settings change waits for the reader's read-back
+
+    async def goodbye(self) -> None:
+        """Leave the reader tidy before the link closes (the agent stops, or new settings
+        reconnect it): LLRP stops its ROSpec and closes the connection; bounded, never raises
+        for a reader that is already gone. Most drivers have nothing to do."""
+        ...
 
     async def identify(self) -> str:
         """Ask the device who it is; a one-line description for the log (firmware, model)."""
