@@ -24,6 +24,7 @@ from agent.config import AgentConfig, ConfigError, load_config
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
+SWITCH_INTERVAL_S = 0.0005
 
 log = logging.getLogger("agent")
 
@@ -111,6 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.buffer.api import BufferOpenError
 
     agent = Agent(cfg, config_path=Path(args.config))
+    # A thread woken by a serial port waits for the GIL at most this long (the default 5 ms is
+    # most of what a 4 KB tty buffer holds at 10,000 lines/s; issue 12, item 3).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     async def main() -> None:
         stop = asyncio.Event()

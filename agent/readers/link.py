@@ -4,14 +4,17 @@ Linux input device (keyboard-wedge scanners; InputLink)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import fcntl
 import logging
 import os
+import select
 import ssl
 import stat
 import struct
+import threading
 from types import TracebackType
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
@@ -143,7 +146,9 @@ class SerialLink(_StreamLink):
             raise LinkError(f"{self.port}: cannot set {baudrate} baud: {exc}") from exc
 
     @classmethod
-    async def open(cls, port: str, baudrate: int) -> SerialLink:
+    async def open(cls, port: str, baudrate: int) -> SerialLink | ThreadedSerialLink:
+        if not port.startswith(_URL_SCHEMES) and baudrate:
+            return await ThreadedSerialLink.open(port, baudrate)
         _report_vanished_ports_quietly(asyncio.get_running_loop())
         try:
             reader, writer = await serial_asyncio_fast.open_serial_connection(
@@ -152,6 +157,150 @@ class SerialLink(_StreamLink):
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open {port}: {exc}") from exc
         return cls(port, reader, writer)
+
+
+_URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://", "tls://")
+
+
+class ThreadedSerialLink(_ClosingContext):
+    """A local serial port (or pty) drained by a thread of its own (issue 12, item 3).
+
+    On the event loop a port is read only when the loop comes round to it; a busy step of the
+    pipeline or the forwarder (a few ms) is longer than a 4 KB tty buffer lasts at
+    10,000 lines/s (6.4 ms), and what does not fit is lost as a UART overrun. The thread sits in
+    a blocking read, takes whatever the kernel holds (up to 64 KiB) as soon as it comes and
+    hands it to the loop; the driver frames it there as before. What waits in RAM is bounded
+    (``_BACKLOG_MAX_BYTES``): past it the thread stops reading, and the kernel's buffer is what
+    fills, as it would without the thread.
+    """
+
+    _READ_BYTES = 65536
+    _BACKLOG_MAX_BYTES = 8 * 1024 * 1024
+
+    def __init__(self, port: str, ser: serial.Serial, loop: asyncio.AbstractEventLoop) -> None:
+        self.port = port
+        self._ser = ser
+        self._loop = loop
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._backlog = 0
+        self._error: BaseException | None = None
+        self._eof = False
+        self._ready = asyncio.Event()
+        self._room = threading.Event()
+        self._room.set()
+        self._closed = False
+        self._wake_r, self._wake_w = os.pipe()  # aclose() wakes the thread's select
+        self._thread = threading.Thread(target=self._drain, name=f"serial-read {port}",
+                                        daemon=True)
+
+    @classmethod
+    async def open(cls, port: str, baudrate: int) -> ThreadedSerialLink:
+        def make() -> serial.Serial:
+            return serial.Serial(port=port, baudrate=baudrate, bytesize=8, parity="N",
+                                 stopbits=1, timeout=None)
+        try:
+            ser = await asyncio.to_thread(make)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkError(f"cannot open {port}: {exc}") from exc
+        link = cls(port, ser, asyncio.get_running_loop())
+        link._thread.start()
+        return link
+
+    # -- thread side -------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        # select + os.read on the descriptor pyserial opened (non-blocking), not Serial.read:
+        # each call that releases the GIL has to win it back, which on a busy agent takes up
+        # to the switch interval; pyserial's read is four such calls per chunk, this is two.
+        fd, wake_r = self._ser.fd, self._wake_r
+        if fd is None:
+            self._loop.call_soon_threadsafe(self._fail, OSError(errno.EBADF, "port not open"))
+            return
+        try:
+            while not self._closed:
+                self._room.wait()
+                if self._closed:
+                    break
+                ready, _, _ = select.select([fd, wake_r], [], [])
+                if self._closed:
+                    break
+                if fd not in ready:
+                    continue
+                try:
+                    data = os.read(fd, self._READ_BYTES)
+                except BlockingIOError:
+                    continue
+                if not data:  # a pty whose other side closed, a vanished USB port
+                    self._loop.call_soon_threadsafe(self._fail, OSError(
+                        errno.EIO, "the port returned no data (disconnected?)"))
+                    return
+                self._loop.call_soon_threadsafe(self._deliver, data)
+        except OSError as exc:
+            if not self._closed:
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call_soon_threadsafe(self._fail, exc)
+        except RuntimeError:
+            pass  # the loop closed: nobody reads any more
+
+    # -- loop side ---------------------------------------------------------------------------
+
+    def _deliver(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._backlog += len(data)
+        if self._backlog >= self._BACKLOG_MAX_BYTES:
+            self._room.clear()
+        self._ready.set()
+
+    def _fail(self, exc: BaseException) -> None:
+        # Expected (a USB unplug, a pty whose other side closed): one INFO line, the next read
+        # raises LinkError and the supervisor reconnects.
+        log.info("serial port %s: %s (the link closes and reconnects)", self.port, exc)
+        self._error = exc
+        self._ready.set()
+
+    async def read(self) -> bytes:
+        while not self._chunks:
+            if self._error is not None:
+                raise LinkError(f"{self.port}: {self._error}") from self._error
+            if self._closed:
+                return b""
+            self._ready.clear()
+            await self._ready.wait()
+        data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+        self._chunks.clear()
+        self._backlog = 0
+        self._room.set()
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise LinkError(f"{self.port}: port is closed")
+        if self._error is not None:
+            raise LinkError(f"{self.port}: {self._error}") from self._error
+        try:
+            await asyncio.to_thread(self._ser.write, data)
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"{self.port}: {exc}") from exc
+
+    async def set_baudrate(self, baudrate: int) -> None:
+        """Change the line rate of the open port in place (see SerialLink.set_baudrate)."""
+        try:
+            self._ser.baudrate = baudrate
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkError(f"{self.port}: cannot set {baudrate} baud: {exc}") from exc
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._room.set()
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        await asyncio.to_thread(self._thread.join, 2.0)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        with contextlib.suppress(serial.SerialException, OSError):
+            self._ser.close()
 
 
 def client_ssl_context(tls: TlsConfig, key_password: str | None = None) -> ssl.SSLContext:

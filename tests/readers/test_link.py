@@ -9,10 +9,10 @@ import os
 
 import pytest
 
-from agent.readers.link import LinkError, SerialLink
+from agent.readers.link import Link, LinkError, SerialLink
 
 
-async def _write_until_it_fails(link: SerialLink) -> None:
+async def _write_until_it_fails(link: Link) -> None:
     for _ in range(50):
         await link.write(b"\xa0\x04\x01\x89\x01\xd1")
         await asyncio.sleep(0.01)

@@ -1,0 +1,92 @@
+"""A local serial port is drained by a thread of its own (issue 12, item 3): bytes are taken
+from the kernel while the event loop is busy, so a 4 KB tty buffer does not overflow behind a
+long pipeline step. Real pseudo-terminals through pyserial."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from agent.readers.link import SerialLink, ThreadedSerialLink
+
+
+@pytest.fixture
+def pty() -> Iterator[tuple[int, str]]:
+    master, slave = os.openpty()
+    port = os.ttyname(slave)
+    os.close(slave)
+    yield master, port
+    os.close(master)
+
+
+async def test_a_local_port_gets_a_reading_thread_a_url_does_not(pty: tuple[int, str]) -> None:
+    _, port = pty
+    link = await SerialLink.open(port, 115200)
+    try:
+        assert isinstance(link, ThreadedSerialLink)
+    finally:
+        await link.aclose()
+    assert not [t for t in threading.enumerate() if t.name == f"serial-read {port}"]
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    try:
+        tcp_port = server.sockets[0].getsockname()[1]
+        url = await SerialLink.open(f"socket://127.0.0.1:{tcp_port}", 0)
+        assert type(url) is SerialLink  # pyserial URLs stay on asyncio streams
+        await url.aclose()
+    finally:
+        server.close()
+
+
+async def test_the_port_is_drained_while_the_event_loop_is_busy(pty: tuple[int, str]) -> None:
+    master, port = pty
+    link = await SerialLink.open(port, 115200)
+    payload = b"".join(b"LINE%08d" % i + b"X" * 50 + b"\n" for i in range(800))  # 50 KiB
+    done = threading.Event()
+
+    def device() -> None:
+        # Blocks whenever the slave's 4 KB input queue is full, that is whenever nobody reads.
+        for i in range(0, len(payload), 1024):
+            os.write(master, payload[i : i + 1024])
+        done.set()
+
+    writer = threading.Thread(target=device, daemon=True)
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(0.001)
+    try:
+        writer.start()
+        deadline = time.monotonic() + 20.0
+        while not done.is_set() and time.monotonic() < deadline:
+            sum(range(1000))  # the event loop busy in Python: it never polls a port
+        assert done.is_set(), "the device could not write: nobody drained the port"
+        got = b""
+        while len(got) < len(payload):
+            got += await asyncio.wait_for(link.read(), 5.0)
+        assert got == payload
+    finally:
+        sys.setswitchinterval(previous)
+        await link.aclose()
+        writer.join(5.0)
+
+
+async def test_what_waits_in_ram_is_bounded(pty: tuple[int, str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    master, port = pty
+    monkeypatch.setattr(ThreadedSerialLink, "_BACKLOG_MAX_BYTES", 8192)
+    link = await SerialLink.open(port, 115200)
+    assert isinstance(link, ThreadedSerialLink)
+    try:
+        for _ in range(4):
+            os.write(master, b"Y" * 3000 + b"\n")
+            await asyncio.sleep(0.05)  # the loop delivers each chunk; nobody calls read()
+        assert not link._room.is_set()  # the thread stopped taking bytes past the bound
+        got = await link.read()
+        assert len(got) >= 8192
+        assert link._room.is_set()  # reading again
+    finally:
+        await link.aclose()
