@@ -24,6 +24,7 @@ import argparse
 import array
 import fcntl
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -114,8 +115,9 @@ def queued(fd: int) -> int:
 
 
 def generate(master: int, slave: int, rate: int, seconds: float, start_seq: int,
-             sent_at: dict[int, float]) -> tuple[int, int]:
-    """Write ``rate`` lines/s for ``seconds``; returns (written, overruns)."""
+             sent_at: dict[int, float], progress: Any = None) -> tuple[int, int]:
+    """Write ``rate`` lines/s for ``seconds``; returns (written, overruns). ``progress``: a
+    shared multiprocessing value given the last sequence number written."""
     written = overruns = 0
     t0 = time.monotonic()
     total = int(rate * seconds)
@@ -136,8 +138,35 @@ def generate(master: int, slave: int, rate: int, seconds: float, start_seq: int,
             seq += 1
         if chunk:
             os.write(master, bytes(chunk))
+            if progress is not None:
+                progress.value = seq - 1
         time.sleep(0.001)
     return written, overruns
+
+
+def _generator_process(master: int, slave: int, rate: int, seconds: float, progress: Any,
+                       conn: Any) -> None:
+    sent_at: dict[int, float] = {}
+    written, overruns = generate(master, slave, rate, seconds, 0, sent_at, progress)
+    conn.send((written, overruns, sent_at))
+    conn.close()
+
+
+def generate_apart(master: int, slave: int, rate: int, seconds: float,
+                   progress: Any) -> tuple[int, int, dict[int, float]]:
+    """``generate`` in a process of its own. In this process the subscriber parses documents
+    (JSON, holding the GIL for a millisecond or more each): a generator delayed by it writes
+    a burst, and lines that a UART would have spread over time are counted as overruns the
+    agent did not cause. Times are CLOCK_MONOTONIC, the same in both processes."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_generator_process,
+                       args=(master, slave, rate, seconds, progress, child), daemon=True)
+    proc.start()
+    child.close()
+    written, overruns, sent_at = parent.recv()
+    proc.join()
+    return written, overruns, sent_at
 
 
 def write_config(tmp: Path, broker: Mosquitto, port: str) -> Path:
@@ -174,6 +203,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
         try:
             time.sleep(2.0)  # start, open the port, connect
             sent_at: dict[int, float] = {}
+            progress = multiprocessing.get_context("fork").Value("q", -1, lock=False)
             cpu0, wall0 = agent_cpu_s(agent.pid), time.monotonic()
             peak_rss = 0.0
             result: dict[str, Any] = {}
@@ -206,7 +236,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                     killed["at"] = time.monotonic()
                     # Lines the agent never read: still in the tty buffer (pyserial flushes it
                     # when the next agent opens the port, as it would on a UART).
-                    killed["seq"] = max(sent_at, default=-1)
+                    killed["seq"] = int(progress.value)
                     killed["unread"] = queued(slave) // LINE_BYTES
                     agent = subprocess.Popen([*pin, str(exe), "run", "-c", str(cfg)],
                                              stdout=log, stderr=subprocess.STDOUT)
@@ -218,7 +248,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                      str(agent.pid), "-d", str(int(seconds)), "-r", "200", "--nonblocking",
                      "--format", "raw", "-o", str(profile)],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            written, overruns = generate(master, slave, rate, seconds, 0, sent_at)
+            written, overruns, sent_at = generate_apart(master, slave, rate, seconds, progress)
             if spy is not None:
                 spy.wait(30)
             gen_end = time.monotonic()
