@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from agent.model import TagRead
 from agent.pipeline.epc import EpcIdentity, decode_epc
-from agent.pipeline.eventhash import event_hash, jsonld_prefixes
+from agent.pipeline.eventhash import HashTemplates, jsonld_prefixes
 from agent.pipeline.mapping import EventMapping
 
 EPCIS_CONTEXT_URL = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
@@ -32,6 +32,8 @@ CONTEXT: list[Any] = [EPCIS_CONTEXT_URL, {TEA_PREFIX: TEA_NS}]
 CONTENT_TYPE = "application/ld+json"
 # Prefixes for the event hash: ours from @context, plus cbvmda (ILMD) from the standard context.
 HASH_CONTEXT: Final = {"cbvmda": "urn:epcglobal:cbv:mda:", **jsonld_prefixes(CONTEXT)}
+# The eventID of the events the agent builds: templated per event shape (eventhash.py).
+_HASHES: Final = HashTemplates(HASH_CONTEXT)
 
 ARRIVED: Final = "arrived"
 DEPARTED: Final = "departed"
@@ -59,7 +61,7 @@ def raw_epc_uri(epc_hex: str) -> str:
 
 def finish(event: dict[str, Any]) -> dict[str, Any]:
     """Add the eventID (CBV 2.0 event hash over everything else), placed right after ``type``."""
-    eid = event_hash(event, HASH_CONTEXT)
+    eid = _HASHES.event_hash(event)
     return {"type": event["type"], "eventID": eid,
             **{k: v for k, v in event.items() if k != "type"}}
 

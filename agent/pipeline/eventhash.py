@@ -48,6 +48,7 @@ expanded CBV term) is done within the one event.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -57,7 +58,9 @@ from typing import Any, Final
 
 from agent.pipeline.digital_link import canonical_digital_link
 
-__all__ = ["HASH_VERSION", "event_hash", "jsonld_prefixes", "prehash_string"]
+__all__ = ["HASH_VERSION", "HashTemplates", "event_hash", "jsonld_prefixes", "prehash_string"]
+
+log = logging.getLogger(__name__)
 
 HASH_VERSION: Final = "CBV2.0"
 
@@ -406,6 +409,11 @@ def _canonical_value(text: str) -> str:
     return canonical_digital_link(text) or text
 
 
+# What float() accepts starts with one of these or with a non-ASCII character (other scripts'
+# digits, Unicode spaces): ASCII digits, a sign, a point, "inf" / "nan" in any case, a space.
+_NUMBER_STARTS: Final = frozenset("0123456789+-.iInN \t\n\r\f\v")
+
+
 def _canonical_number(text: str) -> str:
     """Anything ``float()`` accepts, written as the reference does (``1.0`` -> ``1``).
 
@@ -413,6 +421,8 @@ def _canonical_number(text: str) -> str:
     (``"12345678901234567890"`` -> ``"12345678901234567168"``); NaN and infinities are left as
     written (the reference leaves NaN and fails on infinities).
     """
+    if not text or (text[0] not in _NUMBER_STARTS and text[0].isascii()):
+        return text  # float() would fail: the exception is the slow part (issue 12)
     try:
         number = float(text)
     except ValueError:
@@ -576,3 +586,217 @@ def jsonld_prefixes(at_context: Any) -> dict[str, str]:
         if isinstance(entry, Mapping):
             prefixes.update({k: v for k, v in entry.items() if isinstance(v, str)})
     return prefixes
+
+
+# --- Templates: the pre-hash of events that differ only in a few leaves ------------------------
+#
+# The agent builds thousands of events a second that differ only in their times, read id, EPC
+# or barcode text, while the generic canonicalisation above walks the whole event for each
+# (about 75 % of building a barcode event, issue 12). So the pre-hash of one event *shape* is
+# rendered once with a placeholder in each variable leaf ("slot"), and later events of the
+# same shape fill in their slots' canonical text. That is the same string because:
+# * a placeholder is a fixed point of every value rule (no colon, no URN, not a number, not a
+#   time, not a Digital Link, not a CBV word), so it is kept where the value would be;
+# * siblings are ordered by their rendered ``name=value`` strings and names never contain
+#   ``=``, so distinct names decide the order before any value is compared; slots are only
+#   taken where no sibling has the same name (lists of one element);
+# * a value that could change the rest of the rendering is not slotted: the event goes the
+#   generic way (empty or padded text, a vocabulary IRI, a CURIE, a bare CBV word, a time not
+#   in canonical form, the placeholder character itself anywhere in the event).
+# A template is checked against the generic rendering when it is made and again every
+# ``_RECHECK_EVERY`` uses; a mismatch (a bug) is logged and the shape goes the generic way.
+
+_SLOT_KEYS: Final = frozenset({
+    "eventTime", "tea:readTime", "tea:readId", "tea:barcode", "tea:epcHex", "tea:rssiDbm",
+    "tea:firstSeen", "tea:lastSeen", "tea:lotNumber", "tea:itemExpirationDate",
+    "tea:readerClockOffsetS", "tea:rfPhaseRad", "tea:dopplerHz", "epcClass",
+})
+_SLOT_LISTS: Final = frozenset({"epcList"})  # a one-element list of these: its item is a slot
+_ORDERED_TIMES: Final = frozenset({"eventTime"})  # slots rendered by the time rule, not values
+_MARK: Final = "\ue000"
+_SENTINEL: Final = re.compile("\ue000([0-9]+)\ue001")
+_RECHECK_EVERY: Final = 1024
+
+
+class _Poison:
+    """A leaf that rules the event out of templates (it contains the placeholder character)."""
+
+
+_POISON: Final = _Poison()
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    parts: tuple[str, ...]  # literal text around the slots: len(parts) == len(order) + 1
+    order: tuple[int, ...]  # which slot goes after parts[i]
+    tails: frozenset[str]  # bare CBV words of the shape's vocabulary: such a value is no slot
+
+
+class HashTemplates:
+    """``event_hash`` with the pre-hash of each event shape rendered once (see above)."""
+
+    def __init__(self, context: Mapping[str, str], *, max_shapes: int = 256) -> None:
+        self._context = dict(context)
+        self._max = max_shapes
+        # shape -> its template; None: this shape goes the generic way
+        self._templates: dict[tuple[Any, ...], _Template | None] = {}
+        self._seen: set[tuple[Any, ...]] = set()  # shapes seen once: a template the second time
+        self._uses = 0
+        self.generic = 0  # events hashed the generic way (for the benchmark and the tests)
+        self.templated = 0
+
+    def event_hash(self, event: Mapping[str, Any]) -> str:
+        digest = hashlib.sha256(self.prehash_string(event).encode("utf-8")).hexdigest()
+        return f"ni:///sha-256;{digest}?ver={HASH_VERSION}"
+
+    def prehash_string(self, event: Mapping[str, Any]) -> str:
+        values: list[tuple[str, Any]] = []
+        tokens: list[Any] = []
+        _shape(event, tokens, values, "")
+        texts = [self._slot_text(k, v) for k, v in values]
+        if not values or None in texts:
+            return self._generic(event)
+        key = tuple(tokens)
+        template = self._templates.get(key, _MISSING)
+        if isinstance(template, _Template):
+            if any(isinstance(v, str) and v in template.tails for _, v in values):
+                return self._generic(event)  # a bare CBV word: replaced by the generic rules
+            text = self._fill(template, texts)
+            self._uses += 1
+            self.templated += 1
+            if self._uses % _RECHECK_EVERY == 0:
+                checked = prehash_string(event, self._context)
+                if checked != text:
+                    self._broken(key)
+                    return checked
+            return text
+        if template is None:
+            return self._generic(event)
+        if key not in self._seen:  # one-off shapes (EPC lists, lots) never cost a template
+            if len(self._seen) >= 4 * self._max:
+                self._seen.clear()
+            self._seen.add(key)
+            return self._generic(event)
+        made = self._make(event, len(values))
+        if len(self._templates) >= self._max:
+            self._templates.clear()
+        self._templates[key] = made
+        checked = self._generic(event)
+        if made is not None and (any(isinstance(v, str) and v in made.tails for _, v in values)
+                                 or self._fill(made, texts) != checked):
+            self._broken(key)
+        return checked
+
+    def _generic(self, event: Mapping[str, Any]) -> str:
+        self.generic += 1
+        return prehash_string(event, self._context)
+
+    def _slot_text(self, key: str, value: Any) -> str | None:
+        """What the generic rules write for this leaf, or None: it must not be a slot."""
+        if value is _POISON:
+            return None
+        text = value if isinstance(value, str) else str(value)
+        if not text or text != text.strip() or "\ue000" in text or "\ue001" in text:
+            return None
+        if text.startswith(_EXPANDED_ROOTS):
+            return None  # it would join the event's vocabulary
+        if _CANONICAL_UTC.fullmatch(text):
+            return text  # a fixed point of every rule (the agent's own times)
+        if key in _ORDERED_TIMES or _TIMESTAMP.fullmatch(text):
+            return None  # a time in another form: the time rule and the value rule differ
+        if isinstance(value, str):
+            prefix, colon, _ = text.partition(":")
+            if colon and prefix in self._context:
+                return None  # a CURIE: expanded by the generic rules
+        return _canonical_value(text)
+
+    @staticmethod
+    def _fill(template: _Template, texts: list[str | None]) -> str:
+        out = [template.parts[0]]
+        for slot, part in zip(template.order, template.parts[1:], strict=True):
+            out.append(texts[slot] or "")
+            out.append(part)
+        return "".join(out)
+
+    def _make(self, event: Mapping[str, Any], slots: int) -> _Template | None:
+        numbered = _numbered(event, iter(range(slots)), "")
+        rendered = prehash_string(numbered, self._context)
+        pieces = _SENTINEL.split(rendered)
+        order = tuple(int(p) for p in pieces[1::2])
+        if sorted(order) != list(range(slots)):  # a slot vanished or doubled: not templatable
+            return None
+        vocabulary = _vocabulary(numbered, self._context)
+        return _Template(tuple(pieces[0::2]), order, frozenset(_tails(vocabulary)))
+
+    def _broken(self, key: tuple[Any, ...]) -> None:
+        log.error("event hash: a template disagrees with the generic pre-hash string (a bug); "
+                  "events of this shape are hashed the generic way from now on: %.200r", key)
+        self._templates[key] = None
+
+
+_MISSING: Final = object()
+
+
+def _is_slot(key: str, value: Any) -> bool:
+    kind = type(value)
+    return (kind is str or kind is int or kind is float) and key in _SLOT_KEYS  # not bool
+
+
+def _shape(value: Any, tokens: list[Any], values: list[tuple[str, Any]], key: str) -> None:
+    """The event's shape as tokens (constants, structure, a mark per slot), slots appended to
+    ``values`` in walking order (the order :func:`_numbered` numbers them)."""
+    if isinstance(value, Mapping):
+        tokens.append("{")
+        for k, v in value.items():
+            tokens.append(k)
+            kind = type(v)
+            if kind is str or kind is int or kind is float:
+                if k in _SLOT_KEYS:
+                    values.append((k, v))
+                    tokens.append(_MARK)
+                    continue
+                if kind is str and "\ue000" in v:
+                    values.append((k, _POISON))
+                tokens.append(v)
+            elif kind is bool or v is None:
+                tokens.append(v)
+            else:
+                _shape(v, tokens, values, k)
+        tokens.append("}")
+    elif isinstance(value, list | tuple):
+        tokens.append("[")
+        if len(value) == 1 and key in _SLOT_LISTS and type(value[0]) is str:
+            values.append((key, value[0]))
+            tokens.append(_MARK)
+        elif len(value) == 1:
+            _shape(value[0], tokens, values, key)
+        else:  # siblings of one name are sorted by their values: no slots in here
+            probe: list[tuple[str, Any]] = []
+            for item in value:
+                _shape(item, tokens, probe, key)
+            for k, v in probe:  # slots inside are constants of the shape here
+                tokens.append(v)
+                if v is _POISON or (type(v) is str and "\ue000" in v):
+                    values.append((k, _POISON))
+        tokens.append("]")
+    else:
+        if type(value) is str and "\ue000" in value:
+            values.append((key, _POISON))
+        tokens.append(value)
+
+
+def _numbered(value: Any, numbers: Iterator[int], key: str) -> Any:
+    """A copy of the event with the n-th slot (in :func:`_shape`'s order) replaced by the
+    n-th placeholder."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out[k] = f"\ue000{next(numbers)}\ue001" if _is_slot(k, v) else _numbered(v, numbers, k)
+        return out
+    if isinstance(value, list | tuple):
+        if len(value) == 1 and key in _SLOT_LISTS and type(value[0]) is str:
+            return [f"\ue000{next(numbers)}\ue001"]
+        if len(value) == 1:
+            return [_numbered(value[0], numbers, key)]
+        return list(value)
+    return value
