@@ -81,6 +81,8 @@ class Agent:
             buffer, timezone=cfg.gateway.timezone, wake=ingest.accepted, clock=time.time,
             readers=cfg.readers,
         )
+        # Every-read and barcode reads are committed as their events, in one transaction.
+        ingest.direct = pipeline
         signing = cfg.uplink.signing_files
         signer = None if signing is None else load_signer(signing[0], signing[1],
                                                           password_file=signing[2])

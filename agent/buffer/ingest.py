@@ -13,12 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
-from agent.buffer.api import Buffer, BufferFullError
+from agent.buffer.api import Buffer, BufferFullError, OutEvent
 from agent.model import Read
 
 log = logging.getLogger(__name__)
+
+
+class DirectEvents(Protocol):
+    """Forms the events of reads that never wait as reads (the pipeline: every-read readers,
+    barcode scans), so that a read and its event are committed in one transaction."""
+
+    def direct(self, read: Read) -> bool: ...
+
+    async def build(self, reads: Sequence[Read], ids: Sequence[int]) -> list[OutEvent]: ...
+
+    def committed(self, events: Sequence[OutEvent]) -> None: ...
 
 
 class Ingest:
@@ -35,8 +47,13 @@ class Ingest:
         # a put is in flight), so that drain() neither forgets it nor stores it twice.
         self._holding: list[Read] = []
         self._put: asyncio.Future[None] | None = None
+        self._put_events: list[OutEvent] = []  # the events of the put in flight
         self._room = asyncio.Event()  # clear while the buffer refuses reads (backpressure)
         self._room.set()
+        # Set by the app: the pipeline, which forms events of "direct" reads before they are
+        # stored (issue 12: one transaction instead of put, take and commit). None: every read
+        # is stored as a read and the pipeline takes it from there.
+        self.direct: DirectEvents | None = None
 
     async def put(self, read: Read) -> None:
         if self.on_read is not None:
@@ -67,11 +84,28 @@ class Ingest:
             self._holding = batch
             await self._commit(batch)
 
-    async def _put_once(self, batch: list[Read]) -> None:
+    async def _prepare(self, batch: list[Read]) -> tuple[list[Read], list[OutEvent]]:
+        """(reads to store as reads, events of the direct reads): their events are formed
+        here, with read ids reserved in the buffer, and stored with the rest in one put."""
+        direct = self.direct
+        if direct is None:
+            return batch, []
+        rows: list[Read] = []
+        now: list[Read] = []
+        for read in batch:
+            (now if direct.direct(read) else rows).append(read)
+        if not now:
+            return rows, []
+        ids = await self._buffer.reserve_read_ids(len(now))
+        return rows, await direct.build(now, ids)
+
+    async def _put_once(self, rows: list[Read], events: list[OutEvent]) -> None:
         # A put already handed to the buffer's writer runs to its end even if we are
         # cancelled: shield it and let drain() learn its outcome, rather than guess.
         self._put = asyncio.get_running_loop().create_task(
-            self._buffer.put_reads(batch), name="ingest-put")  # owned: awaited here or in drain
+            self._buffer.put_reads(rows, events=events),
+            name="ingest-put")  # owned: awaited here or in drain
+        self._put_events = events
         try:
             await asyncio.shield(self._put)
         finally:
@@ -80,9 +114,10 @@ class Ingest:
 
     async def _commit(self, batch: list[Read]) -> None:
         warned = False
+        rows, events = await self._prepare(batch)
         while True:
             try:
-                await self._put_once(batch)
+                await self._put_once(rows, events)
             except BufferFullError as exc:
                 # Backpressure policy: hold these reads (the queue behind them fills and the
                 # readers pause) until the uplink frees space.
@@ -97,12 +132,16 @@ class Ingest:
         if warned:
             log.info("buffer has room again; readers resume")
             self._room.set()
-        self._accepted(batch)
+        self._accepted(batch, stored_reads=bool(rows), events=events)
 
-    def _accepted(self, batch: list[Read]) -> None:
+    def _accepted(self, batch: list[Read], *, stored_reads: bool = True,
+                  events: Sequence[OutEvent] = ()) -> None:
         self._holding = []
         self.accepted_total += len(batch)
-        self.accepted.set()
+        if events and self.direct is not None:
+            self.direct.committed(events)
+        if stored_reads:
+            self.accepted.set()  # reads for the pipeline to take
 
     async def drain(self, *, timeout_s: float = 10.0) -> None:
         """Commit whatever was handed over (used at shutdown, after the readers stopped).
@@ -121,10 +160,9 @@ class Ingest:
             try:
                 await put
             except BufferFullError:
-                pass  # not stored: goes again below
+                pass  # not stored: goes again below (as reads: read ids reserved are skipped)
             else:
-                self.accepted_total += len(batch)
-                self.accepted.set()
+                self._accepted(batch, events=self._put_events)
                 batch = []
         while not self._queue.empty():
             batch.append(self._queue.get_nowait())

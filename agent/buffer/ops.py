@@ -22,7 +22,10 @@ _SELECT_READS = f"SELECT id, {READ_COLUMNS} FROM reads WHERE id > ? ORDER BY id 
 _INSERT_EVENT = "INSERT INTO outbox (kind, payload, priority, created_at_s) VALUES (?, ?, ?, ?)"
 
 
-def put_reads(s: Store, rows: Sequence[ReadRow]) -> None:
+def put_reads(s: Store, rows: Sequence[ReadRow], events: Sequence[OutEvent] = ()) -> None:
+    """Store reads, and the events of reads that never wait as reads (every-read readers and
+    barcode scans: their events were formed before this transaction, with read ids from
+    :func:`reserve_read_ids`); both in this one transaction, or nothing."""
     s.admit_reads()
     if s.cfg.when_full == "backpressure":
         used = s.used_bytes()
@@ -30,8 +33,27 @@ def put_reads(s: Store, rows: Sequence[ReadRow]) -> None:
             raise Rejected(BufferFullError(
                 f"buffer full: {used} of {s.cfg.max_size} bytes used (when_full: backpressure); "
                 f"nothing of this call was stored; pause the readers and retry"))
-    s.conn.executemany(_INSERT_READ, rows)
+    if rows:
+        s.conn.executemany(_INSERT_READ, rows)
+    if events:
+        s.conn.executemany(_INSERT_EVENT, [
+            (e.kind, e.payload, e.priority, e.created_at_s) for e in events])
     s.inserted(reads=True)
+
+
+def reserve_read_ids(s: Store, n: int) -> int:
+    """Hand out ``n`` read ids no row has or will have (above every id the reads table ever
+    gave, and committed so, so that a restart never hands them out again); returns the first.
+    Ids not used before a crash are just skipped: a read id is unique, not dense."""
+    conn = s.conn
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'reads'").fetchone()
+    top = conn.execute("SELECT max(id) FROM reads").fetchone()[0]
+    seq = max(int(row[0]) if row is not None else 0, int(top or 0))
+    if row is None:
+        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('reads', ?)", (seq + n,))
+    else:
+        conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'reads'", (seq + n,))
+    return seq + 1
 
 
 def take_reads(s: Store, limit: int, after_id: int) -> list[StoredRead]:

@@ -67,8 +67,12 @@ class RetryWhenFull:
                 log.info("%s: %s went through again", self._who, what)
             return result
 
-    async def put_reads(self, reads: Sequence[object]) -> None:  # pragma: no cover - unused
+    async def put_reads(self, reads: Sequence[object], *, events: Sequence[OutEvent] = ()
+                        ) -> None:  # pragma: no cover - unused
         raise TypeError("readers go through the ingest, which handles a full buffer itself")
+
+    async def reserve_read_ids(self, n: int) -> range:  # pragma: no cover - unused
+        raise TypeError("readers go through the ingest, which reserves read ids itself")
 
     async def take_reads(self, limit: int) -> list[StoredRead]:
         return await self._inner.take_reads(limit)

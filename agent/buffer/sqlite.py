@@ -29,6 +29,8 @@ from agent.clock import ClockSteps, steps_for
 from agent.config import BufferConfig
 from agent.model import Read
 
+_RESERVE_BLOCK = 4096  # read ids reserved per transaction for events formed before storing
+
 
 def sqlite3_connect(path: str) -> Conn:
     """The default connection: stdlib sqlite3, autocommit (we issue BEGIN/COMMIT ourselves)."""
@@ -61,6 +63,7 @@ class SqliteBuffer:
             self._store, Store.run_batch, commit_interval_s=cfg.commit_interval_ms / 1000.0)
         self._reads_ready = asyncio.Event()
         self._events_ready = asyncio.Event()
+        self._reserved = range(0)  # read ids reserved ahead (reserve_read_ids)
 
     @classmethod
     async def open(
@@ -122,17 +125,37 @@ class SqliteBuffer:
 
     # ------------------------------------------------------------------ reads stage
 
-    async def put_reads(self, reads: Sequence[Read]) -> None:
+    async def put_reads(self, reads: Sequence[Read], *, events: Sequence[OutEvent] = ()) -> None:
         """Store reads; returns once they are committed (durable with synchronous=FULL).
+
+        ``events``: formed from reads that do not wait as reads (read ids from
+        :meth:`reserve_read_ids`), queued in the same transaction: the read is committed as
+        its event, in one step instead of three (issue 12).
 
         Raises BufferFullError (backpressure policy, buffer full) or BufferDiskFullError (a
         subclass: the disk is full); nothing of the call was stored then.
         """
         rows = [encode_read(r) for r in reads]
-        if not rows:
+        evs = list(events)
+        if not rows and not evs:
             return
-        await self._call(lambda s: ops.put_reads(s, rows), "put_reads", len(rows))
-        self._reads_ready.set()
+        _check_events(evs)
+        await self._call(lambda s: ops.put_reads(s, rows, evs), "put_reads", len(rows) + len(evs))
+        if rows:
+            self._reads_ready.set()
+        if evs:
+            self._events_ready.set()
+
+    async def reserve_read_ids(self, n: int) -> range:
+        """``n`` read ids for reads whose events are formed before they are stored; taken from
+        blocks reserved (and committed) ahead, so most calls need no transaction."""
+        if len(self._reserved) < n:
+            block = max(n, _RESERVE_BLOCK)
+            first: int = await self._call(lambda s: ops.reserve_read_ids(s, block),
+                                          "reserve_read_ids")
+            self._reserved = range(first, first + block)
+        ids, self._reserved = self._reserved[:n], self._reserved[n:]
+        return ids
 
     async def take_reads(self, limit: int, *, after_id: int = 0) -> list[StoredRead]:
         """The oldest stored reads (id order), without removing them; ``after_id`` skips ahead."""

@@ -28,7 +28,7 @@ from typing import Any
 from agent.buffer.api import Buffer, BufferFullError, OutEvent, StoredRead
 from agent.clock import ClockSteps, steps_for
 from agent.config import AnyReaderConfig
-from agent.model import BarcodeRead, TagRead
+from agent.model import BarcodeRead, Read, TagRead
 from agent.pipeline.barcode_events import barcode_event
 from agent.pipeline.epcis import every_read_event, presence_event
 from agent.pipeline.mapping import ReaderPlan, plans_for
@@ -77,7 +77,6 @@ class Pipeline:
         self.events_total = 0
         self.double_scans = 0
         self.on_events: Callable[[Sequence[OutEvent]], None] | None = None  # live view hook
-        self._clock_now = 0.0  # the step's wall clock, for the events of its reads
 
     def plan(self, reader: str) -> ReaderPlan:
         """The reader's plan; a reader missing from the config gets the defaults (presence)."""
@@ -129,8 +128,36 @@ class Pipeline:
         return self._steps.correction(t)
 
     def events_for(self, stored: list[StoredRead], now: float) -> list[OutEvent]:
-        self._clock_now = now
-        return self._read_events(stored) + self._transitions(now)
+        return self._read_events(stored, now) + self._transitions(now)
+
+    # -- reads whose events are formed before they are stored (ingest.DirectEvents) ----------
+
+    def direct(self, read: Read) -> bool:
+        """A read of an every-read reader or a barcode scan: its event is formed at once and
+        committed with it (one transaction instead of storing, taking and committing; issue
+        12). Presence reads fold into the engine, which needs them stored first."""
+        if isinstance(read, TagRead):
+            return self.plan(read.reader).mode != "presence"
+        return True
+
+    async def build(self, reads: Sequence[Read], ids: Sequence[int]) -> list[OutEvent]:
+        """The events of these direct reads, ``ids`` their reserved read ids (the same events
+        as :meth:`step` would form from them stored; handing the loop back between slices)."""
+        now = self._now()
+        stored = [StoredRead(i, r) for i, r in zip(ids, reads, strict=True)]
+        out: list[OutEvent] = []
+        for i in range(0, len(stored), SLICE_READS):
+            if i:
+                await asyncio.sleep(0)
+            out += self._read_events(stored[i : i + SLICE_READS], now)
+        return out
+
+    def committed(self, events: Sequence[OutEvent]) -> None:
+        """The events of direct reads are stored: count them, show them, wake the forwarder."""
+        self.events_total += len(events)
+        if self.on_events is not None:
+            self.on_events(events)
+        self.produced.set()
 
     async def _events_yielding(self, stored: list[StoredRead], now: float) -> list[OutEvent]:
         """events_for, handing the event loop back every SLICE_READS reads.
@@ -143,14 +170,13 @@ class Pipeline:
         for i in range(0, len(stored), SLICE_READS):
             if i:
                 await asyncio.sleep(0)
-            out += self._read_events(stored[i : i + SLICE_READS])
+            out += self._read_events(stored[i : i + SLICE_READS], now)
         return out + self._transitions(now)
 
     def _transitions(self, now: float) -> list[OutEvent]:
         return [self._event(self.transition_event(t), now) for t in self.presence.advance(now)]
 
-    def _read_events(self, stored: list[StoredRead]) -> list[OutEvent]:
-        now = self._clock_now
+    def _read_events(self, stored: list[StoredRead], now: float) -> list[OutEvent]:
         out: list[OutEvent] = []
         gen = self._buffer.generation
         tz = self._timezone
@@ -197,7 +223,7 @@ class Pipeline:
         last_scan, double_scans = dict(self._last_scan), self.double_scans
         step_seq = self._step_seq
         stored = await self._buffer.take_reads(self._batch_now)
-        now = self._clock_now = self._now()
+        now = self._now()
         events = await self._events_yielding(stored, now)
         state = self.presence.take_state()
         if stored or events or state:

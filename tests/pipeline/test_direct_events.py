@@ -1,0 +1,179 @@
+"""Reads committed as their events in one transaction (issue 12): every-read readers and
+barcode scans do not wait as reads. On a real SqliteBuffer file, through the real Ingest: the
+events are those the pipeline forms from stored reads, with unique read ids that a restart never
+hands out again; presence reads still wait as reads; a full buffer holds the batch and loses
+nothing; a double scan is counted and logged, not stored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.buffer.api import OutEvent
+from agent.buffer.ingest import Ingest
+from agent.buffer.sqlite import SqliteBuffer
+from agent.config import BarcodeConfig, R2000Config
+from agent.model import BarcodeRead, Read
+from agent.pipeline.worker import Pipeline
+from tests.support.buffer_helpers import make_cfg, tag
+
+EVERY = R2000Config.model_validate({"name": "line", "driver": "r2000", "port": "/dev/null",
+                                    "mode": "every_read", "biz_step": "commissioning"})
+PRESENCE = R2000Config.model_validate({"name": "dock-1", "driver": "r2000",
+                                       "port": "/dev/null"})
+SCANNER = BarcodeConfig.model_validate({"name": "scan", "driver": "barcode",
+                                              "port": "/dev/null",
+                                              "double_scan_window_s": 2.0})
+T0 = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+
+
+def scan(n: int, *, data: bytes | None = None, at_s: float = 0.0) -> BarcodeRead:
+    return BarcodeRead(reader="scan", data=data or b"LINE%06d" % n, symbology=None,
+                       read_at=T0 + timedelta(seconds=at_s, microseconds=n), clock_synced=True)
+
+
+async def setup(tmp_path: Path, **cfg: Any) -> tuple[SqliteBuffer, Pipeline, Ingest]:
+    buf = await SqliteBuffer.open(make_cfg(tmp_path, **cfg))
+    ingest = Ingest(buf)
+    ingest.retry_s = 0.02
+    pipe = Pipeline(buf, timezone="+00:00", wake=ingest.accepted, clock=time.time,
+                    readers=[EVERY, PRESENCE, SCANNER])
+    ingest.direct = pipe
+    return buf, pipe, ingest
+
+
+async def put_all(ingest: Ingest, reads: list[Read]) -> None:
+    task = asyncio.create_task(ingest.run(), name="ingest")
+    target = ingest.accepted_total + len(reads)
+    try:
+        for r in reads:
+            await ingest.put(r)
+        deadline = time.monotonic() + 10
+        while ingest.accepted_total < target:
+            assert time.monotonic() < deadline, "ingest did not commit"
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def outbox(buf: SqliteBuffer) -> list[dict[str, Any]]:
+    rows = await buf.claim(100_000, lease_s=60)
+    await buf.ack([r.id for r in rows])
+    return [json.loads(r.payload) for r in rows]
+
+
+def read_ids(events: list[dict[str, Any]]) -> list[str]:
+    return [e["tea:reads"][0]["tea:readId"] for e in events]
+
+
+async def test_scans_and_every_read_tags_are_committed_as_events(tmp_path: Path) -> None:
+    buf, pipe, ingest = await setup(tmp_path)
+    reads: list[Read] = [scan(i) for i in range(300)]
+    reads += [tag(i, reader="line") for i in range(200)]
+    await put_all(ingest, reads)
+    stats = await buf.stats()
+    assert stats.reads_pending == 0  # none waited as a read
+    assert stats.events_pending == 500
+    assert pipe.events_total == 500
+    assert pipe.produced.is_set()  # the forwarder is woken
+    assert not ingest.accepted.is_set()  # nothing for the pipeline to take
+    events = await outbox(buf)
+    ids = read_ids(events)
+    assert len(set(ids)) == 500
+    assert all(i.startswith(f"{buf.generation}:") for i in ids)
+    assert sorted(e["tea:reads"][0].get("tea:barcode", "") for e in events[:300]) == sorted(
+        f"LINE{i:06d}" for i in range(300))
+    await buf.aclose()
+
+
+async def test_the_same_events_as_from_stored_reads_but_for_the_read_id(tmp_path: Path) -> None:
+    buf, pipe, ingest = await setup(tmp_path)
+    reads: list[Read] = [scan(1), tag(7, reader="line")]
+    await put_all(ingest, reads)
+    direct = await outbox(buf)
+    ingest.direct = None  # the path through the reads table, as before
+    await put_all(ingest, [scan(1, at_s=10), tag(7, reader="line")])
+    while await pipe.step():
+        pass
+    stored = await outbox(buf)
+
+    def without_ids(e: dict[str, Any]) -> dict[str, Any]:
+        e = dict(e, tea_reads=[{k: v for k, v in e["tea:reads"][0].items()
+                                if k not in ("tea:readId", "tea:readTime")}])
+        return {k: v for k, v in e.items() if k not in ("eventID", "tea:reads", "eventTime")}
+
+    assert [without_ids(e) for e in direct] == [without_ids(e) for e in stored]
+    await buf.aclose()
+
+
+async def test_presence_reads_still_wait_as_reads(tmp_path: Path) -> None:
+    buf, _pipe, ingest = await setup(tmp_path)
+    await put_all(ingest, [tag(i) for i in range(5)] + [scan(1)])
+    stats = await buf.stats()
+    assert stats.reads_pending == 5  # the presence engine folds them from the buffer
+    assert stats.events_pending == 1
+    assert ingest.accepted.is_set()
+    await buf.aclose()
+
+
+async def test_read_ids_are_never_handed_out_twice_across_restarts(tmp_path: Path) -> None:
+    seen: set[str] = set()
+    for _ in range(3):
+        buf, _pipe, ingest = await setup(tmp_path)
+        await put_all(ingest, [scan(i) for i in range(50)] + [tag(1)])  # one plain read too
+        ids = read_ids(await outbox(buf))
+        assert len(ids) == 50
+        assert not seen & set(ids)
+        seen |= set(ids)
+        rows = await buf.take_reads(100)
+        assert all(f"{buf.generation}:{r.id}" not in seen for r in rows)
+        await buf.commit_events([r.id for r in rows], [])
+        await buf.aclose()
+
+
+async def test_a_double_scan_is_counted_and_logged_not_stored(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    buf, pipe, ingest = await setup(tmp_path)
+    with caplog.at_level(logging.INFO):
+        await put_all(ingest, [scan(1, data=b"SAME"), scan(2, data=b"SAME", at_s=0.5)])
+    assert pipe.double_scans == 1
+    assert "repeated scan of b'SAME'" in caplog.text
+    assert (await buf.stats()).events_pending == 1
+    assert ingest.accepted_total == 2
+    await buf.aclose()
+
+
+async def test_a_full_buffer_holds_the_batch_and_loses_nothing(tmp_path: Path) -> None:
+    buf, pipe, ingest = await setup(tmp_path, max_size=256 * 1024, when_full="backpressure")
+    big = "x" * 8000
+    while (await buf.stats()).used_bytes < 256 * 1024:
+        await buf.commit_events([], [OutEvent(kind="event", payload=f'"{big}"',
+                                              created_at_s=time.time())] * 4)
+    backlog = await buf.claim(100_000, lease_s=60)
+    task = asyncio.create_task(ingest.run(), name="ingest")
+    for i in range(20):
+        await ingest.put(scan(i))
+    await asyncio.sleep(0.3)
+    assert ingest.accepted_total == 0
+    assert ingest.paused
+    await buf.ack([r.id for r in backlog])  # the uplink delivered the backlog
+    deadline = time.monotonic() + 10
+    while ingest.accepted_total < 20:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    events = await outbox(buf)
+    assert sorted(e["tea:reads"][0]["tea:barcode"] for e in events) == [
+        f"LINE{i:06d}" for i in range(20)]  # each once
+    assert pipe.events_total == 20
+    await buf.aclose()
