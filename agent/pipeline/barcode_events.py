@@ -21,7 +21,7 @@ from typing import Any
 
 from agent.model import BarcodeRead
 from agent.pipeline.barcode_data import BarcodeData, digital_link, interpret
-from agent.pipeline.epcis import iso_ms, object_event
+from agent.pipeline.epcis import finish, finish_json, iso_ms, object_event_body
 from agent.pipeline.mapping import EventMapping
 
 
@@ -63,12 +63,31 @@ def barcode_event(
 
     ``step_s``: the clock-step correction already applied to ``read.read_at``.
     """
+    return finish(barcode_body(read, timezone=timezone, mapping=mapping, source_id=source_id,
+                               data=data, step_s=step_s))
+
+
+def barcode_json(
+    read: BarcodeRead, *, timezone: str, mapping: EventMapping, source_id: str,
+    data: BarcodeData | None = None, step_s: float = 0.0,
+) -> str:
+    """:func:`barcode_event` as the JSON text stored in the buffer."""
+    return finish_json(barcode_body(read, timezone=timezone, mapping=mapping,
+                                    source_id=source_id, data=data, step_s=step_s))
+
+
+def barcode_body(
+    read: BarcodeRead, *, timezone: str, mapping: EventMapping, source_id: str,
+    data: BarcodeData | None = None, step_s: float = 0.0,
+) -> dict[str, Any]:
+    """:func:`barcode_event` without its eventID."""
     data = data or parse_barcode(read)
     epcs, quantities, instance_data = epc_list(data), quantity_list(data), ilmd(data)
+    read_time = iso_ms(read.read_at)
     detail: dict[str, Any] = {
         "tea:reader": read.reader,
         "tea:barcode": data.text,
-        "tea:readTime": iso_ms(read.read_at),
+        "tea:readTime": read_time,
         "tea:clockSynced": read.clock_synced,
         "tea:readId": source_id,
     }
@@ -86,8 +105,8 @@ def barcode_event(
         if "cbvmda:itemExpirationDate" in instance_data:
             detail["tea:itemExpirationDate"] = instance_data["cbvmda:itemExpirationDate"]
         instance_data = {}
-    return object_event(
-        event_time=iso_ms(read.read_at), timezone=timezone, mapping=mapping,
+    return object_event_body(
+        event_time=read_time, timezone=timezone, mapping=mapping,
         action=mapping.action, epc_list=epcs, quantity_list=quantities,
         ilmd=instance_data or None, extensions={"tea:reads": [detail]},
     )

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from agent.model import TagRead
 from agent.pipeline.epc import EpcIdentity, decode_epc
-from agent.pipeline.eventhash import HashTemplates, jsonld_prefixes
+from agent.pipeline.eventhash import EventTemplates, jsonld_prefixes
 from agent.pipeline.mapping import EventMapping
 
 EPCIS_CONTEXT_URL = "https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"
@@ -32,8 +32,8 @@ CONTEXT: list[Any] = [EPCIS_CONTEXT_URL, {TEA_PREFIX: TEA_NS}]
 CONTENT_TYPE = "application/ld+json"
 # Prefixes for the event hash: ours from @context, plus cbvmda (ILMD) from the standard context.
 HASH_CONTEXT: Final = {"cbvmda": "urn:epcglobal:cbv:mda:", **jsonld_prefixes(CONTEXT)}
-# The eventID of the events the agent builds: templated per event shape (eventhash.py).
-_HASHES: Final = HashTemplates(HASH_CONTEXT)
+# The eventID and JSON of the events the agent builds: templated per event shape (eventhash.py).
+_EVENTS: Final = EventTemplates(HASH_CONTEXT)
 
 ARRIVED: Final = "arrived"
 DEPARTED: Final = "departed"
@@ -61,9 +61,14 @@ def raw_epc_uri(epc_hex: str) -> str:
 
 def finish(event: dict[str, Any]) -> dict[str, Any]:
     """Add the eventID (CBV 2.0 event hash over everything else), placed right after ``type``."""
-    eid = _HASHES.event_hash(event)
+    eid = _EVENTS.event_hash(event)
     return {"type": event["type"], "eventID": eid,
             **{k: v for k, v in event.items() if k != "type"}}
+
+
+def finish_json(event: dict[str, Any]) -> str:
+    """``json.dumps(finish(event), separators=(",", ":"))``, from the shape's templates."""
+    return _EVENTS.finish_json(event)
 
 
 def _context_fields(event: dict[str, Any], mapping: EventMapping, *, depart: bool) -> None:
@@ -87,6 +92,18 @@ def object_event(
     ilmd: dict[str, Any] | None = None, depart: bool = False, extensions: dict[str, Any],
 ) -> dict[str, Any]:
     """An ObjectEvent with its eventID, fields in the EPCIS order."""
+    return finish(object_event_body(
+        event_time=event_time, timezone=timezone, mapping=mapping, action=action,
+        epc_list=epc_list, quantity_list=quantity_list, ilmd=ilmd, depart=depart,
+        extensions=extensions))
+
+
+def object_event_body(
+    *, event_time: str, timezone: str, mapping: EventMapping, action: str,
+    epc_list: Sequence[str] | None = None, quantity_list: Sequence[dict[str, Any]] | None = None,
+    ilmd: dict[str, Any] | None = None, depart: bool = False, extensions: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`object_event` without its eventID (for :func:`finish` or :func:`finish_json`)."""
     event: dict[str, Any] = {
         "type": "ObjectEvent",
         "eventTime": event_time,
@@ -101,15 +118,15 @@ def object_event(
     if ilmd:
         event["ilmd"] = ilmd
     event.update(extensions)
-    return finish(event)
+    return event
 
 
 def read_detail(read: TagRead, identity: EpcIdentity | None = None,
-                step_s: float = 0.0) -> dict[str, Any]:
+                step_s: float = 0.0, *, read_time: str | None = None) -> dict[str, Any]:
     detail: dict[str, Any] = {
         "tea:reader": read.reader,
         "tea:epcHex": read.epc.upper(),
-        "tea:readTime": iso_ms(read.read_at),
+        "tea:readTime": read_time or iso_ms(read.read_at),
         "tea:clockSynced": read.clock_synced,
     }
     if step_s:
@@ -135,11 +152,29 @@ def every_read_event(
     two distinct events, so no cloud deduplication can merge them. ``step_s``: the clock-step
     correction already applied to ``read.read_at`` (reported as ``tea:clockStepS``).
     """
+    return finish(every_read_body(read, timezone=timezone, mapping=mapping,
+                                  source_id=source_id, step_s=step_s))
+
+
+def every_read_json(
+    read: TagRead, *, timezone: str, mapping: EventMapping, source_id: str,
+    step_s: float = 0.0,
+) -> str:
+    """:func:`every_read_event` as the JSON text stored in the buffer."""
+    return finish_json(every_read_body(read, timezone=timezone, mapping=mapping,
+                                       source_id=source_id, step_s=step_s))
+
+
+def every_read_body(
+    read: TagRead, *, timezone: str, mapping: EventMapping, source_id: str,
+    step_s: float = 0.0,
+) -> dict[str, Any]:
     identity = decode_epc(read.epc, read.pc)
-    detail = read_detail(read, identity, step_s)
+    read_time = iso_ms(read.read_at)
+    detail = read_detail(read, identity, step_s, read_time=read_time)
     detail["tea:readId"] = source_id
-    return object_event(
-        event_time=iso_ms(read.read_at), timezone=timezone, mapping=mapping,
+    return object_event_body(
+        event_time=read_time, timezone=timezone, mapping=mapping,
         action=mapping.action, epc_list=[identity.uri], extensions={"tea:reads": [detail]},
     )
 

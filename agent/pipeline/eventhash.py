@@ -48,9 +48,10 @@ expanded CBV term) is done within the one event.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
@@ -58,7 +59,9 @@ from typing import Any, Final
 
 from agent.pipeline.digital_link import canonical_digital_link
 
-__all__ = ["HASH_VERSION", "HashTemplates", "event_hash", "jsonld_prefixes", "prehash_string"]
+_encode_str: Final = json.encoder.encode_basestring_ascii  # what json.dumps writes for a str
+
+__all__ = ["HASH_VERSION", "EventTemplates", "event_hash", "jsonld_prefixes", "prehash_string"]
 
 log = logging.getLogger(__name__)
 
@@ -627,13 +630,39 @@ _POISON: Final = _Poison()
 
 @dataclass(frozen=True, slots=True)
 class _Template:
-    parts: tuple[str, ...]  # literal text around the slots: len(parts) == len(order) + 1
+    parts: tuple[str, ...]  # literal pre-hash text around the slots: len(order) + 1 pieces
     order: tuple[int, ...]  # which slot goes after parts[i]
     tails: frozenset[str]  # bare CBV words of the shape's vocabulary: such a value is no slot
+    json_parts: tuple[str, ...] | None  # the event's JSON text around its slots, or None
+    json_order: tuple[int, ...]  # as ``order``; the index len(slots) is the eventID
 
 
-class HashTemplates:
-    """``event_hash`` with the pre-hash of each event shape rendered once (see above)."""
+def _ni(prehash: str) -> str:
+    digest = hashlib.sha256(prehash.encode("utf-8")).hexdigest()
+    return f"ni:///sha-256;{digest}?ver={HASH_VERSION}"
+
+
+def _with_id(event: Mapping[str, Any], event_id: str) -> dict[str, Any]:
+    """The event with its eventID right after ``type`` (EPCIS field order), as epcis.finish
+    writes it (an eventID already there stays)."""
+    return {"type": event.get("type"), "eventID": event_id,
+            **{k: v for k, v in event.items() if k != "type"}}
+
+
+def _json(event: Mapping[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"))
+
+
+_JSON_SENTINEL: Final = re.compile(r'"\\ue000([0-9]+)\\ue001"')  # as json.dumps writes it
+
+
+def _json_value(value: Any) -> str:
+    return _encode_str(value) if type(value) is str else json.dumps(value)
+
+
+class EventTemplates:
+    """The eventID (and the JSON text) of the agent's events, with the pre-hash string and the
+    JSON of each event shape rendered once (see above)."""
 
     def __init__(self, context: Mapping[str, str], *, max_shapes: int = 256) -> None:
         self._context = dict(context)
@@ -646,50 +675,69 @@ class HashTemplates:
         self.templated = 0
 
     def event_hash(self, event: Mapping[str, Any]) -> str:
-        digest = hashlib.sha256(self.prehash_string(event).encode("utf-8")).hexdigest()
-        return f"ni:///sha-256;{digest}?ver={HASH_VERSION}"
+        return _ni(self.prehash_string(event))
 
     def prehash_string(self, event: Mapping[str, Any]) -> str:
+        return self._render(event, with_json=False)[0]
+
+    def finish_json(self, event: Mapping[str, Any]) -> str:
+        """``json.dumps`` (compact) of the event with its eventID placed after ``type``: the
+        exact text the generic way gives, for one shape's events built by filling slots."""
+        return self._render(event, with_json=True)[1]
+
+    def _render(self, event: Mapping[str, Any], *, with_json: bool) -> tuple[str, str]:
         values: list[tuple[str, Any]] = []
         tokens: list[Any] = []
         _shape(event, tokens, values, "")
         texts = [self._slot_text(k, v) for k, v in values]
         if not values or None in texts:
-            return self._generic(event)
+            return self._generic(event, with_json)
         key = tuple(tokens)
         template = self._templates.get(key, _MISSING)
         if isinstance(template, _Template):
             if any(isinstance(v, str) and v in template.tails for _, v in values):
-                return self._generic(event)  # a bare CBV word: replaced by the generic rules
-            text = self._fill(template, texts)
+                return self._generic(event, with_json)  # a bare CBV word: the generic rules
+            prehash = _fill(template.parts, template.order, texts)
+            text = ""
+            if with_json:
+                if template.json_parts is None:
+                    return prehash, _json(_with_id(event, _ni(prehash)))
+                text = _fill(template.json_parts, template.json_order,
+                             [_json_value(v) for _, v in values] + [f'"{_ni(prehash)}"'])
             self._uses += 1
             self.templated += 1
             if self._uses % _RECHECK_EVERY == 0:
-                checked = prehash_string(event, self._context)
-                if checked != text:
+                checked = self._generic(event, with_json)
+                if checked != (prehash, text):
                     self._broken(key)
                     return checked
-            return text
+            return prehash, text
         if template is None:
-            return self._generic(event)
+            return self._generic(event, with_json)
         if key not in self._seen:  # one-off shapes (EPC lists, lots) never cost a template
             if len(self._seen) >= 4 * self._max:
                 self._seen.clear()
             self._seen.add(key)
-            return self._generic(event)
+            return self._generic(event, with_json)
         made = self._make(event, len(values))
         if len(self._templates) >= self._max:
             self._templates.clear()
         self._templates[key] = made
-        checked = self._generic(event)
-        if made is not None and (any(isinstance(v, str) and v in made.tails for _, v in values)
-                                 or self._fill(made, texts) != checked):
-            self._broken(key)
-        return checked
+        checked = self._generic(event, True)
+        if made is not None:
+            prehash = _fill(made.parts, made.order, texts)
+            text = checked[1] if made.json_parts is None else _fill(
+                made.json_parts, made.json_order,
+                [_json_value(v) for _, v in values] + [f'"{_ni(prehash)}"'])
+            if any(isinstance(v, str) and v in made.tails for _, v in values) or (
+                    prehash, text) != checked:
+                self._broken(key)
+        return checked if with_json else (checked[0], "")
 
-    def _generic(self, event: Mapping[str, Any]) -> str:
+    def _generic(self, event: Mapping[str, Any], with_json: bool) -> tuple[str, str]:
         self.generic += 1
-        return prehash_string(event, self._context)
+        prehash = prehash_string(event, self._context)
+        return prehash, (_json(_with_id(event, _ni(prehash))) if with_json else "")
 
     def _slot_text(self, key: str, value: Any) -> str | None:
         """What the generic rules write for this leaf, or None: it must not be a slot."""
@@ -710,28 +758,35 @@ class HashTemplates:
                 return None  # a CURIE: expanded by the generic rules
         return _canonical_value(text)
 
-    @staticmethod
-    def _fill(template: _Template, texts: list[str | None]) -> str:
-        out = [template.parts[0]]
-        for slot, part in zip(template.order, template.parts[1:], strict=True):
-            out.append(texts[slot] or "")
-            out.append(part)
-        return "".join(out)
-
     def _make(self, event: Mapping[str, Any], slots: int) -> _Template | None:
         numbered = _numbered(event, iter(range(slots)), "")
-        rendered = prehash_string(numbered, self._context)
-        pieces = _SENTINEL.split(rendered)
+        pieces = _SENTINEL.split(prehash_string(numbered, self._context))
         order = tuple(int(p) for p in pieces[1::2])
         if sorted(order) != list(range(slots)):  # a slot vanished or doubled: not templatable
             return None
         vocabulary = _vocabulary(numbered, self._context)
-        return _Template(tuple(pieces[0::2]), order, frozenset(_tails(vocabulary)))
+        text = _json(_with_id(numbered, f"\ue000{slots}\ue001"))
+        jpieces = _JSON_SENTINEL.split(text)
+        jorder = tuple(int(p) for p in jpieces[1::2])
+        json_parts: tuple[str, ...] | None = tuple(jpieces[0::2])
+        if sorted(jorder) != list(range(slots + 1)):
+            json_parts = None  # the hash is templated, the JSON text written the generic way
+        return _Template(tuple(pieces[0::2]), order, frozenset(_tails(vocabulary)), json_parts,
+                         jorder)
 
     def _broken(self, key: tuple[Any, ...]) -> None:
-        log.error("event hash: a template disagrees with the generic pre-hash string (a bug); "
-                  "events of this shape are hashed the generic way from now on: %.200r", key)
+        log.error("event templates: a template disagrees with the generic pre-hash string or "
+                  "JSON (a bug); events of this shape go the generic way from now on: %.200r",
+                  key)
         self._templates[key] = None
+
+
+def _fill(parts: tuple[str, ...], order: tuple[int, ...], texts: Sequence[str | None]) -> str:
+    out = [parts[0]]
+    for slot, part in zip(order, parts[1:], strict=True):
+        out.append(texts[slot] or "")
+        out.append(part)
+    return "".join(out)
 
 
 _MISSING: Final = object()

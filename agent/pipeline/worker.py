@@ -29,8 +29,8 @@ from agent.buffer.api import Buffer, BufferFullError, OutEvent, StoredRead
 from agent.clock import ClockSteps, steps_for
 from agent.config import AnyReaderConfig
 from agent.model import BarcodeRead, Read, TagRead
-from agent.pipeline.barcode_events import barcode_event
-from agent.pipeline.epcis import every_read_event, presence_event
+from agent.pipeline.barcode_events import barcode_json
+from agent.pipeline.epcis import every_read_json, presence_event
 from agent.pipeline.mapping import ReaderPlan, plans_for
 from agent.pipeline.presence import STATE_PREFIX, PresenceEngine, Transition
 
@@ -190,13 +190,13 @@ class Pipeline:
                 if plan.mode == "presence":
                     self.presence.fold(read, step_s=step_s)
                 else:
-                    out.append(self._event(every_read_event(
+                    out.append(OutEvent(kind="event", created_at_s=now, payload=every_read_json(
                         read, timezone=tz, mapping=plan.mapping_for(read.antenna),
-                        source_id=f"{gen}:{s.id}", step_s=step_s), now))
+                        source_id=f"{gen}:{s.id}", step_s=step_s)))
             elif self._barcode_accepted(read, plan.double_scan_window_s):
-                out.append(self._event(barcode_event(
+                out.append(OutEvent(kind="event", created_at_s=now, payload=barcode_json(
                     read, timezone=tz, mapping=plan.mapping, source_id=f"{gen}:{s.id}",
-                    step_s=step_s), now))
+                    step_s=step_s)))
             else:
                 # Accounted for, never silent: counted (status/metrics) and logged.
                 self.double_scans += 1
