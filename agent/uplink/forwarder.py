@@ -262,7 +262,8 @@ class Forwarder:
         broker = self._uplink.maximum_packet_size
         if broker:
             # room for the topic and properties (the JWS with its certificate, when signing)
-            limit = min(limit, broker - (512 if self._signer is None else 3072))
+            limit = min(limit, broker - 512 - (0 if self._signer is None
+                                               else max(2560, self._signer.jws_bytes)))
         return max(1024, limit)
 
     @property
