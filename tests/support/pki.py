@@ -8,6 +8,7 @@ keyCertSign; every certificate: key identifiers; gateways: clientAuth and the SA
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -64,7 +65,9 @@ class Ca:
         overridden, to make one that names another gateway)."""
         key = ec.generate_private_key(ec.SECP256R1())
         uri = san_uri or gateway_uri(site, gateway_id)
-        cert = (self._builder(_name(f"{site}/{gateway_id}"), key, start, days)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{site}/{gateway_id}"),
+                             x509.NameAttribute(NameOID.ORGANIZATION_NAME, site)])
+        cert = (self._builder(subject, key, start, days)
                 .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
                 .add_extension(x509.KeyUsage(
                     digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -74,6 +77,29 @@ class Ca:
                                critical=False)
                 .add_extension(x509.SubjectAlternativeName(
                     [x509.UniformResourceIdentifier(uri)]), critical=False)
+                .sign(self.key, hashes.SHA256()))
+        return cert, key
+
+    def issue_client(self, cn: str, *, start: datetime, days: float = 30
+                     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """A plain TLS client certificate (CN only), e.g. the cloud's consumer."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (self._builder(_name(cn), key, start, days)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                               critical=False)
+                .sign(self.key, hashes.SHA256()))
+        return cert, key
+
+    def issue_server(self, *, start: datetime, days: float = 30
+                     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """A server certificate for 127.0.0.1 / localhost."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (self._builder(_name("localhost"), key, start, days)
+                .add_extension(x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                     x509.DNSName("localhost")]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                               critical=False)
                 .sign(self.key, hashes.SHA256()))
         return cert, key
 
