@@ -18,9 +18,12 @@ import socket
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
 
+from agent.uplink.provenance import jws_header
 from tests.support.harness import AgentProcess, SimProcess, agent_cli, wait_until, write_config
 from tests.support.nats import (
     NATS_MISSING,
@@ -39,9 +42,11 @@ A = "trace/lab/gw-test"
 B = "trace/lab/gw-other"
 
 
-def _pair(d: Path, name: str, cert_and_key: tuple[object, object]) -> tuple[Path, Path]:
+def _pair(d: Path, name: str, cert_and_key: tuple[x509.Certificate, Any],
+          *chain: x509.Certificate) -> tuple[Path, Path]:
+    """Write a certificate (followed by ``chain``, as TLS and the signer read it) and key."""
     cert, key = cert_and_key
-    return (write(d / f"{name}.pem", pem(cert)),  # type: ignore[arg-type]
+    return (write(d / f"{name}.pem", pem(cert, *chain)),
             write(d / f"{name}.key", key_pem(key), private=True))
 
 
@@ -67,10 +72,15 @@ def test_a_gateway_certificate_cannot_publish_under_another_gateways_topics(
     pki.mkdir()
     start = datetime.now(UTC) - timedelta(hours=1)
     ca = root_ca(start=start - timedelta(days=1))
+    # Gateways get their certificates from an issuing (intermediate) CA, and their files hold
+    # the chain: NATS and `verify` trust only the root.
+    issuing = ca.issue_ca("Plant Issuing CA", start=start - timedelta(days=1))
     ca_pem = write(pki / "ca.pem", pem(ca.cert))
     server_cert, server_key = _pair(pki, "server", ca.issue_server(start=start))
-    a_cert, a_key = _pair(pki, "gw-test", ca.issue_gateway("lab", "gw-test", start=start))
-    b_cert, b_key = _pair(pki, "gw-other", ca.issue_gateway("lab", "gw-other", start=start))
+    a_cert, a_key = _pair(pki, "gw-test", issuing.issue_gateway("lab", "gw-test", start=start),
+                          issuing.cert)
+    b_cert, b_key = _pair(pki, "gw-other", issuing.issue_gateway("lab", "gw-other",
+                                                                 start=start), issuing.cert)
     cloud_cert, cloud_key = _pair(pki, "cloud", ca.issue_client("cloud-ingest", start=start))
     users = [gateway_user("lab", "gw-test", by="dn"), gateway_user("lab", "gw-other"),
              cloud_user("CN=cloud-ingest")]
@@ -98,8 +108,8 @@ def test_a_gateway_certificate_cannot_publish_under_another_gateways_topics(
             assert "Traceback" not in agent.log_text()
 
             # A certificate of the same CA that no user entry maps is refused at CONNECT.
-            u_cert, u_key = _pair(pki, "unknown", ca.issue_gateway("lab", "gw-unknown",
-                                                                   start=start))
+            u_cert, u_key = _pair(pki, "unknown", issuing.issue_gateway(
+                "lab", "gw-unknown", start=start), issuing.cert)
             with pytest.raises(AssertionError, match="no CONNACK success"):
                 mqtt_client(nats, u_cert, u_key, "gw-unknown", timeout_s=5)
             # Nor can anyone be the cloud on the core NATS port by sending its user name:
@@ -134,12 +144,16 @@ def test_a_gateway_certificate_cannot_publish_under_another_gateways_topics(
     # gw-other connected at all, so NATS mapped its SAN URI to a user (an unmapped
     # certificate is refused at CONNECT, above).
 
-    # What arrived from A is A's signed chain: verify against the root CA alone.
+    # What arrived from A is A's signed chain: verify against the root CA alone (the
+    # intermediate travels in each JWS's x5c, from the agent's certificate file).
     capture = tmp_path / "capture.jsonl"
     from agent.fieldtools.verify import capture_line
 
     capture.write_text("".join(capture_line(m.topic, m.payload, []) + "\n" for m in seen
                                if m.topic.startswith(A)))
+    sigs = [json.loads(m.payload) for m in seen if m.topic == f"{A}/signatures"]
+    assert sigs
+    assert all(len(jws_header(x["jws"])["x5c"]) == 2 for x in sigs)  # leaf + issuing CA
     verdict = agent_cli("verify", "--ca", str(ca_pem), "--json", str(capture))
     assert verdict.returncode == 0, verdict.stdout + verdict.stderr
     (chain,) = json.loads(verdict.stdout)["chains"]
