@@ -54,7 +54,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Trust:
-    """What a signature may be trusted through (docs/provenance.md "Trust anchors").
+    """What a signature may be trusted through (docs/provenance.md "What `--ca` checks").
 
     ``certs``: pinned gateway certificates (matched by x5t#S256). ``cas``: trust anchors for
     an RFC 5280 path validation (cryptography's x509 verification, web PKI profile) of the
