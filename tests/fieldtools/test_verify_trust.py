@@ -108,6 +108,25 @@ def test_validity_is_checked_at_signing_time_not_now() -> None:
     assert not verify(before, Trust(cas=(root.cert,))).ok
 
 
+def test_an_intermediate_expired_at_signing_time_is_named() -> None:
+    root = root_ca(start=T0 - timedelta(days=400))
+    inter = root.issue_ca("Short Issuing CA", start=T0 - timedelta(days=1), days=6)
+    signer, _ = _signer(inter, start=T0)  # the leaf outlives its issuer
+    assert verify(_docs([(signer, T0 + timedelta(days=2))]), Trust(cas=(root.cert,))).ok
+    report = verify(_docs([(signer, T0 + timedelta(days=8))]), Trust(cas=(root.cert,)))
+    why = report.chains[0].bad_signatures[0]["why"]
+    assert "intermediate CA CN=Short Issuing CA was not valid" in why, why
+
+
+def test_a_pinned_certificate_is_checked_for_dates_too() -> None:
+    _root, inter = _plant()
+    signer, cert = _signer(inter, start=T0, days=10)
+    assert verify(_docs([(signer, T0 + timedelta(days=1))]), Trust(certs=(cert,))).ok
+    report = verify(_docs([(signer, T0 + timedelta(days=12))]), Trust(certs=(cert,)))
+    assert "not valid when the document was signed" in report.chains[0].bad_signatures[0][
+        "why"]
+
+
 def test_a_revoked_signing_certificate_is_a_named_failure() -> None:
     root, inter = _plant()
     signer, cert = _signer(inter, start=T0)
