@@ -65,14 +65,16 @@ class Agent:
         buffer = await SqliteBuffer.open(cfg.buffer)
         topic_map = topics(cfg.uplink.mqtt, cfg.gateway.site, cfg.gateway.id)
         depth = (await buffer.stats()).events_pending
+        head = await buffer.chain_head()
         uplink = MqttUplink(
             cfg.uplink.mqtt,
             client_id=cfg.mqtt_client_id,
-            will=Will(topic_map["status"], status_message(cfg, "offline", version=__version__),
+            will=Will(topic_map["status"], status_message(cfg, "offline", version=__version__,
+                                                          chain_at_connect=head),
                       qos=1, retain=True),
             birth=Will(topic_map["status"],
-                       status_message(cfg, "online", depth, version=__version__,
-                                      chain=await buffer.chain_head()), retain=True),
+                       status_message(cfg, "online", depth, version=__version__, chain=head),
+                       retain=True),
         )
         ingest = Ingest(buffer)
         # A full disk is expected, not fatal: the stages that drain the buffer keep going (the
@@ -124,6 +126,7 @@ class Agent:
                     tg.create_task(forwarder.run(), name="forwarder"),
                 ]
                 tg.create_task(health.run(), name="uplink-health")
+                tg.create_task(health.run_status(), name="uplink-status")
                 tg.create_task(uplink.failback_probe(), name="uplink-failback")
                 if commands is not None:
                     tg.create_task(commands.run(), name="uplink-commands")

@@ -580,6 +580,9 @@ class MqttConfig(_Model):
     quota_pause_s: Annotated[float, Field(ge=0)] = 5.0  # after PUBACK 0x97 Quota exceeded
     compression: Literal["none", "gzip"] = "none"
     health_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    # The retained status is published again this soon after the chain head moves, at most
+    # once per interval (docs/provenance.md "The chain head in the retained status").
+    status_min_interval_s: Annotated[float, Field(gt=0)] = 1.0
     cert_expiry_warn_days: Annotated[int, Field(ge=0)] = 30
 
     @model_validator(mode="after")

@@ -3,8 +3,10 @@
 Pure core (:func:`verify`) over :class:`Message` values; readers for the capture format
 (JSON lines, docs/provenance.md) and for ``edge-agent buffer export --documents`` lines.
 
-Per gateway and chain: every signature is checked against the trust anchor (a gateway
-certificate, or a CA that directly issued the certificate in the JWS ``x5c``), documents are
+Per gateway and chain: every signature is checked against the trust anchor (a pinned gateway
+certificate, or CAs: an RFC 5280 path from the certificate in the JWS ``x5c`` through
+intermediates to a CA, valid at the document's creationDate, not revoked, naming the
+document's ``tea:gateway``: :class:`Trust`), documents are
 ordered by ``tea:seq`` and each ``tea:prevHash`` is compared with the SHA-256 of the previous
 document's bytes. A seq missing from the capture is *explained* when a later document of the
 chain lists it in ``tea:gaps`` (dead-lettered, superseded by a split), else *unexplained*.
@@ -20,11 +22,16 @@ import itertools
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
+from agent.pipeline.epcis import iso_ms
+from agent.uplink.identity import gateway_uri
 from agent.uplink.provenance import (
     JWS_PROPERTY,
     SIGNATURES_SUFFIX,
@@ -33,6 +40,8 @@ from agent.uplink.provenance import (
     verify_detached,
     verify_key_from_cert,
 )
+
+GATEWAY_URN = "urn:tea:gateway:"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,17 +54,31 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Trust:
-    """Gateway certificates (by x5t#S256) and CAs that may have issued one."""
+    """What a signature may be trusted through (docs/provenance.md "What `--ca` checks").
+
+    ``certs``: pinned gateway certificates (matched by x5t#S256). ``cas``: trust anchors for
+    an RFC 5280 path validation (cryptography's x509 verification, web PKI profile) of the
+    certificate in the JWS ``x5c``, with ``intermediates`` from ``x5c[1:]`` and these, at the
+    document's signing time (its ``creationDate``). ``crls``: revocation lists of the CAs.
+    """
 
     certs: tuple[x509.Certificate, ...] = ()
     cas: tuple[x509.Certificate, ...] = ()
+    intermediates: tuple[x509.Certificate, ...] = ()
+    crls: tuple[x509.CertificateRevocationList, ...] = ()
 
     @property
     def empty(self) -> bool:
         return not self.certs and not self.cas
 
-    def key_for(self, detached: str) -> VerifyKey | str:
-        """The key to check ``detached`` with, or why there is none."""
+    def key_for(self, detached: str, *, signed_at: datetime | None = None,
+                gateway: str | None = None) -> VerifyKey | str:
+        """The key to check ``detached`` with, or why there is none.
+
+        ``signed_at`` (the document's creationDate) is when the certificate must have been
+        valid: the signature was made then, in the freeze transaction, and a certificate
+        renewed away (or expired) since must still vouch for what it signed while valid.
+        ``gateway`` (tea:gateway) must be the identity the certificate names."""
         try:
             header = jws_header(detached)
         except (ValueError, binascii.Error) as exc:
@@ -64,24 +87,176 @@ class Trust:
         for c in self.certs:
             k = verify_key_from_cert(c)
             if k.thumbprint == thumb:
-                return k
+                return _usable(c, signed_at, gateway, pinned=True) or k
         x5c = header.get("x5c")
-        if self.cas and isinstance(x5c, list) and x5c and isinstance(x5c[0], str):
-            try:
-                leaf = x509.load_der_x509_certificate(base64.b64decode(x5c[0]))
-            except (ValueError, binascii.Error) as exc:
-                return f"unreadable x5c certificate: {exc}"
-            for ca in self.cas:
-                try:
-                    leaf.verify_directly_issued_by(ca)
-                except (InvalidSignature, ValueError, TypeError):
-                    continue  # not this CA
-                k = verify_key_from_cert(leaf)
-                if k.thumbprint != thumb:
-                    return "x5t#S256 does not match the x5c certificate"
-                return k
-            return "the signing certificate is not issued by a trusted CA"
-        return "signed by a certificate that is not trusted (x5t#S256 unknown)"
+        if not self.cas or not isinstance(x5c, list) or not x5c or not all(
+                isinstance(x, str) for x in x5c):
+            return "signed by a certificate that is not trusted (x5t#S256 unknown)"
+        try:
+            sent = [x509.load_der_x509_certificate(base64.b64decode(x, validate=True))
+                    for x in x5c]
+        except (ValueError, binascii.Error) as exc:
+            return f"unreadable x5c certificate: {exc}"
+        leaf = sent[0]
+        k = verify_key_from_cert(leaf)
+        if k.thumbprint != thumb:
+            return "x5t#S256 does not match the x5c certificate"
+        if signed_at is None:
+            return ("the document has no readable creationDate: the certificate's validity at "
+                    "signing time cannot be checked")
+        why = _usable(leaf, signed_at, gateway)
+        if why is not None:
+            return why
+        chain = self._path(leaf, [*sent[1:], *self.intermediates], signed_at)
+        if isinstance(chain, str):
+            return chain
+        return self._revoked(chain, signed_at) or k
+
+    def _path(self, leaf: x509.Certificate, intermediates: list[x509.Certificate],
+              signed_at: datetime) -> list[x509.Certificate] | str:
+        verifier = (PolicyBuilder().store(Store(list(self.cas))).time(signed_at)
+                    .build_client_verifier())
+        try:
+            return list(verifier.verify(leaf, intermediates).chain)
+        except VerificationError as exc:
+            return _explain_path(leaf, intermediates, self.cas, signed_at, exc)
+
+    def _revoked(self, chain: list[x509.Certificate], signed_at: datetime) -> str | None:
+        """Why a certificate of the validated path is revoked for this document, or None.
+
+        Every certificate below the anchor is looked up in the CRLs its issuer signed. A
+        certificate revoked as superseded / cessationOfOperation / affiliationChanged (a
+        routine end, not a compromise) still vouches for documents signed before the
+        revocation date; any other reason (keyCompromise, none given, ...) revokes every
+        document, because a stolen key can write any creationDate it likes."""
+        if not self.crls:
+            return None
+        for cert, issuer in itertools.pairwise(chain):
+            crls = [c for c in self.crls if c.issuer == issuer.subject
+                    and c.is_signature_valid(issuer.public_key())]  # type: ignore[arg-type]
+            if not crls:
+                if cert is chain[0]:
+                    return (f"revocation not checked: no --crl signed by the issuer "
+                            f"{issuer.subject.rfc4514_string()} of the signing certificate")
+                continue
+            for crl in crls:
+                entry = crl.get_revoked_certificate_by_serial_number(cert.serial_number)
+                if entry is None:
+                    continue
+                reason = _crl_reason(entry)
+                when = entry.revocation_date_utc
+                routine = reason in {"superseded", "cessationOfOperation",
+                                     "affiliationChanged"}
+                if routine and signed_at < when:
+                    continue
+                what = "the signing certificate" if cert is chain[0] else "intermediate CA"
+                return (f"revoked: {what} {cert.subject.rfc4514_string()} (serial "
+                        f"{cert.serial_number:x}) was revoked at {iso_ms(when)}, reason "
+                        f"{reason or 'unspecified'}")
+        return None
+
+
+def _crl_reason(entry: x509.RevokedCertificate) -> str | None:
+    try:
+        ext = entry.extensions.get_extension_for_class(x509.CRLReason)
+    except x509.ExtensionNotFound:
+        return None
+    flag = ext.value.reason
+    return _REASON_NAMES.get(flag, flag.name)
+
+
+_REASON_NAMES = {x509.ReasonFlags.superseded: "superseded",
+                 x509.ReasonFlags.cessation_of_operation: "cessationOfOperation",
+                 x509.ReasonFlags.affiliation_changed: "affiliationChanged",
+                 x509.ReasonFlags.key_compromise: "keyCompromise",
+                 x509.ReasonFlags.ca_compromise: "cACompromise"}
+
+
+def gateway_names(cert: x509.Certificate) -> tuple[list[str], str | None]:
+    """The ``urn:tea:gateway:`` URIs in the certificate's SAN, and its CN (or None)."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        uris = [u for u in san.get_values_for_type(x509.UniformResourceIdentifier)
+                if u.startswith(GATEWAY_URN)]
+    except x509.ExtensionNotFound:
+        uris = []
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    cn = str(cns[0].value) if cns else None
+    return uris, cn
+
+
+def identity_problem(cert: x509.Certificate, gateway: str, *,
+                     pinned: bool = False) -> str | None:
+    """Why ``cert`` may not sign for ``gateway`` (``site/id``), or None.
+
+    The SAN URI ``urn:tea:gateway:{site}:{id}`` is the identity (docs/identity.md); a
+    certificate without one falls back to its CN (``site/id``, what the broker's ACL uses).
+    A CA vouches for many certificates, so one it issued must name this gateway. A pinned
+    certificate (``--cert``) is trusted by the operator as it is: only a gateway URI naming
+    another gateway is refused (a separate signing certificate may name none)."""
+    uris, cn = gateway_names(cert)
+    site, _, gid = gateway.partition("/")
+    want = gateway_uri(site, gid)
+    if uris:
+        if want in uris:
+            return None
+        return (f"identity mismatch: the document says tea:gateway {gateway!r} but the "
+                f"signing certificate names {', '.join(uris)}")
+    if cn == gateway or pinned:
+        return None
+    return (f"identity mismatch: the document says tea:gateway {gateway!r} but the signing "
+            f"certificate has no {GATEWAY_URN} URI and its CN is {cn!r}")
+
+
+def _usable(cert: x509.Certificate, signed_at: datetime | None, gateway: str | None, *,
+            pinned: bool = False) -> str | None:
+    """Checks of the signing certificate itself: validity at signing time, key usage,
+    identity."""
+    if signed_at is not None and not (
+            cert.not_valid_before_utc <= signed_at <= cert.not_valid_after_utc):
+        return (f"the signing certificate {cert.subject.rfc4514_string()} (serial "
+                f"{cert.serial_number:x}) was not valid when the document was signed: "
+                f"creationDate {iso_ms(signed_at)}, valid {iso_ms(cert.not_valid_before_utc)} "
+                f"to {iso_ms(cert.not_valid_after_utc)}")
+    try:
+        ku = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not ku.digital_signature:
+            return "the signing certificate's keyUsage does not allow digitalSignature"
+    except x509.ExtensionNotFound:
+        pass
+    if gateway is not None:
+        return identity_problem(cert, gateway, pinned=pinned)
+    return None
+
+
+def _explain_path(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
+                  cas: Sequence[x509.Certificate], signed_at: datetime,
+                  exc: VerificationError) -> str:
+    """A sentence a technician can act on, for a path that did not validate."""
+    cert = leaf
+    for _ in range(8):
+        if any(c.subject == cert.issuer and _issued(cert, c) for c in cas):
+            break  # reached an anchor: the failure is elsewhere (extensions, dates)
+        up = next((c for c in intermediates if c.subject == cert.issuer and _issued(cert, c)),
+                  None)
+        if up is None:
+            return (f"no path to a trusted CA: the issuer {cert.issuer.rfc4514_string()} of "
+                    f"{cert.subject.rfc4514_string()} is neither a trusted CA (--ca) nor an "
+                    "intermediate in the JWS x5c or --intermediates")
+        if not up.not_valid_before_utc <= signed_at <= up.not_valid_after_utc:
+            return (f"intermediate CA {up.subject.rfc4514_string()} was not valid when the "
+                    f"document was signed (creationDate {iso_ms(signed_at)}, valid "
+                    f"{iso_ms(up.not_valid_before_utc)} to {iso_ms(up.not_valid_after_utc)})")
+        cert = up
+    return f"the certificate path does not validate: {exc}"
+
+
+def _issued(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
 
 
 @dataclass(slots=True)
@@ -194,6 +369,15 @@ def verify(messages: Iterable[Message], trust: Trust, *, allow_unsigned: bool = 
     return report
 
 
+def _signed_at(body: dict[str, Any]) -> datetime | None:
+    """creationDate: the moment of freezing, which is when the document was signed."""
+    try:
+        t = datetime.fromisoformat(str(body["creationDate"]))
+    except (KeyError, ValueError):
+        return None
+    return t.astimezone(UTC) if t.tzinfo is not None else None
+
+
 def _check_chain(gateway: str, chain_id: str, by_seq: dict[int, list[_Doc]],
                  trust: Trust) -> ChainReport:
     r = ChainReport(gateway, chain_id)
@@ -209,7 +393,7 @@ def _check_chain(gateway: str, chain_id: str, by_seq: dict[int, list[_Doc]],
                 r.unsigned.append(seq)
                 good.setdefault(seq, d)  # for the links; a signed copy replaces it
                 continue
-            key = trust.key_for(d.jws)
+            key = trust.key_for(d.jws, signed_at=_signed_at(d.body), gateway=gateway)
             why = key if isinstance(key, str) else verify_detached(d.jws, d.payload, key)
             if why is None and seq in good and good[seq].jws is not None:
                 # Two different documents, both signed by the gateway, under one seq: the seq
@@ -302,14 +486,21 @@ def capture_line(topic: str, payload: bytes, properties: Sequence[tuple[str, str
                        "properties": [list(p) for p in properties]}, separators=(",", ":"))
 
 
-def load_trust(certs: Sequence[bytes], cas: Sequence[bytes]) -> Trust:
+def load_trust(cert: Sequence[bytes] = (), ca: Sequence[bytes] = (),
+               intermediates: Sequence[bytes] = (), crl: Sequence[bytes] = ()) -> Trust:
+    """PEM bundles (certificates) and CRLs (PEM or DER); ValueError names what is wrong."""
     def pems(data: Sequence[bytes]) -> tuple[x509.Certificate, ...]:
         out: list[x509.Certificate] = []
         for d in data:
             out.extend(x509.load_pem_x509_certificates(d))
         return tuple(out)
 
-    return Trust(pems(certs), pems(cas))
+    def one_crl(data: bytes) -> x509.CertificateRevocationList:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+
+    return Trust(pems(cert), pems(ca), pems(intermediates), tuple(one_crl(d) for d in crl))
 
 
 def render(report: Report) -> str:

@@ -40,7 +40,14 @@ def register(sub: Any) -> None:
     v.add_argument("--cert", action="append", default=[], metavar="PEM",
                    help="a gateway's signing certificate (repeatable)")
     v.add_argument("--ca", action="append", default=[], metavar="PEM",
-                   help="CA bundle that issued the gateways' certificates (repeatable)")
+                   help="trusted root CA bundle: the gateway certificate's path is validated "
+                        "to one of these at the document's creationDate (repeatable)")
+    v.add_argument("--intermediates", action="append", default=[], metavar="PEM",
+                   help="intermediate CA certificates for the path, besides those the gateway "
+                        "sends in the JWS x5c (repeatable)")
+    v.add_argument("--crl", action="append", default=[], metavar="FILE",
+                   help="a CA's certificate revocation list, PEM or DER (repeatable); with it, "
+                        "a signing certificate whose issuer has no CRL here fails")
     v.add_argument("--allow-unsigned", action="store_true",
                    help="unsigned documents (no signing key on the gateway) do not fail")
     v.add_argument("--json", action="store_true", help="the report as JSON")
@@ -60,6 +67,10 @@ def register(sub: Any) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    if (args.intermediates or args.crl) and not args.ca:
+        print("edge-agent verify: --intermediates and --crl need --ca (the root CA the path "
+              "leads to)", file=sys.stderr)
+        return EXIT_USAGE
     if not args.cert and not args.ca and not args.allow_unsigned:
         print("edge-agent verify: give a trust anchor: --cert GATEWAY.pem or --ca CA.pem "
               "(or --allow-unsigned for gateways that do not sign)", file=sys.stderr)
@@ -67,12 +78,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not args.inputs and not args.broker:
         print("edge-agent verify: give capture files or --broker HOST:PORT", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        trust = load_trust([Path(p).read_bytes() for p in args.cert],
-                           [Path(p).read_bytes() for p in args.ca])
-    except (OSError, ValueError) as exc:
-        print(f"edge-agent verify: cannot read the trust anchor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    files: list[list[bytes]] = []
+    for flag, paths in (("--cert", args.cert), ("--ca", args.ca),
+                        ("--intermediates", args.intermediates), ("--crl", args.crl)):
+        files.append([])
+        for path in paths:
+            try:
+                data = Path(path).read_bytes()
+                load_trust(**{flag[2:]: [data]})  # parse it alone, to name the bad file
+            except (OSError, ValueError) as exc:
+                what = "a CRL (PEM or DER)" if flag == "--crl" else "PEM certificates"
+                print(f"edge-agent verify: {flag} {path}: cannot read {what}: {exc}",
+                      file=sys.stderr)
+                return EXIT_USAGE
+            files[-1].append(data)
+    trust = load_trust(*files)
     messages: list[Message] = []
     try:
         for name in args.inputs:

@@ -245,6 +245,9 @@ class Forwarder:
         self.refused_by_reason: dict[str, int] = {}  # "0x87 Not authorized" -> messages
         self.dead_lettered = 0
         self.last_refusal: str | None = None
+        # Set after every freeze (the chain head moved): the health reporter refreshes the
+        # retained status from it.
+        self.head_changed = asyncio.Event()
 
     def set_signer(self, signer: Signer | None) -> None:
         """A renewed signing key (the gateway's certificate was renewed): documents frozen from
@@ -262,7 +265,8 @@ class Forwarder:
         broker = self._uplink.maximum_packet_size
         if broker:
             # room for the topic and properties (the JWS with its certificate, when signing)
-            limit = min(limit, broker - (512 if self._signer is None else 3072))
+            limit = min(limit, broker - 512 - (0 if self._signer is None
+                                               else max(2560, self._signer.jws_bytes)))
         return max(1024, limit)
 
     @property
@@ -459,6 +463,7 @@ class Forwarder:
 
         sign = self._signer.sign if self._signer is not None else None
         doc = await self._buffer.freeze([c.id for c in events], build, sign)
+        self.head_changed.set()
         await self._send_frozen(doc, events)
 
     async def _send_frozen(self, doc: FrozenDocument, rows: list[Claimed]) -> None:

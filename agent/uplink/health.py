@@ -67,11 +67,15 @@ def status_payload(
     readers: Sequence[str] = (),
     buffer_depth: int | None = None,
     chain: ChainHead | None = None,
+    chain_at_connect: ChainHead | None = None,
 ) -> dict[str, Any]:
     """Retained message on {prefix}/{site}/{gateway}/status: online (birth) or offline.
 
     ``chain``: the head of the gateway's document chain (the last document frozen, delivered
-    or not), so a cloud can tell a missing tail from a quiet gateway (docs/provenance.md)."""
+    or not), so a cloud can tell a missing tail from a quiet gateway (docs/provenance.md).
+    ``chain_at_connect`` (the will only, as ``chainAtConnect``): the head as the agent knew
+    it when it connected; the broker sends the will later, after documents may have followed,
+    so it is a lower bound and carries another name than the current ``chain``."""
     out: dict[str, Any] = {
         "schema": STATUS_SCHEMA,
         "state": state,
@@ -84,8 +88,14 @@ def status_payload(
         out["readers"] = list(readers)
         out["bufferDepth"] = buffer_depth
     if chain is not None:
-        out["chain"] = {"chainId": chain.chain_id, "seq": chain.seq, "hash": chain.hash}
+        out["chain"] = _head(chain)
+    if chain_at_connect is not None:
+        out["chainAtConnect"] = _head(chain_at_connect)
     return out
+
+
+def _head(chain: ChainHead) -> dict[str, Any]:
+    return {"chainId": chain.chain_id, "seq": chain.seq, "hash": chain.hash}
 
 
 def certificate_facts(certs: Sequence[CertExpiry], warn_days: int) -> dict[str, Any]:
@@ -173,12 +183,13 @@ def health_payload(
 
 def status_message(cfg: AgentConfig, state: str, depth: int | None = None, *,
                    version: str, now: datetime | None = None,
-                   chain: ChainHead | None = None) -> bytes:
+                   chain: ChainHead | None = None,
+                   chain_at_connect: ChainHead | None = None) -> bytes:
     """The retained status message (birth, will or offline) as bytes."""
     return json.dumps(status_payload(
         state=state, gateway=cfg.gateway.id, site=cfg.gateway.site, version=version,
         now=now or utcnow(), readers=[r.name for r in cfg.readers if r.enabled],
-        buffer_depth=depth, chain=chain,
+        buffer_depth=depth, chain=chain, chain_at_connect=chain_at_connect,
     )).encode()
 
 
@@ -208,6 +219,40 @@ class HealthReporter:
             await self.report_once()
             await asyncio.sleep(self.cfg.uplink.mqtt.health_interval_s)
 
+    async def run_status(self) -> None:
+        """Keep the chain head in the retained status current (task ``uplink-status``).
+
+        After the head moves (a document frozen), the online status goes out again, retained,
+        at most once per ``status_min_interval_s``: changes during the pause are taken
+        together, so a burst of documents costs one status message a second. The birth for
+        the next connect and the will (``chainAtConnect``) follow the same head."""
+        changed = self.forwarder.head_changed
+        while True:
+            await changed.wait()
+            changed.clear()
+            await self.refresh_status()
+            await asyncio.sleep(self.cfg.uplink.mqtt.status_min_interval_s)
+
+    async def refresh_status(self) -> None:
+        stats = await self.buffer.stats()
+        self._chain = await self.buffer.chain_head()
+        payload = self.status_bytes("online", stats.events_pending)
+        self._update_birth_and_will(payload)
+        if not self.uplink.connected:
+            return  # the birth at the next connect carries it
+        try:
+            await self.uplink.publish(self.topics["status"], payload, retain=True,
+                                      content_type="application/json", timeout_s=10.0)
+        except UplinkError as exc:
+            log.debug("status not delivered (the next connect's birth carries it): %s", exc)
+
+    def _update_birth_and_will(self, birth: bytes) -> None:
+        topic = self.topics["status"]
+        self.uplink.set_birth(Will(topic, birth, retain=True))
+        self.uplink.set_will(Will(topic, status_message(
+            self.cfg, "offline", version=self.version, chain_at_connect=self._chain),
+            qos=1, retain=True))
+
     async def report_once(self) -> dict[str, Any]:
         """Warn about certificates, refresh the birth message, publish one health message."""
         m = self.cfg.uplink.mqtt
@@ -216,8 +261,7 @@ class HealthReporter:
         self._warn_certificates(certs)
         stats = await self.buffer.stats()
         self._chain = await self.buffer.chain_head()
-        self.uplink.set_birth(Will(self.topics["status"], self.status_bytes(
-            "online", stats.events_pending), retain=True))
+        self._update_birth_and_will(self.status_bytes("online", stats.events_pending))
         mono = self.monotonic_s()
         rates = self.rates.rates(mono, self.readers)
         self.rates.sample(mono, self.readers)

@@ -8,7 +8,8 @@ Pure apart from reading key files in :func:`load_signer` / :func:`load_verify_ke
 * :class:`Signer` makes a detached compact JWS (RFC 7515 Appendix F): ``header..signature``,
   the standard JWS signing input ``BASE64URL(header) || '.' || BASE64URL(payload)`` over the
   exact payload bytes, with the payload left out. The protected header names the algorithm
-  (from the key: ES256, EdDSA, PS256) and ``x5t#S256`` of the signing certificate.
+  (from the key: ES256, EdDSA, PS256), ``x5t#S256`` of the signing certificate and ``x5c``
+  (the certificate, then any intermediates its file holds).
 """
 
 from __future__ import annotations
@@ -129,8 +130,17 @@ def hashes_sha256() -> Any:
 class Signer:
     alg: str
     thumbprint: str  # x5t#S256 of the certificate
-    x5c: tuple[str, ...]  # the certificate (base64 DER), so a verifier with only the CA can
+    # The certificate and the intermediates its file holds (base64 DER, leaf first), so a
+    # verifier holding only the root CA can build the path.
+    x5c: tuple[str, ...]
     _key: Any  # joserfc key
+
+    @property
+    def jws_bytes(self) -> int:
+        """An upper bound of one detached JWS's length: the header (with x5c, which grows
+        with every intermediate) and a signature of up to 4096-bit RSA."""
+        header = {"alg": self.alg, "x5t#S256": self.thumbprint, "x5c": list(self.x5c)}
+        return len(b64url(json.dumps(header).encode())) + 2 + 700
 
     def sign(self, payload: bytes) -> str:
         """Detached compact JWS over ``payload``: ``header..signature``."""
@@ -146,9 +156,13 @@ def signer_from_pem(key_pem: bytes, cert_pem: bytes, *, password: bytes | None =
     except (ValueError, TypeError) as exc:
         raise SigningError(f"cannot load the private key: {exc}") from exc
     try:
-        cert = x509.load_pem_x509_certificate(cert_pem)
+        # The file may hold the chain (leaf first, then intermediates, as TLS wants it): all
+        # of it goes into x5c (RFC 7515 4.1.6), so a verifier holding only the root CA can
+        # build the path.
+        chain = x509.load_pem_x509_certificates(cert_pem)
     except ValueError as exc:
         raise SigningError(f"cannot load the certificate: {exc}") from exc
+    cert = chain[0]
     alg, cls = _alg_of(key)
     pub = cert.public_key()
     spki = serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -156,9 +170,9 @@ def signer_from_pem(key_pem: bytes, cert_pem: bytes, *, password: bytes | None =
         raise SigningError("the certificate does not belong to the key (public keys differ)")
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    der = cert.public_bytes(serialization.Encoding.DER)
-    return Signer(alg, cert_thumbprint(cert), (base64.b64encode(der).decode(),),
-                  cls.import_key(pem))
+    x5c = tuple(base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode()
+                for c in chain)
+    return Signer(alg, cert_thumbprint(cert), x5c, cls.import_key(pem))
 
 
 def key_file_problem(path: Path) -> str | None:

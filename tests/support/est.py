@@ -50,6 +50,14 @@ class EstServer:
                    .public_key(self.ca_key.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now).not_valid_after(now + timedelta(days=30))
                    .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                   # RFC 5280 4.2.1.3: a CA's keyUsage names keyCertSign (verify --ca checks)
+                   .add_extension(x509.KeyUsage(
+                       digital_signature=False, content_commitment=False,
+                       key_encipherment=False, data_encipherment=False, key_agreement=False,
+                       key_cert_sign=True, crl_sign=True, encipher_only=False,
+                       decipher_only=False), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(
+                       self.ca_key.public_key()), critical=False)
                    .sign(self.ca_key, hashes.SHA256()))
         self.ca_pem = d / "est-ca.pem"
         self.ca_pem.write_bytes(self.ca.public_bytes(serialization.Encoding.PEM))
@@ -68,7 +76,9 @@ class EstServer:
         now = datetime.now(UTC) - timedelta(seconds=1)
         builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(self.ca.subject)
                    .public_key(public_key).serial_number(x509.random_serial_number())
-                   .not_valid_before(now).not_valid_after(now + timedelta(seconds=seconds)))
+                   .not_valid_before(now).not_valid_after(now + timedelta(seconds=seconds))
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                       self.ca_key.public_key()), critical=False))
         if server:
             builder = builder.add_extension(x509.SubjectAlternativeName(
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -73,11 +73,21 @@ def agent_status(cfg: Path) -> dict[str, Any]:
     return doc
 
 
+class BrokerAddress(Protocol):
+    """Where the agent connects: a Mosquitto, or a NatsServer's MQTT listener."""
+
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+
 def write_config(
     path: Path,
     *,
     reader_port: str,
-    broker: Mosquitto,
+    broker: BrokerAddress,
     buffer: Path,
     reader: dict[str, Any] | None = None,
     mqtt: dict[str, Any] | None = None,

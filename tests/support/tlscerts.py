@@ -23,8 +23,11 @@ def _key(name: str, d: Path) -> None:
 
 def _ca(name: str, d: Path, *, days: int = 30) -> None:
     _key(name, d)
+    # keyUsage: RFC 5280 4.2.1.3 wants keyCertSign on a CA, and verify's path validation
+    # checks it (openssl's default v3_ca leaves it out).
     _run("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.pem", "-days",
-         str(days), "-subj", f"/CN=Test {name}", cwd=d)
+         str(days), "-subj", f"/CN=Test {name}", "-addext",
+         "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
 
 
 def make_ca(d: Path, name: str, *, days: int) -> Path:
@@ -39,11 +42,14 @@ def _leaf(name: str, ca: str, d: Path, *, days: int, server: bool) -> None:
     _run("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
          cwd=d)
     ext = d / f"{name}.ext"
+    keyids = "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n"
     if server:
         ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                       "extendedKeyUsage=serverAuth\n")
+                       "extendedKeyUsage=serverAuth\n" + keyids)
     else:
-        ext.write_text("extendedKeyUsage=clientAuth\n")
+        # The gateway identity of the e2e configs (lab/gw-test), as `identity init` asks.
+        ext.write_text("subjectAltName=URI:urn:tea:gateway:lab:gw-test\n"
+                       "extendedKeyUsage=clientAuth\n" + keyids)
     _run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
          "-CAcreateserial", "-out", f"{name}.pem", "-days", str(days), "-extfile", ext.name,
          cwd=d)

@@ -38,6 +38,7 @@ from agent.uplink.provenance import (
     verify_detached,
     verify_key_from_cert,
 )
+from tests.support.pki import root_ca
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 EVENT = json.dumps({"type": "ObjectEvent", "eventID": "ni:///sha-256;00?ver=CBV2.0",
@@ -46,7 +47,7 @@ EVENT = json.dumps({"type": "ObjectEvent", "eventID": "ni:///sha-256;00?ver=CBV2
 
 
 def _cert(key: Any, *, issuer_key: Any = None, issuer: x509.Name | None = None,
-          cn: str = "gw-1") -> x509.Certificate:
+          cn: str = "lab/gw-1") -> x509.Certificate:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     signing = issuer_key or key
     algo = None if isinstance(signing, ed25519.Ed25519PrivateKey) else hashes.SHA256()
@@ -192,17 +193,17 @@ def test_a_gap_named_by_a_later_document_is_explained() -> None:
 
 
 def test_a_ca_is_a_trust_anchor_through_x5c() -> None:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _cert(ca_key, cn="Test CA")
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = _cert(key, issuer_key=ca_key, issuer=ca.subject)
+    # Path validation in depth (intermediates, dates, CRLs, identity):
+    # tests/fieldtools/test_verify_trust.py.
+    ca = root_ca(start=NOW - dt.timedelta(days=10))
+    cert, key = ca.issue_gateway("lab", "gw-1", start=NOW - dt.timedelta(days=1))
     signer = signer_from_pem(_pem_key(key), _pem_cert(cert))
     msgs = _chain(signer, 2)
-    assert verify(msgs, Trust(cas=(ca,))).ok
-    rogue_ca = _cert(ec.generate_private_key(ec.SECP256R1()), cn="Rogue")
-    report = verify(msgs, Trust(cas=(rogue_ca,)))
+    assert verify(msgs, Trust(cas=(ca.cert,))).ok
+    rogue_ca = root_ca("Rogue")
+    report = verify(msgs, Trust(cas=(rogue_ca.cert,)))
     assert not report.ok
-    assert "not issued by a trusted CA" in report.chains[0].bad_signatures[0]["why"]
+    assert "no path to a trusted CA" in report.chains[0].bad_signatures[0]["why"]
 
 
 def test_capture_lines_round_trip() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from agent.buffer.api import BufferStats
+from agent.buffer.chain import ChainHead
 from agent.readers.rates import RateTracker
 from agent.readers.status import ReaderStatus
 from agent.uplink.health import (
@@ -249,6 +250,18 @@ def test_status_offline_carries_no_live_facts() -> None:
                                  now=NOW, readers=["dock-1"], buffer_depth=42))
     assert s == {"schema": STATUS_SCHEMA, "state": "offline", "gateway": "gw1", "site": "lab",
                  "version": "0.1.0", "ts": "2026-11-28T14:00:00.123Z"}
+
+
+def test_the_will_names_the_head_at_connect_apart_from_the_current_head() -> None:
+    head = ChainHead(chain_id="c-1", seq=7, hash="sha-256:ab")
+    will = roundtrip(status_payload(state="offline", gateway="gw1", site="lab", version="0.1.0",
+                                    now=NOW, chain_at_connect=head))
+    assert will["chainAtConnect"] == {"chainId": "c-1", "seq": 7, "hash": "sha-256:ab"}
+    assert "chain" not in will  # a receiver never mistakes it for the current head
+    online = roundtrip(status_payload(state="online", gateway="gw1", site="lab",
+                                      version="0.1.0", now=NOW, chain=head))
+    assert online["chain"] == will["chainAtConnect"]
+    assert "chainAtConnect" not in online
 
 
 def test_status_online_defaults() -> None:

@@ -20,7 +20,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent.config import MqttConfig
 from agent.uplink.mqtt.compat import PahoClient, drop_held_larger_than
 from agent.uplink.mqtt.packets import MQTT_DEFAULT_RECEIVE_MAXIMUM
-from agent.uplink.mqtt.types import InboundMessage
+from agent.uplink.mqtt.types import InboundMessage, Will
 
 log = logging.getLogger("agent.uplink.mqtt")
 
@@ -44,7 +44,7 @@ def _guarded(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
 
 class PahoCallbacks:
     """paho thread side. Touches only: ``_client`` (paho, thread-safe calls), the snapshot
-    ``_subs_snapshot`` and ``_last_paho_error`` (both written on this thread or replaced
+    ``_subs_snapshot``, ``_will`` and ``_last_paho_error`` (written on this thread or replaced
     atomically), and ``_post`` to reach the loop."""
 
     _cfg: MqttConfig
@@ -54,6 +54,7 @@ class PahoCallbacks:
     _paho_log: logging.Logger
     _last_paho_error: str | None
     _subs_snapshot: tuple[tuple[str, int], ...]
+    _will: Will | None
 
     # Event-loop handlers, defined by MqttUplink.
     def _on_attempt(self) -> None:
@@ -105,6 +106,11 @@ class PahoCallbacks:
     @_guarded("on_pre_connect")
     def _cb_pre_connect(self, client: paho.Client, userdata: Any) -> None:
         self._last_paho_error = None
+        # The CONNECT about to be built carries the will: the newest one set_will() gave
+        # (MQTT cannot change the will of a live connection, so this is its only moment).
+        will = self._will
+        if will is not None:
+            client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         self._post(self._on_attempt)
 
     @_guarded("on_connect")

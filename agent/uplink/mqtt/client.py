@@ -242,6 +242,13 @@ class MqttUplink(PahoCallbacks):
         """Replace the message published after each connect (e.g. with a fresh depth)."""
         self._birth = birth
 
+    def set_will(self, will: Will) -> None:
+        """Replace the will for the next connect: the CONNECT of each (re)connect carries the
+        newest will given here (set in paho's pre-connect callback); the live connection
+        keeps the will it connected with."""
+        self._check_qos(will.qos, allow_zero=True)
+        self._will = will
+
     async def failback_probe(self, *, interval_s: float | None = None,
                              connect_timeout_s: float = 5.0) -> None:
         """Run forever: while connected to a failover broker, probe the first broker every
