@@ -14,12 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent.buffer.api import Buffer, BufferFullError, OutEvent
 from agent.model import Read
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    first_id: int  # the batch's reads are first_id, first_id + 1, ... in arrival order
+    count: int
+    rows: list[tuple[int, Read]]  # (id, read): stored as reads
+    events: list[OutEvent]  # the events of the others, formed with their ids
 
 
 class DirectEvents(Protocol):
@@ -84,28 +93,30 @@ class Ingest:
             self._holding = batch
             await self._commit(batch)
 
-    async def _prepare(self, batch: list[Read]) -> tuple[list[Read], list[OutEvent]]:
-        """(reads to store as reads, events of the direct reads): their events are formed
-        here, with read ids reserved in the buffer, and stored with the rest in one put."""
+    async def _prepare(self, batch: list[Read]) -> _Prepared:
+        """Number the batch (read ids are dense, in arrival order) and have the pipeline form
+        the events of its direct reads; the rest are stored as reads, all in one put."""
+        first = self._buffer.next_read_id
         direct = self.direct
-        if direct is None:
-            return batch, []
-        rows: list[Read] = []
+        rows: list[tuple[int, Read]] = []
         now: list[Read] = []
-        for read in batch:
-            (now if direct.direct(read) else rows).append(read)
-        if not now:
-            return rows, []
-        ids = await self._buffer.reserve_read_ids(len(now))
-        return rows, await direct.build(now, ids)
+        now_ids: list[int] = []
+        for read_id, read in enumerate(batch, first):
+            if direct is not None and direct.direct(read):
+                now.append(read)
+                now_ids.append(read_id)
+            else:
+                rows.append((read_id, read))
+        events = await direct.build(now, now_ids) if direct is not None and now else []
+        return _Prepared(first, len(batch), rows, events)
 
-    async def _put_once(self, rows: list[Read], events: list[OutEvent]) -> None:
+    async def _put_once(self, batch: _Prepared) -> None:
         # A put already handed to the buffer's writer runs to its end even if we are
         # cancelled: shield it and let drain() learn its outcome, rather than guess.
         self._put = asyncio.get_running_loop().create_task(
-            self._buffer.put_reads(rows, events=events),
+            self._buffer.put_batch(batch.first_id, batch.count, batch.rows, batch.events),
             name="ingest-put")  # owned: awaited here or in drain
-        self._put_events = events
+        self._put_events = batch.events
         try:
             await asyncio.shield(self._put)
         finally:
@@ -114,10 +125,10 @@ class Ingest:
 
     async def _commit(self, batch: list[Read]) -> None:
         warned = False
-        rows, events = await self._prepare(batch)
+        prepared = await self._prepare(batch)
         while True:
             try:
-                await self._put_once(rows, events)
+                await self._put_once(prepared)
             except BufferFullError as exc:
                 # Backpressure policy: hold these reads (the queue behind them fills and the
                 # readers pause) until the uplink frees space.
@@ -132,7 +143,7 @@ class Ingest:
         if warned:
             log.info("buffer has room again; readers resume")
             self._room.set()
-        self._accepted(batch, stored_reads=bool(rows), events=events)
+        self._accepted(batch, stored_reads=bool(prepared.rows), events=prepared.events)
 
     def _accepted(self, batch: list[Read], *, stored_reads: bool = True,
                   events: Sequence[OutEvent] = ()) -> None:
@@ -160,7 +171,7 @@ class Ingest:
             try:
                 await put
             except BufferFullError:
-                pass  # not stored: goes again below (as reads: read ids reserved are skipped)
+                pass  # not stored: goes again below, as reads (with the same ids)
             else:
                 self._accepted(batch, events=self._put_events)
                 batch = []

@@ -18,14 +18,12 @@ from agent.buffer.rows import READ_COLUMN_COUNT, READ_COLUMNS, ReadRow, decode_r
 from agent.buffer.store import Rejected, Store, insert_alarm
 
 _INSERT_READ = f"INSERT INTO reads ({READ_COLUMNS}) VALUES ({', '.join('?' * READ_COLUMN_COUNT)})"  # noqa: S608
+_INSERT_READ_WITH_ID = f"INSERT INTO reads (id, {READ_COLUMNS}) VALUES ({', '.join('?' * (READ_COLUMN_COUNT + 1))})"  # noqa: S608, E501
 _SELECT_READS = f"SELECT id, {READ_COLUMNS} FROM reads WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
 _INSERT_EVENT = "INSERT INTO outbox (kind, payload, priority, created_at_s) VALUES (?, ?, ?, ?)"
 
 
-def put_reads(s: Store, rows: Sequence[ReadRow], events: Sequence[OutEvent] = ()) -> None:
-    """Store reads, and the events of reads that never wait as reads (every-read readers and
-    barcode scans: their events were formed before this transaction, with read ids from
-    :func:`reserve_read_ids`); both in this one transaction, or nothing."""
+def _admit(s: Store) -> None:
     s.admit_reads()
     if s.cfg.when_full == "backpressure":
         used = s.used_bytes()
@@ -33,27 +31,46 @@ def put_reads(s: Store, rows: Sequence[ReadRow], events: Sequence[OutEvent] = ()
             raise Rejected(BufferFullError(
                 f"buffer full: {used} of {s.cfg.max_size} bytes used (when_full: backpressure); "
                 f"nothing of this call was stored; pause the readers and retry"))
+
+
+def put_reads(s: Store, rows: Sequence[ReadRow]) -> int:
+    """Store reads (ids from AUTOINCREMENT); returns the last read id given."""
+    _admit(s)
+    s.conn.executemany(_INSERT_READ, rows)
+    s.inserted(reads=True)
+    return last_read_id(s)
+
+
+def put_batch(s: Store, first_id: int, count: int, rows: Sequence[tuple[int, ReadRow]],
+              events: Sequence[OutEvent]) -> int:
+    """One batch of ``count`` reads with the ids ``first_id`` .. ``first_id + count - 1`` in
+    arrival order: ``rows`` (id, row) are stored as reads, the others come as their
+    ``events`` (formed before this transaction with those ids; issue 12), all in this one
+    transaction or nothing. The ids stay dense: a read id is what every read got, in order,
+    whether it waited as a read or not. Returns the last read id."""
+    _admit(s)
+    expected = last_read_id(s) + 1
+    if first_id != expected:  # only the ingest stores reads while the agent runs: a bug
+        raise RuntimeError(f"read ids out of step: batch starts at {first_id}, the buffer's "
+                           f"next read id is {expected}")
     if rows:
-        s.conn.executemany(_INSERT_READ, rows)
+        s.conn.executemany(_INSERT_READ_WITH_ID, [(i, *row) for i, row in rows])
     if events:
         s.conn.executemany(_INSERT_EVENT, [
             (e.kind, e.payload, e.priority, e.created_at_s) for e in events])
+    last = first_id + count - 1
+    s.conn.execute("INSERT INTO sqlite_sequence (name, seq) SELECT 'reads', 0 WHERE NOT EXISTS "
+                   "(SELECT 1 FROM sqlite_sequence WHERE name = 'reads')")
+    s.conn.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = 'reads'", (last,))
     s.inserted(reads=True)
+    return last
 
 
-def reserve_read_ids(s: Store, n: int) -> int:
-    """Hand out ``n`` read ids no row has or will have (above every id the reads table ever
-    gave, and committed so, so that a restart never hands them out again); returns the first.
-    Ids not used before a crash are just skipped: a read id is unique, not dense."""
-    conn = s.conn
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'reads'").fetchone()
-    top = conn.execute("SELECT max(id) FROM reads").fetchone()[0]
-    seq = max(int(row[0]) if row is not None else 0, int(top or 0))
-    if row is None:
-        conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('reads', ?)", (seq + n,))
-    else:
-        conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'reads'", (seq + n,))
-    return seq + 1
+def last_read_id(s: Store) -> int:
+    """The highest read id ever given (AUTOINCREMENT's own rule: sequence or largest row)."""
+    row = s.conn.execute("SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = "
+                         "'reads'), 0), coalesce((SELECT max(id) FROM reads), 0))").fetchone()
+    return int(row[0])
 
 
 def take_reads(s: Store, limit: int, after_id: int) -> list[StoredRead]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from agent.buffer.api import Buffer, BufferFullError, BufferStats, Claimed, OutEvent, StoredRead
 from agent.buffer.chain import Build, ChainHead, FrozenDocument, Sign
@@ -67,12 +67,16 @@ class RetryWhenFull:
                 log.info("%s: %s went through again", self._who, what)
             return result
 
-    async def put_reads(self, reads: Sequence[object], *, events: Sequence[OutEvent] = ()
-                        ) -> None:  # pragma: no cover - unused
+    async def put_reads(self, reads: Sequence[object]) -> None:  # pragma: no cover - unused
         raise TypeError("readers go through the ingest, which handles a full buffer itself")
 
-    async def reserve_read_ids(self, n: int) -> range:  # pragma: no cover - unused
-        raise TypeError("readers go through the ingest, which reserves read ids itself")
+    @property
+    def next_read_id(self) -> int:  # pragma: no cover - unused
+        raise TypeError("readers go through the ingest")
+
+    async def put_batch(self, first_id: int, count: int, reads: Sequence[tuple[int, Any]],
+                        events: Sequence[OutEvent]) -> None:  # pragma: no cover - unused
+        raise TypeError("readers go through the ingest, which handles a full buffer itself")
 
     async def take_reads(self, limit: int) -> list[StoredRead]:
         return await self._inner.take_reads(limit)

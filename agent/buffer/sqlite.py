@@ -29,8 +29,6 @@ from agent.clock import ClockSteps, steps_for
 from agent.config import BufferConfig
 from agent.model import Read
 
-_RESERVE_BLOCK = 4096  # read ids reserved per transaction for events formed before storing
-
 
 def sqlite3_connect(path: str) -> Conn:
     """The default connection: stdlib sqlite3, autocommit (we issue BEGIN/COMMIT ourselves)."""
@@ -63,7 +61,7 @@ class SqliteBuffer:
             self._store, Store.run_batch, commit_interval_s=cfg.commit_interval_ms / 1000.0)
         self._reads_ready = asyncio.Event()
         self._events_ready = asyncio.Event()
-        self._reserved = range(0)  # read ids reserved ahead (reserve_read_ids)
+        self._next_read_id = 1  # read at open, then advanced by each commit of reads
 
     @classmethod
     async def open(
@@ -91,6 +89,7 @@ class SqliteBuffer:
         except BaseException:
             await self._writer.stop(Store.close)
             raise
+        self._next_read_id = await self._call(ops.last_read_id, "last_read_id") + 1
         self._reads_ready.set()
         self._events_ready.set()
         return self
@@ -125,37 +124,41 @@ class SqliteBuffer:
 
     # ------------------------------------------------------------------ reads stage
 
-    async def put_reads(self, reads: Sequence[Read], *, events: Sequence[OutEvent] = ()) -> None:
+    async def put_reads(self, reads: Sequence[Read]) -> None:
         """Store reads; returns once they are committed (durable with synchronous=FULL).
-
-        ``events``: formed from reads that do not wait as reads (read ids from
-        :meth:`reserve_read_ids`), queued in the same transaction: the read is committed as
-        its event, in one step instead of three (issue 12).
 
         Raises BufferFullError (backpressure policy, buffer full) or BufferDiskFullError (a
         subclass: the disk is full); nothing of the call was stored then.
         """
         rows = [encode_read(r) for r in reads]
-        evs = list(events)
-        if not rows and not evs:
+        if not rows:
             return
+        last: int = await self._call(lambda s: ops.put_reads(s, rows), "put_reads", len(rows))
+        self._next_read_id = last + 1
+        self._reads_ready.set()
+
+    @property
+    def next_read_id(self) -> int:
+        """The id the next read stored gets (read ids are dense: 1, 2, 3 ... in arrival order)."""
+        return self._next_read_id
+
+    async def put_batch(self, first_id: int, count: int, reads: Sequence[tuple[int, Read]],
+                        events: Sequence[OutEvent]) -> None:
+        """Store one batch of ``count`` reads numbered from ``first_id`` (``next_read_id``):
+        ``reads`` (id, read) wait as reads, the others are committed as their ``events``,
+        formed beforehand with their ids; one transaction (issue 12). Raises like put_reads;
+        then nothing was stored and the same batch, with the same ids, can be put again."""
+        rows = [(i, encode_read(r)) for i, r in reads]
+        evs = list(events)
         _check_events(evs)
-        await self._call(lambda s: ops.put_reads(s, rows, evs), "put_reads", len(rows) + len(evs))
+        last: int = await self._call(
+            lambda s: ops.put_batch(s, first_id, count, rows, evs), "put_batch",
+            len(rows) + len(evs))
+        self._next_read_id = last + 1
         if rows:
             self._reads_ready.set()
         if evs:
             self._events_ready.set()
-
-    async def reserve_read_ids(self, n: int) -> range:
-        """``n`` read ids for reads whose events are formed before they are stored; taken from
-        blocks reserved (and committed) ahead, so most calls need no transaction."""
-        if len(self._reserved) < n:
-            block = max(n, _RESERVE_BLOCK)
-            first: int = await self._call(lambda s: ops.reserve_read_ids(s, block),
-                                          "reserve_read_ids")
-            self._reserved = range(first, first + block)
-        ids, self._reserved = self._reserved[:n], self._reserved[n:]
-        return ids
 
     async def take_reads(self, limit: int, *, after_id: int = 0) -> list[StoredRead]:
         """The oldest stored reads (id order), without removing them; ``after_id`` skips ahead."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from agent.buffer.api import OutEvent
+from agent.buffer.api import BufferStoreError, OutEvent
 from agent.buffer.ingest import Ingest
 from agent.buffer.sqlite import SqliteBuffer
 from agent.config import BarcodeConfig, R2000Config
@@ -124,19 +124,29 @@ async def test_presence_reads_still_wait_as_reads(tmp_path: Path) -> None:
     await buf.aclose()
 
 
-async def test_read_ids_are_never_handed_out_twice_across_restarts(tmp_path: Path) -> None:
-    seen: set[str] = set()
+async def test_read_ids_stay_dense_in_arrival_order_across_restarts(tmp_path: Path) -> None:
+    """Every read gets the next id whether it waits as a read or not, so a receiver (and the
+    e2e tests) can tell a lost read by a missing id; a restart continues the numbering."""
+    got: list[int] = []
     for _ in range(3):
         buf, _pipe, ingest = await setup(tmp_path)
-        await put_all(ingest, [scan(i) for i in range(50)] + [tag(1)])  # one plain read too
-        ids = read_ids(await outbox(buf))
-        assert len(ids) == 50
-        assert not seen & set(ids)
-        seen |= set(ids)
-        rows = await buf.take_reads(100)
-        assert all(f"{buf.generation}:{r.id}" not in seen for r in rows)
+        await put_all(ingest, [scan(i) for i in range(50)] + [tag(1)] + [scan(99)])
+        got += [int(i.rsplit(":", 1)[1]) for i in read_ids(await outbox(buf))]
+        rows = await buf.take_reads(100)  # the presence read, numbered between the scans
+        got += [r.id for r in rows]
         await buf.commit_events([r.id for r in rows], [])
         await buf.aclose()
+    assert sorted(got) == list(range(1, 3 * 52 + 1))
+
+
+async def test_a_batch_that_cannot_be_stored_keeps_its_ids_for_the_retry(tmp_path: Path) -> None:
+    buf, _pipe, _ingest = await setup(tmp_path)
+    await buf.put_reads([tag(1)])
+    assert buf.next_read_id == 2
+    with pytest.raises(BufferStoreError, match="out of step"):
+        await buf.put_batch(5, 1, [], [])  # a skipped id would be a hole: refused
+    assert buf.next_read_id == 2
+    await buf.aclose()
 
 
 async def test_a_double_scan_is_counted_and_logged_not_stored(
