@@ -10,13 +10,13 @@ import errno
 import fcntl
 import logging
 import os
-import select
+import selectors
 import ssl
 import stat
 import struct
 import threading
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import serial
 import serial_asyncio_fast
@@ -162,36 +162,174 @@ class SerialLink(_StreamLink):
 _URL_SCHEMES = ("socket://", "rfc2217://", "loop://", "spy://", "alt://", "hwgrep://", "tls://")
 
 
-class ThreadedSerialLink(_ClosingContext):
-    """A local serial port (or pty) drained by a thread of its own (issue 12, item 3).
+class _PortReader:
+    """One thread that reads every local serial port of one event loop (issue 12, item 3).
 
     On the event loop a port is read only when the loop comes round to it; a busy step of the
     pipeline or the forwarder (a few ms) is longer than a 4 KB tty buffer lasts at
-    10,000 lines/s (6.4 ms), and what does not fit is lost as a UART overrun. The thread sits in
-    a blocking read, takes whatever the kernel holds (up to 64 KiB) as soon as it comes and
-    hands it to the loop; the driver frames it there as before. What waits in RAM is bounded
-    (``_BACKLOG_MAX_BYTES``): past it the thread stops reading, and the kernel's buffer is what
-    fills, as it would without the thread.
+    10,000 lines/s (6.4 ms), and what does not fit is lost as a UART overrun. This thread sits
+    in ``select`` on all the ports, takes whatever the kernel holds (up to 64 KiB a port) as
+    soon as it comes, and hands what every ready port gave to the loop in one call; the
+    drivers frame it there as before. One thread for all ports, not one each: sixteen R2000
+    readers at line rate wake it about 9,000 times a second, and each wake-up of a thread
+    costs two hand-overs of the GIL.
     """
 
     _READ_BYTES = 65536
+    _lock = threading.Lock()  # the registry below
+    _by_loop: ClassVar[dict[asyncio.AbstractEventLoop, _PortReader]] = {}
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._commands: collections.deque[tuple[str, ThreadedSerialLink]] = collections.deque()
+        self._links = 0  # registered or about to be (guarded by _lock)
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="serial-ports", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def attach(cls, link: ThreadedSerialLink) -> _PortReader:
+        with cls._lock:
+            reader = cls._by_loop.get(link.loop)
+            if reader is None or reader._stopping:
+                reader = cls._by_loop[link.loop] = cls(link.loop)
+            reader._links += 1
+            reader._enqueue("add", link)
+            return reader
+
+    def detach(self, link: ThreadedSerialLink) -> None:
+        """Stop reading the link's port; ``link.detached`` is set once the thread let go of
+        its descriptor (only then may it be closed: its number could be reused)."""
+        with self._lock:
+            if self._stopping:
+                link.detached.set()
+                return
+            self._links -= 1
+            self._enqueue("remove", link)
+
+    def pause(self, link: ThreadedSerialLink) -> None:
+        with self._lock:
+            self._enqueue("pause", link)
+
+    def resume(self, link: ThreadedSerialLink) -> None:
+        with self._lock:
+            self._enqueue("resume", link)
+
+    def _enqueue(self, op: str, link: ThreadedSerialLink) -> None:
+        # Under _lock. A stopped thread has closed its wake-up pipe: never write to that
+        # descriptor number again (it may belong to something else by now).
+        if self._stopping:
+            return
+        self._commands.append((op, link))
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"x")
+
+    # -- thread side -------------------------------------------------------------------------
+
+    def _apply(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+        while self._commands:
+            op, link = self._commands.popleft()
+            fd = link.fd
+            if op in ("add", "resume") and not link.failed:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.register(fd, selectors.EVENT_READ, link)
+            elif op in ("remove", "pause"):
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(fd)
+                if op == "remove":
+                    link.detached.set()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                got: list[tuple[ThreadedSerialLink, bytes]] = []
+                failed: list[tuple[ThreadedSerialLink, OSError]] = []
+                for key, _ in self._selector.select():
+                    link = key.data
+                    if link is None:
+                        continue  # a command: applied below
+                    try:
+                        data = os.read(key.fd, self._READ_BYTES)
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        data, error = b"", exc
+                    else:
+                        error = OSError(errno.EIO, "the port returned no data (disconnected?)")
+                    if data:
+                        got.append((link, data))
+                        continue
+                    # A pty whose other side closed, a vanished USB port: stop reading it.
+                    link.failed = True
+                    self._selector.unregister(key.fd)
+                    failed.append((link, error))
+                if got or failed:
+                    self._loop.call_soon_threadsafe(_deliver, got, failed)
+                if self._commands or self._links <= 0:
+                    self._apply()
+                    with self._lock:
+                        if self._links <= 0 and not self._commands:
+                            self._stopping = True  # with the decision: attach() sees it
+                            if self._by_loop.get(self._loop) is self:
+                                del self._by_loop[self._loop]
+                            return
+        except RuntimeError:
+            pass  # the loop closed: nobody reads any more
+        finally:
+            with self._lock:
+                self._stopping = True
+                if self._by_loop.get(self._loop) is self:
+                    del self._by_loop[self._loop]
+            for key in list(self._selector.get_map().values()):
+                if key.data is not None:
+                    key.data.detached.set()
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+
+def _deliver(got: list[tuple[ThreadedSerialLink, bytes]],
+             failed: list[tuple[ThreadedSerialLink, OSError]]) -> None:
+    for link, data in got:
+        link.deliver(data)
+    for link, exc in failed:
+        link.fail(exc)
+
+
+class ThreadedSerialLink(_ClosingContext):
+    """A local serial port (or pty) read by the agent's port-reading thread (_PortReader).
+
+    What waits in RAM for the driver is bounded (``_BACKLOG_MAX_BYTES``): past it the port is
+    not read until the driver caught up, and the kernel's buffer is what fills, as it would
+    without the thread.
+    """
+
     _BACKLOG_MAX_BYTES = 8 * 1024 * 1024
 
     def __init__(self, port: str, ser: serial.Serial, loop: asyncio.AbstractEventLoop) -> None:
         self.port = port
         self._ser = ser
-        self._loop = loop
+        self.loop = loop
+        fd = ser.fd
+        if fd is None:
+            raise LinkError(f"cannot open {port}: no descriptor")
+        self.fd: int = fd
         self._chunks: collections.deque[bytes] = collections.deque()
         self._backlog = 0
+        self._paused = False
         self._error: BaseException | None = None
-        self._eof = False
         self._ready = asyncio.Event()
-        self._room = threading.Event()
-        self._room.set()
         self._closed = False
-        self._wake_r, self._wake_w = os.pipe()  # aclose() wakes the thread's select
-        self._thread = threading.Thread(target=self._drain, name=f"serial-read {port}",
-                                        daemon=True)
+        self.failed = False  # the thread stopped reading it (set there)
+        self.detached = threading.Event()  # the thread let go of the descriptor
+        self._reader = _PortReader.attach(self)
 
     @classmethod
     async def open(cls, port: str, baudrate: int) -> ThreadedSerialLink:
@@ -202,61 +340,28 @@ class ThreadedSerialLink(_ClosingContext):
             ser = await asyncio.to_thread(make)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open {port}: {exc}") from exc
-        link = cls(port, ser, asyncio.get_running_loop())
-        link._thread.start()
-        return link
+        return cls(port, ser, asyncio.get_running_loop())
 
-    # -- thread side -------------------------------------------------------------------------
+    # -- from the thread, on the loop --------------------------------------------------------
 
-    def _drain(self) -> None:
-        # select + os.read on the descriptor pyserial opened (non-blocking), not Serial.read:
-        # each call that releases the GIL has to win it back, which on a busy agent takes up
-        # to the switch interval; pyserial's read is four such calls per chunk, this is two.
-        fd, wake_r = self._ser.fd, self._wake_r
-        if fd is None:
-            self._loop.call_soon_threadsafe(self._fail, OSError(errno.EBADF, "port not open"))
+    def deliver(self, data: bytes) -> None:
+        if self._closed:
             return
-        try:
-            while not self._closed:
-                self._room.wait()
-                if self._closed:
-                    break
-                ready, _, _ = select.select([fd, wake_r], [], [])
-                if self._closed:
-                    break
-                if fd not in ready:
-                    continue
-                try:
-                    data = os.read(fd, self._READ_BYTES)
-                except BlockingIOError:
-                    continue
-                if not data:  # a pty whose other side closed, a vanished USB port
-                    self._loop.call_soon_threadsafe(self._fail, OSError(
-                        errno.EIO, "the port returned no data (disconnected?)"))
-                    return
-                self._loop.call_soon_threadsafe(self._deliver, data)
-        except OSError as exc:
-            if not self._closed:
-                with contextlib.suppress(RuntimeError):
-                    self._loop.call_soon_threadsafe(self._fail, exc)
-        except RuntimeError:
-            pass  # the loop closed: nobody reads any more
-
-    # -- loop side ---------------------------------------------------------------------------
-
-    def _deliver(self, data: bytes) -> None:
         self._chunks.append(data)
         self._backlog += len(data)
-        if self._backlog >= self._BACKLOG_MAX_BYTES:
-            self._room.clear()
+        if self._backlog >= self._BACKLOG_MAX_BYTES and not self._paused:
+            self._paused = True
+            self._reader.pause(self)
         self._ready.set()
 
-    def _fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException) -> None:
         # Expected (a USB unplug, a pty whose other side closed): one INFO line, the next read
         # raises LinkError and the supervisor reconnects.
         log.info("serial port %s: %s (the link closes and reconnects)", self.port, exc)
         self._error = exc
         self._ready.set()
+
+    # -- the Link --------------------------------------------------------------------------
 
     async def read(self) -> bytes:
         while not self._chunks:
@@ -269,7 +374,9 @@ class ThreadedSerialLink(_ClosingContext):
         data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
         self._chunks.clear()
         self._backlog = 0
-        self._room.set()
+        if self._paused and not self._closed:
+            self._paused = False
+            self._reader.resume(self)
         return data
 
     async def write(self, data: bytes) -> None:
@@ -278,8 +385,16 @@ class ThreadedSerialLink(_ClosingContext):
         if self._error is not None:
             raise LinkError(f"{self.port}: {self._error}") from self._error
         try:
-            await asyncio.to_thread(self._ser.write, data)
+            # The descriptor is non-blocking (pyserial opens it so): a command fits the
+            # kernel's output buffer at once; only the rest, if any, waits off the loop.
+            try:
+                sent = os.write(self.fd, data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                await asyncio.to_thread(self._ser.write, data[sent:])
         except (serial.SerialException, OSError) as exc:
+            log.info("serial port %s: %s (the link closes and reconnects)", self.port, exc)
             raise LinkError(f"{self.port}: {exc}") from exc
 
     async def set_baudrate(self, baudrate: int) -> None:
@@ -293,12 +408,8 @@ class ThreadedSerialLink(_ClosingContext):
         if self._closed:
             return
         self._closed = True
-        self._room.set()
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-        await asyncio.to_thread(self._thread.join, 2.0)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        self._reader.detach(self)
+        await asyncio.to_thread(self.detached.wait, 2.0)
         with contextlib.suppress(serial.SerialException, OSError):
             self._ser.close()
 

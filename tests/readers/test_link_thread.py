@@ -1,6 +1,6 @@
-"""A local serial port is drained by a thread of its own (issue 12, item 3): bytes are taken
-from the kernel while the event loop is busy, so a 4 KB tty buffer does not overflow behind a
-long pipeline step. Real pseudo-terminals through pyserial."""
+"""Local serial ports are drained by one thread of the agent's (issue 12, item 3): bytes are
+taken from the kernel while the event loop is busy, so a 4 KB tty buffer does not overflow
+behind a long pipeline step. Real pseudo-terminals through pyserial."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.readers.link import SerialLink, ThreadedSerialLink
+from agent.readers.link import LinkError, SerialLink, ThreadedSerialLink
 
 
 @pytest.fixture
@@ -32,7 +32,10 @@ async def test_a_local_port_gets_a_reading_thread_a_url_does_not(pty: tuple[int,
         assert isinstance(link, ThreadedSerialLink)
     finally:
         await link.aclose()
-    assert not [t for t in threading.enumerate() if t.name == f"serial-read {port}"]
+    deadline = time.monotonic() + 5
+    while [t for t in threading.enumerate() if t.name == "serial-ports"]:
+        assert time.monotonic() < deadline, "the port thread outlived its last port"
+        await asyncio.sleep(0.01)
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     try:
         tcp_port = server.sockets[0].getsockname()[1]
@@ -84,9 +87,35 @@ async def test_what_waits_in_ram_is_bounded(pty: tuple[int, str],
         for _ in range(4):
             os.write(master, b"Y" * 3000 + b"\n")
             await asyncio.sleep(0.05)  # the loop delivers each chunk; nobody calls read()
-        assert not link._room.is_set()  # the thread stopped taking bytes past the bound
+        assert link._paused  # the thread stopped taking bytes past the bound
         got = await link.read()
         assert len(got) >= 8192
-        assert link._room.is_set()  # reading again
+        assert not link._paused  # reading again
+        os.write(master, b"Z\n")
+        while not got.endswith(b"Z\n"):
+            got += await asyncio.wait_for(link.read(), 5.0)
+        assert got == (b"Y" * 3000 + b"\n") * 4 + b"Z\n"  # nothing lost while paused
     finally:
         await link.aclose()
+
+
+async def test_one_thread_reads_many_ports_and_a_vanished_one_does_not_stop_the_others(
+) -> None:
+    ptys = [os.openpty() for _ in range(6)]
+    links = [await SerialLink.open(os.ttyname(slave), 115200) for _, slave in ptys]
+    try:
+        assert len([t for t in threading.enumerate() if t.name == "serial-ports"]) == 1
+        os.close(ptys[0][0])  # the first device goes away
+        for i, (master, _) in enumerate(ptys[1:], 1):
+            os.write(master, b"port %d\n" % i)
+        for i, link in enumerate(links[1:], 1):
+            assert await asyncio.wait_for(link.read(), 5.0) == b"port %d\n" % i
+        with pytest.raises(LinkError):
+            await asyncio.wait_for(links[0].read(), 5.0)
+    finally:
+        for link in links:
+            await link.aclose()
+        for master, slave in ptys[1:]:
+            os.close(master)
+        for _, slave in ptys:
+            os.close(slave)
