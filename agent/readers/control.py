@@ -54,6 +54,7 @@ CHAFON_MAX_DBM = 30
 # Mercury read power (0x92): the M6e Nano stops at 27 dBm, the M6e/M7e at 31.5; the module
 # refuses what it cannot do (0x0103 msg_power_too_high), so the agent allows up to 31.
 THINGMAGIC_MAX_DBM = 31
+LLRP_MAX_DBM = 40  # as power_dbm in the config; the reader's table decides what it can do
 
 
 def check_power(cfg: AnyReaderConfig, power: Power) -> Power:
@@ -61,9 +62,20 @@ def check_power(cfg: AnyReaderConfig, power: Power) -> Power:
     if isinstance(cfg, BarcodeConfig | HidReaderConfig):
         raise SettingNotSupported(f"reader {cfg.name} is a barcode scanner: no output power")
     if isinstance(cfg, LlrpConfig):
-        raise SettingNotSupported(
-            f"reader {cfg.name}: an LLRP reader's power is set by power_dbm in the config "
-            "(mapped to its power table at connect); changing it at run time is not supported")
+        # Whole dBm from a command; the driver maps each to the reader's TransmitPowerTable
+        # (the highest entry not above it), as at connect.
+        levels = list(power.values()) if isinstance(power, dict) else [power]
+        if isinstance(power, dict):
+            if not power:
+                raise ValueError("no antenna given")
+            unknown = sorted(set(power) - set(cfg.antennas))
+            if unknown:
+                raise ValueError(f"antenna(s) {unknown} are not in this reader's antennas "
+                                 f"{cfg.antennas}")
+        if not all(0 <= v <= LLRP_MAX_DBM for v in levels):
+            raise ValueError(f"dbm must be within 0..{LLRP_MAX_DBM} for an LLRP reader "
+                             "(mapped to its power table)")
+        return dict(power) if isinstance(power, dict) else power
     if isinstance(cfg, ChafonConfig):
         if cfg.work_mode == "push":
             raise SettingNotSupported(
@@ -130,6 +142,24 @@ def merge(old: Power | None, new: Power, ports: int) -> Power:
     if len(set(base.values())) == 1 and set(base) >= set(range(1, ports + 1)):
         return next(iter(base.values()))
     return base
+
+
+def _whole_power(power: float | dict[int, float] | None) -> Power | None:
+    """An LLRP config's power_dbm as whole dBm, or None when any value is a fraction."""
+    if power is None:
+        return None
+    if isinstance(power, dict):
+        if all(v == int(v) for v in power.values()):
+            return {a: int(v) for a, v in power.items()}
+        return None
+    return int(power) if power == int(power) else None
+
+
+def _collapse(power: dict[int, int], antennas: list[int]) -> Power:
+    """One number when every antenna has the same power."""
+    if set(power) >= set(antennas) and len(set(power.values())) == 1:
+        return next(iter(power.values()))
+    return power
 
 
 # The settings a live change may touch, per driver (only keys of that driver's config model).
@@ -264,7 +294,7 @@ def compare_read_back(desired: Mapping[str, Any], got: Mapping[str, Any]) -> lis
 class PowerOutcome:
     applied: bool  # the reader reported the power after the change
     desired: Power
-    reported: tuple[int, ...] | None = None
+    reported: tuple[float, ...] | None = None
     written: bool = False  # False with applied: the reader had it already
     note: str | None = None
 
@@ -290,8 +320,10 @@ class ReaderControl:
     def __init__(self, cfg: AnyReaderConfig) -> None:
         self.cfg = cfg
         power = getattr(cfg, "power_dbm", None)
-        # LLRP power (float dBm, mapped to the reader's table) is config-only: not shown here.
-        self.desired: Power | None = None if isinstance(cfg, LlrpConfig) else power
+        # LLRP power_dbm may be a fraction (mapped to the reader's table); a command takes
+        # whole dBm, so a fractional config value stays the config's (desired None) until one.
+        self.desired: Power | None = _whole_power(power) if isinstance(cfg, LlrpConfig) \
+            else power
         self._driver: ReaderDriver | None = None
         self._status: ReaderStatus | None = None
         # Live reader settings: the changes on top of the config, applied at every connect.
@@ -327,9 +359,13 @@ class ReaderControl:
         """The reader config for a new connection: configure() applies the desired power and
         the reader settings changed live."""
         cfg = self.settings_config()
-        if (isinstance(cfg, BarcodeConfig | HidReaderConfig | LlrpConfig)
+        if (isinstance(cfg, BarcodeConfig | HidReaderConfig) or self.desired is None
                 or self.desired == cfg.power_dbm):
             return cfg
+        if isinstance(cfg, LlrpConfig) and isinstance(self.desired, dict):
+            # Antennas changed live since: power only for the antennas the reader uses.
+            kept = {a: d for a, d in self.desired.items() if a in cfg.antennas}
+            return cfg.model_copy(update={"power_dbm": kept or None})
         return cfg.model_copy(update={"power_dbm": self.desired})
 
     def attach(self, driver: ReaderDriver) -> None:
@@ -392,9 +428,18 @@ class ReaderControl:
         ReaderCommandError when the reader refuses (the previous desired power is kept).
         """
         name = self.cfg.name
-        power = check_power(self.cfg, power)
+        cfg = self.settings_config()
+        power = check_power(cfg, power)
         previous = self.desired
+        if (isinstance(cfg, LlrpConfig) and previous is None and isinstance(power, dict)
+                and cfg.power_dbm is not None and set(power) != set(cfg.antennas)):
+            raise ValueError(f"the config's power_dbm {cfg.power_dbm} is not whole dBm: give "
+                             f"every antenna ({cfg.antennas}) or one power for all")
         self.desired = merge(previous, power, self.ports)
+        if isinstance(cfg, LlrpConfig) and isinstance(self.desired, dict):
+            self.desired = _collapse({a: d for a, d in self.desired.items()
+                                      if a in cfg.antennas}, cfg.antennas)
+        asked = self.desired
         self._show()
         driver = self._driver
         state = self._status.state if self._status is not None else "stopped"
@@ -417,7 +462,7 @@ class ReaderControl:
                 f"reader {name}: {exc}; {power_text(self.desired)} is kept and applied when "
                 "it connects again"))
         except Exception:
-            if self.desired == merge(previous, power, self.ports):
+            if self.desired == asked:
                 self.desired = previous  # refused: do not push it on every reconnect
                 self._show()
             raise
