@@ -151,6 +151,40 @@ def test_antennas_and_session_from_the_page_reach_the_reader(rig: Rig, driver: A
     assert _add_rospecs(rig)[-1].endswith("session 2")
 
 
+def test_power_from_the_page_reaches_the_llrp_reader(rig: Rig, driver: Any) -> None:
+    """Output power on an LLRP reader: the page shows it confirmed with what the reader
+    reports (GET_ROSPECS of the ROSpec replaced on the same connection), and the simulator's
+    own log shows the ROSpec it now holds with that power on every antenna."""
+    driver.get(rig.url + "/#settings")
+    _login(driver, rig)  # type: ignore[arg-type]
+    box = "[data-reader='fx1']"
+    _wait(driver, lambda d: d.find_elements(_by("CSS_SELECTOR"), box + " .power-all"), 10,
+          "the power form")
+    before = agent_status(rig.cfg)["readers"][0]
+    antennas = before["settings"]["desired"]["antennas"]
+    inp = driver.find_element(_by("CSS_SELECTOR"), box + " .power-all")
+    inp.clear()
+    inp.send_keys("27")
+    driver.find_element(_by("CSS_SELECTOR"), box + " .power-apply").click()
+    _wait(driver, lambda d: "confirmed" in _text(d, box + " .power-result"), 30,
+          "the power confirmation")
+    assert _text(driver, box + " .power-result") == "confirmed: the reader reports 27 dBm"
+    screenshot(driver, "reader-power-llrp")
+    status = agent_status(rig.cfg)["readers"][0]
+    assert status["power"] == {"desiredDbm": 27, "reportedDbm": 27, "error": None}
+    assert status["connects"] == before["connects"]  # the same connection
+    assert status["state"] == "connected"
+    want = "power [" + ", ".join(f"{a}: 27 dBm" for a in antennas) + "]"
+    assert want in _add_rospecs(rig)[-1]
+    # A power beyond what any LLRP table holds is refused, named, and nothing changes.
+    inp.clear()
+    inp.send_keys("41")
+    driver.find_element(_by("CSS_SELECTOR"), box + " .power-apply").click()
+    _wait(driver, lambda d: "refused" in _text(d, box + " .power-result"), 30, "the refusal")
+    assert "dbm must be within 0..40 for an LLRP reader" in _text(driver, box + " .power-result")
+    assert agent_status(rig.cfg)["readers"][0]["power"]["reportedDbm"] == 27
+
+
 def test_a_network_listener_serves_only_the_login_page_first(
         tmp_path: Path, driver: Any) -> None:
     if find_mosquitto() is None:

@@ -513,8 +513,9 @@ class LlrpReader(DriverBase[LlrpConfig]):
         dbm = tuple(self._reported_dbm(got))
         self.status.power_reported = dbm
         self.status.power_error = None
-        log.info("reader %s: transmit power %s confirmed by GET_ROSPECS (asked %s)", cfg.name,
-                 power_text(dbm), power_text(power))
+        log.info("reader %s: transmit power confirmed by GET_ROSPECS: %s (asked %s)", cfg.name,
+                 ", ".join(f"antenna {a}: {self._table_dbm(i)} dBm" for a, i in got.powers),
+                 power_text(power))
         return PowerResult(dbm, written=True)
 
     async def _next_message(self, silence_s: float) -> LlrpMessage | None:
