@@ -167,6 +167,7 @@ SETTING_KEYS: dict[str, tuple[str, ...]] = {
     "r2000": ("antennas", "session", "inventory", "target"),
     "chafon": ("antennas", "session", "target"),
     "llrp": ("antennas", "session", "reader_mode", "search_mode"),
+    "thingmagic": ("antennas", "session", "target"),
 }
 RESTART_PROBLEM = "reconnecting to apply new reader settings"
 
@@ -190,6 +191,8 @@ def settings_choices(cfg: AnyReaderConfig, max_antennas: int | None = None) -> d
             most = max(getattr(cfg, "antennas", [1]))
             top = 4 if most <= 4 else 8 if most <= 8 else 16
             if isinstance(cfg, LlrpConfig):
+                top = max(max_antennas or 4, most)
+            if isinstance(cfg, ThingMagicReaderConfig):  # the module's ports, once it answered
                 top = max(max_antennas or 4, most)
             if isinstance(cfg, ChafonConfig) and cfg.protocol == "uhfreader18":
                 top = 1
@@ -237,13 +240,13 @@ def check_settings(cfg: AnyReaderConfig, change: Mapping[str, Any]) -> AnyReader
                          f"(it takes {', '.join(keys)})")
     for key, value in change.items():  # no lax coercion from a command: true is not 1
         whole = isinstance(value, int) and not isinstance(value, bool)
-        if key == "session" and not whole:
+        if key == "session" and not (whole or value is None):  # null: the reader's own
             raise ValueError(f"session: expected a whole number 0..3, got {value!r}")
         if key == "antennas" and not (isinstance(value, list) and all(
                 isinstance(a, int) and not isinstance(a, bool) for a in value)):
             raise ValueError(f"antennas: expected a list of antenna numbers, got {value!r}")
         if key in ("inventory", "target", "search_mode") and not (
-                isinstance(value, str) or (key == "search_mode" and value is None)):
+                isinstance(value, str) or (key != "inventory" and value is None)):
             raise ValueError(f"{key}: expected one of its names, got {value!r}")
         if key == "reader_mode" and not (whole or value is None or isinstance(value, str)):
             raise ValueError(f"reader_mode: expected a number or a name, got {value!r}")
@@ -284,9 +287,11 @@ def compare_read_back(desired: Mapping[str, Any], got: Mapping[str, Any]) -> lis
     if "antennas" in desired and "antennas" in got \
             and sorted(got["antennas"]) != sorted(desired["antennas"]):
         out.append(f"antennas: asked {desired['antennas']}, the reader reports {got['antennas']}")
-    if "session" in desired and got.get("session") is not None \
-            and got["session"] != desired["session"]:
-        out.append(f"session: asked {desired['session']}, the reader reports {got['session']}")
+    # Asked None: the reader's own, whatever it reports.
+    out.extend(f"{key}: asked {desired[key]}, the reader reports {got[key]}"
+               for key in ("session", "target")
+               if desired.get(key) is not None and got.get(key) is not None
+               and got[key] != desired[key])
     return out
 
 
