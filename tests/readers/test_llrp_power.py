@@ -141,3 +141,38 @@ async def test_a_desired_llrp_power_is_applied_again_at_the_next_connect(
     assert "power [1: 22 dBm]" in lines[1]
     assert "power [1: 22 dBm]" in lines[2]
     assert lines[2].endswith("session 2")
+
+
+async def test_llrp_power_against_llrpkit_s_emulator_a_reader_we_did_not_write() -> None:
+    """The same replace-and-read-back against llrpkit's emulator (its GET_ROSPECS, its power
+    table): confirmed, on the same connection, and reads go on."""
+    import asyncio
+    import shutil
+    import sys
+
+    exe = shutil.which("llrpkit", path=str(Path(sys.executable).parent)) or shutil.which(
+        "llrpkit")
+    if exe is None:
+        pytest.skip("llrpkit is not installed (make venv installs it)")
+    proc = await asyncio.create_subprocess_exec(
+        exe, "emulate", "--port", "0", "--tags", "5", "--seed", "4",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
+        m = re.search(r"port (\d+)", first)
+        assert m, first
+        cfg = reader_config(driver="llrp", host="127.0.0.1", port=int(m.group(1)),
+                            antennas=[1, 2], power_dbm=25)
+        control = ReaderControl(cfg)
+        async with Run(cfg, control) as run:
+            await run.wait_reads(10, timeout_s=15)
+            out = await control.set_power(20, timeout_s=10)
+            assert out.as_dict("r1") == {"reader": "r1", "applied": True, "desiredDbm": 20,
+                                         "reportedDbm": 20, "written": True}
+            n = len(run.reads)
+            await run.wait_reads(n + 10, timeout_s=15)
+            assert (run.status.connects, run.status.state) == (1, "connected")
+    finally:
+        proc.terminate()
+        await proc.wait()

@@ -486,7 +486,12 @@ class LlrpReader(DriverBase[LlrpConfig]):
         running = self._started and cfg.gpi_trigger is None
         if running:
             await self._request(lambda i: llrp.stop_rospec(i, ROSPEC_ID), "STOP_ROSPEC")
-        await self._request(lambda i: llrp.delete_rospec(i, ROSPEC_ID), "DELETE_ROSPEC")
+        try:
+            await self._request(lambda i: llrp.delete_rospec(i, ROSPEC_ID), "DELETE_ROSPEC")
+        except ReaderCommandError:
+            if running:  # the old ROSpec is still there: reading goes on with it
+                await self._request(lambda i: llrp.start_rospec(i, ROSPEC_ID), "START_ROSPEC")
+            raise
         try:
             await self._add_rospec(indexes)
         except ReaderCommandError:
