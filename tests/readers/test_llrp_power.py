@@ -176,3 +176,36 @@ async def test_llrp_power_against_llrpkit_s_emulator_a_reader_we_did_not_write()
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_a_refused_restart_after_the_change_reconnects_with_the_new_power(
+        tmp_path: Path) -> None:
+    """START_ROSPEC refused after the ROSpec was replaced (the simulator refuses every
+    START_ROSPEC inside a window): the reader would sit idle on a healthy-looking connection,
+    so the driver gives the connection up; the supervisor reconnects, configure() applies the
+    desired power, and reads come back once the reader starts inventories again."""
+    import asyncio
+    import time
+
+    with sim(tmp_path, "llrp", "--tcp", "127.0.0.1:0", "--tags", "3", "--log-level", "INFO",
+             "--error-code", "100", "--error-after", "2.0", "--error-for", "2.0") as s:
+        # The simulator's clock starts before it listens, so at least this much of it passed.
+        started = time.monotonic()
+        cfg = _llrp(s, antennas=[1], power_dbm=30)
+        control = ReaderControl(cfg)  # type: ignore[arg-type]
+        async with Run(cfg, control) as run:  # type: ignore[arg-type]
+            await run.wait_reads(5)
+            # Into the window: the simulator's time is at least our time since `started`.
+            await asyncio.sleep(max(0.0, 2.3 - (time.monotonic() - started)))
+            out = await control.set_power(24, timeout_s=10)
+            assert out.applied is False
+            assert out.note is not None
+            assert "inventory not restarted after replacing the ROSpec" in out.note
+            assert control.desired == 24  # kept: applied at the next connect
+            n = len(run.reads)
+            await run.wait_reads(n + 5, timeout_s=20)
+            assert run.status.state == "connected"
+            assert run.status.connects >= 2
+    lines = _add_rospec_lines(tmp_path)
+    assert "power [1: 30 dBm]" in lines[0]
+    assert "power [1: 24 dBm]" in lines[-1]

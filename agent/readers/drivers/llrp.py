@@ -467,9 +467,17 @@ class LlrpReader(DriverBase[LlrpConfig]):
             scope.reschedule(asyncio.get_running_loop().time())
 
     async def _resume(self, running: bool) -> None:
-        await self._request(lambda i: llrp.enable_rospec(i, ROSPEC_ID), "ENABLE_ROSPEC")
-        if running:
-            await self._request(lambda i: llrp.start_rospec(i, ROSPEC_ID), "START_ROSPEC")
+        """ENABLE (and START) our ROSpec after replacing it. A refusal here would leave the
+        reader idle while the connection looks fine, so it is not a refused setting but a
+        connection to set up again: ReaderError, the supervisor reconnects (and configure()
+        applies the desired power)."""
+        try:
+            await self._request(lambda i: llrp.enable_rospec(i, ROSPEC_ID), "ENABLE_ROSPEC")
+            if running:
+                await self._request(lambda i: llrp.start_rospec(i, ROSPEC_ID), "START_ROSPEC")
+        except ReaderCommandError as exc:
+            raise ReaderError(f"inventory not restarted after replacing the ROSpec: {exc}; "
+                              "reconnecting") from exc
 
     async def _apply_power(self, power: Power) -> PowerResult:
         """LLRP has no "edit ROSpec": the power lives in its AntennaConfigurations, so our
