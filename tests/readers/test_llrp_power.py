@@ -136,6 +136,8 @@ async def test_a_desired_llrp_power_is_applied_again_at_the_next_connect(
             assert settled.confirmed
             assert run.status.settings_read_back is not None
             assert run.status.settings_read_back["powerDbm"] == {"1": 22}
+            await control.set_power(21, timeout_s=10)  # live again: the read-back follows
+            assert run.status.settings_read_back["powerDbm"] == {"1": 21}
     lines = _add_rospec_lines(tmp_path)
     assert "power" not in lines[0]  # no power_dbm: the reader's own
     assert "power [1: 22 dBm]" in lines[1]

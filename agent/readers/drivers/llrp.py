@@ -526,6 +526,8 @@ class LlrpReader(DriverBase[LlrpConfig]):
         dbm = tuple(self._reported_dbm(got))
         self.status.power_reported = dbm
         self.status.power_error = None
+        if self.read_back is not None:  # the settings read-back the status shows: now this
+            self.read_back["powerDbm"] = {str(a): self._table_dbm(i) for a, i in got.powers}
         log.info("reader %s: transmit power confirmed by GET_ROSPECS: %s (asked %s)", cfg.name,
                  ", ".join(f"antenna {a}: {self._table_dbm(i)} dBm" for a, i in got.powers),
                  power_text(power))
