@@ -3,6 +3,7 @@
 #
 #   sudo sh deploy/install.sh                  # from a checkout of the source; needs the internet
 #   sudo sh deploy/install.sh --wheels DIR     # offline, from a wheel directory (docs/deploy.md)
+#   sudo sh deploy/install.sh --web-admin      # also let the web page write agent.yaml
 #
 # Safe to run again, and that is how to upgrade: it replaces the program, the unit file and the
 # examples, and keeps /etc/edge-agent/agent.yaml, the udev rules and the buffer in
@@ -14,12 +15,14 @@ umask 022
 NAME=edge-agent
 EXAMPLE=configs/pi-gateway.yaml
 UDEV_RULES=99-edge-agent-readers.rules
+WEB_DROPIN=edge-agent-web-admin.conf
 
 PREFIX=
 SRC=
 PYTHON=python3
 WHEELS=
 SYSTEMD=yes
+WEB_ADMIN=keep
 ARGS=$*
 
 say() { printf 'install: %s\n' "$*"; }
@@ -29,12 +32,18 @@ die() { printf 'install: ERROR: %s\n' "$*" >&2; exit 1; }
 usage() {
     cat <<'EOF'
 usage: sudo sh deploy/install.sh [--from DIR] [--python PATH] [--wheels DIR] [--no-systemd]
+                                [--web-admin | --no-web-admin]
        sh deploy/install.sh --prefix DIR [--from DIR] [--python PATH] [--wheels DIR]
 
   --from DIR     source tree to install (default: the tree this script belongs to)
   --python PATH  Python >= 3.11 that creates the virtualenv (default: python3)
   --wheels DIR   install without the internet, only from the wheels in DIR
   --no-systemd   change files only: no systemctl, udevadm or modprobe
+  --web-admin    let the web page's Apply / "save to config" write /etc/edge-agent/agent.yaml:
+                 installs the drop-in edge-agent.service.d/web-admin.conf (ReadWritePaths=)
+                 and makes the directory writable for the service (sticky, group edge-agent)
+  --no-web-admin remove that again: /etc/edge-agent read-only for the service (the default;
+                 without either option a run keeps what an earlier run chose)
   --prefix DIR   install below DIR instead of / (tests, inspection); implies --no-systemd,
                  creates no system user, changes no ownership; the virtualenv there only
                  works at that place
@@ -50,6 +59,8 @@ while [ "$#" -gt 0 ]; do
         --python) need_value "$@"; PYTHON=$2; shift 2 ;;
         --wheels) need_value "$@"; WHEELS=$2; shift 2 ;;
         --no-systemd) SYSTEMD=no; shift ;;
+        --web-admin) WEB_ADMIN=yes; shift ;;
+        --no-web-admin) WEB_ADMIN=no; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown option: $1" ;;
     esac
@@ -60,7 +71,7 @@ done
 [ -n "$SRC" ] || SRC=$(dirname "$0")/..
 SRC=$(cd "$SRC" && pwd) || die "--from $SRC: no such directory"
 for f in pyproject.toml "$EXAMPLE" deploy/edge-agent.service deploy/edge-agent-modules.conf \
-    "deploy/$UDEV_RULES" docs/deploy.md; do
+    "deploy/$UDEV_RULES" "deploy/$WEB_DROPIN" docs/deploy.md; do
     [ -f "$SRC/$f" ] || die "$SRC is not a Trace Edge Agent source tree: $f is missing"
 done
 if [ -n "$WHEELS" ]; then
@@ -91,6 +102,7 @@ ETC=$ROOT/etc/$NAME
 CONFIG=$ETC/agent.yaml
 STATE=$ROOT/var/lib/$NAME
 UNIT=$ROOT/etc/systemd/system/$NAME.service
+DROPIN=$ROOT/etc/systemd/system/$NAME.service.d/web-admin.conf
 MODULES=$ROOT/etc/modules-load.d/$NAME.conf
 RULES=$ROOT/etc/udev/rules.d/$UDEV_RULES
 LINK=$ROOT/usr/local/bin/$NAME
@@ -221,6 +233,38 @@ else
 fi
 unedited=no
 cmp -s "$CONFIG" "$SRC/$EXAMPLE" && unedited=yes
+
+# The web page writes agent.yaml (temp file + rename, agent.yaml.bak, agent.yaml.apply.json)
+# only where the unit lets it: the drop-in opens /etc/edge-agent in ProtectSystem=strict, and
+# the directory becomes group edge-agent, group-writable and sticky (mode 1775: the agent may
+# replace the files it owns, agent.yaml among them, never root's TLS keys or password hash).
+case $WEB_ADMIN in
+    yes)
+        install -d -m 0755 "$(dirname "$DROPIN")"
+        install -m 0644 "$SRC/deploy/$WEB_DROPIN" "$DROPIN"
+        chmod 1775 "$ETC"
+        if [ "$REAL" = yes ]; then
+            chgrp "$NAME" "$ETC"
+            chown "$NAME:$NAME" "$CONFIG"
+        fi
+        say "web admin: installed $DROPIN; $ETC is writable for the service (Apply, save to config)"
+        ;;
+    no)
+        rm -f "$DROPIN"
+        rmdir "$(dirname "$DROPIN")" 2>/dev/null || true
+        chmod 0755 "$ETC"
+        if [ "$REAL" = yes ]; then
+            chgrp root "$ETC"
+            chown "root:$NAME" "$CONFIG"
+        fi
+        say "web admin: $ETC is read-only for the service (the page cannot write agent.yaml)"
+        ;;
+    *)
+        if [ -e "$DROPIN" ]; then
+            say "keeping $DROPIN (web admin may write $ETC; --no-web-admin removes it)"
+        fi
+        ;;
+esac
 
 # Check it as the service user when possible: that also proves the service may read it.
 check_config() {

@@ -259,6 +259,11 @@ class ThingMagicReaderConfig(_ReaderBase):
     # Read power in dBm (cmd 0x92, centi-dBm on the wire; the Nano's maximum is 27 dBm, the
     # module refuses more with 0x0103). null: leave the module's setting alone.
     power_dbm: Annotated[int, Field(ge=0, le=31)] | None = None
+    # Gen2 session (cmd 0x9B, Gen2 key 00; read back with 0x6B); null: the module's own
+    # (S0 after power-up). S1/S2 let a crowd of tags stay quiet once read.
+    session: Annotated[int, Field(ge=0, le=3)] | None = None
+    # Gen2 target (0x9B key 01): A, B, AB (A then B), BA; null: the module's own (A).
+    target: Literal["A", "B", "AB", "BA"] | None = None
     # The module does not answer at baudrate: look for it at the other rates (115200, 9600,
     # 921600, ...) and switch it to baudrate (cmd 0x06). false: only ever talk at baudrate.
     baud_search: bool = True

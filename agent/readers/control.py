@@ -54,6 +54,7 @@ CHAFON_MAX_DBM = 30
 # Mercury read power (0x92): the M6e Nano stops at 27 dBm, the M6e/M7e at 31.5; the module
 # refuses what it cannot do (0x0103 msg_power_too_high), so the agent allows up to 31.
 THINGMAGIC_MAX_DBM = 31
+LLRP_MAX_DBM = 40  # as power_dbm in the config; the reader's table decides what it can do
 
 
 def check_power(cfg: AnyReaderConfig, power: Power) -> Power:
@@ -61,9 +62,20 @@ def check_power(cfg: AnyReaderConfig, power: Power) -> Power:
     if isinstance(cfg, BarcodeConfig | HidReaderConfig):
         raise SettingNotSupported(f"reader {cfg.name} is a barcode scanner: no output power")
     if isinstance(cfg, LlrpConfig):
-        raise SettingNotSupported(
-            f"reader {cfg.name}: an LLRP reader's power is set by power_dbm in the config "
-            "(mapped to its power table at connect); changing it at run time is not supported")
+        # Whole dBm from a command; the driver maps each to the reader's TransmitPowerTable
+        # (the highest entry not above it), as at connect.
+        levels = list(power.values()) if isinstance(power, dict) else [power]
+        if isinstance(power, dict):
+            if not power:
+                raise ValueError("no antenna given")
+            unknown = sorted(set(power) - set(cfg.antennas))
+            if unknown:
+                raise ValueError(f"antenna(s) {unknown} are not in this reader's antennas "
+                                 f"{cfg.antennas}")
+        if not all(0 <= v <= LLRP_MAX_DBM for v in levels):
+            raise ValueError(f"dbm must be within 0..{LLRP_MAX_DBM} for an LLRP reader "
+                             "(mapped to its power table)")
+        return dict(power) if isinstance(power, dict) else power
     if isinstance(cfg, ChafonConfig):
         if cfg.work_mode == "push":
             raise SettingNotSupported(
@@ -132,11 +144,30 @@ def merge(old: Power | None, new: Power, ports: int) -> Power:
     return base
 
 
+def _whole_power(power: float | dict[int, float] | None) -> Power | None:
+    """An LLRP config's power_dbm as whole dBm, or None when any value is a fraction."""
+    if power is None:
+        return None
+    if isinstance(power, dict):
+        if all(v == int(v) for v in power.values()):
+            return {a: int(v) for a, v in power.items()}
+        return None
+    return int(power) if power == int(power) else None
+
+
+def _collapse(power: dict[int, int], antennas: list[int]) -> Power:
+    """One number when every antenna has the same power."""
+    if set(power) >= set(antennas) and len(set(power.values())) == 1:
+        return next(iter(power.values()))
+    return power
+
+
 # The settings a live change may touch, per driver (only keys of that driver's config model).
 SETTING_KEYS: dict[str, tuple[str, ...]] = {
     "r2000": ("antennas", "session", "inventory", "target"),
     "chafon": ("antennas", "session", "target"),
     "llrp": ("antennas", "session", "reader_mode", "search_mode"),
+    "thingmagic": ("antennas", "session", "target"),
 }
 RESTART_PROBLEM = "reconnecting to apply new reader settings"
 
@@ -160,6 +191,8 @@ def settings_choices(cfg: AnyReaderConfig, max_antennas: int | None = None) -> d
             most = max(getattr(cfg, "antennas", [1]))
             top = 4 if most <= 4 else 8 if most <= 8 else 16
             if isinstance(cfg, LlrpConfig):
+                top = max(max_antennas or 4, most)
+            if isinstance(cfg, ThingMagicReaderConfig):  # the module's ports, once it answered
                 top = max(max_antennas or 4, most)
             if isinstance(cfg, ChafonConfig) and cfg.protocol == "uhfreader18":
                 top = 1
@@ -207,13 +240,13 @@ def check_settings(cfg: AnyReaderConfig, change: Mapping[str, Any]) -> AnyReader
                          f"(it takes {', '.join(keys)})")
     for key, value in change.items():  # no lax coercion from a command: true is not 1
         whole = isinstance(value, int) and not isinstance(value, bool)
-        if key == "session" and not whole:
+        if key == "session" and not (whole or value is None):  # null: the reader's own
             raise ValueError(f"session: expected a whole number 0..3, got {value!r}")
         if key == "antennas" and not (isinstance(value, list) and all(
                 isinstance(a, int) and not isinstance(a, bool) for a in value)):
             raise ValueError(f"antennas: expected a list of antenna numbers, got {value!r}")
         if key in ("inventory", "target", "search_mode") and not (
-                isinstance(value, str) or (key == "search_mode" and value is None)):
+                isinstance(value, str) or (key != "inventory" and value is None)):
             raise ValueError(f"{key}: expected one of its names, got {value!r}")
         if key == "reader_mode" and not (whole or value is None or isinstance(value, str)):
             raise ValueError(f"reader_mode: expected a number or a name, got {value!r}")
@@ -254,9 +287,11 @@ def compare_read_back(desired: Mapping[str, Any], got: Mapping[str, Any]) -> lis
     if "antennas" in desired and "antennas" in got \
             and sorted(got["antennas"]) != sorted(desired["antennas"]):
         out.append(f"antennas: asked {desired['antennas']}, the reader reports {got['antennas']}")
-    if "session" in desired and got.get("session") is not None \
-            and got["session"] != desired["session"]:
-        out.append(f"session: asked {desired['session']}, the reader reports {got['session']}")
+    # Asked None: the reader's own, whatever it reports.
+    out.extend(f"{key}: asked {desired[key]}, the reader reports {got[key]}"
+               for key in ("session", "target")
+               if desired.get(key) is not None and got.get(key) is not None
+               and got[key] != desired[key])
     return out
 
 
@@ -264,7 +299,7 @@ def compare_read_back(desired: Mapping[str, Any], got: Mapping[str, Any]) -> lis
 class PowerOutcome:
     applied: bool  # the reader reported the power after the change
     desired: Power
-    reported: tuple[int, ...] | None = None
+    reported: tuple[float, ...] | None = None
     written: bool = False  # False with applied: the reader had it already
     note: str | None = None
 
@@ -290,8 +325,10 @@ class ReaderControl:
     def __init__(self, cfg: AnyReaderConfig) -> None:
         self.cfg = cfg
         power = getattr(cfg, "power_dbm", None)
-        # LLRP power (float dBm, mapped to the reader's table) is config-only: not shown here.
-        self.desired: Power | None = None if isinstance(cfg, LlrpConfig) else power
+        # LLRP power_dbm may be a fraction (mapped to the reader's table); a command takes
+        # whole dBm, so a fractional config value stays the config's (desired None) until one.
+        self.desired: Power | None = _whole_power(power) if isinstance(cfg, LlrpConfig) \
+            else power
         self._driver: ReaderDriver | None = None
         self._status: ReaderStatus | None = None
         # Live reader settings: the changes on top of the config, applied at every connect.
@@ -327,9 +364,13 @@ class ReaderControl:
         """The reader config for a new connection: configure() applies the desired power and
         the reader settings changed live."""
         cfg = self.settings_config()
-        if (isinstance(cfg, BarcodeConfig | HidReaderConfig | LlrpConfig)
+        if (isinstance(cfg, BarcodeConfig | HidReaderConfig) or self.desired is None
                 or self.desired == cfg.power_dbm):
             return cfg
+        if isinstance(cfg, LlrpConfig) and isinstance(self.desired, dict):
+            # Antennas changed live since: power only for the antennas the reader uses.
+            kept = {a: d for a, d in self.desired.items() if a in cfg.antennas}
+            return cfg.model_copy(update={"power_dbm": kept or None})
         return cfg.model_copy(update={"power_dbm": self.desired})
 
     def attach(self, driver: ReaderDriver) -> None:
@@ -392,9 +433,18 @@ class ReaderControl:
         ReaderCommandError when the reader refuses (the previous desired power is kept).
         """
         name = self.cfg.name
-        power = check_power(self.cfg, power)
+        cfg = self.settings_config()
+        power = check_power(cfg, power)
         previous = self.desired
+        if (isinstance(cfg, LlrpConfig) and previous is None and isinstance(power, dict)
+                and cfg.power_dbm is not None and set(power) != set(cfg.antennas)):
+            raise ValueError(f"the config's power_dbm {cfg.power_dbm} is not whole dBm: give "
+                             f"every antenna ({cfg.antennas}) or one power for all")
         self.desired = merge(previous, power, self.ports)
+        if isinstance(cfg, LlrpConfig) and isinstance(self.desired, dict):
+            self.desired = _collapse({a: d for a, d in self.desired.items()
+                                      if a in cfg.antennas}, cfg.antennas)
+        asked = self.desired
         self._show()
         driver = self._driver
         state = self._status.state if self._status is not None else "stopped"
@@ -417,7 +467,7 @@ class ReaderControl:
                 f"reader {name}: {exc}; {power_text(self.desired)} is kept and applied when "
                 "it connects again"))
         except Exception:
-            if self.desired == merge(previous, power, self.ports):
+            if self.desired == asked:
                 self.desired = previous  # refused: do not push it on every reconnect
                 self._show()
             raise

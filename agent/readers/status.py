@@ -26,7 +26,7 @@ class ReaderStatus:
     # Output power: what the agent wants (int = all ports, {port: dBm}) and what the reader
     # reported at the last connect / change (per port, 1-based order).
     power_desired: int | dict[int, int] | None = None
-    power_reported: tuple[int, ...] | None = None
+    power_reported: tuple[float, ...] | None = None  # LLRP: its table's dBm (can be 30.25)
     power_error: str | None = None  # the last refusal, until a change succeeds
     # Reader settings (antennas, session, inventory mode...): what the agent applies at every
     # connect (the config with any live change) and what the reader reported at the last one
@@ -148,7 +148,7 @@ class ReaderStatus:
         }
 
 
-def power_json(power: int | dict[int, int] | tuple[int, ...] | None) -> Any:
+def power_json(power: int | dict[int, int] | tuple[float, ...] | None) -> Any:
     """One number when every port has the same power, else {"port": dBm}."""
     if power is None or isinstance(power, int):
         return power

@@ -514,11 +514,17 @@ class LLRPDevice(ScheduledDevice):
             if info.search_mode is not None and not self.config.accepts_custom:
                 return w.response(rtype, mid, w.M_PARAMETER_ERROR,
                                   "unsupported Custom parameter (ImpinjInventorySearchMode)")
+            bad = [i for _, i in info.powers if not 1 <= i <= len(w.POWER_TABLE_CDBM)]
+            if bad:
+                return w.response(rtype, mid, w.M_PARAMETER_ERROR,
+                                  f"TransmitPower index {bad[0]} is not in the power table "
+                                  f"(1..{len(w.POWER_TABLE_CDBM)})")
             if info.start_gpi is not None and not 1 <= info.start_gpi <= self.config.gpis:
                 return w.response(rtype, mid, w.M_PARAMETER_ERROR,
                                   f"GPI {info.start_gpi} does not exist")
             self.last_rospec = info
-            log.info("ADD_ROSPEC %d: antennas %s, report every %d tag(s)%s%s%s%s%s%s",
+            # The power goes last-but-one: tests match the line's end on the session.
+            log.info("ADD_ROSPEC %d: antennas %s, report every %d tag(s)%s%s%s%s%s%s%s",
                      info.rospec_id, list(info.antennas), info.tags_per_report,
                      f" or {info.aispec_ms} ms" if info.aispec_ms else "",
                      f", mode {info.mode_id}" if info.mode_id is not None else "",
@@ -526,6 +532,7 @@ class LLRPDevice(ScheduledDevice):
                      f", start on GPI {info.start_gpi} high" if info.start_gpi else "",
                      f", stop on GPI {info.stop_gpi} low or after {info.stop_gpi_timeout_ms} ms"
                      if info.stop_gpi else "",
+                     f", power {self.power_text(info)}" if info.powers else "",
                      f", session {info.session}" if info.session is not None else "")
             if info.rospec_id == 0:
                 return w.response(rtype, mid, w.M_FIELD_ERROR, "ROSpecID 0 is reserved")
@@ -601,6 +608,12 @@ class LLRPDevice(ScheduledDevice):
             self._report_s = None
         elif self._report_s is None:
             self._report_s = t_s + self._per_report(entry) / self.config.report_rate_per_s
+
+    @staticmethod
+    def power_text(info: w.ROSpecInfo) -> str:
+        """Each antenna's transmit power as the table maps its index: "[1: 30 dBm, 2: 25 dBm]"."""
+        return "[" + ", ".join(f"{a}: {w.POWER_TABLE_CDBM[i - 1] / 100:g} dBm"
+                               for a, i in info.powers) + "]"
 
     @staticmethod
     def _echo(entry: ROSpecEntry) -> bytes:

@@ -96,6 +96,7 @@ P_AISPEC = 183
 P_AISPEC_STOP_TRIGGER = 184
 P_INVENTORY_PARAMETER_SPEC = 186
 P_ANTENNA_CONFIGURATION = 222
+P_RF_TRANSMITTER = 224
 P_C1G2_INVENTORY_COMMAND = 330
 P_UHF_C1G2_RF_MODE_TABLE = 328
 P_UHF_C1G2_RF_MODE_TABLE_ENTRY = 329
@@ -274,9 +275,11 @@ def rf_mode_table(modes: tuple[tuple[int, int, int], ...]) -> bytes:
     return tlv(P_UHF_C1G2_RF_MODE_TABLE, entries)
 
 
-def power_table(lo_cdbm: int = 1000, hi_cdbm: int = 3150, step_cdbm: int = 25) -> bytes:
-    """TransmitPowerLevelTableEntry (145) list, index 1.. from ``lo`` to ``hi`` centi-dBm."""
-    levels = range(lo_cdbm, hi_cdbm + 1, step_cdbm)
+POWER_TABLE_CDBM = tuple(range(1000, 3150 + 1, 25))  # index 1.. = 10.00 .. 31.50 dBm
+
+
+def power_table(levels: tuple[int, ...] = POWER_TABLE_CDBM) -> bytes:
+    """TransmitPowerLevelTableEntry (145) list, index 1.. of ``levels`` (centi-dBm)."""
     return b"".join(
         tlv(P_TRANSMIT_POWER_LEVEL_TABLE_ENTRY, u16(i) + s16(v)) for i, v in enumerate(levels, 1)
     )
@@ -436,6 +439,8 @@ class ROSpecInfo:
     mode_id: int | None = None  # C1G2RFControl ModeIndex of the first AntennaConfiguration
     search_mode: int | None = None  # ImpinjInventorySearchMode, when sent
     session: int | None = None  # C1G2SingulationControl Session of the first configuration
+    # (AntennaID, TransmitPower index) of each AntennaConfiguration with an RFTransmitter (224)
+    powers: tuple[tuple[int, int], ...] = ()
 
 
 def parse_rospec(param: Param) -> ROSpecInfo:
@@ -448,6 +453,7 @@ def parse_rospec(param: Param) -> ROSpecInfo:
     immediate = False
     duration_ms = 0
     extra: dict[str, int] = {}
+    powers: list[tuple[int, int]] = []
     for p in iter_params(body[6:]):
         if p.type == P_AISPEC:
             if len(p.body) < 2:
@@ -457,6 +463,7 @@ def parse_rospec(param: Param) -> ROSpecInfo:
                 raise WireError("AISpec antenna list truncated")
             antennas += struct.unpack_from(f">{count}H", p.body, 2)
             _aispec(p.body[2 + 2 * count:], extra)
+            powers += _powers(p.body[2 + 2 * count:])
         elif p.type == P_RO_REPORT_SPEC:
             if len(p.body) < 3:
                 raise WireError("ROReportSpec too short")
@@ -489,8 +496,28 @@ def parse_rospec(param: Param) -> ROSpecInfo:
         start_immediate=immediate,
         duration_ms=duration_ms,
         raw=tlv(P_ROSPEC, body),
+        powers=tuple(powers),
         **extra,
     )
+
+
+def _powers(params: bytes) -> list[tuple[int, int]]:
+    """(AntennaID, TransmitPower) of every AntennaConfiguration that has an RFTransmitter.
+
+    RFTransmitter(224): [HopTableID:2][ChannelIndex:2][TransmitPower:2], the power an index
+    into the reader's TransmitPowerLevelTable (1-based)."""
+    out: list[tuple[int, int]] = []
+    for p in iter_params(params):
+        if p.type != P_INVENTORY_PARAMETER_SPEC or len(p.body) < 3:
+            continue
+        for conf in iter_params(p.body[3:]):
+            if conf.type != P_ANTENNA_CONFIGURATION or len(conf.body) < 2:
+                continue
+            rf = find(conf.body[2:], P_RF_TRANSMITTER)
+            if rf is not None and len(rf.body) >= 6:
+                out.append((struct.unpack_from(">H", conf.body)[0],
+                            struct.unpack_from(">H", rf.body, 4)[0]))
+    return out
 
 
 def _aispec(params: bytes, out: dict[str, int]) -> None:

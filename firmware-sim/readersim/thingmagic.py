@@ -19,10 +19,15 @@ What it models:
   a read; while streaming the module answers nothing but stop-reading (0x2F option 02).
 * ``streaming_at_start``: powered up in the application, region set, already streaming -- the
   state an earlier process leaves behind when it dies without stop-reading.
+* antenna ports (0x91 set, 0x61 get: option 00 the TX/RX pair, 02 the search list) and the Gen2
+  session and target (0x9B set / 0x6B get protocol parameter, Gen2 keys 00 and 01), kept and
+  reported back as the Mercury API reads them (serial_reader_l3.c), and logged at INFO so a
+  test can see what the module holds.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Generator
@@ -40,13 +45,20 @@ SET_BAUD_RATE = 0x06
 HW_VERSION = 0x10
 READ_TAG_ID_MULTIPLE = 0x22
 MULTI_PROTOCOL_TAG_OP = 0x2F
+GET_ANTENNA_PORT = 0x61
 GET_READ_TX_POWER = 0x62
+GET_PROTOCOL_PARAM = 0x6B
 GET_TEMPERATURE = 0x72
 SET_ANTENNA_PORT = 0x91
 SET_READ_TX_POWER = 0x92
 SET_TAG_PROTOCOL = 0x93
 SET_REGION = 0x97
 SET_READER_OPTIONAL_PARAMS = 0x9A
+SET_PROTOCOL_PARAM = 0x9B
+GEN2_SESSION = 0x00  # TMR_SR_GEN2_CONFIGURATION_SESSION
+GEN2_TARGET = 0x01  # TMR_SR_GEN2_CONFIGURATION_TARGET
+# TMR_GEN2_Target on the wire (cmdSetProtocolConfiguration): A 0100, B 0101, AB 0000, BA 0001
+TARGETS = {0x0100: "A", 0x0101: "B", 0x0000: "AB", 0x0001: "BA"}
 
 OK = 0x0000
 INVALID_OPCODE = 0x0101
@@ -68,6 +80,8 @@ DEFAULT_HOP = (915_000, 500, 10)
 
 # §3: the one published sample that does not verify; line-fault injection sends it.
 BAD_VECTORS_MERCURY: tuple[bytes, ...] = (bytes.fromhex("ff 03 29 00 15 00 97 55"),)
+
+log = logging.getLogger(__name__)
 
 
 def crc16(body: bytes) -> int:
@@ -128,6 +142,8 @@ class _State:
     protocol: int | None = None
     antennas: tuple[int, ...] = (1,)
     power_centi_dbm: int = 2000
+    session: int = 0  # Gen2 S0 after power-up
+    target: int = 0x0100  # A
     streaming: bool = False
     hop: int = 0
     last_emit_s: float = field(default=float("-inf"))
@@ -251,7 +267,23 @@ class ThingMagicDevice(ScheduledDevice):
             if any(not 1 <= p <= self.config.ports for p in ports):
                 return self._reply(t0, opcode, INVALID_PARAMETER)
             st.antennas = ports
+            log.info("antennas %s", list(ports))
             return self._reply(t0, opcode)
+        if opcode == GET_ANTENNA_PORT:
+            if n == 0 or data[0] == 0x00:
+                return self._reply(t0, opcode, OK, bytes((st.antennas[0], st.antennas[0])))
+            if data[0] == 0x02:
+                return self._reply(t0, opcode, OK,
+                                   bytes([0x02, *(b for p in st.antennas for b in (p, p))]))
+            return self._reply(t0, opcode, INVALID_PARAMETER)
+        if opcode == SET_PROTOCOL_PARAM:
+            return self._set_gen2(data, t0)
+        if opcode == GET_PROTOCOL_PARAM:
+            if data == bytes((GEN2, GEN2_SESSION)):
+                return self._reply(t0, opcode, OK, data + bytes((st.session,)))
+            if data == bytes((GEN2, GEN2_TARGET)):
+                return self._reply(t0, opcode, OK, data + st.target.to_bytes(2, "big"))
+            return self._reply(t0, opcode, INVALID_PARAMETER)
         if opcode == SET_READ_TX_POWER:
             if n != 2:
                 return self._reply(t0, opcode, INVALID_PARAMETER)
@@ -283,6 +315,21 @@ class ThingMagicDevice(ScheduledDevice):
             st.last_emit_s = t0
             return self._reply(t0, opcode, OK, data[:3])
         return self._reply(t0, opcode, INVALID_OPCODE)
+
+    def _set_gen2(self, data: bytes, t0: float) -> Job:
+        """0x9B [protocol 05][key][value]: session 1 byte 0..3, target 2 bytes (TARGETS)."""
+        st = self.state
+        if len(data) == 3 and data[:2] == bytes((GEN2, GEN2_SESSION)) and data[2] <= 3:
+            st.session = data[2]
+            log.info("Gen2 session %d", st.session)
+            return self._reply(t0, SET_PROTOCOL_PARAM)
+        if len(data) == 4 and data[:2] == bytes((GEN2, GEN2_TARGET)):
+            target = int.from_bytes(data[2:], "big")
+            if target in TARGETS:
+                st.target = target
+                log.info("Gen2 target %s", TARGETS[target])
+                return self._reply(t0, SET_PROTOCOL_PARAM)
+        return self._reply(t0, SET_PROTOCOL_PARAM, INVALID_PARAMETER)
 
     def temperature_at(self, t_s: float) -> int:
         temp = self.config.temperature_c

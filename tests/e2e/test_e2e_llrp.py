@@ -9,11 +9,13 @@ from pathlib import Path
 import yaml
 from readersim.population import generated_tags
 
+from tests.support.cmdclient import command_client, wait_subscribed
 from tests.support.harness import (
     EVENTS_TOPIC,
     AgentProcess,
     SimProcess,
     all_committed_delivered,
+    buffer_state,
     durable_collector,
     events_of,
     wait_until,
@@ -125,3 +127,62 @@ def test_an_unplugged_antenna_shows_in_alarms_status_tail_and_metrics(
             assert agent.stop() == 0, agent.log_text()
             sim.stop()
     assert "antenna 2 DISCONNECTED" in agent.log_text()
+
+
+SECRET = b"e2e-gateway-secret-0123456789"
+
+
+def test_signed_set_reader_power_reaches_the_llrp_reader(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """set_reader_power (signed remote command) on an LLRP reader: the ROSpec is replaced with
+    the new transmit power on the same connection, GET_ROSPECS reads it back, reads go on; the
+    simulator's own log shows the power it now holds; a bad antenna is refused, named."""
+    secret = tmp_path / "cmd.secret"
+    secret.write_bytes(SECRET + b"\n")
+    secret.chmod(0o600)
+    sim = SimProcess("llrp", "--tcp", "127.0.0.1:0", "--tags", "4", "--tag-antennas", "1,2",
+                     "--log-level", "INFO", log_path=tmp_path / "sim.log")
+    host, port = sim.host_port
+    db = tmp_path / "buffer.db"
+    path = write_config(tmp_path / "agent.yaml", reader_port="unused", broker=mosquitto,
+                        buffer=db, reader={"driver": "llrp"}, mqtt={"health_interval_s": 3600})
+    doc = yaml.safe_load(path.read_text())
+    reader = doc["readers"][0]
+    reader.pop("baudrate")
+    reader.update(host=host, port=port, antennas=[1, 2], power_dbm=30)
+    doc["uplink"]["commands"] = {"enabled": True, "secret_file": str(secret),
+                                 "reply_prefix": "ops/replies"}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    agent = AgentProcess(path, tmp_path / "agent.log")
+    try:
+        with command_client(mosquitto, base="trace/lab/gw-test", secret=SECRET) as cc:
+            wait_subscribed(cc)
+            wait_until(lambda: buffer_state(db)["last_read_id"] > 0, 30, "first reads",
+                       diagnostics=agent.log_text)
+            reply = cc.call("set_reader_power", {"reader": "r1", "dbm": {"1": 24, "2": 18}})
+            assert reply["ok"] is True, reply
+            assert reply["result"] == {"reader": "r1", "applied": True,
+                                       "desiredDbm": {"1": 24, "2": 18},
+                                       "reportedDbm": {"1": 24, "2": 18}, "written": True}
+            bad = cc.call("set_reader_power", {"reader": "r1", "dbm": {"3": 20}})
+            assert bad["ok"] is False, bad
+            assert bad["error"]["code"] == "bad_argument"
+            assert "antenna(s) [3] are not in this reader's antennas" in bad["error"]["message"]
+            r1 = cc.call("status")["result"]["readers"]["r1"]
+            assert r1["power"]["desiredDbm"] == {"1": 24, "2": 18}
+            assert r1["power"]["reportedDbm"] == {"1": 24, "2": 18}
+            assert (r1["connects"], r1["disconnects"], r1["state"]) == (1, 0, "connected")
+            before = buffer_state(db)["last_read_id"]
+            wait_until(lambda: buffer_state(db)["last_read_id"] > before + 10, 30,
+                       "reads after the change", diagnostics=agent.log_text)
+    finally:
+        code = agent.stop()
+        sim.stop()
+    assert code == 0, agent.log_text()
+    log = agent.log_text()
+    assert "Traceback" not in log
+    assert ("transmit power confirmed by GET_ROSPECS: antenna 1: 24 dBm, antenna 2: 18 dBm"
+            in log)
+    added = (tmp_path / "sim.log").read_text()
+    assert "power [1: 30 dBm, 2: 30 dBm]" in added
+    assert "power [1: 24 dBm, 2: 18 dBm]" in added

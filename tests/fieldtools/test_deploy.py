@@ -25,6 +25,7 @@ UNIT = DEPLOY / "edge-agent.service"
 INSTALL = DEPLOY / "install.sh"
 UNINSTALL = DEPLOY / "uninstall.sh"
 RULES = DEPLOY / "99-edge-agent-readers.rules"
+WEB_DROPIN = DEPLOY / "edge-agent-web-admin.conf"
 EXAMPLE = REPO / "configs" / "pi-gateway.yaml"
 
 Unit = dict[str, dict[str, list[str]]]
@@ -183,6 +184,32 @@ def test_systemd_analyze_verify_accepts_the_unit(verifiable: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     # verify exits 0 even for "Unknown key ..." or "Failed to parse ..., ignoring": its output
     # about our unit must be empty.
+    assert our_warnings(proc) == []
+
+
+def test_web_admin_drop_in_opens_only_the_config_directory() -> None:
+    """The page's Apply / "save to config" under systemd: the drop-in install.sh --web-admin
+    installs adds one writable path, /etc/edge-agent, and nothing else; the unit itself keeps
+    /etc read-only (ProtectSystem=strict, no ReadWritePaths=)."""
+    assert parse_unit(WEB_DROPIN.read_text()) == {
+        "Service": {"ReadWritePaths": ["/etc/edge-agent"]}}
+    assert "ReadWritePaths" not in service()
+    assert single("ProtectSystem") == "strict"
+    assert single("ConfigurationDirectory") == "edge-agent"
+
+
+def test_systemd_analyze_verify_accepts_the_unit_with_the_web_admin_drop_in(
+        verifiable: Path) -> None:
+    # verify reads no drop-in directory of a unit given by path: the drop-in's lines go into
+    # the copy's [Service] section, as systemd merges them.
+    text = verifiable.read_text()
+    dropin = [line for line in WEB_DROPIN.read_text().splitlines()
+              if line and not line.startswith(("#", "["))]
+    verifiable.write_text(text.replace("[Service]\n", "[Service]\n" + "\n".join(dropin) + "\n",
+                                       1))
+    assert "ReadWritePaths=/etc/edge-agent" in verifiable.read_text()
+    proc = run_verify(verifiable)
+    assert proc.returncode == 0, proc.stderr
     assert our_warnings(proc) == []
 
 
@@ -403,6 +430,37 @@ def test_install_refuses_to_start_on_a_bad_config(installed: Installed, tmp_path
     assert "readers[0].baudrate: got 'fast'" in proc.stderr  # check-config's own message
     assert "NOT (re)started" in proc.stderr
     assert "baudrate: fast" in config.read_text()  # still the technician's file
+
+
+@pytest.mark.slow
+def test_web_admin_opens_the_config_directory_and_no_web_admin_closes_it(
+        installed: Installed, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(installed.root, root, symlinks=True)
+    etc = root / "etc/edge-agent"
+    dropin = root / "etc/systemd/system/edge-agent.service.d/web-admin.conf"
+    assert not dropin.exists()  # a plain install: read-only for the service
+    assert etc.stat().st_mode & 0o7777 == 0o755
+
+    proc = run_install(root, "--web-admin")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert dropin.read_bytes() == WEB_DROPIN.read_bytes()
+    # Sticky and group-writable: the agent replaces agent.yaml (its own), not root's files.
+    assert etc.stat().st_mode & 0o7777 == 0o1775
+    assert "web admin: installed" in proc.stdout
+
+    proc = run_install(root)  # a plain upgrade keeps what the site chose
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert dropin.is_file()
+    assert etc.stat().st_mode & 0o7777 == 0o1775
+    assert "web-admin.conf (web admin may write" in proc.stdout
+
+    proc = run_install(root, "--no-web-admin")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not dropin.exists()
+    assert not dropin.parent.exists()
+    assert etc.stat().st_mode & 0o7777 == 0o755
+    assert "read-only for the service" in proc.stdout
 
 
 @pytest.mark.slow

@@ -151,6 +151,40 @@ def test_antennas_and_session_from_the_page_reach_the_reader(rig: Rig, driver: A
     assert _add_rospecs(rig)[-1].endswith("session 2")
 
 
+def test_power_from_the_page_reaches_the_llrp_reader(rig: Rig, driver: Any) -> None:
+    """Output power on an LLRP reader: the page shows it confirmed with what the reader
+    reports (GET_ROSPECS of the ROSpec replaced on the same connection), and the simulator's
+    own log shows the ROSpec it now holds with that power on every antenna."""
+    driver.get(rig.url + "/#settings")
+    _login(driver, rig)  # type: ignore[arg-type]
+    box = "[data-reader='fx1']"
+    _wait(driver, lambda d: d.find_elements(_by("CSS_SELECTOR"), box + " .power-all"), 10,
+          "the power form")
+    before = agent_status(rig.cfg)["readers"][0]
+    antennas = before["settings"]["desired"]["antennas"]
+    inp = driver.find_element(_by("CSS_SELECTOR"), box + " .power-all")
+    inp.clear()
+    inp.send_keys("27")
+    driver.find_element(_by("CSS_SELECTOR"), box + " .power-apply").click()
+    _wait(driver, lambda d: "confirmed" in _text(d, box + " .power-result"), 30,
+          "the power confirmation")
+    assert _text(driver, box + " .power-result") == "confirmed: the reader reports 27 dBm"
+    screenshot(driver, "reader-power-llrp")
+    status = agent_status(rig.cfg)["readers"][0]
+    assert status["power"] == {"desiredDbm": 27, "reportedDbm": 27, "error": None}
+    assert status["connects"] == before["connects"]  # the same connection
+    assert status["state"] == "connected"
+    want = "power [" + ", ".join(f"{a}: 27 dBm" for a in antennas) + "]"
+    assert want in _add_rospecs(rig)[-1]
+    # A power beyond what any LLRP table holds is refused, named, and nothing changes.
+    inp.clear()
+    inp.send_keys("41")
+    driver.find_element(_by("CSS_SELECTOR"), box + " .power-apply").click()
+    _wait(driver, lambda d: "refused" in _text(d, box + " .power-result"), 30, "the refusal")
+    assert "dbm must be within 0..40 for an LLRP reader" in _text(driver, box + " .power-result")
+    assert agent_status(rig.cfg)["readers"][0]["power"]["reportedDbm"] == 27
+
+
 def test_a_network_listener_serves_only_the_login_page_first(
         tmp_path: Path, driver: Any) -> None:
     if find_mosquitto() is None:
@@ -182,3 +216,77 @@ def test_a_network_listener_serves_only_the_login_page_first(
             code = agent.stop()
             sim.stop()
         assert code == 0, agent.log_text()[-3000:]
+
+
+def test_thingmagic_antennas_session_target_from_the_page(tmp_path: Path, driver: Any) -> None:
+    """A ThingMagic M6e (reader-sim thingmagic on a pty): antennas, session and target are
+    changed on the page, which shows them confirmed by the module's read-back (0x61/0x6B);
+    the simulator's own log shows the module took them."""
+    if find_mosquitto() is None:
+        pytest.skip("mosquitto not installed")
+    sim_log = tmp_path / "sim-tm.log"
+    with Mosquitto() as broker:
+        sim = SimProcess("thingmagic", "--pty", "--model", "m6e", "--tags", "4",
+                         "--tag-antennas", "1,2,3", "--log-level", "INFO", log_path=sim_log)
+        http_addr = f"127.0.0.1:{free_port()}"
+        cfg = tmp_path / "agent.yaml"
+        doc: dict[str, Any] = {
+            "gateway": {"id": "gw-tm", "site": "lab"},
+            "readers": [{"name": "m6e", "driver": "thingmagic", "port": sim.port,
+                         "region": "EU3", "antennas": [1, 2], "reconnect_max_s": 1.0}],
+            "buffer": {"path": str(tmp_path / "buffer.db")},
+            "uplink": {"mqtt": {"host": broker.host, "port": broker.port,
+                                "topic_prefix": "trace", "reconnect_min_s": 0.1,
+                                "reconnect_max_s": 1.0}},
+            "status": {"socket": str(tmp_path / "agent.sock")},
+            "http": {"listen": http_addr, "admin_password_file": str(tmp_path / "admin-pw")},
+        }
+        cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+        setpw = agent_cli("set-admin-password", "-c", str(cfg), "--stdin",
+                          stdin=ADMIN_PASSWORD + "\n")
+        assert setpw.returncode == 0, setpw.stderr
+        agent = AgentProcess(cfg, tmp_path / "agent.log")
+        try:
+            wait_until(lambda: (tmp_path / "agent.sock").exists()
+                       and agent_status(cfg)["readers"][0]["state"] == "connected", 30,
+                       "the module to connect", diagnostics=agent.log_text)
+            driver.get(f"http://{http_addr}/#settings")
+            driver.find_element(_by("ID"), "password").send_keys(ADMIN_PASSWORD)
+            driver.find_element(_by("ID"), "login").click()
+            _wait(driver, lambda d: _text(d, "#auth-state") == "admin", 10, "login")
+            box = "[data-reader='m6e'] .reader-settings"
+            _wait(driver, lambda d: d.find_elements(_by("CSS_SELECTOR"), box + " .antenna"),
+                  10, "the settings form")
+            boxes = {int(b.get_attribute("value")): b
+                     for b in driver.find_elements(_by("CSS_SELECTOR"), box + " .antenna")}
+            assert sorted(boxes) == [1, 2, 3, 4]  # the M6e's ports
+            boxes[2].click()  # off
+            boxes[3].click()  # on
+            from selenium.webdriver.support.ui import Select
+
+            session = Select(driver.find_element(_by("CSS_SELECTOR"),
+                                                 box + " .setting-session select"))
+            assert session.first_selected_option.text == "reader's default"
+            session.select_by_visible_text("2")
+            target = Select(driver.find_element(_by("CSS_SELECTOR"),
+                                                box + " .setting-target select"))
+            target.select_by_visible_text("AB")
+            driver.find_element(_by("CSS_SELECTOR"), box + " .settings-apply").click()
+            _wait(driver, lambda d: "confirmed" in _text(d, box + " .settings-result"), 30,
+                  "the read-back confirmation")
+            result = _text(driver, box + " .settings-result")
+            assert ("the reader reports antennas [1,3], session 2, target AB "
+                    "(Mercury 0x61/0x6B)") in result, result
+            screenshot(driver, "reader-settings-thingmagic")
+            status = agent_status(cfg)["readers"][0]
+            assert status["settings"]["readBack"]["target"] == "AB"
+            assert status["state"] == "connected"
+        finally:
+            code = agent.stop()
+            sim.stop()
+    assert code == 0, agent.log_text()[-3000:]
+    assert "Traceback" not in agent.log_text()
+    log = sim_log.read_text()
+    assert "antennas [1, 3]" in log
+    assert "Gen2 session 2" in log
+    assert "Gen2 target AB" in log

@@ -119,7 +119,8 @@ def not_writable(path: Path) -> str | None:
     if not os.access(parent, os.W_OK | os.X_OK):
         return (f"the agent may not write {parent} (its user, or the systemd unit: "
                 "ProtectSystem=strict keeps /etc read-only); edit the file over SSH and restart "
-                "the agent, or allow it (docs/field-tools.md, \"Changing the configuration\")")
+                "the agent, or allow it: sudo sh deploy/install.sh --web-admin "
+                "(docs/field-tools.md, \"Changing the configuration\")")
     if path.exists() and not os.access(path, os.W_OK):
         return f"the agent may not write {path}"
     return None

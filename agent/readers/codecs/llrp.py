@@ -522,6 +522,9 @@ class RospecSettings:
     antennas: tuple[int, ...]
     session: int | None
     mode_index: int | None
+    # (AntennaID, TransmitPower) of every AntennaConfiguration that carries an RFTransmitter:
+    # the 1-based index into the reader's TransmitPowerTable (absent: the reader's own power).
+    powers: tuple[tuple[int, int], ...] = ()
 
 
 def rospec_settings(msg: LlrpMessage, rospec_id: int,
@@ -532,6 +535,7 @@ def rospec_settings(msg: LlrpMessage, rospec_id: int,
     # AISpec(183): [AntennaCount:2][AntennaID:2 x n] AISpecStopTrigger InventoryParameterSpec+
     # InventoryParameterSpec(186): [ID:2][ProtocolID:1] AntennaConfiguration*
     # AntennaConfiguration(222): [AntennaID:2] RFTransmitter? C1G2InventoryCommand*
+    # RFTransmitter(224): [HopTableID:2][ChannelIndex:2][TransmitPower:2]
     # C1G2InventoryCommand(330): [TagInventoryStateAware:1] C1G2RFControl? C1G2SingulationControl?
     # C1G2RFControl(335): [ModeIndex:2][Tari:2]; C1G2SingulationControl(336): [Session:2 bits]...
     """
@@ -543,6 +547,7 @@ def rospec_settings(msg: LlrpMessage, rospec_id: int,
         antennas: list[int] = []
         session: int | None = None
         mode: int | None = None
+        powers: list[tuple[int, int]] = []
         for ai in sub_params(spec, 6, stats):
             if ai.tv or ai.type != P_AISPEC or len(ai.value) < 2:
                 continue
@@ -553,9 +558,12 @@ def rospec_settings(msg: LlrpMessage, rospec_id: int,
                 if ips.type != P_INVENTORY_PARAMETER_SPEC:
                     continue
                 for conf in sub_params(ips, 3, stats):
-                    if conf.type != P_ANTENNA_CONFIGURATION:
+                    if conf.type != P_ANTENNA_CONFIGURATION or len(conf.value) < 2:
                         continue
+                    antenna = int.from_bytes(conf.value[:2], "big")
                     for inv in sub_params(conf, 2, stats):
+                        if inv.type == P_RF_TRANSMITTER and len(inv.value) >= 6:
+                            powers.append((antenna, int.from_bytes(inv.value[4:6], "big")))
                         if inv.type != P_C1G2_INVENTORY_COMMAND:
                             continue
                         for q in sub_params(inv, 1, stats):
@@ -564,7 +572,7 @@ def rospec_settings(msg: LlrpMessage, rospec_id: int,
                             elif (q.type == P_C1G2_SINGULATION_CONTROL and q.value
                                   and session is None):
                                 session = q.value[0] >> 6
-        return RospecSettings(tuple(antennas), session, mode)
+        return RospecSettings(tuple(antennas), session, mode, tuple(powers))
     return None
 
 

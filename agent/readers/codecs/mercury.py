@@ -49,14 +49,17 @@ class Opcode(IntEnum):
     GET_TAG_ID_BUFFER = 0x29  # TMR_SR_OPCODE_GET_TAG_ID_BUFFER
     CLEAR_TAG_ID_BUFFER = 0x2A  # TMR_SR_OPCODE_CLEAR_TAG_ID_BUFFER
     MULTI_PROTOCOL_TAG_OP = 0x2F  # TMR_SR_OPCODE_MULTI_PROTOCOL_TAG_OP (continuous reading)
+    GET_ANTENNA_PORT = 0x61  # TMR_SR_OPCODE_GET_ANTENNA_PORT
     GET_READ_TX_POWER = 0x62  # TMR_SR_OPCODE_GET_READ_TX_POWER
     GET_TAG_PROTOCOL = 0x63  # TMR_SR_OPCODE_GET_TAG_PROTOCOL
+    GET_PROTOCOL_PARAM = 0x6B  # TMR_SR_OPCODE_GET_PROTOCOL_PARAM
     GET_TEMPERATURE = 0x72  # TMR_SR_OPCODE_GET_TEMPERATURE
     SET_ANTENNA_PORT = 0x91  # TMR_SR_OPCODE_SET_ANTENNA_PORT
     SET_READ_TX_POWER = 0x92  # TMR_SR_OPCODE_SET_READ_TX_POWER
     SET_TAG_PROTOCOL = 0x93  # TMR_SR_OPCODE_SET_TAG_PROTOCOL
     SET_REGION = 0x97  # TMR_SR_OPCODE_SET_REGION
     SET_READER_OPTIONAL_PARAMS = 0x9A  # TMR_SR_OPCODE_SET_READER_OPTIONAL_PARAMS
+    SET_PROTOCOL_PARAM = 0x9B  # TMR_SR_OPCODE_SET_PROTOCOL_PARAM
 
 
 KNOWN_OPCODES = frozenset(int(o) for o in Opcode)
@@ -126,6 +129,8 @@ SEARCH_BAUDS = (115200, 9600, 921600, 230400, 460800, 57600, 38400, 19200)
 MODELS: dict[int, str] = {
     0x18: "M6e", 0x19: "M6e-I", 0x20: "M6e Micro", 0x30: "M6e Nano", 0x38: "M7e Pico",
 }
+# Antenna ports per model (datasheets): what the settings page offers once the module answered.
+MODEL_PORTS: dict[int, int] = {0x18: 4, 0x19: 4, 0x20: 2, 0x30: 1, 0x38: 1}
 
 
 # ----------------------------------------------------------------------------- frames
@@ -286,6 +291,63 @@ def set_antenna_search_list(ports: list[int]) -> bytes:
     """0x91 option 0x02: the logical antenna list ``02 [TX RX]...`` the search cycles over
     (SparkFun setAntennaSearchList; serial_reader_l3.c cmdSetAntennaSearchList)."""
     return encode(Opcode.SET_ANTENNA_PORT, bytes([0x02, *(b for p in ports for b in (p, p))]))
+
+
+def get_antenna_ports() -> bytes:
+    """0x61 option 0x00: the configured TX/RX pair; reply data ``TX RX``
+    (serial_reader_l3.c cmdGetTxRxPorts)."""
+    return encode(Opcode.GET_ANTENNA_PORT, b"\x00")
+
+
+def get_antenna_search_list() -> bytes:
+    """0x61 option 0x02: the logical antenna list; reply data ``02 [TX RX]...``, the layout
+    0x91 option 0x02 sets (cmdGetAntennaSearchList)."""
+    return encode(Opcode.GET_ANTENNA_PORT, b"\x02")
+
+
+def parse_antenna_ports(data: bytes) -> list[int] | None:
+    """The TX ports of a 0x61 reply (option 00 or 02); None if malformed."""
+    if len(data) == 2:
+        return [data[0]]
+    if len(data) >= 3 and data[0] == 0x02 and len(data) % 2 == 1:
+        return list(data[1::2])
+    return None
+
+
+# Gen2 protocol parameters (0x9B set / 0x6B get): [Protocol:1=05][Key:1][Value]
+# (serial_reader_l3.c cmdSetProtocolConfiguration / cmdGetProtocolConfiguration).
+GEN2_SESSION = 0x00  # TMR_SR_GEN2_CONFIGURATION_SESSION: value 1 byte, S0..S3
+GEN2_TARGET = 0x01  # TMR_SR_GEN2_CONFIGURATION_TARGET: value 2 bytes
+# TMR_GEN2_Target on the wire: A 0100, B 0101, AB 0000 (A then B), BA 0001.
+GEN2_TARGETS: dict[str, int] = {"A": 0x0100, "B": 0x0101, "AB": 0x0000, "BA": 0x0001}
+
+
+def set_gen2_session(session: int) -> bytes:
+    return encode(Opcode.SET_PROTOCOL_PARAM, bytes((GEN2 & 0xFF, GEN2_SESSION, session & 0x03)))
+
+
+def set_gen2_target(target: str) -> bytes:
+    return encode(Opcode.SET_PROTOCOL_PARAM, bytes((GEN2 & 0xFF, GEN2_TARGET))
+                  + GEN2_TARGETS[target].to_bytes(2, "big"))
+
+
+def get_gen2_param(key: int) -> bytes:
+    return encode(Opcode.GET_PROTOCOL_PARAM, bytes((GEN2 & 0xFF, key)))
+
+
+def parse_gen2_session(data: bytes) -> int | None:
+    """A 0x6B session reply ``05 00 S``; None if malformed."""
+    if len(data) >= 3 and data[0] == GEN2 & 0xFF and data[1] == GEN2_SESSION and data[2] <= 3:
+        return data[2]
+    return None
+
+
+def parse_gen2_target(data: bytes) -> str | None:
+    """A 0x6B target reply ``05 01 TT TT``: "A", "B", "AB", "BA"; None if malformed."""
+    if len(data) < 4 or data[0] != GEN2 & 0xFF or data[1] != GEN2_TARGET:
+        return None
+    value = int.from_bytes(data[2:4], "big")
+    return next((name for name, v in GEN2_TARGETS.items() if v == value), None)
 
 
 def set_read_power(centi_dbm: int) -> bytes:

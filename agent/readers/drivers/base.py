@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -41,11 +41,11 @@ class ReaderGone(ReaderError):
 class PowerResult:
     """What the reader reports after a power request (per port, 1-based order)."""
 
-    reported: tuple[int, ...]
+    reported: tuple[float, ...]  # whole dBm but for an LLRP table entry such as 30.25
     written: bool  # False: the reader already had it (nothing written to its flash/EEPROM)
 
 
-def power_text(power: Power | tuple[int, ...] | list[int]) -> str:
+def power_text(power: Power | Sequence[float]) -> str:
     if isinstance(power, int):
         return f"{power} dBm"
     if isinstance(power, dict):
@@ -128,7 +128,14 @@ class DriverBase(Generic[C]):
             power = self._check_power(power)
         except (ValueError, SettingNotSupported) as exc:
             return rejected(exc)
-        return self._requests.put(power)
+        fut = self._requests.put(power)
+        self._requested()
+        return fut
+
+    def _requested(self) -> None:
+        """A request was queued: a driver that waits for the reader between rounds without a
+        timer (LLRP: its reports and keepalives) stops waiting here to take it."""
+        return None
 
     def fail_requests(self, exc: BaseException) -> None:
         self._requests.fail_all(exc)

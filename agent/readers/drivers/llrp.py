@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
@@ -46,7 +47,8 @@ from agent.model import TagRead
 from agent.readers.codecs import llrp
 from agent.readers.codecs.llrp import LlrpMessage, MsgType
 from agent.readers.codecs.llrp_params import CONNECTION_STATUS, VENDOR_IMPINJ, TagReport
-from agent.readers.drivers.base import DriverBase
+from agent.readers.control import check_power
+from agent.readers.drivers.base import DriverBase, Power, PowerResult, power_text
 from agent.readers.link import Link, LinkError, SerialLink
 from agent.readers.readerclock import ReaderClock
 from agent.readers.session import (
@@ -116,6 +118,11 @@ class LlrpReader(DriverBase[LlrpConfig]):
         self.clock = ReaderClock(ReaderClock.hold_for(cfg.report.every_n_tags,
                                                       cfg.report.timeout_ms))
         self._started = False
+        self._indexes: list[int] = []  # the TransmitPower index per antenna of our ROSpec
+        # Reports and keepalives that arrived while a request waited for its reply during
+        # inventory (a power change): reads() handles them next, so no read is lost.
+        self._held: deque[LlrpMessage] = deque()
+        self._waiting: asyncio.Timeout | None = None  # reads() waiting for the next message
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -151,6 +158,9 @@ class LlrpReader(DriverBase[LlrpConfig]):
 
     def _unsolicited(self, msg: LlrpMessage) -> None:
         """Messages that are not the awaited reply while configuring: handled or counted."""
+        if self._started and msg.type in (MsgType.RO_ACCESS_REPORT, MsgType.KEEPALIVE):
+            self._held.append(msg)  # a live change during inventory: reads() takes them next
+            return
         if msg.type == MsgType.KEEPALIVE:
             return  # acknowledged in reads(); during configuration the reader waits for us
         if msg.type == MsgType.READER_EVENT_NOTIFICATION:
@@ -275,16 +285,21 @@ class LlrpReader(DriverBase[LlrpConfig]):
                     "detail": f"antenna {antenna} is configured but the reader reports it "
                               "not connected: check its cable and port"})
 
-    def _power_indexes(self) -> int | list[int]:
+    def _power_indexes(self, power: float | dict[int, float] | dict[int, int] | None = None
+                       ) -> list[int]:
+        """The TransmitPower index per antenna (cfg.antennas order) for ``power`` (default:
+        power_dbm): the highest table entry not above it, logged; 0 leaves the RFTransmitter
+        out (the reader's own power) for an antenna without a power, or without a table."""
         cfg = self.cfg
+        if power is None:
+            power = cfg.power_dbm
         table = self.capabilities.power_table_cdbm if self.capabilities else ()
-        if cfg.power_dbm is None or not table:
-            if cfg.power_dbm is not None:
+        if power is None or not table:
+            if power is not None:
                 log.warning("reader %s: the reader reports no power table; its own power "
                             "setting applies", cfg.name)
-            return 0
-        wanted = (cfg.power_dbm if isinstance(cfg.power_dbm, dict)
-                  else dict.fromkeys(cfg.antennas, cfg.power_dbm))
+            return [0] * len(cfg.antennas)
+        wanted = power if isinstance(power, dict) else dict.fromkeys(cfg.antennas, power)
         out: list[int] = []
         chosen: list[str] = []
         for antenna in cfg.antennas:
@@ -294,8 +309,16 @@ class LlrpReader(DriverBase[LlrpConfig]):
             if picked is not None and dbm is not None:
                 chosen.append(f"antenna {antenna}: {picked[1]:g} dBm (asked {dbm:g})")
         log.info("reader %s: transmit power from the reader's table: %s", cfg.name,
-                 "; ".join(chosen))
+                 "; ".join(chosen) or "the reader's own for every antenna")
         return out
+
+    def _table_dbm(self, index: int) -> float | None:
+        """The dBm of a TransmitPowerTable index (whole dBm as an int); None: not in it."""
+        table = dict(self.capabilities.power_table_cdbm) if self.capabilities else {}
+        cdbm = table.get(index)
+        if cdbm is None:
+            return None
+        return cdbm // 100 if cdbm % 100 == 0 else cdbm / 100
 
     def _mode(self) -> int | None:
         """reader_mode (number or name), checked against the reader's UHFC1G2RFModeTable."""
@@ -374,17 +397,9 @@ class LlrpReader(DriverBase[LlrpConfig]):
         extra = llrp.gpi_port_current_state(gpi.port) if gpi else b""
         await self._request(lambda i: llrp.set_reader_config(
             i, keepalive_ms=keepalive_ms, events=events, extra=extra), "SET_READER_CONFIG")
-        indexes = self._power_indexes()
-        mode = self._mode()
-        search = await self._search_mode()
-        timeout_ms = cfg.report.timeout_ms or 0
-        await self._request(lambda i: llrp.add_rospec(
-            i, ROSPEC_ID, cfg.antennas, report_every_n_tags=cfg.report.every_n_tags,
-            power_index=indexes, mode_index=mode, session=cfg.session,
-            tag_population=cfg.tag_population, gpi=gpi, aispec_duration_ms=timeout_ms,
-            report_trigger=(llrp.REPORT_UPON_N_TAGS_OR_END_OF_AISPEC if timeout_ms
-                            else llrp.REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC),
-            inventory_custom=search), "ADD_ROSPEC")
+        self._mode_index = self._mode()
+        self._search = await self._search_mode()
+        await self._add_rospec(self._power_indexes())
         await self._request(lambda i: llrp.enable_rospec(i, ROSPEC_ID), "ENABLE_ROSPEC")
         if self.read_back_wanted:
             await self._read_back()
@@ -393,6 +408,19 @@ class LlrpReader(DriverBase[LlrpConfig]):
             log.info("reader %s: inventory waits for GPI %d to go high%s", cfg.name, gpi.port,
                      f" (stops after {gpi.stop_after_ms / 1000:g} s at most)"
                      if gpi.stop_after_ms else "")
+
+    async def _add_rospec(self, indexes: list[int]) -> None:
+        """ADD_ROSPEC of our ROSpec with these TransmitPower indexes (all else from cfg)."""
+        cfg = self.cfg
+        timeout_ms = cfg.report.timeout_ms or 0
+        await self._request(lambda i: llrp.add_rospec(
+            i, ROSPEC_ID, cfg.antennas, report_every_n_tags=cfg.report.every_n_tags,
+            power_index=indexes, mode_index=self._mode_index, session=cfg.session,
+            tag_population=cfg.tag_population, gpi=self._gpi(), aispec_duration_ms=timeout_ms,
+            report_trigger=(llrp.REPORT_UPON_N_TAGS_OR_END_OF_AISPEC if timeout_ms
+                            else llrp.REPORT_UPON_N_TAGS_OR_END_OF_ROSPEC),
+            inventory_custom=self._search), "ADD_ROSPEC")
+        self._indexes = indexes
 
     async def _read_back(self) -> None:
         """GET_ROSPECS: what the reader holds of our ROSpec (antennas, session, RF mode), for
@@ -412,8 +440,112 @@ class LlrpReader(DriverBase[LlrpConfig]):
             return
         self.read_back = {"source": "GET_ROSPECS", "antennas": list(got.antennas),
                           "session": got.session, "modeIndex": got.mode_index}
+        if got.powers:
+            self.status.power_reported = tuple(self._reported_dbm(got))
+            self.read_back["powerDbm"] = {str(a): self._table_dbm(i) for a, i in got.powers}
         log.info("reader %s: the reader reports ROSpec %d with antennas %s, session %s",
                  self.cfg.name, ROSPEC_ID, list(got.antennas), got.session)
+
+    def _reported_dbm(self, got: llrp.RospecSettings) -> list[float]:
+        """The dBm the reader reports per antenna (cfg.antennas order; those with a power)."""
+        by_antenna = dict(got.powers)
+        out = []
+        for antenna in self.cfg.antennas:
+            dbm = self._table_dbm(by_antenna.get(antenna, 0))
+            if dbm is not None:
+                out.append(dbm)
+        return out
+
+    # -- output power at run time (a request, taken between two reports) ----------------------
+
+    def _check_power(self, power: Power) -> Power:
+        return check_power(self.cfg, power)
+
+    def _requested(self) -> None:
+        scope = self._waiting
+        if scope is not None and not scope.expired():
+            scope.reschedule(asyncio.get_running_loop().time())
+
+    async def _resume(self, running: bool) -> None:
+        """ENABLE (and START) our ROSpec after replacing it. A refusal here would leave the
+        reader idle while the connection looks fine, so it is not a refused setting but a
+        connection to set up again: ReaderError, the supervisor reconnects (and configure()
+        applies the desired power)."""
+        try:
+            await self._request(lambda i: llrp.enable_rospec(i, ROSPEC_ID), "ENABLE_ROSPEC")
+            if running:
+                await self._request(lambda i: llrp.start_rospec(i, ROSPEC_ID), "START_ROSPEC")
+        except ReaderCommandError as exc:
+            raise ReaderError(f"inventory not restarted after replacing the ROSpec: {exc}; "
+                              "reconnecting") from exc
+
+    async def _apply_power(self, power: Power) -> PowerResult:
+        """LLRP has no "edit ROSpec": the power lives in its AntennaConfigurations, so our
+        ROSpec is replaced on the same connection (STOP, DELETE, ADD with the new
+        RFTransmitter indexes, GET_ROSPECS to read back what the reader holds, ENABLE,
+        START). Reports that arrive meanwhile are held and read next; the connection, the
+        identification and the keepalive stay. A refused ADD puts the previous ROSpec back."""
+        cfg = self.cfg
+        indexes = self._power_indexes(power)
+        if not any(indexes):
+            raise ReaderCommandError(f"set power {power_text(power)}: the reader reports no "
+                                     "transmit power table, so no power can be chosen")
+        previous = self._indexes
+        running = self._started and cfg.gpi_trigger is None
+        if running:
+            await self._request(lambda i: llrp.stop_rospec(i, ROSPEC_ID), "STOP_ROSPEC")
+        try:
+            await self._request(lambda i: llrp.delete_rospec(i, ROSPEC_ID), "DELETE_ROSPEC")
+        except ReaderCommandError:
+            if running:  # the old ROSpec is still there: reading goes on with it
+                await self._request(lambda i: llrp.start_rospec(i, ROSPEC_ID), "START_ROSPEC")
+            raise
+        try:
+            await self._add_rospec(indexes)
+        except ReaderCommandError:
+            await self._add_rospec(previous)
+            await self._resume(running)
+            raise
+        # Read back before ENABLE: the ROSpec the reader now holds, as it reports it.
+        try:
+            got = llrp.rospec_settings(await self._request(llrp.get_rospecs, "GET_ROSPECS"),
+                                       ROSPEC_ID, self._decoder.stats)
+        except ReaderCommandError as exc:
+            await self._resume(running)
+            raise ReaderCommandError(f"set power {power_text(power)}: sent, but not "
+                                     f"confirmed: {exc}") from exc
+        await self._resume(running)
+        reported = dict(got.powers) if got is not None else {}
+        wrong = [f"antenna {a}: index {reported.get(a)} (asked {i})"
+                 for a, i in zip(cfg.antennas, indexes, strict=True)
+                 if i and reported.get(a) != i]
+        if got is None or wrong:
+            raise ReaderCommandError(
+                f"set power {power_text(power)}: the reader accepted the ROSpec but reports "
+                + ("; ".join(wrong) if got is not None else f"no ROSpec {ROSPEC_ID}"))
+        dbm = tuple(self._reported_dbm(got))
+        self.status.power_reported = dbm
+        self.status.power_error = None
+        if self.read_back is not None:  # the settings read-back the status shows: now this
+            self.read_back["powerDbm"] = {str(a): self._table_dbm(i) for a, i in got.powers}
+        log.info("reader %s: transmit power confirmed by GET_ROSPECS: %s (asked %s)", cfg.name,
+                 ", ".join(f"antenna {a}: {self._table_dbm(i)} dBm" for a, i in got.powers),
+                 power_text(power))
+        return PowerResult(dbm, written=True)
+
+    async def _next_message(self, silence_s: float) -> LlrpMessage | None:
+        """The next message from the reader; None when a queued request wants its turn."""
+        scope = asyncio.timeout(None)
+        self._waiting = scope
+        try:
+            async with scope:
+                return await self.session.next_frame(silence_s)
+        except TimeoutError:
+            if scope.expired():
+                return None
+            raise
+        finally:
+            self._waiting = None
 
     # -- inventory -----------------------------------------------------------------------------
 
@@ -424,12 +556,18 @@ class LlrpReader(DriverBase[LlrpConfig]):
         self._started = True
         silence_s = cfg.keepalive_s * KEEPALIVES_MISSED
         while True:
-            try:
-                msg = await self.session.next_frame(silence_s)
-            except ReaderTimeout as exc:
-                raise ReaderSilent(
-                    f"reader {cfg.name} sent nothing (not even a keepalive) for {silence_s:.1f} s"
-                ) from exc
+            if self._requests:
+                await self._apply_requested()
+            if self._held:
+                msg: LlrpMessage | None = self._held.popleft()
+            else:
+                try:
+                    msg = await self._next_message(silence_s)
+                except ReaderTimeout as exc:
+                    raise ReaderSilent(f"reader {cfg.name} sent nothing (not even a keepalive) "
+                                       f"for {silence_s:.1f} s") from exc
+            if msg is None:
+                continue
             if msg.type == MsgType.RO_ACCESS_REPORT:
                 now = self._now()
                 synced = self._sync.synced()

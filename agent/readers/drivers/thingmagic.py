@@ -12,8 +12,10 @@ reader-protocols.md §3. One object per connection attempt (the supervisor makes
   temperature (0x72).
 * configure(): region (0x97, required: the radio stays off without it), tag protocol Gen2
   (0x93), antenna (0x91: one port, or the search list for several), read filter off (0x9A, so
-  every read is reported), read power (0x92, centi-dBm) when the module reports another value
-  (0x62), then read back.
+  every read is reported), Gen2 session and target when configured (0x9B), read power (0x92,
+  centi-dBm) when the module reports another value (0x62), then read back. A live settings
+  change (antennas, session, target) reconnects, like every driver's, and is then read back
+  from the module: antenna ports (0x61), session and target (0x6B), read power (0x62).
 * reads(): continuous reading (0x2F wrapping 0x22, METADATA_ALL) streams one 0x22 record per
   read and a keep-alive (status 0x0400) about once a second. A module handles no other command
   while it streams, so power requests and the periodic temperature stop the stream, run, and
@@ -148,6 +150,7 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
         st = self.status
         st.model = version.model
         st.firmware = version.firmware_text
+        st.max_antennas = mercury.MODEL_PORTS.get(version.hardware[0])
         text = (f"ThingMagic {version.model} firmware {version.firmware_text}, hardware "
                 f"{version.dotted(version.hardware)}, bootloader "
                 f"{version.dotted(version.bootloader)}")
@@ -243,17 +246,49 @@ class ThingMagicReader(DriverBase[ThingMagicReaderConfig]):
             await self._check(mercury.set_antenna_search_list(cfg.antennas),
                               f"set antenna search list {cfg.antennas}")
         await self._check(mercury.disable_read_filter(), "disable the read filter")
+        if cfg.session is not None:
+            await self._check(mercury.set_gen2_session(cfg.session),
+                              f"set Gen2 session {cfg.session}")
+        if cfg.target is not None:
+            await self._check(mercury.set_gen2_target(cfg.target), f"set Gen2 target {cfg.target}")
         if cfg.power_dbm is None:
             with contextlib.suppress(ReaderCommandError):
                 self.status.power_reported = (await self._get_power_dbm(),)
+        else:
+            try:
+                await self._apply_power(cfg.power_dbm)
+            except ReaderCommandError as exc:
+                # A refused power is a configuration problem, not a reason to stop reading.
+                self.status.power_error = str(exc)
+                log.error("reader %s: %s; reading on with the module's current power",  # noqa: TRY400
+                          cfg.name, exc)
+        if self.read_back_wanted:
+            await self._read_back()
+
+    async def _read_back(self) -> None:
+        """What the module reports of the settings a live change asked for: its antenna ports
+        (0x61: the TX/RX pair for one port, the search list for several), Gen2 session and
+        target (0x6B) and read power (0x62). A value the module does not report (an older
+        firmware refusing 0x6B) is None: not confirmed, not contradicted."""
+        cfg = self.cfg
+        ask = (mercury.get_antenna_ports() if len(cfg.antennas) == 1
+               else mercury.get_antenna_search_list())
+        frame = await self._command(ask)
+        antennas = mercury.parse_antenna_ports(frame.data) if frame.ok else None
+        frame = await self._command(mercury.get_gen2_param(mercury.GEN2_SESSION))
+        session = mercury.parse_gen2_session(frame.data) if frame.ok else None
+        frame = await self._command(mercury.get_gen2_param(mercury.GEN2_TARGET))
+        target = mercury.parse_gen2_target(frame.data) if frame.ok else None
+        if antennas is None:
+            log.warning("reader %s: the module did not report its antenna ports (0x61)",
+                        cfg.name)
             return
-        try:
-            await self._apply_power(cfg.power_dbm)
-        except ReaderCommandError as exc:
-            # A refused power setting is a configuration problem, not a reason to stop reading.
-            self.status.power_error = str(exc)
-            log.error("reader %s: %s; reading on with the module's current power",  # noqa: TRY400
-                      cfg.name, exc)
+        self.read_back = {"source": "Mercury 0x61/0x6B", "antennas": antennas,
+                          "session": session, "target": target}
+        if self.status.power_reported:
+            self.read_back["powerDbm"] = self.status.power_reported[0]
+        log.info("reader %s: the module reports antennas %s, session %s, target %s", cfg.name,
+                 antennas, "?" if session is None else session, target or "?")
 
     # -- power (configure, and requests between two stream runs) ---------------------------------
 

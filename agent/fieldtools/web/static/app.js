@@ -262,8 +262,8 @@ function settingsForm(x) {
       inputs[key] = () => i.value.trim() === "" ? null : (/^\d+$/.test(i.value.trim()) ? Number(i.value.trim()) : i.value.trim());
     } else {
       const sel = el("select"); sel.className = "setting-value";
-      if (key === "search_mode") sel.appendChild(el("option", "reader's default"));
-      if (key === "search_mode") sel.options[0].value = "";
+      // A setting the config leaves to the reader (search_mode; ThingMagic session / target).
+      if (key === "search_mode" || desired[key] === null || desired[key] === undefined) { sel.appendChild(el("option", "reader's default")); sel.options[0].value = ""; }
       for (const c of choices) { const o = el("option", c); o.value = c; sel.appendChild(o); }
       sel.value = desired[key] === null || desired[key] === undefined ? "" : String(desired[key]);
       lab.appendChild(document.createTextNode(" ")); lab.appendChild(sel);
@@ -274,7 +274,8 @@ function settingsForm(x) {
   const saveLab = el("label", " save to config "); const save = el("input"); save.type = "checkbox"; save.className = "settings-save"; saveLab.appendChild(save); bar.appendChild(saveLab);
   const btn = el("button", "Apply settings"); btn.className = "settings-apply"; bar.appendChild(btn);
   wrap.appendChild(bar);
-  const noteText = (rb) => "applied at connect: " + JSON.stringify(desired) + (rb ? "; the reader reported (" + rb.source + "): antennas " + JSON.stringify(rb.antennas) + ", session " + rb.session : "");
+  const reports = (rb) => "antennas " + JSON.stringify(rb.antennas) + ", session " + rb.session + (rb.target ? ", target " + rb.target : "");
+  const noteText = (rb) => "applied at connect: " + JSON.stringify(desired) + (rb ? "; the reader reported (" + rb.source + "): " + reports(rb) : "");
   const note = el("p", noteText(x.settings && x.settings.readBack), "note settings-now"); wrap.appendChild(note);
   const result = el("div", "", "settings-result"); wrap.appendChild(result);
   btn.onclick = async () => {
@@ -292,7 +293,7 @@ function settingsForm(x) {
     if (!res.ok) { result.textContent = "refused: " + res.data.error; result.className = "settings-result bad"; return; }
     const o = res.data;
     let text;
-    if (o.confirmed && o.readBack) text = "confirmed: the reader reports antennas " + JSON.stringify(o.readBack.antennas) + ", session " + o.readBack.session + " (" + o.verifiedBy + ")";
+    if (o.confirmed && o.readBack) text = "confirmed: the reader reports " + reports(o.readBack) + " (" + o.verifiedBy + ")";
     else if (o.confirmed) text = "confirmed: connected again with " + JSON.stringify(o.desired) + " (" + o.note + ")";
     else if (o.mismatch) text = "NOT confirmed: " + o.mismatch.join("; ");
     else text = "queued: " + (o.note || "applied when the reader connects");
