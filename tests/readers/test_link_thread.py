@@ -115,7 +115,7 @@ async def test_one_thread_reads_many_ports_and_a_vanished_one_does_not_stop_the_
     finally:
         for link in links:
             await link.aclose()
-        for master, slave in ptys[1:]:
+        for master, _slave in ptys[1:]:
             os.close(master)
         for _, slave in ptys:
             os.close(slave)
