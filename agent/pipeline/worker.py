@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 
 MIN_BATCH = 10
 SLICE_READS = 100  # reads turned into events between two returns to the event loop
+# While reads keep coming, at most one step per this long (presence folding: see run()); far
+# below the presence window (window_s, 1 s by default), so no event comes noticeably later.
+STEP_INTERVAL_S = 0.1
 
 
 class Pipeline:
@@ -52,6 +55,7 @@ class Pipeline:
         readers: Iterable[AnyReaderConfig] = (),
         batch: int = 2000,
         idle_poll_s: float = 1.0,  # also the departure tick (presence)
+        step_interval_s: float = STEP_INTERVAL_S,
         elapsed: Callable[[], float] | None = None,
         steps: ClockSteps | None = None,
     ) -> None:
@@ -69,6 +73,7 @@ class Pipeline:
         self._batch_now = batch  # shrinks while the disk is full, so a commit can still fit
         self._waiting_for_space = False
         self._idle_poll_s = idle_poll_s
+        self._step_interval_s = step_interval_s
         self._plans: dict[str, ReaderPlan] = plans_for(readers)
         self.presence = PresenceEngine(self.plan)
         self._loaded = False
@@ -256,9 +261,19 @@ class Pipeline:
     async def run(self) -> None:
         if not self._loaded:
             await self.load()
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()  # before step(): a wake-up during step() is not lost
-            if await self.step():
+            started = loop.time()
+            taken = await self.step()
+            if taken >= self._batch_now:
+                continue  # a backlog: take the next batch at once
+            if taken:
+                # Caught up. The reads left for steps are presence reads (every-read reads
+                # and scans are committed as their events by the ingest): a step per ingest
+                # commit wrote every changed tag's state a hundred times a second, for events
+                # that wait window_s (1 s) anyway. Reads arriving meanwhile wait, committed.
+                await asyncio.sleep(max(0.0, started + self._step_interval_s - loop.time()))
                 continue
             try:
                 async with asyncio.timeout(self._idle_poll_s):
