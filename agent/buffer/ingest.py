@@ -7,6 +7,11 @@ being committed, in RAM). If the buffer applies backpressure (full) the batch is
 reader's ``put`` waits at once (``paused``), so what waits in RAM stops growing: it is the held
 batch (at most ``max_batch``) plus what was queued when the buffer filled. Nothing is dropped
 silently; a reader's ``readsTotal`` counts what the reader reported, accepted or not yet.
+
+Each batch is one ``put_batch``: numbered from the buffer's next read id (dense, in arrival
+order), reads of presence readers stored as reads, and the reads of every-read readers and
+barcode scans stored as the events the pipeline formed from them (``direct``) in the same
+transaction (issue 12; docs/buffer.md).
 """
 
 from __future__ import annotations

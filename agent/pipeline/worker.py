@@ -147,8 +147,14 @@ class Pipeline:
 
     async def build(self, reads: Sequence[Read], ids: Sequence[int]) -> list[OutEvent]:
         """The events of these direct reads, ``ids`` their reserved read ids (the same events
-        as :meth:`step` would form from them stored; handing the loop back between slices)."""
-        now = self._now()
+        as :meth:`step` would form from them stored; handing the loop back between slices).
+
+        The clock is polled, not taken through _now(): a step of it is detected (and corrects
+        these reads' times) but shifting the presence engine's times is left to step(), which
+        may be between two slices of its own right now. A double scan across a clock step is
+        then judged on unshifted times until the next step: the window fails open (the scan
+        is kept), never shut."""
+        now = self._clock() if self._steps is None else self._steps.poll()
         stored = [StoredRead(i, r) for i, r in zip(ids, reads, strict=True)]
         out: list[OutEvent] = []
         for i in range(0, len(stored), SLICE_READS):
