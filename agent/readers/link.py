@@ -282,6 +282,15 @@ class _PortReader:
                             return
         except RuntimeError:
             pass  # the loop closed: nobody reads any more
+        except Exception as exc:
+            # A bug. Do not leave the ports unread behind working-looking links: each fails,
+            # its supervisor reconnects, and the new link gets a new thread.
+            log.exception("serial port thread failed; its ports reconnect")
+            links = [k.data for k in self._selector.get_map().values() if k.data is not None]
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(
+                    _deliver, [], [(link, OSError(errno.EIO, f"port thread failed: {exc!r}"))
+                                   for link in links])
         finally:
             with self._lock:
                 self._stopping = True

@@ -119,3 +119,29 @@ async def test_one_thread_reads_many_ports_and_a_vanished_one_does_not_stop_the_
             os.close(master)
         for _, slave in ptys:
             os.close(slave)
+
+
+async def test_a_failing_port_thread_fails_its_links_and_the_next_link_gets_a_new_one(
+    pty: tuple[int, str], caplog: pytest.LogCaptureFixture,
+) -> None:
+    master, port = pty
+    link = await SerialLink.open(port, 115200)
+    assert isinstance(link, ThreadedSerialLink)
+    reader = link._reader
+
+    def broken(timeout: float | None = None) -> list[object]:
+        raise ValueError("a bug in the port thread")
+
+    reader._selector.select = broken  # type: ignore[method-assign]
+    with reader._lock:
+        reader._enqueue("resume", link)  # wakes the thread into the broken select
+    with pytest.raises(LinkError, match="port thread failed"):
+        await asyncio.wait_for(link.read(), 5.0)
+    assert "serial port thread failed" in caplog.text
+    await link.aclose()
+    again = await SerialLink.open(port, 115200)
+    try:
+        os.write(master, b"after\n")
+        assert await asyncio.wait_for(again.read(), 5.0) == b"after\n"
+    finally:
+        await again.aclose()
