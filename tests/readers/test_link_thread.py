@@ -132,7 +132,7 @@ async def test_a_failing_port_thread_fails_its_links_and_the_next_link_gets_a_ne
     def broken(timeout: float | None = None) -> list[object]:
         raise ValueError("a bug in the port thread")
 
-    reader._selector.select = broken  # type: ignore[method-assign]
+    reader._selector.select = broken  # type: ignore[method-assign,assignment]
     with reader._lock:
         reader._enqueue("resume", link)  # wakes the thread into the broken select
     with pytest.raises(LinkError, match="port thread failed"):
