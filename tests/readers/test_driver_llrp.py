@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from readersim.population import generated_tags
 
-from tests.support.reader_support import Run, reader_config, sim
+from tests.support.reader_support import Run, llrpkit_emulator, reader_config, sim
 from tests.support.sim import SimProcess
 
 
@@ -131,29 +131,10 @@ async def test_probe_names_manufacturer_model_firmware_antennas_and_power(
 async def test_against_llrpkit_s_emulator_a_reader_we_did_not_write(tmp_path: Path) -> None:
     """Issue 11 item 8: the driver against an LLRP implementation of someone else. It found
     one difference: the emulator refuses DELETE_ROSPEC(0) when there is none (now tolerated)."""
-    import asyncio
-    import shutil
-    import sys
-
-    exe = shutil.which("llrpkit", path=str(Path(sys.executable).parent)) or shutil.which(
-        "llrpkit")
-    if exe is None:
-        pytest.skip("llrpkit is not installed (make venv installs it)")
-    proc = await asyncio.create_subprocess_exec(
-        exe, "emulate", "--port", "0", "--tags", "5", "--seed", "4",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
-        m = re.search(r"port (\d+)", first)
-        assert m, first
-        cfg = reader_config(driver="llrp", host="127.0.0.1", port=int(m.group(1)),
-                            antennas=[1, 2, 3, 4])
+    async with llrpkit_emulator(tags=5, seed=4) as port:
+        cfg = reader_config(driver="llrp", host="127.0.0.1", port=port, antennas=[1, 2, 3, 4])
         async with Run(cfg) as run:
             await run.wait_reads(20, timeout_s=15)
-    finally:
-        proc.terminate()
-        await proc.wait()
     assert run.status.state == "connected"
     assert run.status.disconnects == 0
     assert "Impinj" in str(run.status.model)

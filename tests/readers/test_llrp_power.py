@@ -15,7 +15,7 @@ from agent.readers.codecs import llrp
 from agent.readers.codecs.llrp import LlrpMessage, MsgType
 from agent.readers.control import ReaderControl, check_power
 from agent.readers.drivers.llrp import power_index
-from tests.support.reader_support import Run, reader_config, sim
+from tests.support.reader_support import Run, llrpkit_emulator, reader_config, sim
 from tests.support.sim import SimProcess
 
 
@@ -148,23 +148,8 @@ async def test_a_desired_llrp_power_is_applied_again_at_the_next_connect(
 async def test_llrp_power_against_llrpkit_s_emulator_a_reader_we_did_not_write() -> None:
     """The same replace-and-read-back against llrpkit's emulator (its GET_ROSPECS, its power
     table): confirmed, on the same connection, and reads go on."""
-    import asyncio
-    import shutil
-    import sys
-
-    exe = shutil.which("llrpkit", path=str(Path(sys.executable).parent)) or shutil.which(
-        "llrpkit")
-    if exe is None:
-        pytest.skip("llrpkit is not installed (make venv installs it)")
-    proc = await asyncio.create_subprocess_exec(
-        exe, "emulate", "--port", "0", "--tags", "5", "--seed", "4",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    try:
-        assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
-        m = re.search(r"port (\d+)", first)
-        assert m, first
-        cfg = reader_config(driver="llrp", host="127.0.0.1", port=int(m.group(1)),
+    async with llrpkit_emulator(tags=5, seed=4) as port:
+        cfg = reader_config(driver="llrp", host="127.0.0.1", port=port,
                             antennas=[1, 2], power_dbm=25)
         control = ReaderControl(cfg)
         async with Run(cfg, control) as run:
@@ -175,9 +160,6 @@ async def test_llrp_power_against_llrpkit_s_emulator_a_reader_we_did_not_write()
             n = len(run.reads)
             await run.wait_reads(n + 10, timeout_s=15)
             assert (run.status.connects, run.status.state) == (1, "connected")
-    finally:
-        proc.terminate()
-        await proc.wait()
 
 
 async def test_a_refused_restart_after_the_change_reconnects_with_the_new_power(

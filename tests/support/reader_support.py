@@ -7,7 +7,7 @@ import contextlib
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +129,31 @@ def sim(tmp_path: Path, *args: str) -> Iterator[SimProcess]:
         yield proc
     finally:
         proc.stop()
+
+
+@contextlib.asynccontextmanager
+async def llrpkit_emulator(*, tags: int = 5, seed: int = 4) -> AsyncIterator[int]:
+    """llrpkit's LLRP reader emulator (a reader we did not write) on a free port; yields the
+    port. Skips the test where llrpkit is not installed."""
+    import re
+    import shutil
+    import sys
+
+    import pytest
+
+    exe = shutil.which("llrpkit", path=str(Path(sys.executable).parent)) or shutil.which(
+        "llrpkit")
+    if exe is None:
+        pytest.skip("llrpkit is not installed (make venv installs it)")
+    proc = await asyncio.create_subprocess_exec(
+        exe, "emulate", "--port", "0", "--tags", str(tags), "--seed", str(seed),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode()
+        m = re.search(r"port (\d+)", first)
+        assert m, first
+        yield int(m.group(1))
+    finally:
+        proc.terminate()
+        await proc.wait()
