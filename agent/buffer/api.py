@@ -94,6 +94,16 @@ class BufferCorruptError(BufferStoreError):
     """The database file turned out corrupt during operation (it is quarantined and salvaged)."""
 
 
+class ReadIdsOutOfStepError(BufferStoreError):
+    """Raised by put_batch when the batch's first read id is not the buffer's next one (the
+    file was recovered under the agent and renumbered). Nothing was stored; ``next_read_id``
+    is the id the buffer expects now: number the batch again and put it again."""
+
+    def __init__(self, message: str, next_read_id: int) -> None:
+        super().__init__(message)
+        self.next_read_id = next_read_id
+
+
 class BufferFullError(BufferStoreError):
     """Raised by put_reads under the backpressure policy while the buffer is full.
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.buffer.api import Buffer, BufferFullError, OutEvent
+from agent.buffer.api import Buffer, BufferFullError, OutEvent, ReadIdsOutOfStepError
 from agent.model import Read
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class _Prepared:
     count: int
     rows: list[tuple[int, Read]]  # (id, read): stored as reads
     events: list[OutEvent]  # the events of the others, formed with their ids
+    built: bool = False  # the pipeline formed events for this batch (direct.build ran)
 
 
 class DirectEvents(Protocol):
@@ -43,6 +44,8 @@ class DirectEvents(Protocol):
     def direct(self, read: Read) -> bool: ...
 
     async def build(self, reads: Sequence[Read], ids: Sequence[int]) -> list[OutEvent]: ...
+
+    def unbuild(self) -> None: ...  # the last build's events will not be stored
 
     def committed(self, events: Sequence[OutEvent]) -> None: ...
 
@@ -112,8 +115,9 @@ class Ingest:
                 now_ids.append(read_id)
             else:
                 rows.append((read_id, read))
-        events = await direct.build(now, now_ids) if direct is not None and now else []
-        return _Prepared(first, len(batch), rows, events)
+        if direct is None or not now:
+            return _Prepared(first, len(batch), rows, [])
+        return _Prepared(first, len(batch), rows, await direct.build(now, now_ids), built=True)
 
     async def _put_once(self, batch: _Prepared) -> None:
         # A put already handed to the buffer's writer runs to its end even if we are
@@ -134,6 +138,14 @@ class Ingest:
         while True:
             try:
                 await self._put_once(prepared)
+            except ReadIdsOutOfStepError as exc:
+                # The file was recovered under us: number the batch (and form its events)
+                # again from the id the buffer expects now; nothing of it was stored.
+                log.warning("buffer: %s; numbering the batch again", exc)
+                if self.direct is not None and prepared.built:
+                    self.direct.unbuild()
+                prepared = await self._prepare(batch)
+                continue
             except BufferFullError as exc:
                 # Backpressure policy: hold these reads (the queue behind them fills and the
                 # readers pause) until the uplink frees space.

@@ -12,6 +12,7 @@ from agent.buffer.api import (
     BufferStats,
     Claimed,
     OutEvent,
+    ReadIdsOutOfStepError,
     StoredRead,
 )
 from agent.buffer.rows import READ_COLUMN_COUNT, READ_COLUMNS, ReadRow, decode_read
@@ -50,9 +51,12 @@ def put_batch(s: Store, first_id: int, count: int, rows: Sequence[tuple[int, Rea
     whether it waited as a read or not. Returns the last read id."""
     _admit(s)
     expected = last_read_id(s) + 1
-    if first_id != expected:  # only the ingest stores reads while the agent runs: a bug
-        raise RuntimeError(f"read ids out of step: batch starts at {first_id}, the buffer's "
-                           f"next read id is {expected}")
+    if first_id != expected:
+        # Only the ingest stores reads while the agent runs, so this means the file was
+        # recovered (salvaged into a new one) under it: the batch is numbered again.
+        raise Rejected(ReadIdsOutOfStepError(
+            f"read ids out of step: the batch starts at {first_id}, the buffer's next read id "
+            f"is {expected}", expected))
     if rows:
         s.conn.executemany(_INSERT_READ_WITH_ID, [(i, *row) for i, row in rows])
     if events:

@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from agent.buffer import chain, ops
-from agent.buffer.api import BufferStats, Claimed, OutEvent, StoredRead
+from agent.buffer.api import BufferStats, Claimed, OutEvent, ReadIdsOutOfStepError, StoredRead
 from agent.buffer.rows import encode_read
 from agent.buffer.schema import Conn
 from agent.buffer.store import Connect, Store
@@ -151,9 +151,13 @@ class SqliteBuffer:
         rows = [(i, encode_read(r)) for i, r in reads]
         evs = list(events)
         _check_events(evs)
-        last: int = await self._call(
-            lambda s: ops.put_batch(s, first_id, count, rows, evs), "put_batch",
-            len(rows) + len(evs))
+        try:
+            last: int = await self._call(
+                lambda s: ops.put_batch(s, first_id, count, rows, evs), "put_batch",
+                len(rows) + len(evs))
+        except ReadIdsOutOfStepError as exc:
+            self._next_read_id = exc.next_read_id
+            raise
         self._next_read_id = last + 1
         if rows:
             self._reads_ready.set()

@@ -78,6 +78,7 @@ class Pipeline:
         self.presence = PresenceEngine(self.plan)
         self._loaded = False
         self._last_scan: dict[tuple[str, bytes], float] = {}  # barcode double-scan window
+        self._before_build: tuple[dict[tuple[str, bytes], float], int] = ({}, 0)
         self.produced = asyncio.Event()  # set after events are committed: wakes the forwarder
         self.events_total = 0
         self.double_scans = 0
@@ -155,6 +156,7 @@ class Pipeline:
         then judged on unshifted times until the next step: the window fails open (the scan
         is kept), never shut."""
         now = self._clock() if self._steps is None else self._steps.poll()
+        self._before_build = (dict(self._last_scan), self.double_scans)
         stored = [StoredRead(i, r) for i, r in zip(ids, reads, strict=True)]
         out: list[OutEvent] = []
         for i in range(0, len(stored), SLICE_READS):
@@ -162,6 +164,12 @@ class Pipeline:
                 await asyncio.sleep(0)
             out += self._read_events(stored[i : i + SLICE_READS], now)
         return out
+
+    def unbuild(self) -> None:
+        """The last build's events were never stored (its batch is numbered again): forget
+        its double-scan decisions, so that building the same reads again judges them anew
+        rather than as repeats of themselves."""
+        self._last_scan, self.double_scans = self._before_build
 
     def committed(self, events: Sequence[OutEvent]) -> None:
         """The events of direct reads are stored: count them, show them, wake the forwarder."""

@@ -187,3 +187,21 @@ async def test_a_full_buffer_holds_the_batch_and_loses_nothing(tmp_path: Path) -
         f"LINE{i:06d}" for i in range(20)]  # each once
     assert pipe.events_total == 20
     await buf.aclose()
+
+
+async def test_a_batch_numbered_against_a_renumbered_file_is_numbered_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The file recovered under the agent (salvaged into a new one) can expect another next
+    read id than the batch was numbered with: the ingest numbers the batch (and forms its
+    events) again, and nothing is lost or stored twice."""
+    buf, _pipe, ingest = await setup(tmp_path)
+    await put_all(ingest, [scan(i) for i in range(5)])
+    buf._next_read_id = 2  # what a renumbering under the ingest looks like from here
+    with caplog.at_level(logging.WARNING):
+        await put_all(ingest, [scan(100 + i) for i in range(3)])
+    assert "numbering the batch again" in caplog.text
+    ids = sorted(int(i.rsplit(":", 1)[1]) for i in read_ids(await outbox(buf)))
+    assert ids == list(range(1, 9))
+    assert _pipe.double_scans == 0  # built twice, judged once: not repeats of themselves
+    await buf.aclose()
