@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
-from agent.readers.codecs.base import DecoderStats
+from agent.readers.codecs.base import DecoderStats, to_header
 
 HEAD = 0xA0
 BROADCAST = 0xFF
@@ -155,13 +155,7 @@ class A0Decoder:
         n = len(buf)
         while pos < n:
             if buf[pos] != HEAD:
-                nxt = buf.find(HEAD, pos)
-                if nxt < 0:
-                    self.stats.bytes_discarded += n - pos
-                    pos = n
-                    break
-                self.stats.bytes_discarded += nxt - pos
-                pos = nxt
+                pos = to_header(buf, pos, HEAD, self.stats)
                 continue
             if pos + 1 >= n:
                 break  # need the Len byte

@@ -33,3 +33,14 @@ class DecoderStats:
             "partial_timeouts": self.partial_timeouts,
             "implausible": self.implausible,
         }
+
+
+def to_header(buf: bytearray, pos: int, header: int, stats: DecoderStats) -> int:
+    """The position of the next ``header`` byte at or after ``pos`` (``len(buf)`` if none);
+    the bytes skipped are line noise, counted in ``stats.bytes_discarded``. The resync step
+    of the decoders whose frames start with a fixed byte (A0 0xA0, Mercury 0xFF)."""
+    nxt = buf.find(header, pos)
+    if nxt < 0:
+        nxt = len(buf)
+    stats.bytes_discarded += nxt - pos
+    return nxt

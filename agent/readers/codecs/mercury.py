@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from agent.readers.codecs.base import DecoderStats
+from agent.readers.codecs.base import DecoderStats, to_header
 
 HEADER = 0xFF
 REPLY_OVERHEAD = 7  # header, len, opcode, status (2), CRC (2)
@@ -195,13 +195,7 @@ class MercuryDecoder:
         n = len(buf)
         while pos < n:
             if buf[pos] != HEADER:
-                nxt = buf.find(HEADER, pos)
-                if nxt < 0:
-                    self.stats.bytes_discarded += n - pos
-                    pos = n
-                    break
-                self.stats.bytes_discarded += nxt - pos
-                pos = nxt
+                pos = to_header(buf, pos, HEADER, self.stats)
                 continue
             if pos + 1 >= n:
                 break  # need the Len byte
