@@ -82,6 +82,17 @@ def _temperature_step(text: str) -> tuple[float, int]:
         raise argparse.ArgumentTypeError(f"expected SECONDS:CELSIUS, got {text!r}") from exc
 
 
+def _temperature_at(g: argparse._ArgumentGroup) -> None:
+    g.add_argument(
+        "--temperature-at",
+        type=_temperature_step,
+        action="append",
+        default=[],
+        metavar="S:C",
+        help="from S seconds after start on, report C °C (repeatable)",
+    )
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
@@ -295,14 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--firmware", default="1.9", help="firmware version MAJOR.MINOR")
     g.add_argument("--temperature", type=int, default=35, help="°C reported by 0x7B (default 35)")
-    g.add_argument(
-        "--temperature-at",
-        type=_temperature_step,
-        action="append",
-        default=[],
-        metavar="S:C",
-        help="from S seconds after start on, report C °C (repeatable)",
-    )
+    _temperature_at(g)
     g.add_argument(
         "--summary",
         choices=["v3", "v2.2"],
@@ -368,14 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--firmware", default="01.09.00.02", help="firmware version AA.BB.CC.DD")
     g.add_argument("--temperature", type=int, default=33, help="°C reported by 0x72")
-    g.add_argument(
-        "--temperature-at",
-        type=_temperature_step,
-        action="append",
-        default=[],
-        metavar="S:C",
-        help="from S seconds after start on, report C °C (repeatable)",
-    )
+    _temperature_at(g)
     g.add_argument(
         "--streaming-at-start",
         action="store_true",

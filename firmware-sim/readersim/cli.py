@@ -26,9 +26,9 @@ import stat
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from readersim.args import build_parser as build_parser  # re-exported: tests, scripts
 from readersim.barcode import DEFAULT_SCANS, BarcodeConfig, BarcodeDevice, parse_code
@@ -148,6 +148,16 @@ def _population(args: argparse.Namespace, scenario: Scenario) -> Population:
     return Population(tags, cycle_s=scenario.cycle_s)
 
 
+def _tag_reader(device: Callable[..., Device], config: Any, population: Population,
+                faults: DeviceFaults) -> DeviceFactory:
+    """The factory of a simulated tag reader (one per connection the server accepts)."""
+
+    def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
+        return device(config, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s)
+
+    return factory
+
+
 def _r2000_plan(args: argparse.Namespace) -> Plan:
     scenario = _scenario(args)
     antennas = args.antennas or (1, 2, 3, 4)
@@ -169,8 +179,7 @@ def _r2000_plan(args: argparse.Namespace) -> Plan:
     population = _population(args, scenario)
     faults = _device_faults(args, scenario)
 
-    def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
-        return R2000Device(config, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s)
+    factory = _tag_reader(R2000Device, config, population, faults)
 
     summary = (
         f"r2000 reader: address 0x{config.address:02X}, {ports} ports, antennas "
@@ -199,10 +208,7 @@ def _chafon_plan(args: argparse.Namespace) -> Plan:
     population = _population(args, scenario)
     faults = _device_faults(args, scenario)
 
-    def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
-        return ChafonDevice(
-            config, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s
-        )
+    factory = _tag_reader(ChafonDevice, config, population, faults)
 
     summary = (
         f"chafon UHFReader{config.model}: address 0x{config.address:02X}, antennas "
@@ -235,10 +241,7 @@ def _thingmagic_plan(args: argparse.Namespace) -> Plan:
     population = _population(args, scenario)
     faults = _device_faults(args, scenario)
 
-    def factory(clock: Clock, rng: random.Random, epoch_s: float) -> Device:
-        return ThingMagicDevice(
-            config, population, clock=clock, rng=rng, faults=faults, epoch_s=epoch_s
-        )
+    factory = _tag_reader(ThingMagicDevice, config, population, faults)
 
     summary = (
         f"thingmagic {args.model}: {ports} port(s), {len(population.tags)} tags, {config.baud} "
