@@ -101,6 +101,16 @@ def _verify(*args: str) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
+def _verified_chain(capture: Path, cert: Path) -> dict[str, Any]:
+    """`verify --json` of a capture against the gateway certificate: it must pass (exit 0);
+    the report of its one chain."""
+    rc, out = _verify(str(capture), "--cert", str(cert), "--json")
+    assert rc == 0, out
+    (chain,) = json.loads(out)["chains"]
+    assert isinstance(chain, dict)
+    return chain
+
+
 def test_signed_chain_verifies_across_sigkill_and_tampering_is_named(
         tmp_path: Path, mosquitto_factory: Any) -> None:
     pki = make_pki(tmp_path / "pki")
@@ -227,10 +237,8 @@ def test_a_refused_document_is_an_explained_gap(tmp_path: Path, mosquitto_factor
             sim.stop()
         time.sleep(0.5)
         capture = cap.write(tmp_path / "capture.jsonl")
-    rc, out = _verify(str(capture), "--cert", str(cert), "--json")
-    assert rc == 0, out
-    (chain,) = json.loads(out)["chains"]
-    assert chain["gapsExplained"], out
+    chain = _verified_chain(capture, cert)
+    assert chain["gapsExplained"], chain
     assert all(g["reason"] == "dead-letter" for g in chain["gapsExplained"])
     assert "Not authorized" in chain["gapsExplained"][0]["detail"]
     assert chain["gapsUnexplained"] == []
@@ -288,9 +296,7 @@ def test_the_chain_survives_repeated_sigkill(tmp_path: Path, mosquitto: Mosquitt
             sim.stop()
         time.sleep(0.5)
         capture = cap.write(tmp_path / "capture.jsonl")
-    rc, out = _verify(str(capture), "--cert", str(cert), "--json")
-    assert rc == 0, out
-    (chain,) = json.loads(out)["chains"]
+    chain = _verified_chain(capture, cert)
     assert chain["firstSeq"] == 1
     assert chain["gapsExplained"] == []
     assert chain["verified"] == chain["lastSeq"]
@@ -326,9 +332,7 @@ def test_a_broker_outage_with_expiry_verifies_with_the_gap_explained(
             sim.stop()
         time.sleep(0.5)
         capture = cap.write(tmp_path / "capture.jsonl")
-    rc, out = _verify(str(capture), "--cert", str(cert), "--json")
-    assert rc == 0, out
-    (chain,) = json.loads(out)["chains"]
+    chain = _verified_chain(capture, cert)
     assert chain["gapsUnexplained"] == []
     assert chain["badSignatures"] == []
     assert chain["verified"] == chain["lastSeq"] - chain["firstSeq"] + 1
