@@ -97,7 +97,7 @@ class Agent:
             wake=pipeline.produced, gateway=f"{cfg.gateway.site}/{cfg.gateway.id}",
             signer=signer,
         )
-        readers = ReaderTasks(cfg.readers, ingest.put)
+        readers = ReaderTasks(cfg.readers, ingest.put, put_nowait=ingest.put_nowait)
         health = HealthReporter(cfg, __version__, readers.statuses, uplink, forwarder, buffer,
                                 topic_map)
         remote = RemoteCommands(cfg, readers, forwarder, uplink, config_path=self.config_path)

@@ -247,7 +247,8 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 spy = subprocess.Popen(
                     [str(Path(sys.executable).with_name("py-spy")), "record", "-p",
                      str(agent.pid), "-d", str(int(seconds)), "-r", "200", "--nonblocking",
-                     "--format", fmt, "-o", str(profile)],
+                     "--format", fmt, "-o", str(profile),
+                     *(["--gil"] if os.environ.get("BENCH_PROFILE_GIL") else [])],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             written, overruns, sent_at = generate_apart(master, slave, rate, seconds, progress)
             if spy is not None:
@@ -310,7 +311,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cpu", type=int, help="pin the agent to this CPU (taskset): one core, "
                     "as on a busy Raspberry Pi")
     ap.add_argument("--profile", type=Path, help="py-spy collapsed stacks of the agent to FILE "
-                    "(one rate only); a FILE ending in .svg gets a flame graph")
+                    "(one rate only); a FILE ending in .svg gets a flame graph; with "
+                    "BENCH_PROFILE_GIL=1 only the thread holding the GIL is sampled")
     args = ap.parse_args(argv)
     print("rate/s  written  overruns  delivered  missing  dups  ratio   ev/s    p50 ms  p99 ms  "
           "CPU ms/1000ev  CPU%   RSS MB  first-after-outage s")

@@ -79,6 +79,16 @@ class Ingest:
             await self._room.wait()  # the reader pauses here: no read piles up in RAM
         await self._queue.put(read)
 
+    def put_nowait(self, read: Read) -> bool:
+        """:meth:`put` if it would not wait; False (nothing done) when the reader must wait
+        for room (the buffer refuses reads, or the queue is full)."""
+        if not self._room.is_set() or self._queue.full():
+            return False
+        if self.on_read is not None:
+            self.on_read(read)
+        self._queue.put_nowait(read)
+        return True
+
     @property
     def queued(self) -> int:
         return self._queue.qsize()

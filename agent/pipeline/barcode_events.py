@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from agent.model import BarcodeRead
-from agent.pipeline.barcode_data import BarcodeData, digital_link, interpret
-from agent.pipeline.epcis import finish, finish_json, iso_ms, object_event_body
+from agent.pipeline.barcode_data import BarcodeData, digital_link, interpret, plain_text
+from agent.pipeline.epcis import finish, finish_json, finish_json_keyed, iso_ms, object_event_body
 from agent.pipeline.mapping import EventMapping
 
 
@@ -72,8 +72,30 @@ def barcode_json(
     data: BarcodeData | None = None, step_s: float = 0.0,
 ) -> str:
     """:func:`barcode_event` as the JSON text stored in the buffer."""
+    if data is None:
+        text = plain_text(read.data, read.symbology)
+        if text is not None:
+            return _plain_json(read, text, timezone=timezone, mapping=mapping,
+                               source_id=source_id, step_s=step_s)
     return finish_json(barcode_body(read, timezone=timezone, mapping=mapping,
                                     source_id=source_id, data=data, step_s=step_s))
+
+
+def _plain_json(read: BarcodeRead, text: str, *, timezone: str, mapping: EventMapping,
+                source_id: str, step_s: float) -> str:
+    """A plain-data scan's event (the busy line's kind): everything in it but its times, its
+    read id and its text follows from the key, so it is filled in, not built (issue 12)."""
+    read_time = iso_ms(read.read_at)
+    key = ("barcode", read.reader, read.symbology, read.clock_synced, step_s, timezone, mapping)
+    slots = {"eventTime": read_time, "tea:readTime": read_time, "tea:readId": source_id,
+             "tea:barcode": text}
+
+    def build() -> dict[str, Any]:
+        data = BarcodeData(text=text, symbology=read.symbology, is_gs1=False)
+        return barcode_body(read, timezone=timezone, mapping=mapping, source_id=source_id,
+                            data=data, step_s=step_s)
+
+    return finish_json_keyed(key, slots, build)
 
 
 def barcode_body(

@@ -13,7 +13,7 @@ Every event: ``type``, ``eventID``, ``eventTime`` (UTC, milliseconds), ``eventTi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -42,11 +42,22 @@ PRESENT: Final = "present"  # heartbeat: still present
 
 def iso_ms(dt: datetime) -> str:
     """UTC, ISO-8601 with exactly three fractional digits: ``2024-05-01T07:59:58.123Z``."""
+    global _LAST_SECOND
     if dt.tzinfo is not UTC:
         dt = dt.astimezone(UTC)
-    # Formatted by hand: strftime was 5 % of the agent's CPU on a busy line (issue 12).
-    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
-            f"{dt.second:02d}.{dt.microsecond // 1000:03d}Z")
+    # Formatted by hand, the text up to the second kept from the last call: strftime was 5 %
+    # of the agent's CPU on a busy line, and most reads share their second with the last one
+    # (issue 12). One tuple is swapped whole, so a call from another thread sees a pair.
+    second = (dt.second, dt.minute, dt.hour, dt.day, dt.month, dt.year)
+    last, prefix = _LAST_SECOND
+    if second != last:
+        prefix = (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+                  f"{dt.second:02d}.")
+        _LAST_SECOND = (second, prefix)
+    return f"{prefix}{dt.microsecond // 1000:03d}Z"
+
+
+_LAST_SECOND: tuple[tuple[int, ...], str] = ((), "")
 
 
 def iso_ms_s(epoch_s: float) -> str:
@@ -69,6 +80,13 @@ def finish(event: dict[str, Any]) -> dict[str, Any]:
 def finish_json(event: dict[str, Any]) -> str:
     """``json.dumps(finish(event), separators=(",", ":"))``, from the shape's templates."""
     return _EVENTS.finish_json(event)
+
+
+def finish_json_keyed(key: Hashable, slots: Mapping[str, Any],
+                      build: Callable[[], Mapping[str, Any]]) -> str:
+    """:func:`finish_json` of ``build()`` for a caller that knows the event's shape by ``key``
+    (eventhash.EventTemplates.finish_json_keyed)."""
+    return _EVENTS.finish_json_keyed(key, slots, build)
 
 
 def _context_fields(event: dict[str, Any], mapping: EventMapping, *, depart: bool) -> None:

@@ -51,8 +51,8 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any, Final
@@ -619,6 +619,9 @@ _ORDERED_TIMES: Final = frozenset({"eventTime"})  # slots rendered by the time r
 _MARK: Final = "\ue000"
 _SENTINEL: Final = re.compile("\ue000([0-9]+)\ue001")
 _RECHECK_EVERY: Final = 1024
+# A read id: the buffer's generation (a UUID; digits in tests) and the read's id; ASCII only
+_READ_ID: Final = re.compile(
+    r"(?:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9]{1,20}):[0-9]{1,20}")
 
 
 class _Poison:
@@ -635,6 +638,21 @@ class _Template:
     tails: frozenset[str]  # bare CBV words of the shape's vocabulary: such a value is no slot
     json_parts: tuple[str, ...] | None  # the event's JSON text around its slots, or None
     json_order: tuple[int, ...]  # as ``order``; the index len(slots) is the eventID
+    # parts and order as one str.format() pattern ("{2}" where slot 2 goes): filled in C
+    fmt: str = field(init=False)
+    json_fmt: str = field(init=False)  # "" when json_parts is None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fmt", _pattern(self.parts, self.order))
+        object.__setattr__(self, "json_fmt", "" if self.json_parts is None
+                           else _pattern(self.json_parts, self.json_order))
+
+
+def _pattern(parts: tuple[str, ...], order: tuple[int, ...]) -> str:
+    def literal(text: str) -> str:
+        return text.replace("{", "{{").replace("}", "}}")
+    return literal(parts[0]) + "".join(
+        f"{{{slot}}}{literal(part)}" for slot, part in zip(order, parts[1:], strict=True))
 
 
 def _ni(prehash: str) -> str:
@@ -670,6 +688,9 @@ class EventTemplates:
         # shape -> its template; None: this shape goes the generic way
         self._templates: dict[tuple[Any, ...], _Template | None] = {}
         self._seen: set[tuple[Any, ...]] = set()  # shapes seen once: a template the second time
+        # A caller's shape key -> the template of its events and their slot names in walking
+        # order (finish_json_keyed); None: that key goes the way of finish_json
+        self._keyed: dict[Hashable, tuple[_Template, tuple[str, ...]] | None] = {}
         self._uses = 0
         self.generic = 0  # events hashed the generic way (for the benchmark and the tests)
         self.templated = 0
@@ -685,6 +706,60 @@ class EventTemplates:
         exact text the generic way gives, for one shape's events built by filling slots."""
         return self._render(event, with_json=True)[1]
 
+    def finish_json_keyed(self, key: Hashable, slots: Mapping[str, Any],
+                          build: Callable[[], Mapping[str, Any]]) -> str:
+        """:meth:`finish_json` of ``build()``, for a caller that knows its event's shape
+        without building it: ``key`` stands for everything in the event but ``slots``, its
+        slot leaves by name (issue 12: a busy scanner's event is neither built nor walked).
+
+        The caller's word is checked: the key is learnt from a built event whose shape already
+        has a template and whose slots are exactly ``slots``, and every ``_RECHECK_EVERY``
+        uses the event is built and rendered the generic way again; a difference (a bug) is
+        logged and the key goes the way of finish_json from then on."""
+        known = self._keyed.get(key, _MISSING)
+        if not isinstance(known, tuple):
+            event = build()
+            text = self.finish_json(event)
+            if known is _MISSING:
+                self._learn(key, event, slots)
+            return text
+        template: _Template = known[0]
+        names: tuple[str, ...] = known[1]
+        values = [slots[n] for n in names]
+        texts = [self._slot_text(n, v) for n, v in zip(names, values, strict=True)]
+        if None in texts or template.json_parts is None or any(
+                type(v) is str and v in template.tails for v in values):
+            return self.finish_json(build())  # this event's values need the generic rules
+        event_id = _ni(template.fmt.format(*texts))
+        text = template.json_fmt.format(*[_json_value(v) for v in values], f'"{event_id}"')
+        self._uses += 1
+        self.templated += 1
+        if self._uses % _RECHECK_EVERY == 0:
+            checked = self._generic(build(), True)[1]
+            if checked != text:
+                log.error("event templates: the event of a shape key disagrees with the generic "
+                          "rules (a bug); events of this key go the generic way from now on: "
+                          "%.200r", key)
+                self._keyed[key] = None
+                return checked
+        return text
+
+    def _learn(self, key: Hashable, event: Mapping[str, Any], slots: Mapping[str, Any]) -> None:
+        tokens: list[Any] = []
+        values: list[tuple[str, Any]] = []
+        _shape(event, tokens, values, "")
+        template = self._templates.get(tuple(tokens), _MISSING)
+        if template is _MISSING:
+            return  # not yet: the shape's template comes with its second event
+        if len(self._keyed) >= self._max:
+            self._keyed.clear()
+        names = tuple(k for k, _ in values)
+        if not isinstance(template, _Template) or len(set(names)) != len(names) or (
+                dict(values) != dict(slots)):
+            self._keyed[key] = None  # the shape goes the generic way, or the slots are not these
+            return
+        self._keyed[key] = (template, names)
+
     def _render(self, event: Mapping[str, Any], *, with_json: bool) -> tuple[str, str]:
         values: list[tuple[str, Any]] = []
         tokens: list[Any] = []
@@ -697,13 +772,13 @@ class EventTemplates:
         if isinstance(template, _Template):
             if any(isinstance(v, str) and v in template.tails for _, v in values):
                 return self._generic(event, with_json)  # a bare CBV word: the generic rules
-            prehash = _fill(template.parts, template.order, texts)
+            prehash = template.fmt.format(*texts)
             text = ""
             if with_json:
                 if template.json_parts is None:
                     return prehash, _json(_with_id(event, _ni(prehash)))
-                text = _fill(template.json_parts, template.json_order,
-                             [_json_value(v) for _, v in values] + [f'"{_ni(prehash)}"'])
+                text = template.json_fmt.format(*[_json_value(v) for _, v in values],
+                                                f'"{_ni(prehash)}"')
             self._uses += 1
             self.templated += 1
             if self._uses % _RECHECK_EVERY == 0:
@@ -725,10 +800,9 @@ class EventTemplates:
         self._templates[key] = made
         checked = self._generic(event, True)
         if made is not None:
-            prehash = _fill(made.parts, made.order, texts)
-            text = checked[1] if made.json_parts is None else _fill(
-                made.json_parts, made.json_order,
-                [_json_value(v) for _, v in values] + [f'"{_ni(prehash)}"'])
+            prehash = made.fmt.format(*texts)
+            text = checked[1] if made.json_parts is None else made.json_fmt.format(
+                *[_json_value(v) for _, v in values], f'"{_ni(prehash)}"')
             if any(isinstance(v, str) and v in made.tails for _, v in values) or (
                     prehash, text) != checked:
                 self._broken(key)
@@ -744,18 +818,22 @@ class EventTemplates:
         if value is _POISON:
             return None
         text = value if isinstance(value, str) else str(value)
+        if _CANONICAL_UTC.fullmatch(text) or (
+                _READ_ID.fullmatch(text) and text.partition(":")[0] not in self._context):
+            # Fixed points of every rule, and clear of all the tests below: the agent's own
+            # times, and read ids "generation:id" (no number, no URN, no time, not a CURIE)
+            return text
         if not text or text != text.strip() or "\ue000" in text or "\ue001" in text:
             return None
         if text.startswith(_EXPANDED_ROOTS):
             return None  # it would join the event's vocabulary
-        if _CANONICAL_UTC.fullmatch(text):
-            return text  # a fixed point of every rule (the agent's own times)
         if key in _ORDERED_TIMES or _TIMESTAMP.fullmatch(text):
             return None  # a time in another form: the time rule and the value rule differ
-        if isinstance(value, str):
-            prefix, colon, _ = text.partition(":")
-            if colon and prefix in self._context:
-                return None  # a CURIE: expanded by the generic rules
+        if ":" not in text:
+            if text[0] not in _NUMBER_STARTS and text[0].isascii():
+                return text  # _canonical_value's rules all need a colon or a number
+        elif isinstance(value, str) and text.partition(":")[0] in self._context:
+            return None  # a CURIE: expanded by the generic rules
         return _canonical_value(text)
 
     def _make(self, event: Mapping[str, Any], slots: int) -> _Template | None:
@@ -779,14 +857,7 @@ class EventTemplates:
                   "JSON (a bug); events of this shape go the generic way from now on: %.200r",
                   key)
         self._templates[key] = None
-
-
-def _fill(parts: tuple[str, ...], order: tuple[int, ...], texts: Sequence[str | None]) -> str:
-    out = [parts[0]]
-    for slot, part in zip(order, parts[1:], strict=True):
-        out.append(texts[slot] or "")
-        out.append(part)
-    return "".join(out)
+        self._keyed.clear()  # a key may name that template: learn the keys again
 
 
 _MISSING: Final = object()

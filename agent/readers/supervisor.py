@@ -125,7 +125,12 @@ async def supervise_reader(
     control: ReaderControl | None = None,
     resolve_input: ResolvePort = _resolve_input,
     open_input: OpenInput = _open_input,
+    put_nowait: Callable[[Read], bool] | None = None,
 ) -> None:
+    """Connect, configure and read one reader forever, reconnecting with jittered backoff.
+
+    ``put`` hands a read over, waiting for room; ``put_nowait``, if given, without waiting
+    (False: no room, nothing done), which lets reads flow without a wait per read."""
     make = (drivers or DRIVERS)[cfg.driver]
     control = control or ReaderControl(cfg)
     control.bind(status)
@@ -170,10 +175,22 @@ async def supervise_reader(
                 attempt = 0
                 last_problem = None
                 reads = reader.reads()
+
+                def handed(read: Read) -> bool:
+                    if put_nowait is None or not put_nowait(read):
+                        return False
+                    status.reads_total += 1
+                    return True
+
                 try:
-                    while (read := await control.next_read(reads, built)) is not None:
-                        status.reads_total += 1
-                        await put(read)
+                    if put_nowait is None:
+                        while (read := await control.next_read(reads, built)) is not None:
+                            status.reads_total += 1
+                            await put(read)
+                    else:  # reads handed over without a wait: one interruption scope for all
+                        while (read := await control.pump(reads, built, handed)) is not None:
+                            status.reads_total += 1
+                            await put(read)  # no room: wait for it here, outside the scope
                 finally:
                     # Close the generator now, while the link is open: a driver's cleanup (the
                     # ThingMagic stop-reading) must reach the reader, not run at GC after close.

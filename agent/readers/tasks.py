@@ -22,6 +22,7 @@ from agent.readers.supervisor import supervise_reader
 class ReaderTasks:
     configs: Sequence[AnyReaderConfig]
     put: Callable[[Read], Awaitable[None]]
+    put_nowait: Callable[[Read], bool] | None = None  # see supervise_reader
     statuses: dict[str, ReaderStatus] = field(default_factory=dict)
     controls: dict[str, ReaderControl] = field(default_factory=dict)
     _tg: asyncio.TaskGroup | None = None
@@ -54,7 +55,8 @@ class ReaderTasks:
         status = ReaderStatus(rc.name, rc.driver, rc.link_spec)
         self.statuses[rc.name] = status
         self._tasks[name] = self._tg.create_task(
-            supervise_reader(rc, self.put, status, control=self.control(name)),
+            supervise_reader(rc, self.put, status, control=self.control(name),
+                             put_nowait=self.put_nowait),
             name=f"reader-{rc.name}",
         )
 

@@ -9,7 +9,7 @@ import copy
 import dataclasses
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from agent.model import BarcodeRead, TagRead
 from agent.pipeline import eventhash
-from agent.pipeline.barcode_events import barcode_event
-from agent.pipeline.epcis import HASH_CONTEXT, every_read_event
+from agent.pipeline.barcode_events import barcode_body, barcode_event, barcode_json
+from agent.pipeline.epcis import HASH_CONTEXT, every_read_event, iso_ms
 from agent.pipeline.eventhash import EventTemplates, event_hash, prehash_string
 from agent.pipeline.mapping import EventMapping
 from tests.pipeline.test_eventhash import REFERENCE_EXAMPLES
@@ -185,3 +185,100 @@ def test_a_template_that_disagrees_is_caught_by_the_recheck(
     assert "disagrees with the generic pre-hash" in caplog.text
     assert hashes._templates[key] is None  # that shape goes the generic way from now on
     assert results[-1] == prehash_string(events[-1], HASH_CONTEXT)
+
+
+# -- finish_json_keyed: a plain scan's event filled in by its shape key (barcode_json) -------
+
+
+def _body_json(read: BarcodeRead, mapping: EventMapping, source_id: str,
+               step_s: float = 0.0) -> str:
+    return _generic_json(barcode_body(read, timezone="+00:00", mapping=mapping,
+                                      source_id=source_id, step_s=step_s), HASH_CONTEXT)
+
+
+@pytest.mark.parametrize("symbology", [None, "]C0", "]Q1"])
+@pytest.mark.parametrize("step_s", [0.0, 1.25])
+def test_a_plain_scan_s_json_is_the_generic_text(symbology: str | None, step_s: float) -> None:
+    for action in ("OBSERVE", "ADD"):
+        mapping = EventMapping(biz_step="receiving", action=action,
+                               read_point="urn:epc:id:sgln:4012345.00011.987")
+        texts = [b"PLAIN%d" % i for i in range(4)] + HOSTILE + [b"PLAIN-END"] * 3
+        for i, text in enumerate(texts):
+            read = dataclasses.replace(_scan(text, i, symbology), clock_synced=i % 2 == 0)
+            got = barcode_json(read, timezone="+00:00", mapping=mapping, source_id=f"7:{i}",
+                               step_s=step_s)
+            assert got == _body_json(read, mapping, f"7:{i}", step_s), text
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.text(min_size=0, max_size=40), min_size=1, max_size=6),
+       ids=st.lists(st.integers(0, 10**12), min_size=6, max_size=6))
+def test_any_plain_scan_s_json_is_the_generic_text(texts: list[str], ids: list[int]) -> None:
+    mapping = EventMapping(disposition="in_progress")
+    for i, text in enumerate(["ANCHOR", "ANCHOR", *texts, *texts]):
+        read = _scan(text.encode("utf-8", "surrogatepass"), i, "]C0")
+        source_id = f"{i}:{ids[i % len(ids)]}"
+        got = barcode_json(read, timezone="+00:00", mapping=mapping, source_id=source_id)
+        assert got == _body_json(read, mapping, source_id)
+
+
+def test_a_shape_key_is_learnt_then_used_without_building_the_event() -> None:
+    hashes = EventTemplates(HASH_CONTEXT)
+    mapping = EventMapping()
+    built: list[int] = []
+
+    def json_of(i: int) -> str:
+        read = _scan(b"K%d" % i, i)
+        body = barcode_body(read, timezone="+00:00", mapping=mapping, source_id=f"1:{i}")
+        slots = {k: body[k] if k == "eventTime" else body["tea:reads"][0][k]
+                 for k in ("eventTime", "tea:readTime", "tea:readId", "tea:barcode")}
+
+        def build() -> dict[str, Any]:
+            built.append(i)
+            return body
+
+        return hashes.finish_json_keyed("k", slots, build)
+
+    texts = [json_of(i) for i in range(10)]
+    assert built == [0, 1]  # seen, template made and key learnt; then filled in
+    assert texts == [_body_json(_scan(b"K%d" % i, i), mapping, f"1:{i}") for i in range(10)]
+
+
+def test_a_shape_key_that_lies_is_caught_by_the_recheck(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(eventhash, "_RECHECK_EVERY", 4)
+    hashes = EventTemplates(HASH_CONTEXT)
+
+    def event(i: int, reader: str) -> dict[str, Any]:
+        read = dataclasses.replace(_scan(b"L%d" % i, i), reader=reader)
+        return barcode_body(read, timezone="+00:00", mapping=EventMapping(), source_id=f"1:{i}")
+
+    def json_of(i: int, reader: str) -> str:
+        body = event(i, reader)
+        slots = {"eventTime": body["eventTime"], **{
+            k: body["tea:reads"][0][k] for k in ("tea:readTime", "tea:readId", "tea:barcode")}}
+        return hashes.finish_json_keyed("same key", slots, lambda: body)
+
+    for i in range(2):
+        json_of(i, "a")
+    with caplog.at_level(logging.ERROR):
+        out = [json_of(i, "b") for i in range(2, 12)]  # a caller's bug: one key, two shapes
+    assert "the event of a shape key disagrees" in caplog.text
+    assert hashes._keyed["same key"] is None  # that key goes the generic way from now on
+    assert out[-1] == _generic_json(event(11, "b"), HASH_CONTEXT)
+
+
+def test_iso_ms_writes_utc_milliseconds_across_seconds_and_zones() -> None:
+    def reference(dt: datetime) -> str:
+        dt = dt.astimezone(UTC)
+        return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+                f"{dt.second:02d}.{dt.microsecond // 1000:03d}Z")
+    for step_us in (1, 999, 1000, 333_333, 999_999, 86_400_000_001):
+        for n in range(50):
+            dt = T0 + timedelta(microseconds=step_us * n)
+            assert iso_ms(dt) == reference(dt)
+    for dt in (datetime(5, 1, 2, 3, 4, 5, 6_789, tzinfo=UTC),
+               datetime(2026, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+               datetime(2027, 1, 1, 1, 0, 0, 500, tzinfo=timezone(timedelta(hours=1)))):
+        assert iso_ms(dt) == reference(dt)
