@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from agent.buffer import chain
 from agent.buffer.api import (
@@ -129,6 +130,10 @@ def load_state(s: Store, prefix: str) -> dict[str, str]:
     return out
 
 
+_ID: Final = operator.itemgetter(0)  # of a claimed row
+_PRIORITY: Final = operator.itemgetter(3)
+
+
 def claim(s: Store, limit: int, lease_s: float) -> list[Claimed]:
     now = s.clock()
     s.lease_max_s = max(lease_s, s.lease_max_s or 0.0)
@@ -146,7 +151,8 @@ def claim(s: Store, limit: int, lease_s: float) -> list[Claimed]:
         "ORDER BY priority DESC, id LIMIT :limit) "
         "RETURNING id, kind, payload, priority, created_at_s, attempts",
         {"until": now + lease_s, "now": now, "cap": s.lease_cap(now), "limit": limit}).fetchall()
-    rows.sort(key=lambda r: (-r[3], r[0]))
+    rows.sort(key=_ID)  # RETURNING has no order: by priority (highest first), then id
+    rows.sort(key=_PRIORITY, reverse=True)  # a stable sort, reversed or not
     return [Claimed(id=r[0], kind=r[1], payload=r[2], priority=r[3], created_at_s=r[4],
                     attempts=r[5]) for r in rows]
 

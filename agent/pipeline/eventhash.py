@@ -716,22 +716,27 @@ class EventTemplates:
         has a template and whose slots are exactly ``slots``, and every ``_RECHECK_EVERY``
         uses the event is built and rendered the generic way again; a difference (a bug) is
         logged and the key goes the way of finish_json from then on."""
-        known = self._keyed.get(key, _MISSING)
-        if not isinstance(known, tuple):
+        known = self._keyed.get(key)
+        if known is None:
             event = build()
             text = self.finish_json(event)
-            if known is _MISSING:
+            if key not in self._keyed:
                 self._learn(key, event, slots)
             return text
-        template: _Template = known[0]
-        names: tuple[str, ...] = known[1]
-        values = [slots[n] for n in names]
-        texts = [self._slot_text(n, v) for n, v in zip(names, values, strict=True)]
-        if None in texts or template.json_parts is None or any(
-                type(v) is str and v in template.tails for v in values):
-            return self.finish_json(build())  # this event's values need the generic rules
-        event_id = _ni(template.fmt.format(*texts))
-        text = template.json_fmt.format(*[_json_value(v) for v in values], f'"{event_id}"')
+        template, names = known
+        tails = template.tails
+        slot_text = self._slot_text
+        texts: list[str] = []
+        jsons: list[str] = []
+        for name in names:
+            value = slots[name]
+            slotted = slot_text(name, value)
+            if slotted is None or value in tails:
+                return self.finish_json(build())  # this event's values need the generic rules
+            texts.append(slotted)
+            jsons.append(_encode_str(value) if type(value) is str else json.dumps(value))
+        jsons.append(f'"{_ni(template.fmt.format(*texts))}"')
+        text = template.json_fmt.format(*jsons)
         self._uses += 1
         self.templated += 1
         if self._uses % _RECHECK_EVERY == 0:
@@ -754,8 +759,8 @@ class EventTemplates:
         if len(self._keyed) >= self._max:
             self._keyed.clear()
         names = tuple(k for k, _ in values)
-        if not isinstance(template, _Template) or len(set(names)) != len(names) or (
-                dict(values) != dict(slots)):
+        if not isinstance(template, _Template) or template.json_parts is None or (
+                len(set(names)) != len(names) or dict(values) != dict(slots)):
             self._keyed[key] = None  # the shape goes the generic way, or the slots are not these
             return
         self._keyed[key] = (template, names)

@@ -199,10 +199,14 @@ class Pipeline:
         out: list[OutEvent] = []
         gen = self._buffer.generation
         tz = self._timezone
+        plans = self._plans
+        # No clock step yet (the usual case): no read's time needs a correction (issue 12:
+        # asking per read was a tenth of forming a busy scanner's events)
+        stepped = self._steps is not None and bool(self._steps.seq)
         for s in stored:
             read = s.read
-            plan = self.plan(read.reader)
-            step_s = self._step_of(read.read_at.timestamp())
+            plan = plans.get(read.reader) or self.plan(read.reader)
+            step_s = self._step_of(read.read_at.timestamp()) if stepped else 0.0
             if step_s and not (isinstance(read, TagRead) and plan.mode == "presence"):
                 read = replace(read, read_at=read.read_at + timedelta(seconds=step_s))
             if isinstance(read, TagRead):
@@ -212,7 +216,8 @@ class Pipeline:
                     out.append(OutEvent(kind="event", created_at_s=now, payload=every_read_json(
                         read, timezone=tz, mapping=plan.mapping_for(read.antenna),
                         source_id=f"{gen}:{s.id}", step_s=step_s)))
-            elif self._barcode_accepted(read, plan.double_scan_window_s):
+            elif plan.double_scan_window_s <= 0 or self._barcode_accepted(
+                    read, plan.double_scan_window_s):
                 out.append(OutEvent(kind="event", created_at_s=now, payload=barcode_json(
                     read, timezone=tz, mapping=plan.mapping, source_id=f"{gen}:{s.id}",
                     step_s=step_s)))

@@ -121,7 +121,9 @@ class BarcodeFramer:
                     self._skipping = False
                     self.stats.bytes_discarded += len(piece)
                     continue
-                out += self._emit(piece)
+                scan = self._emit(piece)
+                if scan is not None:
+                    out.append(scan)
             del buf[:start]
         keep = len(term) - 1 if term is not None else 0  # a terminator split across reads
         if len(buf) > self.max_len + keep or (self._skipping and len(buf) > keep):
@@ -157,21 +159,22 @@ class BarcodeFramer:
                 self.stats.partial_timeouts += 1
                 self.stats.bytes_discarded += len(piece)
             return []
-        return self._emit(piece)
+        scan = self._emit(piece)
+        return [] if scan is None else [scan]
 
     @property
     def pending(self) -> int:
         return len(self._buf)
 
-    def _emit(self, piece: bytes) -> list[Scan]:
+    def _emit(self, piece: bytes) -> Scan | None:
         if self.prefix and piece.startswith(self.prefix):
             piece = piece[len(self.prefix) :]
         if not piece:
-            return []  # e.g. CR CR: nothing was scanned
+            return None  # e.g. CR CR: nothing was scanned
         if len(piece) > self.max_len:
             self.stats.oversize += 1
             self.stats.bytes_discarded += len(piece)
-            return []
+            return None
         symbology, data = split_aim(piece) if self.aim else (None, piece)
         self.stats.frames += 1
-        return [Scan(data, symbology)]
+        return Scan(data, symbology)
