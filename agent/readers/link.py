@@ -3,6 +3,7 @@ Linux input device (keyboard-wedge scanners; InputLink)."""
 
 from __future__ import annotations
 
+import array
 import asyncio
 import collections
 import contextlib
@@ -11,9 +12,12 @@ import fcntl
 import logging
 import os
 import selectors
+import socket
 import ssl
 import stat
 import struct
+import subprocess
+import sys
 import threading
 from types import TracebackType
 from typing import Any, ClassVar, Literal, Protocol, Self, runtime_checkable
@@ -236,7 +240,7 @@ class _PortReader:
                 pass
         while self._commands:
             op, link = self._commands.popleft()
-            fd = link.fd
+            fd = link.read_fd
             if op in ("add", "resume") and not link.failed:
                 with contextlib.suppress(KeyError, ValueError, OSError):
                     self._selector.register(fd, selectors.EVENT_READ, link)
@@ -312,6 +316,118 @@ def _deliver(got: list[tuple[ThreadedSerialLink, bytes]],
         link.fail(exc)
 
 
+class PortPump:
+    """The agent's side of the port pump (agent/readers/pump.py): a child process that empties
+    the local serial ports into pipes, out of reach of this process's GIL (issue 12, item 3).
+
+    One per process, started with the first port and again after it died. ``add`` gives the
+    pipe a port's bytes come out of; ``remove`` returns once the pump no longer holds the port
+    (only then may it be closed and opened again: no stray reader takes its bytes). A pump
+    that cannot be started or stops answering is a LinkError for that port; if it cannot be
+    started at all, the port thread reads the port itself, as before the pump (logged once).
+    """
+
+    _lock = threading.Lock()  # one request at a time: answers come in order
+    _current: ClassVar[PortPump | None] = None
+    _unavailable: ClassVar[str | None] = None  # why no pump could be started
+    PIPE_BYTES = 1024 * 1024  # a second of a busy scanner line (F_SETPIPE_SZ; capped by the OS)
+    ANSWER_S = 5.0
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pump.py")
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.proc = subprocess.Popen(  # noqa: S603 - our interpreter, our script
+                [sys.executable, "-I", "-S", self.script, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.settimeout(self.ANSWER_S)
+        self._sock = ours
+        self._next_id = 0
+        log.info("serial port pump started (pid %d)", self.proc.pid)
+
+    @classmethod
+    def add(cls, port_fd: int) -> tuple[int, int] | None:
+        """(id, the read end of the port's pipe), or None: no pump here, read the port."""
+        with cls._lock:
+            for attempt in range(2):
+                pump = cls._current
+                if pump is None:
+                    if cls._unavailable is not None:
+                        return None
+                    try:
+                        pump = cls._current = cls()
+                    except OSError as exc:
+                        cls._unavailable = str(exc)
+                        log.warning("serial port pump cannot start (%s): the agent reads its "
+                                    "ports itself", exc)
+                        return None
+                try:
+                    return pump._add(port_fd)
+                except OSError as exc:
+                    pump._discard()  # dead or not answering: a new one for this port
+                    cls._current = None
+                    if attempt:
+                        raise LinkError(f"serial port pump: {exc}") from exc
+            raise AssertionError("unreachable")
+
+    @classmethod
+    def remove(cls, pump_id: int) -> None:
+        with cls._lock:
+            pump = cls._current
+            if pump is None:
+                return  # it died: it holds nothing
+            try:
+                pump._request(b"del", pump_id)
+            except OSError as exc:
+                log.info("serial port pump: %s; stopping it", exc)
+                pump._discard()
+                cls._current = None
+
+    @classmethod
+    def stop(cls) -> None:
+        """End the pump (tests; the agent's exit ends it too: its socket closes)."""
+        with cls._lock:
+            if cls._current is not None:
+                cls._current._discard()
+                cls._current = None
+            cls._unavailable = None
+
+    def _add(self, port_fd: int) -> tuple[int, int]:
+        read_fd, write_fd = os.pipe()
+        try:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, self.PIPE_BYTES)
+            self._next_id += 1
+            self._request(b"add", self._next_id, [port_fd, write_fd])
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the pump holds its own copy now
+        os.set_blocking(read_fd, False)
+        return self._next_id, read_fd
+
+    def _request(self, op: bytes, pump_id: int, fds: list[int] | None = None) -> None:
+        msg = op + pump_id.to_bytes(4, "big")
+        anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+        self._sock.sendmsg([msg], anc)
+        answer = self._sock.recv(64)  # socket.timeout is an OSError
+        if answer != b"ok!" + msg[3:]:
+            raise OSError(errno.EPROTO, f"unexpected answer {answer!r} to {op.decode()}")
+
+    def _discard(self) -> None:
+        self._sock.close()
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(2.0)
+
+
 class ThreadedSerialLink(_ClosingContext):
     """A local serial port (or pty) read by the agent's port-reading thread (_PortReader).
 
@@ -321,15 +437,20 @@ class ThreadedSerialLink(_ClosingContext):
     """
 
     _BACKLOG_MAX_BYTES = 8 * 1024 * 1024
+    pump: ClassVar[bool] = True  # read through the PortPump (False: the thread reads the port)
 
-    def __init__(self, port: str, ser: serial.Serial, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, port: str, ser: serial.Serial, loop: asyncio.AbstractEventLoop,
+                 pumped: tuple[int, int] | None = None) -> None:
         self.port = port
         self._ser = ser
         self.loop = loop
         fd = ser.fd
         if fd is None:
             raise LinkError(f"cannot open {port}: no descriptor")
-        self.fd: int = fd
+        self.fd: int = fd  # written to here; read here only without the pump
+        # PortPump.add's (id, pipe): the port's bytes come out of the pipe
+        self.pump_id = pumped[0] if pumped is not None else None
+        self.read_fd: int = pumped[1] if pumped is not None else fd
         self._chunks: collections.deque[bytes] = collections.deque()
         self._backlog = 0
         self._paused = False
@@ -342,14 +463,23 @@ class ThreadedSerialLink(_ClosingContext):
 
     @classmethod
     async def open(cls, port: str, baudrate: int) -> ThreadedSerialLink:
-        def make() -> serial.Serial:
-            return serial.Serial(port=port, baudrate=baudrate, bytesize=8, parity="N",
-                                 stopbits=1, timeout=None)
+        def make() -> tuple[serial.Serial, tuple[int, int] | None]:
+            ser = serial.Serial(port=port, baudrate=baudrate, bytesize=8, parity="N",
+                                stopbits=1, timeout=None)
+            fd = ser.fd
+            if fd is None:
+                ser.close()
+                raise LinkError(f"cannot open {port}: no descriptor")
+            try:
+                return ser, PortPump.add(fd) if cls.pump else None
+            except BaseException:
+                ser.close()
+                raise
         try:
-            ser = await asyncio.to_thread(make)
+            ser, pumped = await asyncio.to_thread(make)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise LinkError(f"cannot open {port}: {exc}") from exc
-        return cls(port, ser, asyncio.get_running_loop())
+        return cls(port, ser, asyncio.get_running_loop(), pumped)
 
     # -- from the thread, on the loop --------------------------------------------------------
 
@@ -419,6 +549,10 @@ class ThreadedSerialLink(_ClosingContext):
         self._closed = True
         self._reader.detach(self)
         await asyncio.to_thread(self.detached.wait, 2.0)
+        if self.pump_id is not None:
+            await asyncio.to_thread(PortPump.remove, self.pump_id)  # it let go of the port
+            with contextlib.suppress(OSError):
+                os.close(self.read_fd)
         with contextlib.suppress(serial.SerialException, OSError):
             self._ser.close()
 
