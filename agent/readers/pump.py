@@ -91,7 +91,10 @@ class _Pump:
             for fd in fds:
                 os.close(fd)
             self._close(port_id)
-        self.ctl.send(b"ok!" + port_id.to_bytes(4, "big"))
+        try:
+            self.ctl.send(b"ok!" + port_id.to_bytes(4, "big"))
+        except OSError:
+            return False  # the agent is gone
         return True
 
     def _read(self, port_id: int, port: _Port) -> None:

@@ -50,6 +50,12 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, mosquitto: Mosq
         try:
             collector.wait_count(1, timeout_s=30)
             for _ in range(KILLS):
+                # Each run reads before it is killed (a start takes about a second, more than
+                # many of the random intervals: on a slow machine most runs died before their
+                # reader was up, and the line was not busy at the kills).
+                before = buffer_state(db)["last_read_id"]
+                wait_until(lambda: buffer_state(db)["last_read_id"] > before, 30,
+                           "the restarted agent to commit reads", diagnostics=agent.log_text)
                 time.sleep(rng.uniform(0.05, 1.0))
                 agent.kill()
                 assert _integrity(db) == "ok"
