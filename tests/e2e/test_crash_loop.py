@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,10 @@ def _integrity(db: Path) -> str:
         con.close()
 
 
+def _reads_after(db: Path, last_read_id: int) -> Callable[[], bool]:
+    return lambda: buffer_state(db)["last_read_id"] > last_read_id
+
+
 @pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, mosquitto: Mosquitto) -> None:
     rng = random.Random(20261128)
@@ -53,8 +58,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path, mosquitto: Mosq
                 # Each run reads before it is killed (a start takes about a second, more than
                 # many of the random intervals: on a slow machine most runs died before their
                 # reader was up, and the line was not busy at the kills).
-                before = buffer_state(db)["last_read_id"]
-                wait_until(lambda: buffer_state(db)["last_read_id"] > before, 30,
+                wait_until(_reads_after(db, buffer_state(db)["last_read_id"]), 30,
                            "the restarted agent to commit reads", diagnostics=agent.log_text)
                 time.sleep(rng.uniform(0.05, 1.0))
                 agent.kill()

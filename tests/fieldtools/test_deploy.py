@@ -123,6 +123,7 @@ def test_unit_environment_and_limits() -> None:
     assert "PYTHONUNBUFFERED=1" in env
     assert "PYTHONFAULTHANDLER=1" in env  # a watchdog SIGABRT then logs every thread's stack
     assert int(single("LimitNOFILE")) >= 1024
+    assert single("LimitNICE") == "-10"  # the port pump's nice value (docs/readers.md)
     assert parse_unit(UNIT.read_text())["Install"]["WantedBy"] == ["multi-user.target"]
 
 

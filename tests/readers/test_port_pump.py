@@ -197,3 +197,18 @@ async def test_writes_go_to_the_port(pty: tuple[int, str]) -> None:
         assert got == b"\xa0\x04\x01\x89\x01\xd1"
     finally:
         await link.aclose()
+
+
+async def test_the_pump_asks_for_the_cpu_first(pty: tuple[int, str]) -> None:
+    _, port = pty
+    link = await SerialLink.open(port, 115200)
+    try:
+        pump = PortPump._current
+        assert pump is not None
+        if os.sched_getscheduler(pump.proc.pid) != os.SCHED_FIFO:  # not allowed real time
+            nice = os.getpriority(os.PRIO_PROCESS, pump.proc.pid)
+            if os.geteuid() == 0:
+                pytest.fail("as root the pump runs at real-time priority")
+            assert nice <= os.getpriority(os.PRIO_PROCESS, 0)  # -10 where LimitNICE allows
+    finally:
+        await link.aclose()
