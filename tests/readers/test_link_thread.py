@@ -9,20 +9,10 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from agent.readers.link import LinkError, SerialLink, ThreadedSerialLink
-
-
-@pytest.fixture
-def pty() -> Iterator[tuple[int, str]]:
-    master, slave = os.openpty()
-    port = os.ttyname(slave)
-    os.close(slave)
-    yield master, port
-    os.close(master)
 
 
 async def test_a_local_port_gets_a_reading_thread_a_url_does_not(pty: tuple[int, str]) -> None:

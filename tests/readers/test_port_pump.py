@@ -39,15 +39,6 @@ DEVICE = textwrap.dedent("""
 """)
 
 
-@pytest.fixture
-def pty() -> Iterator[tuple[int, str]]:
-    master, slave = os.openpty()
-    port = os.ttyname(slave)
-    os.close(slave)
-    yield master, port
-    os.close(master)
-
-
 @pytest.fixture(autouse=True)
 def fresh_pump() -> Iterator[None]:
     PortPump.stop()
@@ -108,6 +99,16 @@ async def test_without_the_pump_the_same_device_is_refused(
         await link.aclose()
 
 
+async def _echo(master: int, link: Link, data: bytes) -> bytes:
+    """``data`` written by the device, as many bytes read back from the link."""
+    os.write(master, data)
+    got = b""
+    async with asyncio.timeout(5):
+        while len(got) < len(data):
+            got += await link.read()
+    return got
+
+
 async def _read_until_it_fails(link: Link) -> None:
     while True:
         await link.read()
@@ -132,12 +133,7 @@ async def test_a_closed_link_is_let_go_by_the_pump_and_the_next_link_gets_every_
     second = await SerialLink.open(port, 115200)
     try:
         assert PortPump._current is pump  # one pump for every port
-        os.write(master, b"two\n")
-        got = b""
-        async with asyncio.timeout(5):
-            while len(got) < 4:
-                got += await second.read()
-        assert got == b"two\n"
+        assert await _echo(master, second, b"two\n") == b"two\n"
     finally:
         await second.aclose()
 
@@ -156,12 +152,7 @@ async def test_a_dead_pump_fails_its_links_and_the_next_link_starts_a_new_one(
     try:
         assert PortPump._current is not None
         assert PortPump._current is not pump
-        os.write(master, b"after\n")
-        got = b""
-        async with asyncio.timeout(5):
-            while len(got) < 6:
-                got += await again.read()
-        assert got == b"after\n"
+        assert await _echo(master, again, b"after\n") == b"after\n"
     finally:
         await again.aclose()
 
