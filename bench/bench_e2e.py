@@ -95,11 +95,11 @@ class Subscriber:
 
 def family(pid: int) -> list[int]:
     """The agent and its child processes (the serial port pump)."""
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    return [pid, *(int(c) for c in children)]
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # any thread may have started one
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid, *children]
 
 
 def agent_cpu_s(pid: int) -> float:

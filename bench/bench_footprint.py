@@ -11,6 +11,7 @@ CPU is utime+stime from /proc/PID/stat over the window; RSS is VmRSS (and the pe
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -25,16 +26,34 @@ from tests.support.mosquitto import Mosquitto
 TICK = os.sysconf("SC_CLK_TCK")
 
 
+def family(pid: int) -> list[int]:
+    """The agent and its children (the serial port pump): their CPU and RSS count together."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # any thread may have started one
+        with contextlib.suppress(OSError):
+            children += [int(c) for c in (task / "children").read_text().split()]
+    return [pid, *children]
+
+
 def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
+    total = 0
+    for p in family(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / TICK
 
 
-def status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
+def status_kb(pid: int, key: str, *, alone: bool = False) -> int:
+    """``key`` of /proc/PID/status summed over the agent and its children (``alone``: the
+    agent's own)."""
+    total = 0
+    for p in [pid] if alone else family(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith(key + ":"):
+                    total += int(line.split()[1])
+    return total
 
 
 def main() -> int:
@@ -78,6 +97,7 @@ def main() -> int:
             wall = time.monotonic() - t0
             reads = reads_seq(tmp / "buffer.db") - r0
             rss = status_kb(pid, "VmRSS")
+            rss_agent = status_kb(pid, "VmRSS", alone=True)
             hwm = status_kb(pid, "VmHWM")
             threads = status_kb(pid, "Threads")
         finally:
@@ -90,8 +110,9 @@ def main() -> int:
     print(f"window: {wall:.1f} s after {args.warmup:.0f} s warm-up")
     print(f"reads committed: {reads / wall:,.0f}/s")
     print(f"CPU: {cpu:.2f} s = {100 * cpu / wall:.2f}% of one core")
-    print(f"RSS: {rss / 1024:.1f} MB now, {rss_max / 1024:.1f} MB max sampled, "
-          f"{hwm / 1024:.1f} MB peak (VmHWM); threads {threads}")
+    print(f"RSS (agent and port pump): {rss / 1024:.1f} MB now ({rss_agent / 1024:.1f} MB the "
+          f"agent alone), {rss_max / 1024:.1f} MB max sampled, {hwm / 1024:.1f} MB peak (VmHWM); "
+          f"threads {threads}")
     print(f"python {sys.version.split()[0]}, logs in {tmp}")
     return 0
 

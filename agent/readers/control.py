@@ -321,6 +321,11 @@ def _consume(fut: asyncio.Future[PowerResult]) -> None:
         fut.exception()  # retrieved: a late failure is logged by the driver, not by asyncio
 
 
+def _keep(read: Read) -> bool:
+    """A ``put_nowait`` that takes nothing: :meth:`ReaderControl.pump` returns the first read."""
+    return False
+
+
 class ReaderControl:
     def __init__(self, cfg: AnyReaderConfig) -> None:
         self.cfg = cfg
@@ -397,19 +402,7 @@ class ReaderControl:
     async def next_read(self, reads: AsyncIterator[Read], built: int) -> Read | None:
         """The driver's next read; None when a settings change wants a new connection (the
         wait for a read is interrupted; a read already received is never dropped)."""
-        if self.generation != built:
-            return None
-        scope = asyncio.timeout(None)
-        self._scope = scope
-        try:
-            async with scope:
-                return await anext(reads)
-        except TimeoutError:
-            if scope.expired() and self.generation != built:
-                return None
-            raise
-        finally:
-            self._scope = None
+        return await self.pump(reads, built, _keep)
 
     async def pump(self, reads: AsyncIterator[Read], built: int,
                    put_nowait: Callable[[Read], bool]) -> Read | None:
