@@ -49,6 +49,8 @@ class DirectEvents(Protocol):
 
     def committed(self, events: Sequence[OutEvent]) -> None: ...
 
+    def stored(self, rows: Sequence[tuple[int, Read]]) -> None: ...  # reads now in the file
+
 
 class Ingest:
     def __init__(self, buffer: Buffer, *, max_batch: int = 2000, queue_max: int = 20000) -> None:
@@ -170,6 +172,8 @@ class Ingest:
         if warned:
             log.info("buffer has room again; readers resume")
             self._room.set()
+        if prepared.rows and self.direct is not None:
+            self.direct.stored(prepared.rows)  # before the wake-up below
         self._accepted(batch, stored_reads=bool(prepared.rows), events=prepared.events)
 
     def _accepted(self, batch: list[Read], *, stored_reads: bool = True,

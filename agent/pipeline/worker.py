@@ -18,6 +18,8 @@ docs/pipeline.md, "Time and clock sync").
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +44,9 @@ SLICE_READS = 100  # reads turned into events between two returns to the event l
 # While reads keep coming, at most one step per this long (presence folding: see run()); far
 # below the presence window (window_s, 1 s by default), so no event comes noticeably later.
 STEP_INTERVAL_S = 0.1
+# At most this many committed reads wait in memory for the steps (more: the steps take them
+# from the file, as after a start).
+FRESH_MAX = 200_000
 
 
 class Pipeline:
@@ -83,6 +88,16 @@ class Pipeline:
         self.events_total = 0
         self.double_scans = 0
         self.on_events: Callable[[Sequence[OutEvent]], None] | None = None  # live view hook
+        # Reads the ingest committed in this run (presence reads), in id order, not yet folded:
+        # a step takes them from here instead of reading them back from the file (issue 12:
+        # decoding stored reads was a fifth of sixteen busy R2000 readers' cost). The file
+        # stays the truth: what is here is also there, until the step that folds it deletes
+        # it there in the transaction that stores its effects.
+        self._fresh: collections.deque[StoredRead] = collections.deque()
+        self._fresh_ok = False  # every read older than _fresh[0] was taken from the file
+        self._fresh_gen = ""  # the buffer generation _fresh belongs to
+        self._folded_upto = 0  # the highest read id a committed step took
+        self.reads_from_memory = 0  # for the tests and the benchmark
 
     def plan(self, reader: str) -> ReaderPlan:
         """The reader's plan; a reader missing from the config gets the defaults (presence)."""
@@ -168,8 +183,45 @@ class Pipeline:
     def unbuild(self) -> None:
         """The last build's events were never stored (its batch is numbered again): forget
         its double-scan decisions, so that building the same reads again judges them anew
-        rather than as repeats of themselves."""
+        rather than as repeats of themselves. (The file was recovered under us: the reads
+        kept in memory may not be its reads any more; the steps take from the file again.)"""
         self._last_scan, self.double_scans = self._before_build
+        self._forget_fresh()
+
+    def stored(self, rows: Sequence[tuple[int, Read]]) -> None:
+        """The ingest committed these reads to the file (ids in order): keep them for step()."""
+        gen = self._buffer.generation
+        if gen != self._fresh_gen or len(self._fresh) + len(rows) > FRESH_MAX:
+            # Another file (recovered under us), or the steps far behind: forget, and take
+            # from the file until it has caught up again.
+            self._forget_fresh()
+            self._fresh_gen = gen
+        if self._fresh and rows and rows[0][0] <= self._fresh[-1].id:
+            self._forget_fresh()  # renumbered (ReadIdsOutOfStepError): the file decides
+        self._fresh.extend(StoredRead(i, r) for i, r in rows if i > self._folded_upto)
+
+    def _forget_fresh(self) -> None:
+        self._fresh.clear()
+        self._fresh_ok = False
+
+    async def _take(self) -> tuple[list[StoredRead], bool]:
+        """The next reads to fold: from memory once the file's older reads are done, else from
+        the file (the first steps after a start, or after the memory was forgotten)."""
+        if self._fresh_ok and self._buffer.generation == self._fresh_gen:
+            return list(itertools.islice(self._fresh, self._batch_now)), True
+        stored = await self._buffer.take_reads(self._batch_now)
+        if len(stored) < self._batch_now:
+            # The file held no more: every read it will hold from now on comes through
+            # stored() (which the ingest calls after each commit), so memory can take over.
+            self._fresh_ok = self._buffer.generation == self._fresh_gen
+        return [s for s in stored if s.id > self._folded_upto], False
+
+    def _taken(self, stored: list[StoredRead]) -> None:
+        """A step committed the effects of these reads (their rows are deleted)."""
+        if stored:
+            self._folded_upto = max(self._folded_upto, stored[-1].id)
+        while self._fresh and self._fresh[0].id <= self._folded_upto:
+            self._fresh.popleft()
 
     def committed(self, events: Sequence[OutEvent]) -> None:
         """The events of direct reads are stored: count them, show them, wake the forwarder."""
@@ -246,7 +298,7 @@ class Pipeline:
             return 0
         last_scan, double_scans = dict(self._last_scan), self.double_scans
         step_seq = self._step_seq
-        stored = await self._buffer.take_reads(self._batch_now)
+        stored, from_memory = await self._take()
         now = self._now()
         events = await self._events_yielding(stored, now)
         state = self.presence.take_state()
@@ -266,6 +318,9 @@ class Pipeline:
                                 "batches while the delivered backlog frees space", exc)
                     self._waiting_for_space = True
                 return 0
+        self._taken(stored)
+        if from_memory:
+            self.reads_from_memory += len(stored)
         if self._waiting_for_space:
             log.info("pipeline: storing events again")
             self._waiting_for_space = False

@@ -20,7 +20,7 @@ from agent.buffer.api import BufferStoreError, OutEvent
 from agent.buffer.ingest import Ingest
 from agent.buffer.sqlite import SqliteBuffer
 from agent.config import BarcodeConfig, R2000Config
-from agent.model import BarcodeRead, Read
+from agent.model import BarcodeRead, Read, TagRead
 from agent.pipeline.worker import Pipeline
 from tests.support.buffer_helpers import make_cfg, tag
 
@@ -205,3 +205,95 @@ async def test_a_batch_numbered_against_a_renumbered_file_is_numbered_again(
     assert ids == list(range(1, 9))
     assert _pipe.double_scans == 0  # built twice, judged once: not repeats of themselves
     await buf.aclose()
+
+
+# -- presence reads handed to the steps in memory (issue 12) ----------------------------------
+
+
+def _count_folds(pipe: Pipeline) -> list[str]:
+    """The EPCs the presence engine folds, one entry per fold."""
+    folded: list[str] = []
+    fold = pipe.presence.fold
+
+    def counting(read: TagRead, *, step_s: float = 0.0) -> None:
+        folded.append(read.epc)
+        fold(read, step_s=step_s)
+
+    pipe.presence.fold = counting  # type: ignore[method-assign]
+    return folded
+
+
+async def _fold_all(pipe: Pipeline, buf: SqliteBuffer) -> None:
+    deadline = time.monotonic() + 10
+    while (await buf.stats()).reads_pending:
+        assert time.monotonic() < deadline, "the steps did not take every read"
+        await pipe.step()
+
+
+async def test_presence_reads_are_folded_from_memory_once_the_file_is_caught_up(
+        tmp_path: Path) -> None:
+    buf, pipe, ingest = await setup(tmp_path)
+    folded = _count_folds(pipe)
+    try:
+        await put_all(ingest, [tag(i, reader="dock-1") for i in range(50)])
+        await _fold_all(pipe, buf)  # the first step takes from the file, finds it caught up
+        assert pipe.reads_from_memory == 0
+        await put_all(ingest, [tag(i, reader="dock-1") for i in range(50, 400)])
+        await _fold_all(pipe, buf)
+        assert pipe.reads_from_memory == 350  # none read back from the file
+        assert (await buf.stats()).reads_pending == 0
+        assert sorted(folded) == sorted(tag(i).epc for i in range(400))  # each once
+    finally:
+        await buf.aclose()
+
+
+async def test_reads_left_in_the_file_by_the_last_run_come_first_and_once(
+        tmp_path: Path) -> None:
+    buf, pipe, ingest = await setup(tmp_path)
+    await put_all(ingest, [tag(i, reader="dock-1") for i in range(30)])  # never folded
+    await buf.aclose()
+    buf, pipe, ingest = await setup(tmp_path)  # the next run
+    folded = _count_folds(pipe)
+    try:
+        await put_all(ingest, [tag(i, reader="dock-1") for i in range(30, 60)])
+        taken: list[int] = []
+        real = buf.take_reads
+
+        async def spy(limit: int, *, after_id: int = 0) -> list[Any]:
+            got = await real(limit, after_id=after_id)
+            taken.extend(s.id for s in got)
+            return got
+
+        buf.take_reads = spy  # type: ignore[method-assign]
+        pipe._batch_now = pipe._batch = 20  # several steps: the file's, then memory's
+        await _fold_all(pipe, buf)
+        await put_all(ingest, [tag(i, reader="dock-1") for i in range(60, 90)])
+        await _fold_all(pipe, buf)  # the file, up to a step that finds it caught up
+        await put_all(ingest, [tag(i, reader="dock-1") for i in range(90, 120)])
+        await _fold_all(pipe, buf)
+        assert taken[:30] == list(range(1, 31))  # the last run's reads first, in order
+        assert pipe.reads_from_memory == 30
+        assert (await buf.stats()).reads_pending == 0
+        assert sorted(folded) == sorted(tag(i).epc for i in range(120))  # each exactly once
+    finally:
+        await buf.aclose()
+
+
+async def test_a_read_taken_from_the_file_is_not_folded_again_from_memory(
+        tmp_path: Path) -> None:
+    """The ingest hands over a batch after its commit: a step may have taken it from the file
+    in between. It is folded once."""
+    buf, pipe, _ingest = await setup(tmp_path)
+    folded = _count_folds(pipe)
+    try:
+        reads: list[Read] = [tag(i, reader="dock-1") for i in range(10)]
+        first = buf.next_read_id
+        rows = list(enumerate(reads, first))
+        await buf.put_batch(first, len(reads), rows, [])  # committed, not yet handed over
+        await pipe.step()  # takes them from the file (and finds it caught up)
+        pipe.stored(rows)  # the hand-over comes late
+        await pipe.step()
+        assert len(folded) == 10
+        assert pipe.reads_from_memory == 0
+    finally:
+        await buf.aclose()
