@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent import __version__, systemd
 from agent.buffer.api import PRIORITY_ALARM, BufferFullError, OutEvent
@@ -30,15 +30,16 @@ from agent.pipeline.worker import Pipeline
 from agent.readers.status import ReaderStatus
 from agent.readers.tasks import ReaderTasks
 from agent.remote import RemoteCommands
-from agent.uplink import identity
 from agent.uplink.cmdserver import CommandServer
 from agent.uplink.commands import CommandVerifier
 from agent.uplink.forwarder import Forwarder, topics
 from agent.uplink.health import HealthReporter, status_message
 from agent.uplink.mqtt import MqttUplink, Will
 from agent.uplink.provenance import load_signer
-from agent.uplink.renewal import IdentityRenewal
 from agent.uplink.security import read_secret
+
+if TYPE_CHECKING:
+    from agent.uplink.renewal import IdentityRenewal
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +181,8 @@ class Agent:
 
     def _renewal(self, uplink: MqttUplink, buffer: SqliteBuffer,
                  forwarder: Forwarder) -> IdentityRenewal:
+        from agent.uplink.renewal import IdentityRenewal  # cryptography: only with EST
+
         cfg = self.cfg
         tls = cfg.uplink.mqtt.tls
         password = read_secret(tls.key_password_file, None, "uplink.mqtt.tls.key_password_file")
@@ -218,6 +221,8 @@ def _recover_identity(cfg: AgentConfig) -> None:
     tls = cfg.uplink.mqtt.tls
     if tls.cert is None or tls.key is None:
         return
+    from agent.uplink import identity  # cryptography: only with a client certificate
+
     done = identity.recover(tls.cert, tls.key)
     if done is not None:
         log.warning("identity: %s", done)

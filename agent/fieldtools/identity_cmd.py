@@ -20,9 +20,10 @@ import sys
 from datetime import UTC, datetime
 
 from agent.config import AgentConfig, ConfigError, load_config
-from agent.uplink import identity
-from agent.uplink.est import ClientCert, EstClient, EstError
 from agent.uplink.security import read_secret
+
+# identity and est (cryptography, ~9 MB) are imported by the commands that use them:
+# `edge-agent run` registers these commands too and must not pay for them.
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -64,6 +65,8 @@ def _config(path: str) -> AgentConfig | None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from agent.uplink import identity
+
     cfg = _config(args.config)
     if cfg is None:
         return 2
@@ -90,6 +93,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
+    from agent.uplink import identity
+    from agent.uplink.est import ClientCert, EstClient, EstError
+
     cfg = _config(args.config)
     if cfg is None:
         return 2
@@ -136,6 +142,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from agent.uplink import identity
+
     cfg = _config(args.config)
     if cfg is None:
         return 2

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from typing import Any
 
 from agent.config import AgentConfig
 from agent.fieldtools.runtime import Runtime
+from agent.fieldtools.web.bundle import LogRing  # no aiohttp: the page's log panel
 from agent.fieldtools.web.probation import watch_apply
 
 log = logging.getLogger(__name__)
@@ -80,12 +82,17 @@ async def serve(rt: Runtime) -> None:
             rt.socket_path = str(path)
         else:
             path = None
-    runner = None
-    if cfg.http.enabled:
-        from agent.fieldtools.web import app as web  # aiohttp is imported only when used
+    runner: Any = None
+    lazy: LazyHttp | None = None
+    if cfg.http.enabled and LazyHttp.applies(cfg):
+        lazy = LazyHttp.open(rt, bad_request)
+    elif cfg.http.enabled:  # HTTPS, or a host name to resolve: aiohttp listens from the start
+        from agent.fieldtools.web import app as web
 
         runner = await web.start(rt, bad_request)
     probation = asyncio.create_task(watch_apply(rt), name="config-apply-probation")
+    loading = (asyncio.create_task(lazy.run(), name="http-first-connection")
+               if lazy is not None else None)
     try:
         while True:
             rt.tick()
@@ -94,13 +101,87 @@ async def serve(rt: Runtime) -> None:
         probation.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await probation
+        if loading is not None:
+            loading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loading
+        if lazy is not None:
+            await lazy.close()
         if runner is not None:
+            from agent.fieldtools.web import app as web
+
             await web.stop(runner)
         for s in servers:
             s.close()
         if path is not None:
             with contextlib.suppress(OSError):
                 path.unlink()
+
+
+class LazyHttp:
+    """http.listen bound at start, aiohttp (the page's server, ~12 MB of RSS) loaded at the
+    first connection (issue 12: a gateway nobody browses or scrapes never pays for it). That
+    connection and the listening socket are then handed to aiohttp, which serves everything
+    as if it had listened from the start; a request waits for the load once (~0.3 s)."""
+
+    def __init__(self, rt: Runtime, bad_request: Any, sock: socket.socket,
+                 ring: LogRing) -> None:
+        self.rt = rt
+        self.bad_request = bad_request
+        self.sock = sock
+        self.ring = ring
+        self.runner: Any = None
+
+    @staticmethod
+    def applies(cfg: AgentConfig) -> bool:
+        """Plain HTTP on an address literal (HTTPS and host names: aiohttp from the start)."""
+        if cfg.http.tls.cert is not None:
+            return False
+        try:
+            ipaddress.ip_address(cfg.http.host_port[0])
+        except ValueError:
+            return False
+        return True
+
+    @classmethod
+    def open(cls, rt: Runtime, bad_request: Any) -> LazyHttp | None:
+        host, port = rt.cfg.http.host_port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            sock = socket.create_server((host, port), family=family, backlog=128)
+        except OSError as exc:
+            log.warning("http: cannot listen on %s (%s); /metrics, /health and the page are off",
+                        rt.cfg.http.listen, exc.strerror or exc)
+            return None
+        sock.setblocking(False)
+        ring = LogRing()  # from the start: the page shows the log lines from before its load
+        logging.getLogger().addHandler(ring)
+        bound = sock.getsockname()
+        rt.http_address = f"{bound[0]}:{bound[1]}"
+        log.info("http: the page, /metrics and /health on http://%s", rt.http_address)
+        return cls(rt, bad_request, sock, ring)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        first, _ = await loop.sock_accept(self.sock)
+        try:
+            from agent.fieldtools.web import app as web
+
+            log.info("http: first connection: the page's server is loaded")
+            self.runner = await web.setup_runner(self.rt, self.bad_request, self.ring)
+            await web.take_over(self.runner, self.sock, first)
+        except BaseException:
+            first.close()
+            raise
+
+    async def close(self) -> None:
+        if self.runner is not None:
+            from agent.fieldtools.web import app as web
+
+            await web.stop(self.runner)  # closes the socket it took over, removes the ring
+        else:
+            logging.getLogger().removeHandler(self.ring)
+        self.sock.close()
 
 
 def _clear_stale(path: Path) -> bool:

@@ -18,9 +18,10 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.fieldtools.verify import Message, capture_line, load_trust, read_lines, render, verify
+if TYPE_CHECKING:  # verify.py (cryptography) is imported by the command, not by `edge-agent run`
+    from agent.fieldtools.verify import Message
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -67,6 +68,8 @@ def register(sub: Any) -> None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
+    from agent.fieldtools.verify import capture_line, load_trust, read_lines, render, verify
+
     if (args.intermediates or args.crl) and not args.ca:
         print("edge-agent verify: --intermediates and --crl need --ca (the root CA the path "
               "leads to)", file=sys.stderr)
@@ -124,6 +127,8 @@ def subscribe(args: argparse.Namespace) -> list[Message]:
     """Collect messages from the broker (MQTT 5, paho's own thread) until idle or Ctrl-C."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
+
+    from agent.fieldtools.verify import Message
 
     host, _, port = str(args.broker).rpartition(":")
     if not host or not port.isdigit():

@@ -22,18 +22,18 @@ import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from pathlib import Path
-from typing import Any
-
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from joserfc import jws
-from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, OKPKey, RSAKey
+from typing import TYPE_CHECKING, Any
 
 from agent.buffer.chain import ChainLink
 from agent.pipeline.epcis import CONTEXT, iso_ms
+
+if TYPE_CHECKING:
+    # cryptography and joserfc are imported where a key is loaded or a signature made or
+    # checked: an agent that does not sign never pays their ~9 MB of RSS (issue 12).
+    from cryptography import x509
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 JWS_PROPERTY = "tea-jws"  # MQTT 5 user property carrying the detached JWS
 SIGNATURES_SUFFIX = "signatures"  # MQTT 3.1.1: {base}/signatures carries them (see docs)
@@ -44,25 +44,31 @@ class SigningError(Exception):
     """The signing key or certificate cannot be used; the message says which and why."""
 
 
-class _Registry(jws.JWSRegistry):
-    """joserfc warns that "EdDSA" is ambiguous (RFC 9864: it covers Ed448 too). Our keys are
-    Ed25519, checked when loaded, so the generic name is unambiguous here; the brief's wire
-    contract names EdDSA, and verify also accepts the fully specified "Ed25519".
-    Limits: a document may be as large as the broker takes; the header carries ``x5c``."""
+@cache
+def _registry_class() -> Any:
+    from joserfc import jws
 
-    max_header_length = 16 * 1024
-    max_payload_length = 256 * 1024 * 1024  # MQTT's own limit
+    class _Registry(jws.JWSRegistry):
+        """joserfc warns that "EdDSA" is ambiguous (RFC 9864: it covers Ed448 too). Our keys
+        are Ed25519, checked when loaded, so the generic name is unambiguous here; the brief's
+        wire contract names EdDSA, and verify also accepts the fully specified "Ed25519".
+        Limits: a document may be as large as the broker takes; the header carries ``x5c``."""
 
-    def get_alg(self, name: str) -> Any:
-        if name == "EdDSA":
-            if self.allowed and name not in self.allowed:
-                return super().get_alg(name)
-            return self.algorithms[name]
-        return super().get_alg(name)
+        max_header_length = 16 * 1024
+        max_payload_length = 256 * 1024 * 1024  # MQTT's own limit
+
+        def get_alg(self, name: str) -> Any:
+            if name == "EdDSA":
+                if self.allowed and name not in self.allowed:
+                    return super().get_alg(name)
+                return self.algorithms[name]
+            return super().get_alg(name)
+
+    return _Registry
 
 
-def _registry() -> _Registry:
-    return _Registry(algorithms=list(ALGORITHMS))
+def _registry() -> Any:
+    return _registry_class()(algorithms=list(ALGORITHMS))
 
 
 def b64url(data: bytes) -> str:
@@ -100,6 +106,9 @@ CHAIN_FIELDS_BYTES = 700
 
 
 def _alg_of(key: Any) -> tuple[str, type[ECKey] | type[OKPKey] | type[RSAKey]]:
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+    from joserfc.jwk import ECKey, OKPKey, RSAKey
+
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
         if key.curve.name != "secp256r1":
             raise SigningError(f"EC keys must be on P-256 (ES256); this one is {key.curve.name}")
@@ -144,6 +153,8 @@ class Signer:
 
     def sign(self, payload: bytes) -> str:
         """Detached compact JWS over ``payload``: ``header..signature``."""
+        from joserfc import jws
+
         header = {"alg": self.alg, "x5t#S256": self.thumbprint, "x5c": list(self.x5c)}
         full = jws.serialize_compact(header, payload, self._key, registry=_registry())
         h, _p, s = full.split(".")
@@ -151,6 +162,9 @@ class Signer:
 
 
 def signer_from_pem(key_pem: bytes, cert_pem: bytes, *, password: bytes | None = None) -> Signer:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     try:
         key = serialization.load_pem_private_key(key_pem, password=password)
     except (ValueError, TypeError) as exc:
@@ -213,6 +227,8 @@ class VerifyKey:
 
 
 def verify_key_from_cert(cert: x509.Certificate) -> VerifyKey:
+    from cryptography.hazmat.primitives import serialization
+
     pub = cert.public_key()
     _alg, cls = _alg_of(pub)
     pem = pub.public_bytes(serialization.Encoding.PEM,
@@ -241,6 +257,9 @@ def verify_detached(detached: str, payload: bytes, key: VerifyKey) -> str | None
         return f"algorithm {header.get('alg')!r} not accepted"
     if header.get("x5t#S256") != key.thumbprint:
         return "signed with another certificate (x5t#S256 differs)"
+    from joserfc import jws
+    from joserfc.errors import JoseError
+
     try:
         jws.deserialize_compact(f"{parts[0]}.{b64url(payload)}.{parts[2]}", key.key,
                                 registry=_registry())

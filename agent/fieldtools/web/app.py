@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import shutil
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -664,10 +665,8 @@ class _MalformedRequests(logging.Filter):
         return True
 
 
-async def start(rt: Runtime, bad_request: BadRequest) -> web.AppRunner | None:
-    """Listen on http.listen; None (logged) when the address cannot be bound."""
-    ring = LogRing()
-    logging.getLogger().addHandler(ring)
+async def setup_runner(rt: Runtime, bad_request: BadRequest, ring: LogRing) -> web.AppRunner:
+    """The page's application, set up and not yet listening."""
     server_log = logging.getLogger("aiohttp.server")
     for f in [f for f in server_log.filters if isinstance(f, _MalformedRequests)]:
         server_log.removeFilter(f)
@@ -676,6 +675,24 @@ async def start(rt: Runtime, bad_request: BadRequest) -> web.AppRunner | None:
     runner = web.AppRunner(build_app(rt, bad_request, ring, store), access_log=None,
                            handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
+    return runner
+
+
+async def take_over(runner: web.AppRunner, listening: socket.socket,
+                    first: socket.socket) -> None:
+    """Serve ``first`` (a connection accepted before aiohttp was loaded) and then every
+    connection ``listening`` accepts (server.py's lazy start)."""
+    server = runner.server
+    assert server is not None  # set up
+    await asyncio.get_running_loop().connect_accepted_socket(server, first)
+    await web.SockSite(runner, listening).start()
+
+
+async def start(rt: Runtime, bad_request: BadRequest) -> web.AppRunner | None:
+    """Listen on http.listen; None (logged) when the address cannot be bound."""
+    ring = LogRing()
+    logging.getLogger().addHandler(ring)
+    runner = await setup_runner(rt, bad_request, ring)
     host, port = rt.cfg.http.host_port
     try:
         site = web.TCPSite(runner, host, port, ssl_context=_ssl(rt), reuse_address=True)
