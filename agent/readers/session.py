@@ -65,6 +65,11 @@ class FrameSession(Generic[F]):
         self._clock = clock or asyncio.get_running_loop().time
         self.last_rx_s = self._clock()
 
+    def frame_nowait(self) -> F | None:
+        """A frame already decoded, if there is one (no wait, no coroutine: a busy line's
+        frames come in bunches, issue 12)."""
+        return self._frames.popleft() if self._frames else None
+
     async def next_frame(self, timeout_s: float) -> F:
         """The next decoded frame; ReaderTimeout if none within ``timeout_s``."""
         deadline = self._clock() + timeout_s

@@ -89,10 +89,12 @@ async def scan_reads(
     """Scans -> BarcodeReads, forever: the one path from a scanner's framer to the pipeline
     (serial line mode and USB keyboard wedge alike)."""
     while True:
-        try:
-            scan = await session.next_frame(_POLL_S)
-        except ReaderTimeout:
-            continue
+        scan = session.frame_nowait()
+        if scan is None:
+            try:
+                scan = await session.next_frame(_POLL_S)
+            except ReaderTimeout:
+                continue
         status.tag_frames += 1
         log.debug("reader %s: scan %s %r", name, scan.symbology or "-", scan.data)
         yield BarcodeRead(
