@@ -170,6 +170,12 @@ class LazyHttp:
             log.info("http: first connection: the page's server is loaded")
             self.runner = await web.setup_runner(self.rt, self.bad_request, self.ring)
             await web.take_over(self.runner, self.sock, first)
+        except (OSError, ImportError, ValueError) as exc:
+            # As when the address cannot be bound at start: the agent goes on without it.
+            first.close()
+            self.sock.close()
+            log.warning("http: the page's server cannot start (%s); /metrics, /health and the "
+                        "page are off", exc)
         except BaseException:
             first.close()
             raise

@@ -510,6 +510,13 @@ class ThreadedSerialLink(_ClosingContext):
                 return b""
             self._ready.clear()
             await self._ready.wait()
+        return self._take()
+
+    def read_nowait(self) -> bytes | None:
+        """What :meth:`read` would return at once; None when it would wait, fail or end."""
+        return self._take() if self._chunks else None
+
+    def _take(self) -> bytes:
         data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
         self._chunks.clear()
         self._backlog = 0

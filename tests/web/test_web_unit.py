@@ -4,12 +4,15 @@ survey aggregates."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import ClientSession, CookieJar, web
 from aiohttp.test_utils import TestServer
@@ -615,3 +618,53 @@ def test_every_configured_secret_is_scrubbed(tmp_path: Path,
     assert scrub("a env-password-456 b command-secret-123", found) == \
         f"a {configedit.HIDDEN} b {configedit.HIDDEN}"
     assert secret_values(parse_config(CONFIG)) == ["very-secret-pw"]
+
+
+async def test_the_lazy_listener_binds_at_start_and_loads_the_page_at_the_first_connection(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.fieldtools.server import LazyHttp
+    from agent.fieldtools.web import app as web_app
+    from tests.support.mosquitto import free_port
+
+    listen = f"127.0.0.1:{free_port()}"
+    rt = _runtime(tmp_path, listen=listen, password=None)
+    assert LazyHttp.applies(rt.cfg)
+    lazy = LazyHttp.open(rt, lambda door, why: None)
+    assert lazy is not None
+    assert rt.http_address == listen
+    try:
+        busy = LazyHttp.open(_runtime(tmp_path, listen=listen, password=None),
+                             lambda door, why: None)
+        assert busy is None  # a second agent on the port: logged, and it goes on without
+        assert f"http: cannot listen on {listen}" in caplog.text
+        task = asyncio.create_task(lazy.run(), name="http-first-connection")
+        async with aiohttp.ClientSession() as http, http.get(f"http://{listen}/health") as r:
+            assert r.status in (200, 503)
+        async with aiohttp.ClientSession() as http, http.get(f"http://{listen}/metrics") as r:
+            assert r.status == 200  # served by aiohttp on the socket it took over
+        await asyncio.wait_for(task, 5)
+        assert lazy.runner is not None
+    finally:
+        await lazy.close()
+    # Closed before any connection: nothing was loaded, the socket is let go.
+    quiet = LazyHttp.open(_runtime(tmp_path, listen=listen, password=None),
+                          lambda door, why: None)
+    assert quiet is not None
+    await quiet.close()
+    # The page's server failing to start is logged; the agent goes on without it.
+    broken = LazyHttp.open(_runtime(tmp_path, listen=listen, password=None),
+                           lambda door, why: None)
+    assert broken is not None
+
+    async def refuse(*_: object) -> None:
+        raise OSError("sessions file unreadable")
+
+    monkeypatch.setattr(web_app, "setup_runner", refuse)
+    task = asyncio.create_task(broken.run(), name="http-first-connection")
+    with contextlib.suppress(aiohttp.ClientError):
+        async with aiohttp.ClientSession() as http, http.get(f"http://{listen}/health"):
+            pass
+    await asyncio.wait_for(task, 5)
+    assert "the page's server cannot start (sessions file unreadable)" in caplog.text
+    await broken.close()

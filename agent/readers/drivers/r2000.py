@@ -371,7 +371,7 @@ class R2000Reader(DriverBase[R2000Config]):
             quiet_s = self._clock() - self._heard_s
             wait_s = max(0.001, min(cfg.round_end_timeout_s, silence_s - quiet_s))
             try:
-                frame = await self.session.next_frame(wait_s)
+                frame = self.session.frame_nowait() or await self.session.next_frame(wait_s)
             except ReaderTimeout as exc:
                 if self._clock() - self._heard_s + 1e-3 >= silence_s:
                     raise ReaderSilent(
