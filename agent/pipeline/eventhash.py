@@ -726,10 +726,24 @@ class EventTemplates:
         template, names = known
         tails = template.tails
         slot_text = self._slot_text
+        context = self._context
         texts: list[str] = []
         jsons: list[str] = []
+        fixed: str | None = None  # the last fixed point met (a scan's event and read time)
         for name in names:
             value = slots[name]
+            if fixed is not None and value is fixed:
+                texts.append(fixed)
+                jsons.append(f'"{fixed}"')
+                continue
+            if type(value) is str and (_CANONICAL_UTC.fullmatch(value) or (
+                    _READ_ID.fullmatch(value) and value.partition(":")[0] not in context)):
+                # What _slot_text returns first, whatever the name; ASCII that JSON leaves
+                # as it is; never a CBV word
+                fixed = value
+                texts.append(value)
+                jsons.append(f'"{value}"')
+                continue
             slotted = slot_text(name, value)
             if slotted is None or value in tails:
                 return self.finish_json(build())  # this event's values need the generic rules
