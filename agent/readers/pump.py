@@ -69,6 +69,9 @@ class _Pump:
                 ready = self.poll.poll()
             except InterruptedError:
                 continue
+            # The control socket first: an agent that died (SIGKILL) is noticed before this
+            # round reads its ports, and what they hold stays in the tty for the next agent.
+            ready.sort(key=lambda item: item[0] != ctl_fd)
             for fd, events in ready:
                 if fd == ctl_fd:
                     if not self._request():
