@@ -44,6 +44,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench.proc import family
 from tests.support.mosquitto import Mosquitto
 
 LINE_BYTES = 63
@@ -91,15 +92,6 @@ class Subscriber:
                 self.duplicates += 1
             else:
                 self.received[seq] = now
-
-
-def family(pid: int) -> list[int]:
-    """The agent and its child processes (the serial port pump)."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):  # any thread may have started one
-        with contextlib.suppress(OSError):
-            children += [int(c) for c in (task / "children").read_text().split()]
-    return [pid, *children]
 
 
 def agent_cpu_s(pid: int) -> float:

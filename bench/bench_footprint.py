@@ -20,19 +20,11 @@ from pathlib import Path
 
 import yaml
 
+from bench.proc import family
 from tests.support.harness import AgentProcess, SimProcess
 from tests.support.mosquitto import Mosquitto
 
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def family(pid: int) -> list[int]:
-    """The agent and its children (the serial port pump): their CPU and RSS count together."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):  # any thread may have started one
-        with contextlib.suppress(OSError):
-            children += [int(c) for c in (task / "children").read_text().split()]
-    return [pid, *children]
 
 
 def cpu_s(pid: int) -> float:
