@@ -726,7 +726,7 @@ class EventTemplates:
         template, names = known
         tails = template.tails
         slot_text = self._slot_text
-        context = self._context
+        fixed_point = self._fixed_point
         texts: list[str] = []
         jsons: list[str] = []
         fixed: str | None = None  # the last fixed point met (a scan's event and read time)
@@ -736,10 +736,7 @@ class EventTemplates:
                 texts.append(fixed)
                 jsons.append(f'"{fixed}"')
                 continue
-            if type(value) is str and (_CANONICAL_UTC.fullmatch(value) or (
-                    _READ_ID.fullmatch(value) and value.partition(":")[0] not in context)):
-                # What _slot_text returns first, whatever the name; ASCII that JSON leaves
-                # as it is; never a CBV word
+            if type(value) is str and fixed_point(value):
                 fixed = value
                 texts.append(value)
                 jsons.append(f'"{value}"')
@@ -832,15 +829,19 @@ class EventTemplates:
         prehash = prehash_string(event, self._context)
         return prehash, (_json(_with_id(event, _ni(prehash))) if with_json else "")
 
+    def _fixed_point(self, text: str) -> bool:
+        """A fixed point of every rule, clear of all the tests in :meth:`_slot_text`, whatever
+        the leaf's name; ASCII that JSON writes as it is; never a CBV word: the agent's own
+        times, and read ids "generation:id" (no number, no URN, no time, not a CURIE)."""
+        return bool(_CANONICAL_UTC.fullmatch(text) or (
+            _READ_ID.fullmatch(text) and text.partition(":")[0] not in self._context))
+
     def _slot_text(self, key: str, value: Any) -> str | None:
         """What the generic rules write for this leaf, or None: it must not be a slot."""
         if value is _POISON:
             return None
         text = value if isinstance(value, str) else str(value)
-        if _CANONICAL_UTC.fullmatch(text) or (
-                _READ_ID.fullmatch(text) and text.partition(":")[0] not in self._context):
-            # Fixed points of every rule, and clear of all the tests below: the agent's own
-            # times, and read ids "generation:id" (no number, no URN, no time, not a CURIE)
+        if self._fixed_point(text):
             return text
         if not text or text != text.strip() or "\ue000" in text or "\ue001" in text:
             return None

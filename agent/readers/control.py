@@ -321,11 +321,6 @@ def _consume(fut: asyncio.Future[PowerResult]) -> None:
         fut.exception()  # retrieved: a late failure is logged by the driver, not by asyncio
 
 
-def _keep(read: Read) -> bool:
-    """A ``put_nowait`` that takes nothing: :meth:`ReaderControl.pump` returns the first read."""
-    return False
-
-
 class ReaderControl:
     def __init__(self, cfg: AnyReaderConfig) -> None:
         self.cfg = cfg
@@ -399,15 +394,10 @@ class ReaderControl:
         if self._changed is not None:
             self._changed.set()
 
-    async def next_read(self, reads: AsyncIterator[Read], built: int) -> Read | None:
-        """The driver's next read; None when a settings change wants a new connection (the
-        wait for a read is interrupted; a read already received is never dropped)."""
-        return await self.pump(reads, built, _keep)
-
     async def pump(self, reads: AsyncIterator[Read], built: int,
                    put_nowait: Callable[[Read], bool]) -> Read | None:
-        """:meth:`next_read` in a loop, handing each read to ``put_nowait``, inside one
-        interruption scope rather than one per read (issue 12: entering a scope per read was
+        """The driver's reads, each handed to ``put_nowait``, inside one interruption scope
+        rather than one per read (issue 12: entering a scope per read was
         4 % of a busy agent's time). Returns a read ``put_nowait`` refused (the caller waits
         for room, hands it over itself and calls again), or None when a settings change wants
         a new connection. ``put_nowait`` never awaits, so the interruption only ever lands in

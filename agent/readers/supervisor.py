@@ -178,19 +178,16 @@ async def supervise_reader(
 
                 def handed(read: Read) -> bool:
                     if put_nowait is None or not put_nowait(read):
-                        return False
+                        return False  # put() it below, outside the interruption scope
                     status.reads_total += 1
                     return True
 
                 try:
-                    if put_nowait is None:
-                        while (read := await control.next_read(reads, built)) is not None:
-                            status.reads_total += 1
-                            await put(read)
-                    else:  # reads handed over without a wait: one interruption scope for all
-                        while (read := await control.pump(reads, built, handed)) is not None:
-                            status.reads_total += 1
-                            await put(read)  # no room: wait for it here, outside the scope
+                    # Reads handed over without a wait go in one interruption scope; a read
+                    # that must wait for room (or every read, without put_nowait) comes back.
+                    while (read := await control.pump(reads, built, handed)) is not None:
+                        status.reads_total += 1
+                        await put(read)
                 finally:
                     # Close the generator now, while the link is open: a driver's cleanup (the
                     # ThingMagic stop-reading) must reach the reader, not run at GC after close.
