@@ -24,11 +24,21 @@ import _socket
 import os
 import select
 import sys
+import time
 
 READ_BYTES = 65536
 BACKLOG_MAX_BYTES = 8 * 1024 * 1024  # past this the port is not read: the tty buffer fills
 _MSG_BYTES = 7
 _FD_BYTES = 4  # a descriptor in SCM_RIGHTS data (a C int)
+# Pacing (issue 12, an experiment, off by default): after a pass that moved bytes from slow
+# lines only, sleep PACE_S before the next epoll, so that one wake-up takes what several
+# ports gave. With sixteen R2000 readers, pacing at 2 ms took the agent and the pump from
+# 72-78 % to 49-58 % of a core (this process 14.6 -> 4.0 %, the agent's port thread 9.9 ->
+# 4.1 %). It stays off because its rule for "slow" (the busiest port's rate from one pass)
+# let barcode lines at 15,000/s overrun the 4 KB tty buffer in some runs.
+# ``EDGE_AGENT_PUMP_PACE_S=0.002`` switches it on (benchmarks, docs/benchmarks.md).
+PACE_S = float(os.environ.get("EDGE_AGENT_PUMP_PACE_S", "0"))
+PACE_MAX_BYTES = 1024  # the most the busiest port may give during a pause
 _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 _GONE = select.EPOLLERR | select.EPOLLHUP
 
@@ -61,6 +71,8 @@ class _Pump:
         self.poll.register(ctl.fileno(), _IN)
         self.ports: dict[int, _Port] = {}
         self.by_fd: dict[int, _Port] = {}  # a port's descriptor and its pipe's -> the port
+        self.biggest = 0  # the most bytes one port gave in this pass
+        self.last_pass_s = time.monotonic()
 
     def run(self) -> int:
         ctl_fd = self.ctl.fileno()
@@ -72,6 +84,7 @@ class _Pump:
             # The control socket first: an agent that died (SIGKILL) is noticed before this
             # round reads its ports, and what they hold stays in the tty for the next agent.
             ready.sort(key=lambda item: item[0] != ctl_fd)
+            self.biggest = 0
             for fd, events in ready:
                 if fd == ctl_fd:
                     if not self._request():
@@ -84,6 +97,16 @@ class _Pump:
                     self._read(port, events)
                 else:
                     self._flush(port)
+            if self.biggest and PACE_S > 0:
+                self._pace()
+
+    def _pace(self) -> None:
+        now = time.monotonic()
+        took_s = now - self.last_pass_s
+        self.last_pass_s = now
+        # the busiest port's bytes/s since the last pass, times the pause: what its tty takes
+        if took_s > 0 and self.biggest * PACE_S / took_s <= PACE_MAX_BYTES:
+            time.sleep(PACE_S)
 
     def _request(self) -> bool:
         try:
@@ -125,6 +148,8 @@ class _Pump:
         if not data:
             self._close(port.id)  # the other side closed (a pty) or the port vanished
             return
+        if len(data) > self.biggest:
+            self.biggest = len(data)
         if port.backlog:
             port.backlog += data
         else:

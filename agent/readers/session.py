@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, Protocol, TypeVar
 
 from agent.readers.codecs.base import DecoderStats
@@ -67,6 +67,10 @@ class FrameSession(Generic[F]):
         # Bytes the link already holds, taken without a timeout scope (a ThreadedSerialLink's;
         # issue 12: a scope per wait was a sixth of sixteen busy readers' cost)
         self._read_nowait: Callable[[], bytes | None] | None = getattr(link, "read_nowait", None)
+        # ... and a wait with a deadline without a timeout scope either (ThreadedSerialLink's
+        # read_within: one future per wait, a timer per link moved lazily)
+        self._read_within: Callable[[float], Awaitable[bytes | None]] | None = getattr(
+            link, "read_within", None)
 
     def frame_nowait(self) -> F | None:
         """A frame already decoded, if there is one (no wait, no coroutine: a busy line's
@@ -84,10 +88,15 @@ class FrameSession(Generic[F]):
                     raise ReaderTimeout(f"no frame within {timeout_s:.2f} s")
                 wait_s = (min(remaining, self._idle_resync_s) if self.decoder.pending
                           else remaining)
-                try:
-                    async with asyncio.timeout(wait_s):
-                        data = await self.link.read()
-                except TimeoutError:
+                if self._read_within is not None:
+                    data = await self._read_within(wait_s)
+                else:
+                    try:
+                        async with asyncio.timeout(wait_s):
+                            data = await self.link.read()
+                    except TimeoutError:
+                        data = None
+                if data is None:
                     if self.decoder.pending:
                         self._frames.extend(self.decoder.resync())
                     continue
