@@ -525,7 +525,7 @@ class ThreadedSerialLink(_ClosingContext):
 
         What ``asyncio.timeout`` around :meth:`read` would do, for a fraction of its cost
         (issue 12: sixteen R2000 readers wait about 7,500 times a second, and a timeout scope
-        per wait, with its timer, was a tenth of the event loop's work). The wait is one
+        per wait, with its timer, was 5-6 % of the GIL's samples). The wait is one
         future; the link keeps at most one timer, which a later deadline does not move: when
         it fires early it is set again for the deadline then current, so a busy line, whose
         every wait ends with a delivery, costs a timer about once per timeout."""
