@@ -30,15 +30,51 @@ READ_BYTES = 65536
 BACKLOG_MAX_BYTES = 8 * 1024 * 1024  # past this the port is not read: the tty buffer fills
 _MSG_BYTES = 7
 _FD_BYTES = 4  # a descriptor in SCM_RIGHTS data (a C int)
-# Pacing (issue 12, an experiment, off by default): after a pass that moved bytes from slow
-# lines only, sleep PACE_S before the next epoll, so that one wake-up takes what several
-# ports gave. With sixteen R2000 readers, pacing at 2 ms took the agent and the pump from
-# 72-78 % to 49-58 % of a core (this process 14.6 -> 4.0 %, the agent's port thread 9.9 ->
-# 4.1 %). It stays off because its rule for "slow" (the busiest port's rate from one pass)
-# let barcode lines at 15,000/s overrun the 4 KB tty buffer in some runs.
-# ``EDGE_AGENT_PUMP_PACE_S=0.002`` switches it on (benchmarks, docs/benchmarks.md).
-PACE_S = float(os.environ.get("EDGE_AGENT_PUMP_PACE_S", "0"))
-PACE_MAX_BYTES = 1024  # the most the busiest port may give during a pause
+# Pacing (issue 12): after a pass that moved bytes, sleep PACE_S before the next epoll, so
+# that one wake-up takes what several ports gave, instead of one wake-up per frame per port
+# here and in the agent's port thread. Sixteen R2000 readers: 72-78 % of a core unpaced,
+# 49-52 % paced at 2 ms (docs/benchmarks.md). Only while every port is slow: a port that gave
+# more than PACE_RATE_MAX bytes/s in the last window, or more than PACE_BURST_BYTES in one
+# read (a fast line, or this process was late), switches pacing off until a window is judged
+# slow again. At PACE_RATE_MAX a pause lets 256 bytes into a 4 KB tty buffer: 16 times less
+# than it holds, so a pause that the scheduler stretches tenfold still loses nothing. Any
+# real UART up to 921,600 baud (92 KB/s) is paced; barcode lines at 15,000/s into a pty
+# (960 KB/s, bench e2e) never are. ``EDGE_AGENT_PUMP_PACE_S=0`` switches pacing off.
+PACE_S = float(os.environ.get("EDGE_AGENT_PUMP_PACE_S", "0.002"))
+PACE_RATE_MAX = 128_000  # bytes/s of the fastest port, above which no pause
+PACE_BURST_BYTES = 512  # one read bigger than this: no pause, at once
+PACE_WINDOW_S = 0.1  # the rate is judged over this long
+
+
+class _Pacer:
+    """Whether to pause after a pass. Pure (the clock is passed in), so its rule is tested
+    without ports (tests/readers/test_port_pump.py)."""
+
+    __slots__ = ("fast", "pause_s", "window", "window_start_s")
+
+    def __init__(self, pause_s: float, now_s: float) -> None:
+        self.pause_s = pause_s
+        self.window_start_s = now_s
+        self.window: dict[int, int] = {}  # port id -> its bytes in this window
+        self.fast = True  # until a window has been judged slow
+
+    def took(self, port_id: int, nbytes: int) -> None:
+        """One read from a port gave ``nbytes``."""
+        self.window[port_id] = self.window.get(port_id, 0) + nbytes
+        if nbytes > PACE_BURST_BYTES:
+            self.fast = True
+
+    def pause_s_after_pass(self, now_s: float, moved: bool) -> float:
+        """The pause before the next epoll, 0 for none; ``moved``: this pass read bytes."""
+        took_s = now_s - self.window_start_s
+        if took_s >= PACE_WINDOW_S:
+            busiest = max(self.window.values(), default=0)
+            self.fast = busiest > PACE_RATE_MAX * took_s
+            self.window.clear()
+            self.window_start_s = now_s
+        return self.pause_s if moved and not self.fast else 0.0
+
+
 _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 _GONE = select.EPOLLERR | select.EPOLLHUP
 
@@ -71,8 +107,8 @@ class _Pump:
         self.poll.register(ctl.fileno(), _IN)
         self.ports: dict[int, _Port] = {}
         self.by_fd: dict[int, _Port] = {}  # a port's descriptor and its pipe's -> the port
-        self.biggest = 0  # the most bytes one port gave in this pass
-        self.last_pass_s = time.monotonic()
+        self.pacer = _Pacer(PACE_S, time.monotonic())
+        self.moved = False  # this pass read bytes from a port
 
     def run(self) -> int:
         ctl_fd = self.ctl.fileno()
@@ -84,7 +120,7 @@ class _Pump:
             # The control socket first: an agent that died (SIGKILL) is noticed before this
             # round reads its ports, and what they hold stays in the tty for the next agent.
             ready.sort(key=lambda item: item[0] != ctl_fd)
-            self.biggest = 0
+            self.moved = False
             for fd, events in ready:
                 if fd == ctl_fd:
                     if not self._request():
@@ -97,16 +133,10 @@ class _Pump:
                     self._read(port, events)
                 else:
                     self._flush(port)
-            if self.biggest and PACE_S > 0:
-                self._pace()
-
-    def _pace(self) -> None:
-        now = time.monotonic()
-        took_s = now - self.last_pass_s
-        self.last_pass_s = now
-        # the busiest port's bytes/s since the last pass, times the pause: what its tty takes
-        if took_s > 0 and self.biggest * PACE_S / took_s <= PACE_MAX_BYTES:
-            time.sleep(PACE_S)
+            if PACE_S > 0:
+                pause_s = self.pacer.pause_s_after_pass(time.monotonic(), self.moved)
+                if pause_s:
+                    time.sleep(pause_s)
 
     def _request(self) -> bool:
         try:
@@ -148,8 +178,8 @@ class _Pump:
         if not data:
             self._close(port.id)  # the other side closed (a pty) or the port vanished
             return
-        if len(data) > self.biggest:
-            self.biggest = len(data)
+        self.moved = True
+        self.pacer.took(port.id, len(data))
         if port.backlog:
             port.backlog += data
         else:
