@@ -33,7 +33,7 @@ _FD_BYTES = 4  # a descriptor in SCM_RIGHTS data (a C int)
 # Pacing (issue 12): after a pass that moved bytes, sleep PACE_S before the next epoll, so
 # that one wake-up takes what several ports gave, instead of one wake-up per frame per port
 # here and in the agent's port thread. Sixteen R2000 readers: 72-78 % of a core unpaced,
-# 49-52 % paced at 2 ms (docs/benchmarks.md). Only while every port is slow: a port that gave
+# 45-50 % with this rule (docs/benchmarks.md). Only while every port is slow: a port that gave
 # more than PACE_RATE_MAX bytes/s in the last window, or more than PACE_BURST_BYTES in one
 # read (a fast line, or this process was late), switches pacing off until a window is judged
 # slow again. At PACE_RATE_MAX a pause lets 256 bytes into a 4 KB tty buffer: 16 times less
@@ -48,7 +48,7 @@ PACE_WINDOW_S = 0.1  # the rate is judged over this long
 
 class _Pacer:
     """Whether to pause after a pass. Pure (the clock is passed in), so its rule is tested
-    without ports (tests/readers/test_port_pump.py)."""
+    without ports (tests/readers/test_pump_pacing.py)."""
 
     __slots__ = ("fast", "pause_s", "window", "window_start_s")
 
