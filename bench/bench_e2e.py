@@ -13,7 +13,12 @@ subscriber that counts every line.
 * The agent's CPU (utime + stime from /proc) and peak RSS are sampled; CPU is reported per
   1,000 events delivered.
 * ``--broker-outage-s S``: stop the broker in the middle of the run and start it again after
-  S seconds; reports the time from its return to the next event.
+  S seconds; reports the time from its return to the next event, and how fast the agent's
+  backlog then drained: the outbox rows of its buffer (read-only, every 50 ms) at their peak
+  (the last sample before the agent's reconnect), over the time from there until they were
+  down to what 0.2 s of input leaves in flight. (Not from the
+  subscriber's arrivals: the broker keeps the messages of a subscriber that reconnects later
+  than the agent and hands them over in one burst.)
 
 Nothing asserts: figures go to docs/benchmarks.md by hand.
 """
@@ -203,6 +208,26 @@ def write_config(tmp: Path, broker: Mosquitto, port: str) -> Path:
     return path
 
 
+def outbox_watch(db: Path, rate: int, *, until_s: float) -> list[tuple[float, int]]:
+    """(time, rows in the outbox) every 50 ms from now until they are down to what 0.2 s of
+    input at ``rate`` leaves in flight (the steady state), or ``until_s``."""
+    import sqlite3
+
+    seen: list[tuple[float, int]] = []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        while time.monotonic() < until_s:
+            with contextlib.suppress(sqlite3.OperationalError):
+                seen.append((time.monotonic(),
+                             int(con.execute("SELECT count(*) FROM outbox").fetchone()[0])))
+                if len(seen) > 1 and seen[-1][1] <= max(100, rate // 5):
+                    break
+            time.sleep(0.05)
+    finally:
+        con.close()
+    return seen
+
+
 def run_rate(rate: int, seconds: float, outage_s: float,
              profile: Path | None = None, pin_cpu: int | None = None,
              kill_at_s: float | None = None) -> dict[str, Any]:
@@ -236,6 +261,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             back_s: float | None = None
+            pending: list[tuple[float, int]] = []  # (time, outbox rows) after the broker's return
             if outage_s:
                 def outage() -> None:
                     nonlocal back_s
@@ -244,6 +270,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                     time.sleep(outage_s)
                     broker.start()
                     back_s = time.monotonic()
+                    pending.extend(outbox_watch(tmp / "buffer.db", rate, until_s=back_s + 60))
                 threading.Thread(target=outage, daemon=True).start()
             killed: dict[str, float] = {}
             if kill_at_s is not None:
@@ -285,9 +312,18 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 before = sum(1 for q in sent_at if q <= killed["seq"] and q not in sub.received)
                 agent_lost = max(0, before - int(killed["unread"]))
             first_after = None
+            drain: dict[str, float] = {}
             if back_s is not None:
                 after = [t for t in sub.received.values() if t >= back_s]
                 first_after = (min(after) - back_s) if after else None
+                if len(pending) > 1:
+                    t_end, rows_end = pending[-1]
+                    peak_t, peak_rows = max(pending, key=lambda p: (p[1], p[0]))
+                    span_s = max(1e-3, t_end - peak_t)  # from the last sample before it fell
+                    drain = {"backlog": peak_rows, "span_s": span_s,
+                             "before_s": peak_t - back_s,
+                             "backlog_per_s": (peak_rows - rows_end) / span_s,
+                             "all_per_s": (peak_rows - rows_end + rate * span_s) / span_s}
             delivered = len(sub.received)
             return {
                 "rate": rate, "seconds": seconds, "offered": int(rate * seconds),
@@ -302,6 +338,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 "cpu_share": cpu / max(1e-9, drained - wall0),
                 "peak_rss_mb": peak_rss, "messages": sub.messages,
                 "first_event_after_broker_back_s": first_after,
+                "drain": drain,
                 "lost_at_kill_ms": (1000 * agent_lost / rate) if killed else None,
                 "lost_at_kill": agent_lost if killed else None,
                 "unread_at_kill": killed.get("unread"),
@@ -344,6 +381,12 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['events_per_s']:6.0f}  {r['p50_ms'] or 0:7.1f}  {r['p99_ms'] or 0:7.1f}  "
               f"{r['cpu_ms_per_1000']:13.0f}  {100 * r['cpu_share']:4.0f}  "
               f"{r['peak_rss_mb']:6.1f}  {'' if fa is None else f'{fa:.2f}'}", flush=True)
+        if r["drain"]:
+            d = r["drain"]
+            print(f"        backlog after the outage: {d['backlog']:.0f} events (its peak, "
+                  f"{d['before_s']:.2f} s after the broker's return), down to the steady state "
+                  f"{d['span_s']:.2f} s later = {d['backlog_per_s']:.0f} events/s "
+                  f"({d['all_per_s']:.0f}/s delivered with the new lines)", flush=True)
         if r["lost_at_kill_ms"] is not None:
             print(f"        SIGKILL: {r['lost_at_kill']} lines the agent had read and not "
                   f"committed = {r['lost_at_kill_ms']:.1f} ms of input at {rate}/s; "
