@@ -37,6 +37,14 @@ class LinkError(Exception):
 class Link(Protocol):
     async def read(self) -> bytes: ...  # b"" = port gone
 
+    # read() with a deadline: None if nothing came within ``timeout_s`` (None: no deadline).
+    # The one way a session waits for bytes (LinkBase: asyncio.timeout around read();
+    # ThreadedSerialLink: one future and one lazily moved timer, issue 12).
+    async def read_within(self, timeout_s: float | None) -> bytes | None: ...
+
+    # What read() would return at once, or None when it would wait (no coroutine, no wait).
+    def read_nowait(self) -> bytes | None: ...
+
     async def write(self, data: bytes) -> None: ...
 
     async def aclose(self) -> None: ...
@@ -74,7 +82,28 @@ class RateLink(Protocol):
     async def set_baudrate(self, baudrate: int) -> None: ...
 
 
-class _ClosingContext:
+class LinkBase:
+    """:class:`Link`'s deadline and no-wait reads for a link whose one wait is ``read()``:
+    ``read_within`` puts asyncio.timeout around it (a cancelled stream read keeps its bytes
+    in the stream), ``read_nowait`` has nothing at once. Links and test links subclass it."""
+
+    async def read(self) -> bytes:
+        raise NotImplementedError
+
+    async def read_within(self, timeout_s: float | None) -> bytes | None:
+        if timeout_s is None:
+            return await self.read()
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self.read()
+        except TimeoutError:
+            return None
+
+    def read_nowait(self) -> bytes | None:
+        return None
+
+
+class _ClosingContext(LinkBase):
     """``async with link:`` closes it (every link has ``aclose``)."""
 
     async def aclose(self) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 
 from agent.readers.codecs import a0, chafon, mercury
-from agent.readers.link import Link, LinkError, SerialLink
+from agent.readers.link import Link, LinkBase, LinkError, SerialLink
 from agent.readers.session import FrameSession, ReaderTimeout
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def attempt_order(
     return [pair for row in zip_longest(*lists) for pair in row if pair is not None]
 
 
-class _RecordingLink:
+class _RecordingLink(LinkBase):
     """Keeps a sample of everything read, to tell "silent" from "talks, but not to us"."""
 
     def __init__(self, link: Link) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 from agent.readers.codecs.base import DecoderStats
@@ -64,13 +64,6 @@ class FrameSession(Generic[F]):
         self._idle_resync_s = idle_resync_s
         self._clock = clock or asyncio.get_running_loop().time
         self.last_rx_s = self._clock()
-        # Bytes the link already holds, taken without a timeout scope (a ThreadedSerialLink's;
-        # issue 12: a scope per wait was a sixth of sixteen busy readers' cost)
-        self._read_nowait: Callable[[], bytes | None] | None = getattr(link, "read_nowait", None)
-        # ... and a wait with a deadline without a timeout scope either (ThreadedSerialLink's
-        # read_within: one future per wait, a timer per link moved lazily)
-        self._read_within: Callable[[float], Awaitable[bytes | None]] | None = getattr(
-            link, "read_within", None)
 
     def frame_nowait(self) -> F | None:
         """A frame already decoded, if there is one (no wait, no coroutine: a busy line's
@@ -81,21 +74,14 @@ class FrameSession(Generic[F]):
         """The next decoded frame; ReaderTimeout if none within ``timeout_s``."""
         deadline = self._clock() + timeout_s
         while not self._frames:
-            data = self._read_nowait() if self._read_nowait is not None else None
+            data = self.link.read_nowait()  # what it holds: no coroutine (issue 12)
             if data is None:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     raise ReaderTimeout(f"no frame within {timeout_s:.2f} s")
                 wait_s = (min(remaining, self._idle_resync_s) if self.decoder.pending
                           else remaining)
-                if self._read_within is not None:
-                    data = await self._read_within(wait_s)
-                else:
-                    try:
-                        async with asyncio.timeout(wait_s):
-                            data = await self.link.read()
-                    except TimeoutError:
-                        data = None
+                data = await self.link.read_within(wait_s)
                 if data is None:
                     if self.decoder.pending:
                         self._frames.extend(self.decoder.resync())

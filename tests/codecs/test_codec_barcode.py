@@ -17,6 +17,7 @@ from agent.readers.codecs.barcode import (
     Scan,
     split_aim,
 )
+from agent.readers.link import LinkBase
 from agent.readers.session import FrameDecoder, FrameSession
 
 
@@ -226,7 +227,7 @@ def test_scans_survive_any_chunking(scans: list[bytes], step: int) -> None:
 
 
 async def test_frame_session_idle_resync_is_the_timeout_framing() -> None:
-    class OneShotLink:
+    class OneShotLink(LinkBase):
         def __init__(self) -> None:
             self.sent = False
 

@@ -42,6 +42,7 @@ from agent.readers.codecs.chafon import (
     status_name,
     stop_fast_inventory,
 )
+from agent.readers.link import LinkBase
 from agent.readers.session import FrameDecoder, FrameSession
 
 
@@ -522,7 +523,7 @@ def test_a_gap_after_noise_recovers_the_next_frame(noise: bytes, step: int) -> N
 # ----------------------------------------------------------------------------- session
 
 
-class QueueLink:
+class QueueLink(LinkBase):
     """A link whose reads come from a queue, for FrameSession."""
 
     def __init__(self, replies: list[bytes]) -> None:

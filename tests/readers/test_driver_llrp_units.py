@@ -6,6 +6,7 @@ import pytest
 
 from agent.config import LlrpConfig
 from agent.readers.drivers.llrp import power_index
+from agent.readers.link import LinkBase
 
 # A reader's TransmitPowerTable: (index, dBm * 100), 10.00 .. 31.50 dBm in 0.25 dB steps.
 TABLE = tuple((i + 1, 1000 + 25 * i) for i in range(87))
@@ -40,7 +41,7 @@ async def test_antenna_events_set_the_state_and_raise_alarms(tmp_path: object) -
     from agent.readers.drivers.llrp import LlrpReader
     from agent.readers.status import ReaderStatus
 
-    class _NoLink:  # the message handling under test never touches the link
+    class _NoLink(LinkBase):  # the message handling under test never touches the link
         async def read(self) -> bytes:
             raise AssertionError("not used")
 

@@ -10,13 +10,14 @@ import pytest
 from agent.config import ThingMagicReaderConfig
 from agent.readers.codecs import mercury
 from agent.readers.drivers.thingmagic import ThingMagicReader
+from agent.readers.link import LinkBase
 from agent.readers.status import ReaderStatus
 from tests.support.reader_support import reader_config
 
 EPC = bytes.fromhex("30 14 02 76 6c 00 00 40 00 00 00 01")
 
 
-class ScriptedLink:
+class ScriptedLink(LinkBase):
     """Hands out ``pending`` chunks, then whatever ``reply`` returns for each write."""
 
     def __init__(self, pending: list[bytes], reply: dict[bytes, bytes] | None = None) -> None:
