@@ -35,6 +35,7 @@ from agent.uplink.commands import CommandVerifier
 from agent.uplink.forwarder import Forwarder, topics
 from agent.uplink.health import HealthReporter, status_message
 from agent.uplink.mqtt import MqttUplink, Will
+from agent.uplink.netwatch import NetworkWatch
 from agent.uplink.provenance import load_signer
 from agent.uplink.security import read_secret
 
@@ -136,6 +137,8 @@ class Agent:
                 tg.create_task(health.run(), name="uplink-health")
                 tg.create_task(health.run_status(), name="uplink-status")
                 tg.create_task(uplink.failback_probe(), name="uplink-failback")
+                tg.create_task(NetworkWatch(uplink.network_came_back).run(),
+                               name="uplink-network-watch")
                 if commands is not None:
                     tg.create_task(commands.run(), name="uplink-commands")
                 tg.create_task(serve_field_tools(field_tools), name="field-tools")

@@ -86,7 +86,7 @@ EXPECTED_SERVICE = {
     "ProtectKernelTunables": "yes",
     "ProtectKernelModules": "yes",
     "ProtectControlGroups": "yes",
-    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6",
+    "RestrictAddressFamilies": "AF_UNIX AF_INET AF_INET6 AF_NETLINK",
     "LockPersonality": "yes",
     "MemoryDenyWriteExecute": "yes",
     "RestrictRealtime": "yes",

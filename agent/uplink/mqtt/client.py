@@ -38,6 +38,7 @@ from agent.uplink.mqtt.types import (
     UplinkStats,
     Will,
 )
+from agent.uplink.netwatch import NetworkNews
 from agent.uplink.security import build_ssl_context, resolve_password
 
 log = logging.getLogger("agent.uplink.mqtt")  # one logger for the whole package
@@ -108,6 +109,7 @@ class MqttUplink(PahoCallbacks):
         self._late_acks = 0
         self._dropped_too_large = 0
         self._probe_failures = 0
+        self._network_retries = 0
 
         self._v5 = cfg.protocol == "5"
         self._brokers = tuple(cfg.brokers)
@@ -184,6 +186,26 @@ class MqttUplink(PahoCallbacks):
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def network_retries(self) -> int:
+        """Connect attempts made at once because the network came back (NetworkWatch)."""
+        return self._network_retries
+
+    def network_came_back(self, news: NetworkNews) -> None:
+        """An interface, an address or a default route came up (agent/uplink/netwatch.py).
+        While disconnected, the next connect attempt is now, with the backoff started over:
+        failures on the network that went away say nothing about the one that came
+        (issue 12: a gateway's Wi-Fi or 4G back after a long outage, whose backoff had
+        grown to ``reconnect_max_s``). Connected: nothing to do."""
+        if self._closed or self._connected:
+            return
+        self._network_retries += 1
+        where = f" on interface {news.index}" if news.index else ""
+        self._log.info("uplink: the network changed (%s up%s); connecting to %s now, not "
+                       "after the backoff", news.kind, where, self._where)
+        self._client.backoff_attempt = 0
+        self._client.skip_wait = True  # paho's thread ends its wait within 0.2 s
 
     def stats(self) -> UplinkStats:
         return UplinkStats(

@@ -1,0 +1,152 @@
+"""The network came back: Linux rtnetlink tells the uplink at once, so it reconnects now
+instead of at the end of a backoff grown during a long outage (issue 12: Wi-Fi and 4G
+gateways lose their link, their address or their default route, and get them back).
+
+The codec (:func:`network_news`) is pure: rtnetlink messages (bytes) in, what came up out,
+never raising on a short or odd message. :class:`NetworkWatch` is the seam: one
+``AF_NETLINK``/``NETLINK_ROUTE`` socket subscribed to the link, address and route groups, read
+on the event loop. No privilege is needed to listen (rtnetlink(7)). Where there is no such
+socket (not Linux, a sandbox refusing it), the watch says so once and does nothing: the
+backoff then works as before.
+
+Message layouts: rtnetlink(7), netlink(7); linux/rtnetlink.h, linux/if_addr.h, linux/if.h.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import socket
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+# linux/rtnetlink.h
+RTM_NEWLINK = 16
+RTM_NEWADDR = 20
+RTM_NEWROUTE = 24
+RTMGRP_LINK = 0x1
+RTMGRP_IPV4_IFADDR = 0x10
+RTMGRP_IPV4_ROUTE = 0x40
+RTMGRP_IPV6_IFADDR = 0x100
+RTMGRP_IPV6_ROUTE = 0x400
+GROUPS = (RTMGRP_LINK | RTMGRP_IPV4_IFADDR | RTMGRP_IPV4_ROUTE | RTMGRP_IPV6_IFADDR
+          | RTMGRP_IPV6_ROUTE)
+# linux/if.h: the interface is up and its carrier is present
+IFF_UP = 0x1
+IFF_LOWER_UP = 0x10000
+RT_TABLE_MAIN = 254
+RTN_UNICAST = 1
+
+_NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, (pad), type, index, flags, change
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
+# family, dst len, src len, tos, table, protocol, scope, type, flags
+_RTMSG = struct.Struct("=BBBBBBBBI")
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkNews:
+    """Something came up: ``kind`` "link", "address" or "default route"; ``index`` the
+    interface (0 when the message does not say)."""
+
+    kind: str
+    index: int
+
+
+def _align(n: int) -> int:
+    return (n + 3) & ~3  # NLMSG_ALIGN
+
+
+def network_news(data: bytes) -> list[NetworkNews]:
+    """What came up in one datagram of rtnetlink messages: a link up with its carrier
+    (RTM_NEWLINK, IFF_UP and IFF_LOWER_UP), a new address (RTM_NEWADDR, any family: a DHCP
+    lease, a SLAAC address, a 4G modem's), a new default route in the main table
+    (RTM_NEWROUTE, dst_len 0). Deletions and everything else: nothing. A truncated or
+    malformed message ends the datagram's parsing there."""
+    news: list[NetworkNews] = []
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(data):
+        length, kind, _flags, _seq, _pid = _NLMSGHDR.unpack_from(data, offset)
+        if length < _NLMSGHDR.size or offset + length > len(data):
+            break
+        body = offset + _NLMSGHDR.size
+        end = offset + length
+        if kind == RTM_NEWLINK and body + _IFINFOMSG.size <= end:
+            _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, body)
+            if flags & IFF_UP and flags & IFF_LOWER_UP:
+                news.append(NetworkNews("link", index))
+        elif kind == RTM_NEWADDR and body + _IFADDRMSG.size <= end:
+            index = _IFADDRMSG.unpack_from(data, body)[4]
+            news.append(NetworkNews("address", index))
+        elif kind == RTM_NEWROUTE and body + _RTMSG.size <= end:
+            _fam, dst_len, _src, _tos, table, _proto, _scope, rtype, _fl = _RTMSG.unpack_from(
+                data, body)
+            if dst_len == 0 and table == RT_TABLE_MAIN and rtype == RTN_UNICAST:
+                news.append(NetworkNews("default route", 0))
+        offset += _align(length)
+    return news
+
+
+class NetworkWatch:
+    """Calls ``on_news`` with what came up, each kind at most once per ``quiet_s`` (an
+    address is often announced with its routes, IPv4 and IPv6 together)."""
+
+    def __init__(self, on_news: Callable[[NetworkNews], None], *, quiet_s: float = 0.5,
+                 clock: Callable[[], float] | None = None) -> None:
+        self._on_news = on_news
+        self._quiet_s = quiet_s
+        self._clock = clock
+        self._last_s: dict[str, float] = {}
+        self.messages = 0  # datagrams read (status, tests)
+
+    def open(self) -> socket.socket | None:
+        """The subscribed socket, or None (logged) where rtnetlink cannot be had."""
+        family = getattr(socket, "AF_NETLINK", None)
+        if family is None:
+            log.info("uplink: no rtnetlink on this system; reconnects follow the backoff only")
+            return None
+        try:
+            sock = socket.socket(family, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
+                                 socket.NETLINK_ROUTE)
+        except OSError as exc:
+            log.info("uplink: cannot watch the network (%s); reconnects follow the backoff "
+                     "only", exc)
+            return None
+        try:
+            sock.bind((0, GROUPS))
+        except OSError as exc:
+            sock.close()
+            log.info("uplink: cannot watch the network (%s); reconnects follow the backoff "
+                     "only", exc)
+            return None
+        return sock
+
+    async def run(self) -> None:
+        """Forever (until cancelled); returns at once where there is nothing to watch."""
+        sock = self.open()
+        if sock is None:
+            return
+        loop = asyncio.get_running_loop()
+        clock = self._clock or loop.time
+        try:
+            while True:
+                try:
+                    data = await loop.sock_recv(sock, 65536)
+                except OSError as exc:
+                    if exc.errno == errno.ENOBUFS:  # the kernel dropped some; the next will do
+                        continue
+                    log.warning("uplink: the network watch stopped (%s); reconnects follow "
+                                "the backoff only", exc)
+                    return
+                self.messages += 1
+                for news in network_news(data):
+                    now = clock()
+                    if now - self._last_s.get(news.kind, float("-inf")) >= self._quiet_s:
+                        self._last_s[news.kind] = now
+                        self._on_news(news)
+        finally:
+            sock.close()
