@@ -16,9 +16,9 @@ subscriber that counts every line.
   S seconds; reports the time from its return to the next event, and how fast the agent's
   backlog then drained: the outbox rows of its buffer (read-only, every 50 ms) at their peak
   (the last sample before the agent's reconnect), over the time from there until they were
-  down to what 0.2 s of input leaves in flight. (Not from the
-  subscriber's arrivals: the broker keeps the messages of a subscriber that reconnects later
-  than the agent and hands them over in one burst.)
+  down to what 0.2 s of input leaves in flight. (Not from the subscriber's arrivals: the
+  broker keeps the messages of a subscriber that reconnects later than the agent and hands
+  them over in one burst.)
 
 Nothing asserts: figures go to docs/benchmarks.md by hand.
 """
@@ -262,6 +262,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
             sampler.start()
             back_s: float | None = None
             pending: list[tuple[float, int]] = []  # (time, outbox rows) after the broker's return
+            outage_thread: threading.Thread | None = None
             if outage_s:
                 def outage() -> None:
                     nonlocal back_s
@@ -271,7 +272,8 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                     broker.start()
                     back_s = time.monotonic()
                     pending.extend(outbox_watch(tmp / "buffer.db", rate, until_s=back_s + 60))
-                threading.Thread(target=outage, daemon=True).start()
+                outage_thread = threading.Thread(target=outage, daemon=True)
+                outage_thread.start()
             killed: dict[str, float] = {}
             if kill_at_s is not None:
                 def kill() -> None:
@@ -313,6 +315,8 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 agent_lost = max(0, before - int(killed["unread"]))
             first_after = None
             drain: dict[str, float] = {}
+            if outage_thread is not None:
+                outage_thread.join(60)  # its outbox watch ends at the steady state
             if back_s is not None:
                 after = [t for t in sub.received.values() if t >= back_s]
                 first_after = (min(after) - back_s) if after else None
