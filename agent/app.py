@@ -137,7 +137,7 @@ class Agent:
                 tg.create_task(health.run(), name="uplink-health")
                 tg.create_task(health.run_status(), name="uplink-status")
                 tg.create_task(uplink.failback_probe(), name="uplink-failback")
-                tg.create_task(NetworkWatch(uplink.network_came_back).run(),
+                tg.create_task(NetworkWatch(uplink.on_network).run(),
                                name="uplink-network-watch")
                 if commands is not None:
                     tg.create_task(commands.run(), name="uplink-commands")

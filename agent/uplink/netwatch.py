@@ -1,6 +1,8 @@
-"""The network came back: Linux rtnetlink tells the uplink at once, so it reconnects now
-instead of at the end of a backoff grown during a long outage (issue 12: Wi-Fi and 4G
-gateways lose their link, their address or their default route, and get them back).
+"""The network came back, or the connection's address went away: Linux rtnetlink tells the
+uplink at once, so it reconnects now instead of at the end of a backoff grown during a long
+outage, or of a keepalive on a connection that cannot carry anything any more (issue 12: Wi-Fi
+and 4G gateways lose their link, their address or their default route, and get them back,
+often with another address).
 
 The codec (:func:`network_news`) is pure: rtnetlink messages (bytes) in, what came up out,
 never raising on a short or odd message. :class:`NetworkWatch` is the seam: one
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import logging
 import socket
 import struct
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 # linux/rtnetlink.h
 RTM_NEWLINK = 16
 RTM_NEWADDR = 20
+RTM_DELADDR = 21
 RTM_NEWROUTE = 24
 RTMGRP_LINK = 0x1
 RTMGRP_IPV4_IFADDR = 0x10
@@ -40,8 +44,12 @@ IFF_UP = 0x1
 IFF_LOWER_UP = 0x10000
 RT_TABLE_MAIN = 254
 RTN_UNICAST = 1
+# linux/if_addr.h: an address message's attributes
+IFA_ADDRESS = 1
+IFA_LOCAL = 2
 
 _NLMSGHDR = struct.Struct("=IHHII")  # length, type, flags, sequence, port id
+_RTATTR = struct.Struct("=HH")  # length, type
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, (pad), type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
 # family, dst len, src len, tos, table, protocol, scope, type, flags
@@ -50,23 +58,46 @@ _RTMSG = struct.Struct("=BBBBBBBBI")
 
 @dataclass(frozen=True, slots=True)
 class NetworkNews:
-    """Something came up: ``kind`` "link", "address" or "default route"; ``index`` the
-    interface (0 when the message does not say)."""
+    """``kind``: "link", "address" or "default route" (came up), or "address gone";
+    ``index`` the interface (0 when the message does not say); ``address`` the address of an
+    address message ("" when it carries none)."""
 
     kind: str
     index: int
+    address: str = ""
 
 
 def _align(n: int) -> int:
     return (n + 3) & ~3  # NLMSG_ALIGN
 
 
+def _address(data: bytes, start: int, end: int) -> str:
+    """IFA_LOCAL (IPv4: the interface's own address) or else IFA_ADDRESS (IPv6) among an
+    address message's attributes, as text; "" when neither is there or makes sense."""
+    found: dict[int, bytes] = {}
+    offset = start
+    while offset + _RTATTR.size <= end:
+        length, kind = _RTATTR.unpack_from(data, offset)
+        if length < _RTATTR.size or offset + length > end:
+            break
+        if kind in (IFA_ADDRESS, IFA_LOCAL):
+            found[kind] = data[offset + _RTATTR.size:offset + length]
+        offset += _align(length)
+    raw = found.get(IFA_LOCAL, found.get(IFA_ADDRESS, b""))
+    if len(raw) == 4:
+        return str(ipaddress.IPv4Address(raw))
+    if len(raw) == 16:
+        return str(ipaddress.IPv6Address(raw))
+    return ""
+
+
 def network_news(data: bytes) -> list[NetworkNews]:
-    """What came up in one datagram of rtnetlink messages: a link up with its carrier
+    """What changed in one datagram of rtnetlink messages: a link up with its carrier
     (RTM_NEWLINK, IFF_UP and IFF_LOWER_UP), a new address (RTM_NEWADDR, any family: a DHCP
     lease, a SLAAC address, a 4G modem's), a new default route in the main table
-    (RTM_NEWROUTE, dst_len 0). Deletions and everything else: nothing. A truncated or
-    malformed message ends the datagram's parsing there."""
+    (RTM_NEWROUTE, dst_len 0), an address gone (RTM_DELADDR: a lease lost, a modem's address
+    changed). Everything else: nothing. A truncated or malformed message ends the
+    datagram's parsing there."""
     news: list[NetworkNews] = []
     offset = 0
     while offset + _NLMSGHDR.size <= len(data):
@@ -79,9 +110,11 @@ def network_news(data: bytes) -> list[NetworkNews]:
             _family, _type, index, flags, _change = _IFINFOMSG.unpack_from(data, body)
             if flags & IFF_UP and flags & IFF_LOWER_UP:
                 news.append(NetworkNews("link", index))
-        elif kind == RTM_NEWADDR and body + _IFADDRMSG.size <= end:
+        elif kind in (RTM_NEWADDR, RTM_DELADDR) and body + _IFADDRMSG.size <= end:
             index = _IFADDRMSG.unpack_from(data, body)[4]
-            news.append(NetworkNews("address", index))
+            address = _address(data, body + _IFADDRMSG.size, end)
+            news.append(NetworkNews("address" if kind == RTM_NEWADDR else "address gone",
+                                    index, address))
         elif kind == RTM_NEWROUTE and body + _RTMSG.size <= end:
             _fam, dst_len, _src, _tos, table, _proto, _scope, rtype, _fl = _RTMSG.unpack_from(
                 data, body)
@@ -93,7 +126,8 @@ def network_news(data: bytes) -> list[NetworkNews]:
 
 class NetworkWatch:
     """Calls ``on_news`` with what came up, each kind at most once per ``quiet_s`` (an
-    address is often announced with its routes, IPv4 and IPv6 together)."""
+    address is often announced with its routes, IPv4 and IPv6 together), and with every
+    address gone."""
 
     def __init__(self, on_news: Callable[[NetworkNews], None], *, quiet_s: float = 0.5,
                  clock: Callable[[], float] | None = None) -> None:
@@ -144,6 +178,9 @@ class NetworkWatch:
                     return
                 self.messages += 1
                 for news in network_news(data):
+                    if news.kind == "address gone":  # each one matters: is it ours?
+                        self._on_news(news)
+                        continue
                     now = clock()
                     if now - self._last_s.get(news.kind, float("-inf")) >= self._quiet_s:
                         self._last_s[news.kind] = now

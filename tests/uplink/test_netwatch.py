@@ -6,6 +6,7 @@ the rights to bring its ``lo`` up), against a real Mosquitto started inside it."
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -19,10 +20,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.uplink.mqtt.client import _plain_address
 from agent.uplink.netwatch import (
     IFF_LOWER_UP,
     IFF_UP,
     RT_TABLE_MAIN,
+    RTM_DELADDR,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWROUTE,
@@ -30,15 +33,17 @@ from agent.uplink.netwatch import (
     NetworkNews,
     network_news,
 )
-from tests.support.mosquitto import find_mosquitto
+from tests.support.mosquitto import Mosquitto, find_mosquitto
+from tests.uplink.test_mqtt_uplink import running, until
 
 ROOT = Path(__file__).resolve().parents[2]
-CAPTURE = Path(__file__).with_name("data") / "rtnetlink_lo_up.txt"
-RTM_DELADDR = 21
+DATA = Path(__file__).with_name("data")
+CAPTURE = DATA / "rtnetlink_lo_up.txt"
+DELETED = DATA / "rtnetlink_addr_del.txt"
 
 
-def _captured() -> list[bytes]:
-    return [bytes.fromhex(line) for line in CAPTURE.read_text().splitlines()
+def _captured(path: Path = CAPTURE) -> list[bytes]:
+    return [bytes.fromhex(line) for line in path.read_text().splitlines()
             if line.strip() and not line.startswith("#")]
 
 
@@ -52,20 +57,29 @@ def test_what_a_kernel_sent_when_lo_came_up_reads_as_link_addresses_and_a_defaul
     news = [network_news(d) for d in _captured()]
     assert news == [
         [NetworkNews("link", 1)],  # RTM_NEWLINK lo, UP|LOOPBACK|RUNNING|LOWER_UP
-        [NetworkNews("address", 1)],  # 127.0.0.1/8
+        [NetworkNews("address", 1, "127.0.0.1")],
         [], [], [],  # its routes in the local table: not a default route
-        [NetworkNews("address", 1)],  # ::1/128
+        [NetworkNews("address", 1, "::1")],
         [],
-        [NetworkNews("address", 1)],  # 10.11.12.13/32
+        [NetworkNews("address", 1, "10.11.12.13")],
         [],
         [NetworkNews("default route", 0)],  # ip route add default dev lo
     ]
 
 
-def test_a_link_up_without_carrier_a_deletion_and_other_routes_are_no_news() -> None:
+def test_what_a_kernel_sent_when_addresses_were_deleted_names_them() -> None:
+    assert [network_news(d) for d in _captured(DELETED)] == [
+        [NetworkNews("address gone", 1, "10.11.12.13")],  # IPv4: IFA_LOCAL
+        [],  # its local route
+        [NetworkNews("address gone", 1, "fd00::5")],  # IPv6: IFA_ADDRESS only
+        [], [],
+    ]
+
+
+def test_a_link_up_without_carrier_and_other_routes_are_no_news() -> None:
     no_carrier = _message(RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 3, IFF_UP, 0))
     carrier = _message(RTM_NEWLINK, struct.pack("=BxHiII", 0, 1, 3, IFF_UP | IFF_LOWER_UP, 0))
-    deleted = _message(RTM_DELADDR, struct.pack("=BBBBI", 2, 24, 0, 0, 3))
+    deleted = _message(RTM_DELADDR, struct.pack("=BBBBI", 2, 24, 0, 0, 3))  # no attributes
     subnet = _message(RTM_NEWROUTE, struct.pack("=BBBBBBBBI", 2, 24, 0, 0, RT_TABLE_MAIN, 4,
                                                 0, RTN_UNICAST, 0))
     default = _message(RTM_NEWROUTE, struct.pack("=BBBBBBBBI", 10, 0, 0, 0, RT_TABLE_MAIN, 4,
@@ -73,7 +87,8 @@ def test_a_link_up_without_carrier_a_deletion_and_other_routes_are_no_news() -> 
     added = _message(RTM_NEWADDR, struct.pack("=BBBBI", 2, 24, 0, 0, 3))
     # one datagram of several messages, each aligned to 4 bytes
     assert network_news(no_carrier + deleted + subnet + carrier + default + added) == [
-        NetworkNews("link", 3), NetworkNews("default route", 0), NetworkNews("address", 3)]
+        NetworkNews("address gone", 3), NetworkNews("link", 3),
+        NetworkNews("default route", 0), NetworkNews("address", 3)]
 
 
 def test_a_truncated_datagram_gives_what_came_before_the_cut() -> None:
@@ -86,7 +101,36 @@ def test_a_truncated_datagram_gives_what_came_before_the_cut() -> None:
 @given(st.binary(max_size=600))
 def test_line_noise_never_raises(data: bytes) -> None:
     for news in network_news(data):
-        assert news.kind in {"link", "address", "default route"}
+        assert news.kind in {"link", "address", "default route", "address gone"}
+
+
+def test_an_address_is_compared_as_rtnetlink_and_getsockname_write_it() -> None:
+    assert _plain_address("fe80::1%eth0") == "fe80::1"
+    assert _plain_address("::ffff:10.1.2.3") == "10.1.2.3"
+    assert _plain_address("10.1.2.3") == "10.1.2.3"
+    assert _plain_address("FD00:0::5") == "fd00::5"
+    assert _plain_address("") == ""
+    assert _plain_address("not an address") == ""
+
+
+async def test_the_connection_whose_address_went_away_is_dropped_and_made_again(
+        shared_mosquitto: Mosquitto) -> None:
+    """A real connection to a real broker, told its address went away: it is shut down at
+    once and made again (not after paho's keepalive); another address going away, or news
+    while connected, changes nothing."""
+    async with running(shared_mosquitto) as up:
+        assert up.stats().connects == 1
+        up.on_network(NetworkNews("address gone", 2, "10.99.0.7"))  # not this connection's
+        up.on_network(NetworkNews("address", 2, "10.99.0.8"))  # connected: nothing to do
+        await asyncio.sleep(0.3)
+        assert up.stats().connects == 1
+        assert up.network_retries == 0
+        up.on_network(NetworkNews("address gone", 1, "127.0.0.1"))  # this connection's
+        assert up.network_retries == 1
+        await until(lambda: up.stats().connects == 2 and up.connected, 10,
+                    "reconnected after its address went away")
+        result = await up.publish("trace/netwatch/1", b"{}")
+        assert result.ok
 
 
 def _namespace_or_skip() -> None:
@@ -120,14 +164,17 @@ WATCH = """
         await asyncio.sleep(0.2)
         for cmd in (["ip", "link", "set", "lo", "up"],
                     ["ip", "addr", "add", "10.11.12.13/32", "dev", "lo"],
-                    ["ip", "route", "add", "default", "dev", "lo"]):
+                    ["ip", "route", "add", "default", "dev", "lo"],
+                    ["ip", "addr", "del", "10.11.12.13/32", "dev", "lo"]):
             subprocess.run(cmd, check=True)
         async with asyncio.timeout(5):
-            while len({n.kind for n in seen}) < 3:
+            while len({n.kind for n in seen}) < 4:
                 await asyncio.sleep(0.05)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        print(json.dumps({"kinds": sorted({n.kind for n in seen}), "messages": watch.messages}))
+        gone = [n.address for n in seen if n.kind == "address gone"]
+        print(json.dumps({"kinds": sorted({n.kind for n in seen}), "gone": gone,
+                          "messages": watch.messages}))
 
     asyncio.run(main())
 """
@@ -136,7 +183,8 @@ WATCH = """
 def test_the_watch_hears_a_real_kernel_bring_a_network_up() -> None:
     _namespace_or_skip()
     out = _in_namespace(WATCH)
-    assert out["kinds"] == ["address", "default route", "link"]
+    assert out["kinds"] == ["address", "address gone", "default route", "link"]
+    assert out["gone"] == ["10.11.12.13"]
 
 
 UPLINK = """
@@ -165,7 +213,7 @@ UPLINK = """
         cfg = MqttConfig(host="10.55.0.1", port=18831, reconnect_min_s=30.0,
                          reconnect_max_s=60.0, keepalive_s=10, tls={"enabled": False})
         uplink = MqttUplink(cfg, client_id="netwatch-test", rng=FullWait())
-        watch = asyncio.create_task(NetworkWatch(uplink.network_came_back).run(),
+        watch = asyncio.create_task(NetworkWatch(uplink.on_network).run(),
                                     name="watch")
         await uplink.start()
         await asyncio.sleep(1.5)  # the first connect failed (unreachable): a 30 s wait began

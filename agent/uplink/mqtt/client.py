@@ -5,8 +5,11 @@ docstring, :mod:`agent.uplink.mqtt`."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
 import random
+import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +45,18 @@ from agent.uplink.netwatch import NetworkNews
 from agent.uplink.security import build_ssl_context, resolve_password
 
 log = logging.getLogger("agent.uplink.mqtt")  # one logger for the whole package
+
+
+def _plain_address(text: str) -> str:
+    """An address as rtnetlink and getsockname() both write it: no IPv6 zone, an
+    IPv4-mapped IPv6 address as IPv4; "" for what is not an address."""
+    try:
+        ip = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return ""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
 
 
 @dataclass(slots=True)
@@ -192,13 +207,24 @@ class MqttUplink(PahoCallbacks):
         """Connect attempts made at once because the network came back (NetworkWatch)."""
         return self._network_retries
 
-    def network_came_back(self, news: NetworkNews) -> None:
-        """An interface, an address or a default route came up (agent/uplink/netwatch.py).
-        While disconnected, the next connect attempt is now, with the backoff started over:
-        failures on the network that went away say nothing about the one that came
-        (issue 12: a gateway's Wi-Fi or 4G back after a long outage, whose backoff had
-        grown to ``reconnect_max_s``). Connected: nothing to do."""
-        if self._closed or self._connected:
+    def on_network(self, news: NetworkNews) -> None:
+        """What the network watch saw (agent/uplink/netwatch.py), on the event loop.
+
+        An interface, an address or a default route came up: while disconnected, the next
+        connect attempt is now, with the backoff started over (failures on the network that
+        went away say nothing about the one that came; issue 12: a gateway's Wi-Fi or 4G back
+        after a long outage, whose backoff had grown to ``reconnect_max_s``).
+
+        The address this connection is bound to went away (a lease lost, a 4G modem back
+        with another address): the connection cannot carry another byte, but TCP would only
+        notice at paho's keepalive, so it is shut down now and the uplink reconnects at
+        once, from whatever address the network gives next."""
+        if self._closed:
+            return
+        if news.kind == "address gone":
+            self._address_gone(news.address)
+            return
+        if self._connected:
             return
         self._network_retries += 1
         where = f" on interface {news.index}" if news.index else ""
@@ -206,6 +232,26 @@ class MqttUplink(PahoCallbacks):
                        "after the backoff", news.kind, where, self._where)
         self._client.backoff_attempt = 0
         self._client.skip_wait = True  # paho's thread ends its wait within 0.2 s
+
+    def _address_gone(self, address: str) -> None:
+        sock = self._client.socket() if self._connected else None
+        if not isinstance(sock, socket.socket) or not address:
+            return  # not connected (or over a transport that is not a socket: websockets)
+        try:
+            local = str(sock.getsockname()[0])
+        except OSError:
+            return  # closing already
+        if _plain_address(local) != _plain_address(address):
+            return  # another address of this gateway: this connection is not on it
+        self._network_retries += 1
+        self._log.info("uplink: %s, the address of this connection, went away; reconnecting "
+                       "to %s now instead of waiting for the keepalive", address, self._where)
+        self._client.backoff_attempt = 0
+        self._client.skip_wait = True
+        with contextlib.suppress(OSError):
+            # paho's thread sees its socket end and reconnects (shutdown is safe across
+            # threads; closing is left to paho, which owns the socket)
+            sock.shutdown(socket.SHUT_RDWR)
 
     def stats(self) -> UplinkStats:
         return UplinkStats(
