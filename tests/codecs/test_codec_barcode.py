@@ -247,3 +247,12 @@ async def test_frame_session_idle_resync_is_the_timeout_framing() -> None:
     framer: FrameDecoder[Scan] = BarcodeFramer(None, idle_s=0.02)
     session = FrameSession(OneShotLink(), framer, idle_resync_s=0.02)
     assert await session.next_frame(timeout_s=1.0) == Scan(b"9781492053743", "]E0")
+
+
+def test_an_aim_identifier_alone_is_no_scan_and_is_counted() -> None:
+    """Found by the noise test above: "]A0" and nothing after it made an empty scan."""
+    for terminator, data in ((CR, b"]A0\r]E0123\r"), (None, b"]A0")):
+        f = BarcodeFramer(terminator, idle_s=0.1)
+        scans = f.feed(data, now_s=0.0) + f.flush_idle(1.0)
+        assert [s.data for s in scans] == ([b"123"] if terminator else [])
+        assert f.stats.bytes_discarded == 3

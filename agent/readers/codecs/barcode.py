@@ -176,5 +176,10 @@ class BarcodeFramer:
             self.stats.bytes_discarded += len(piece)
             return None
         symbology, data = split_aim(piece) if self.aim else (None, piece)
+        if not data:
+            # An AIM identifier and nothing after it ("]A0"): no scan, line noise or a
+            # scanner sending its prefix alone; counted, as every byte not turned into a scan
+            self.stats.bytes_discarded += len(piece)
+            return None
         self.stats.frames += 1
         return Scan(data, symbology)
