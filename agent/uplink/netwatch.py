@@ -91,6 +91,18 @@ def _address(data: bytes, start: int, end: int) -> str:
     return ""
 
 
+def plain_address(text: str) -> str:
+    """An address as :func:`network_news` writes it, from getsockname()'s text too: no IPv6
+    zone, an IPv4-mapped IPv6 address as IPv4; "" for what is not an address."""
+    try:
+        ip = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return ""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
 def network_news(data: bytes) -> list[NetworkNews]:
     """What changed in one datagram of rtnetlink messages: a link up with its carrier
     (RTM_NEWLINK, IFF_UP and IFF_LOWER_UP), a new address (RTM_NEWADDR, any family: a DHCP
@@ -143,17 +155,14 @@ class NetworkWatch:
         if family is None:
             log.info("uplink: no rtnetlink on this system; reconnects follow the backoff only")
             return None
+        sock: socket.socket | None = None
         try:
             sock = socket.socket(family, socket.SOCK_RAW | socket.SOCK_NONBLOCK,
                                  socket.NETLINK_ROUTE)
-        except OSError as exc:
-            log.info("uplink: cannot watch the network (%s); reconnects follow the backoff "
-                     "only", exc)
-            return None
-        try:
             sock.bind((0, GROUPS))
         except OSError as exc:
-            sock.close()
+            if sock is not None:
+                sock.close()
             log.info("uplink: cannot watch the network (%s); reconnects follow the backoff "
                      "only", exc)
             return None

@@ -20,7 +20,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.uplink.mqtt.client import _plain_address
 from agent.uplink.netwatch import (
     IFF_LOWER_UP,
     IFF_UP,
@@ -32,6 +31,7 @@ from agent.uplink.netwatch import (
     RTN_UNICAST,
     NetworkNews,
     network_news,
+    plain_address,
 )
 from tests.support.mosquitto import Mosquitto, find_mosquitto
 from tests.uplink.test_mqtt_uplink import running, until
@@ -105,12 +105,12 @@ def test_line_noise_never_raises(data: bytes) -> None:
 
 
 def test_an_address_is_compared_as_rtnetlink_and_getsockname_write_it() -> None:
-    assert _plain_address("fe80::1%eth0") == "fe80::1"
-    assert _plain_address("::ffff:10.1.2.3") == "10.1.2.3"
-    assert _plain_address("10.1.2.3") == "10.1.2.3"
-    assert _plain_address("FD00:0::5") == "fd00::5"
-    assert _plain_address("") == ""
-    assert _plain_address("not an address") == ""
+    assert plain_address("fe80::1%eth0") == "fe80::1"
+    assert plain_address("::ffff:10.1.2.3") == "10.1.2.3"
+    assert plain_address("10.1.2.3") == "10.1.2.3"
+    assert plain_address("FD00:0::5") == "fd00::5"
+    assert plain_address("") == ""
+    assert plain_address("not an address") == ""
 
 
 async def test_the_connection_whose_address_went_away_is_dropped_and_made_again(
@@ -180,7 +180,8 @@ WATCH = """
 """
 
 
-def test_the_watch_hears_a_real_kernel_bring_a_network_up() -> None:
+def test_the_watch_hears_a_real_kernel_bring_a_network_up_and_take_an_address_away(
+        ) -> None:
     _namespace_or_skip()
     out = _in_namespace(WATCH)
     assert out["kinds"] == ["address", "address gone", "default route", "link"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import random
 import socket
@@ -41,22 +40,10 @@ from agent.uplink.mqtt.types import (
     UplinkStats,
     Will,
 )
-from agent.uplink.netwatch import NetworkNews
+from agent.uplink.netwatch import NetworkNews, plain_address
 from agent.uplink.security import build_ssl_context, resolve_password
 
 log = logging.getLogger("agent.uplink.mqtt")  # one logger for the whole package
-
-
-def _plain_address(text: str) -> str:
-    """An address as rtnetlink and getsockname() both write it: no IPv6 zone, an
-    IPv4-mapped IPv6 address as IPv4; "" for what is not an address."""
-    try:
-        ip = ipaddress.ip_address(text.partition("%")[0])
-    except ValueError:
-        return ""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
 
 
 @dataclass(slots=True)
@@ -241,7 +228,7 @@ class MqttUplink(PahoCallbacks):
             local = str(sock.getsockname()[0])
         except OSError:
             return  # closing already
-        if _plain_address(local) != _plain_address(address):
+        if plain_address(local) != plain_address(address):
             return  # another address of this gateway: this connection is not on it
         self._network_retries += 1
         self._log.info("uplink: %s, the address of this connection, went away; reconnecting "
