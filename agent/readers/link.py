@@ -284,10 +284,12 @@ class _PortReader:
             while True:
                 got: list[tuple[ThreadedSerialLink, bytes]] = []
                 failed: list[tuple[ThreadedSerialLink, OSError]] = []
+                woken = False
                 for key, _ in self._selector.select():
                     link = key.data
                     if link is None:
-                        continue  # a command: applied below
+                        woken = True  # a command: applied below
+                        continue
                     try:
                         data = os.read(key.fd, self._READ_BYTES)
                     except BlockingIOError:
@@ -305,7 +307,11 @@ class _PortReader:
                     failed.append((link, error))
                 if got or failed:
                     self._loop.call_soon_threadsafe(_deliver, got, failed)
-                if self._commands or self._links <= 0:
+                # Drain the wake-up pipe whenever it is readable, even with no command queued:
+                # _enqueue may write its byte after _apply emptied the pipe but before it took
+                # the command, and a byte left in a level-triggered pipe would make select
+                # return at once forever (a core spent on an idle gateway).
+                if woken or self._commands or self._links <= 0:
                     self._apply()
                     with self._lock:
                         if self._links <= 0 and not self._commands:

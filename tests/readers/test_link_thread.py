@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,46 @@ async def test_a_failing_port_thread_fails_its_links_and_the_next_link_gets_a_ne
         assert await asyncio.wait_for(again.read(), 5.0) == b"after\n"
     finally:
         await again.aclose()
+
+
+async def test_a_wake_up_byte_without_a_command_is_taken_and_the_thread_sleeps(
+    pty: tuple[int, str],
+) -> None:
+    # The race: _enqueue appends its command and writes its byte after the thread's _apply
+    # emptied the pipe but before it took the command. The command is taken, the byte stays.
+    # Left in the level-triggered pipe, it made select return at once forever: 100 % of a
+    # core on an idle gateway (found by bench_footprint, 2026-12-07).
+    master, port = pty
+    link = await SerialLink.open(port, 115200)
+    assert isinstance(link, ThreadedSerialLink)
+    reader = link._reader
+    try:
+        deadline = time.monotonic() + 5.0
+        while reader._commands or _pipe_bytes(reader._wake_r):  # the link's "add" applied
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        os.write(reader._wake_w, b"x")  # a byte whose command was already applied
+        while _pipe_bytes(reader._wake_r):
+            assert time.monotonic() < deadline, "the wake-up byte stays in the pipe"
+            await asyncio.sleep(0.01)
+        tid = reader._thread.native_id
+        assert tid is not None
+        before = _thread_cpu_s(tid)
+        await asyncio.sleep(0.5)
+        assert _thread_cpu_s(tid) - before < 0.1, "the port thread spins"
+        os.write(master, b"still read\n")
+        assert await asyncio.wait_for(link.read(), 5.0) == b"still read\n"
+    finally:
+        await link.aclose()
+
+
+def _pipe_bytes(fd: int) -> int:
+    import fcntl
+    import struct
+    import termios
+    return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+
+
+def _thread_cpu_s(tid: int) -> float:
+    fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
