@@ -58,6 +58,8 @@ def main() -> int:
                     help="reader-sim --read-rate per reader (0 = as fast as the line allows)")
     ap.add_argument("--inventory-repeat", type=int, default=None,
                     help="readers[].inventory_repeat (default: the config default, 1)")
+    ap.add_argument("--idle-pause-ms", type=int, default=None,
+                    help="readers[].idle_pause_ms (default: the config default, 100)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="footprint-"))
     with Mosquitto() as broker:
@@ -68,7 +70,9 @@ def main() -> int:
             "gateway": {"id": "gw-bench", "site": "lab"},
             "readers": [{"name": f"r{i + 1}", "driver": "r2000", "port": s.port,
                          **({"inventory_repeat": args.inventory_repeat}
-                            if args.inventory_repeat else {})}
+                            if args.inventory_repeat else {}),
+                         **({"idle_pause_ms": args.idle_pause_ms}
+                            if args.idle_pause_ms is not None else {})}
                         for i, s in enumerate(sims)],
             "buffer": {"path": str(tmp / "buffer.db")},
             "uplink": {"mqtt": {"host": broker.host, "port": broker.port}},

@@ -173,7 +173,8 @@ class R2000Config(_ReaderBase):
     fast_switch_interval_ms: Annotated[int, Field(ge=0, le=255)] = 0
     # After 5 inventory cycles without a tag, pause this long between cycles (0 = never): an
     # empty field then costs a few exchanges per second instead of dozens. The first tag
-    # read returns to full speed.
+    # read returns to full speed. The pauses end on a beat all idle readers share
+    # (drivers/r2000.py idle_beat_s), so their exchanges wake the agent together.
     idle_pause_ms: Annotated[int, Field(ge=0, le=1000)] = 100
     # Read the reader's temperature (0x7B) this often, between inventory rounds (0 = only at
     # connect); above temperature_warn_c one WARNING, and one more when it is back below.

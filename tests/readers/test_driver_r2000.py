@@ -6,12 +6,19 @@ with a wrong antenna or an invented EPC fails the test.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from readersim.population import generated_tags
 
+from agent.readers.codecs import a0
+from agent.readers.drivers.r2000 import idle_beat_s
+from agent.readers.session import FrameSession
 from tests.support.reader_support import Run, reader_config, sim
 
 
@@ -244,3 +251,46 @@ async def test_silent_reader_is_reopened_and_reads_again(
     assert "sent nothing for 0.5 s during inventory; reconnecting" in caplog.text
     assert run.status.connects >= 2
     assert run.status.state == "connected"
+
+
+@given(now_s=st.floats(0, 1e7), pause_ms=st.integers(1, 1000))
+def test_the_idle_beat_is_a_multiple_of_the_pause_about_one_pause_away(
+        now_s: float, pause_ms: int) -> None:
+    pause_s = pause_ms / 1000
+    beat = idle_beat_s(now_s, pause_s)
+    assert 0.5 * pause_s - 1e-6 <= beat - now_s <= 1.5 * pause_s + 1e-6
+    assert abs(beat / pause_s - round(beat / pause_s)) < 1e-6
+    # Another reader pausing a little later (within the same half pause) wakes with it.
+    later = math.floor(now_s / pause_s + 0.5) * pause_s + 0.49 * pause_s
+    if later >= now_s:
+        assert idle_beat_s(later, pause_s) == pytest.approx(beat)
+
+
+async def test_idle_readers_ask_on_a_common_beat(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After five empty cycles an R2000 pauses idle_pause_ms between cycles, and the pauses
+    of every idle reader end on the same beat: their answers come together, and the port pump,
+    the port thread and the loop wake once for all of them (issue 12, the idle goal)."""
+    sends: dict[int, list[float]] = {}
+    real_send = FrameSession.send
+
+    async def send(self: FrameSession[object], data: bytes) -> None:
+        if data[3] == a0.Cmd.REAL_TIME_INVENTORY:
+            sends.setdefault(id(self.link), []).append(asyncio.get_running_loop().time())
+        await real_send(self, data)
+
+    monkeypatch.setattr(FrameSession, "send", send)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with sim(tmp_path / "a", "r2000", "--pty", "--tags", "0") as sa, \
+            sim(tmp_path / "b", "r2000", "--pty", "--tags", "0") as sb:
+        async with Run(reader_config(driver="r2000", port=sa.port, name="a")):
+            await asyncio.sleep(0.04)  # the second reader starts out of step
+            async with Run(reader_config(driver="r2000", port=sb.port, name="b")):
+                await asyncio.sleep(3.0)
+    assert len(sends) == 2
+    for times in sends.values():
+        late = [t for t in times if t > times[-1] - 1.5]  # well after the five empty cycles
+        assert 8 <= len(late) <= 22, f"not paced at about 10 rounds/s: {len(late)} in 1.5 s"
+        off_beat = [t for t in late if abs(t / 0.1 - round(t / 0.1)) * 0.1 > 0.02]
+        assert len(off_beat) <= len(late) // 5, f"rounds off the 100 ms beat: {off_beat}"
