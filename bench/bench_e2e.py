@@ -279,13 +279,20 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 def kill() -> None:
                     nonlocal agent
                     time.sleep(kill_at_s)
+                    # Lines written before the kill, and of them those not yet read (still in
+                    # the tty buffer; pyserial flushes it when the next agent opens the port,
+                    # as it would on a UART).
+                    killed["seq"] = int(progress.value)
+                    killed["unread"] = queued(slave) // LINE_BYTES
+                    t_kill = time.monotonic()
                     agent.kill()  # SIGKILL: no drain, no final commit
                     agent.wait()
                     killed["at"] = time.monotonic()
-                    # Lines the agent never read: still in the tty buffer (pyserial flushes it
-                    # when the next agent opens the port, as it would on a UART).
-                    killed["seq"] = int(progress.value)
-                    killed["unread"] = queued(slave) // LINE_BYTES
+                    # A process with threads and 80 MB takes milliseconds to die. What is
+                    # written meanwhile is read by nobody, or by the port pump before it
+                    # learns that the agent is gone: lost with the agent, not a window of it.
+                    killed["dying_ms"] = 1000 * (killed["at"] - t_kill)
+                    killed["while_dying"] = int(progress.value) - int(killed["seq"])
                     agent = subprocess.Popen([*pin, str(exe), "run", "-c", str(cfg)],
                                              stdout=log, stderr=subprocess.STDOUT)
                 threading.Thread(target=kill, daemon=True).start()
@@ -346,6 +353,8 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 "lost_at_kill_ms": (1000 * agent_lost / rate) if killed else None,
                 "lost_at_kill": agent_lost if killed else None,
                 "unread_at_kill": killed.get("unread"),
+                "dying_ms": killed.get("dying_ms"),
+                "written_while_dying": killed.get("while_dying"),
             }
         finally:
             agent.terminate()
@@ -395,7 +404,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"        SIGKILL: {r['lost_at_kill']} lines the agent had read and not "
                   f"committed = {r['lost_at_kill_ms']:.1f} ms of input at {rate}/s; "
                   f"{r['unread_at_kill']} lines still unread in the tty buffer (flushed when "
-                  f"the next agent opens the port); {r['missing']} missing in all", flush=True)
+                  f"the next agent opens the port); {r['missing']} missing in all, with "
+                  f"{r['written_while_dying']} written in the {r['dying_ms']:.1f} ms the agent "
+                  f"took to die and the lines written until the next agent read the port",
+                  flush=True)
 
 
 if __name__ == "__main__":
