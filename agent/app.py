@@ -79,7 +79,7 @@ class Agent:
                        status_message(cfg, "online", depth, version=__version__, chain=head),
                        retain=True),
         )
-        ingest = Ingest(buffer)
+        ingest = Ingest(buffer, window_s=cfg.buffer.commit_interval_ms / 1000)
         # A full disk is expected, not fatal: the stages that drain the buffer keep going (the
         # pipeline retries smaller batches itself; the forwarder's writes wait and retry).
         pipeline = Pipeline(

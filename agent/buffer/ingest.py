@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -53,10 +54,17 @@ class DirectEvents(Protocol):
 
 
 class Ingest:
-    def __init__(self, buffer: Buffer, *, max_batch: int = 2000, queue_max: int = 20000) -> None:
+    def __init__(self, buffer: Buffer, *, max_batch: int = 2000, queue_max: int = 20000,
+                 window_s: float = 0.0) -> None:
         self._buffer = buffer
         self._queue: asyncio.Queue[Read] = asyncio.Queue(queue_max)
         self._max_batch = max_batch
+        # The group-commit window (buffer.commit_interval_ms), counted from the arrival of the
+        # oldest read waiting: what arrives meanwhile joins its commit, and the buffer's writer
+        # commits the batch without waiting a window of its own. A read is then at most about
+        # one window and one commit from durable, which is what a SIGKILL can lose (issue 12).
+        self._window_s = window_s
+        self._first_at_s = 0.0  # time.monotonic() (the loop's clock) of the oldest queued read
         self.accepted = asyncio.Event()  # set after each commit: wakes the pipeline
         self.accepted_total = 0
         self.lost_at_shutdown = 0  # reads handed over that could not be stored before exit
@@ -79,6 +87,8 @@ class Ingest:
             self.on_read(read)
         if not self._room.is_set():
             await self._room.wait()  # the reader pauses here: no read piles up in RAM
+        if self._queue.empty():
+            self._first_at_s = time.monotonic()
         await self._queue.put(read)
 
     def put_nowait(self, read: Read) -> bool:
@@ -88,6 +98,8 @@ class Ingest:
             return False
         if self.on_read is not None:
             self.on_read(read)
+        if self._queue.empty():
+            self._first_at_s = time.monotonic()
         self._queue.put_nowait(read)
         return True
 
@@ -108,6 +120,11 @@ class Ingest:
     async def run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            if self._window_s > 0 and self._queue.qsize() + 1 < self._max_batch:
+                # Read before any await: the next read into an empty queue sets it anew.
+                wait_s = self._first_at_s + self._window_s - time.monotonic()
+                if wait_s > 0:
+                    await asyncio.sleep(wait_s)  # reads arriving meanwhile join this batch
             while len(batch) < self._max_batch and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             self._holding = batch

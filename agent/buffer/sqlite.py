@@ -119,8 +119,9 @@ class SqliteBuffer:
         """Transactions committed since open (group commit: one per batch of requests)."""
         return self._store.transactions
 
-    async def _call(self, fn: Callable[[Store], Any], name: str, rows: int = 1) -> Any:
-        return await self._writer.submit(fn, name, rows=rows)
+    async def _call(self, fn: Callable[[Store], Any], name: str, rows: int = 1, *,
+                    group_wait: bool = True) -> Any:
+        return await self._writer.submit(fn, name, rows=rows, group_wait=group_wait)
 
     # ------------------------------------------------------------------ reads stage
 
@@ -154,7 +155,7 @@ class SqliteBuffer:
         try:
             last: int = await self._call(
                 lambda s: ops.put_batch(s, first_id, count, rows, evs), "put_batch",
-                len(rows) + len(evs))
+                len(rows) + len(evs), group_wait=False)  # the ingest gathered it (its window)
         except ReadIdsOutOfStepError as exc:
             self._next_read_id = exc.next_read_id
             raise

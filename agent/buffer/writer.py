@@ -1,7 +1,8 @@
 """The writer thread: one thread owns the SQLite connection; every operation is a request.
 
 Requests arrive on a queue. The thread takes the first one, keeps collecting for up to
-``commit_interval_s`` (group commit), hands the batch to the executor (which runs it in ONE
+``commit_interval_s`` (group commit; not for a request that already waited its window, the
+ingest's put, which ends the wait), hands the batch to the executor (which runs it in ONE
 transaction and fills in each request's result or error), then resolves each request's asyncio
 future on its own loop with ``loop.call_soon_threadsafe`` (one call per loop per batch).
 """
@@ -35,6 +36,9 @@ class Request(Generic[S]):
     name: str
     rows: int = 1  # weight for batch limits
     in_transaction: bool = True  # False: run alone, outside any transaction (open, close)
+    # False: the caller already gathered it over a group-commit window (the ingest, from its
+    # oldest read's arrival): commit it with what is queued now, do not wait again.
+    group_wait: bool = True
     result: Any = None
     error: BaseException | None = None
 
@@ -79,13 +83,14 @@ class WriterThread(Generic[S]):
         return self._thread.is_alive()
 
     async def submit(
-        self, fn: Callable[[S], Any], name: str, *, rows: int = 1, in_transaction: bool = True
+        self, fn: Callable[[S], Any], name: str, *, rows: int = 1, in_transaction: bool = True,
+        group_wait: bool = True,
     ) -> Any:
         if self._closed or self._dead is not None:
             raise BufferClosedError("the buffer is closed") from self._dead
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._queue.put(Request(fn, fut, loop, name, rows, in_transaction))
+        self._queue.put(Request(fn, fut, loop, name, rows, in_transaction, group_wait))
         return await fut
 
     async def stop(self, final: Callable[[S], Any]) -> None:
@@ -131,7 +136,7 @@ class WriterThread(Generic[S]):
         if not first.in_transaction:
             return batch, False
         rows = first.rows
-        deadline = time.monotonic() + self._interval
+        deadline = time.monotonic() + (self._interval if first.group_wait else 0.0)
         while len(batch) < MAX_BATCH_REQUESTS and rows < MAX_BATCH_ROWS:
             try:
                 item = self._queue.get_nowait()
@@ -153,6 +158,8 @@ class WriterThread(Generic[S]):
                 return [item], False
             batch.append(item)
             rows += item.rows
+            if not item.group_wait:
+                deadline = 0.0  # it waited its window: commit now, with what is queued
         return batch, False
 
     def _run(self, batch: list[Request[S]]) -> None:

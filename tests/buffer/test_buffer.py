@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -378,3 +379,25 @@ async def test_a_file_from_a_newer_agent_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(BufferOpenError, match="newer"):
         await SqliteBuffer.open(make_cfg(tmp_path))
+
+
+async def test_a_put_gathered_by_the_ingest_is_committed_without_a_second_wait(
+        tmp_path: Path) -> None:
+    """put_batch comes from the ingest, which already waited its group-commit window from the
+    oldest read's arrival: the writer commits it at once, and a request waiting for the window
+    (an uplink ack, say) is committed with it in the same transaction (issue 12, SIGKILL)."""
+    async with await SqliteBuffer.open(make_cfg(tmp_path, commit_interval_ms=1000)) as buf:
+        t0 = time.monotonic()
+        await buf.put_batch(buf.next_read_id, 1, [(buf.next_read_id, tag(1))], [])
+        assert time.monotonic() - t0 < 0.5  # not the 1 s window
+        before = buf.transactions
+        t0 = time.monotonic()
+        state = asyncio.create_task(buf.commit_events([], [], {"k": "v"}))  # waits the window
+        await asyncio.sleep(0.05)
+        first = buf.next_read_id
+        await buf.put_batch(first, 2, [(first, tag(2)), (first + 1, tag(3))], [])
+        await state
+        assert time.monotonic() - t0 < 0.5  # the put ended the other request's wait
+        assert buf.transactions - before == 1  # one transaction for both
+        assert await buf.load_state() == {"k": "v"}
+        assert [s.read for s in await buf.take_reads(10)] == [tag(1), tag(2), tag(3)]

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +104,42 @@ async def test_under_backpressure_reads_wait_uncounted_and_readers_pause(tmp_pat
     assert ingest.waiting == 0
     await stop(task)
     await buf.aclose()
+
+
+async def test_reads_arriving_within_the_window_of_the_oldest_join_its_commit(
+        tmp_path: Path) -> None:
+    """The group-commit window counts from the oldest waiting read's arrival: reads that come
+    meanwhile are committed with it, in one put, about one window after it arrived, and not
+    one window after the previous commit ended (issue 12: what a SIGKILL can lose)."""
+    async with await SqliteBuffer.open(make_cfg(tmp_path, commit_interval_ms=1000)) as buf:
+        ingest = Ingest(buf, window_s=0.3)
+        puts: list[tuple[float, int]] = []
+        real_put = buf.put_batch
+
+        async def put_batch(first_id: int, count: int, reads: Any, events: Any) -> None:
+            puts.append((time.monotonic(), count))
+            await real_put(first_id, count, reads, events)
+
+        buf.put_batch = put_batch  # type: ignore[method-assign]
+        task = asyncio.create_task(ingest.run(), name="ingest")
+        try:
+            t0 = time.monotonic()
+            await ingest.put(tag(1))
+            await asyncio.sleep(0.1)
+            await ingest.put(tag(2))
+            assert ingest.put_nowait(tag(3))
+            while ingest.accepted_total < 3:
+                assert time.monotonic() - t0 < 5
+                await asyncio.sleep(0.01)
+            assert [n for _, n in puts] == [3]  # one commit for the three
+            assert 0.25 <= puts[0][0] - t0 < 0.9  # the window of the first, no second wait
+            t1 = time.monotonic()
+            await ingest.put(tag(4))  # a new oldest read: its own window
+            while ingest.accepted_total < 4:
+                assert time.monotonic() - t1 < 5
+                await asyncio.sleep(0.01)
+            assert [n for _, n in puts] == [3, 1]
+            assert 0.25 <= puts[1][0] - t1 < 0.9
+        finally:
+            await stop(task)
+        assert [s.read for s in await buf.take_reads(10)] == [tag(1), tag(2), tag(3), tag(4)]
