@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.uplink.mqtt.client import NETWORK_RETRY_MIN_S
 from agent.uplink.netwatch import (
     IFF_LOWER_UP,
     IFF_UP,
@@ -245,3 +246,35 @@ def test_a_disconnected_uplink_connects_at_once_when_the_network_comes_back() ->
     out = _in_namespace(UPLINK)
     assert float(str(out["connected_after_s"])) < 5.0
     assert int(str(out["network_retries"])) >= 1
+
+
+async def test_network_news_makes_one_attempt_per_two_seconds_and_none_is_lost(
+        shared_mosquitto: Mosquitto) -> None:
+    """Interfaces coming and going (docker, a VPN) while the broker is out of reach: one
+    attempt at once, then at most one per NETWORK_RETRY_MIN_S, and news that came within it
+    makes that one attempt (the address after the link may be the news that works)."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: every attempt fails
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with running(shared_mosquitto, connect=False, port=port, reconnect_min_s=30.0,
+                       reconnect_max_s=60.0) as up:
+        await asyncio.sleep(0.5)  # the first attempt failed: a 30-60 s wait began
+        assert not up.connected
+        failed = up.stats().connect_failures
+        up.on_network(NetworkNews("link", 3, ""))
+        up.on_network(NetworkNews("address", 3, "10.9.0.2"))
+        up.on_network(NetworkNews("default route", 3, ""))
+        assert up.network_retries == 1  # at once, for the first
+        await asyncio.sleep(NETWORK_RETRY_MIN_S - 0.5)
+        assert up.network_retries == 1
+        assert up.stats().connect_failures > failed  # it was tried, not after the backoff
+        await asyncio.sleep(1.0)
+        assert up.network_retries == 2  # the news that came meanwhile: one attempt, later
+        await asyncio.sleep(NETWORK_RETRY_MIN_S + 0.5)
+        assert up.network_retries == 2  # no news, no attempt
+        up.on_network(NetworkNews("address", 3, "10.9.0.3"))
+        assert up.network_retries == 3
+        up.on_network(NetworkNews("address", 3, "10.9.0.4"))  # deferred, then closed
+    assert up.network_retries == 3

@@ -10,6 +10,7 @@ import logging
 import random
 import socket
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,9 @@ from agent.uplink.netwatch import NetworkNews, plain_address
 from agent.uplink.security import build_ssl_context, resolve_password
 
 log = logging.getLogger("agent.uplink.mqtt")  # one logger for the whole package
+
+# The least time between two connect attempts made because the network changed (on_network).
+NETWORK_RETRY_MIN_S = 2.0
 
 
 @dataclass(slots=True)
@@ -112,6 +116,8 @@ class MqttUplink(PahoCallbacks):
         self._dropped_too_large = 0
         self._probe_failures = 0
         self._network_retries = 0
+        self._network_retry_at_s = -NETWORK_RETRY_MIN_S  # time.monotonic() of the last one
+        self._network_later: asyncio.TimerHandle | None = None  # one deferred, at most
 
         self._v5 = cfg.protocol == "5"
         self._brokers = tuple(cfg.brokers)
@@ -213,6 +219,24 @@ class MqttUplink(PahoCallbacks):
             return
         if self._connected:
             return
+        # At most one such attempt per NETWORK_RETRY_MIN_S: docker or VPN interfaces coming
+        # and going on a gateway whose broker is down would otherwise make an attempt of
+        # every message. News within that time makes one attempt when it is up (a link comes
+        # with its carrier, then its address, then its route: the last may be the one that
+        # works), never none.
+        wait_s = self._network_retry_at_s + NETWORK_RETRY_MIN_S - time.monotonic()
+        if wait_s > 0:
+            if self._network_later is None:
+                self._network_later = asyncio.get_running_loop().call_later(
+                    wait_s, self._network_retry, news)
+            return
+        self._network_retry(news)
+
+    def _network_retry(self, news: NetworkNews) -> None:
+        self._network_later = None
+        if self._closed or self._connected:
+            return
+        self._network_retry_at_s = time.monotonic()
         self._network_retries += 1
         where = f" on interface {news.index}" if news.index else ""
         self._log.info("uplink: the network changed (%s up%s); connecting to %s now, not "
@@ -373,6 +397,9 @@ class MqttUplink(PahoCallbacks):
             return
         self._closed = True
         self._birth_due = False
+        if self._network_later is not None:
+            self._network_later.cancel()
+            self._network_later = None
         if drain_s > 0 and self._pending and self._connected:
             try:
                 async with asyncio.timeout(drain_s):
