@@ -120,6 +120,7 @@ class Ingest:
     async def run(self) -> None:
         while True:
             batch = [await self._queue.get()]
+            self._holding = batch  # from here on drain() commits it, if we are cancelled
             if self._window_s > 0 and self._queue.qsize() + 1 < self._max_batch:
                 # Read before any await: the next read into an empty queue sets it anew.
                 wait_s = self._first_at_s + self._window_s - time.monotonic()

@@ -143,3 +143,21 @@ async def test_reads_arriving_within_the_window_of_the_oldest_join_its_commit(
         finally:
             await stop(task)
         assert [s.read for s in await buf.take_reads(10)] == [tag(1), tag(2), tag(3), tag(4)]
+
+
+async def test_a_read_taken_into_the_window_when_cancelled_is_committed_by_drain(
+        tmp_path: Path) -> None:
+    """SIGTERM while the ingest holds a batch open for its window: the read it took is not
+    forgotten (drain commits it), and neither are those still queued."""
+    async with await SqliteBuffer.open(make_cfg(tmp_path)) as buf:
+        ingest = Ingest(buf, window_s=5.0)
+        task = asyncio.create_task(ingest.run(), name="ingest")
+        await ingest.put(tag(1))
+        await asyncio.sleep(0.1)  # taken, and the window of 5 s began
+        assert ingest.queued == 0
+        assert ingest.waiting == 1
+        await ingest.put(tag(2))
+        await stop(task)
+        await asyncio.wait_for(ingest.drain(), 10)
+        assert ingest.accepted_total == 2
+        assert [s.read for s in await buf.take_reads(10)] == [tag(1), tag(2)]
