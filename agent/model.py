@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,3 +38,38 @@ class BarcodeRead:
 
 
 Read = TagRead | BarcodeRead
+
+
+# -- the busy line's constructors (issue 12) -----------------------------------------------------
+# A frozen dataclass's __init__ sets each field through object.__setattr__ (a lookup and a
+# bound call per field: 1.1 µs for four fields); setting the slots through their descriptors,
+# which is what that call ends in, takes 0.4 µs. On a line at 15,000 scans/s the agent makes
+# three or four such values per scan, and they were a tenth of what held the GIL. The result
+# is the same frozen value (tests/core/test_model.py checks these against the dataclasses'
+# own constructors and fields, so that a field added there fails the test until added here).
+_new = object.__new__
+
+
+def slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    """The descriptor's setter of a slots class's field (it bypasses a frozen __setattr__)."""
+    setter: Callable[[Any, Any], None] = getattr(cls, name).__set__
+    return setter
+
+
+_b_reader = slot_setter(BarcodeRead, "reader")
+_b_data = slot_setter(BarcodeRead, "data")
+_b_symbology = slot_setter(BarcodeRead, "symbology")
+_b_read_at = slot_setter(BarcodeRead, "read_at")
+_b_clock_synced = slot_setter(BarcodeRead, "clock_synced")
+
+
+def barcode_read(reader: str, data: bytes, symbology: str | None, read_at: datetime,
+                 clock_synced: bool) -> BarcodeRead:
+    """``BarcodeRead(reader=..., data=..., ...)``, at a third of the cost (see above)."""
+    read: BarcodeRead = _new(BarcodeRead)
+    _b_reader(read, reader)
+    _b_data(read, data)
+    _b_symbology(read, symbology)
+    _b_read_at(read, read_at)
+    _b_clock_synced(read, clock_synced)
+    return read

@@ -15,6 +15,7 @@ from agent.buffer.api import (
     OutEvent,
     ReadIdsOutOfStepError,
     StoredRead,
+    claimed_row,
 )
 from agent.buffer.rows import READ_COLUMN_COUNT, READ_COLUMNS, ReadRow, decode_read
 from agent.buffer.store import Rejected, Store, insert_alarm
@@ -153,8 +154,7 @@ def claim(s: Store, limit: int, lease_s: float) -> list[Claimed]:
         {"until": now + lease_s, "now": now, "cap": s.lease_cap(now), "limit": limit}).fetchall()
     rows.sort(key=_ID)  # RETURNING has no order: by priority (highest first), then id
     rows.sort(key=_PRIORITY, reverse=True)  # a stable sort, reversed or not
-    return [Claimed(id=r[0], kind=r[1], payload=r[2], priority=r[3], created_at_s=r[4],
-                    attempts=r[5]) for r in rows]
+    return [claimed_row(r) for r in rows]
 
 
 def ack(s: Store, ids: Sequence[int]) -> int:
@@ -193,8 +193,7 @@ def claim_frozen(s: Store, lease_s: float, exclude: Sequence[int] = (),
         "RETURNING id, kind, payload, priority, created_at_s, attempts",
         {"until": now + lease_s, "doc": doc.id}).fetchall()
     rows.sort(key=lambda r: r[0])
-    return doc, [Claimed(id=r[0], kind=r[1], payload=r[2], priority=r[3], created_at_s=r[4],
-                         attempts=r[5]) for r in rows]
+    return doc, [claimed_row(r) for r in rows]
 
 
 def claim_next(s: Store, limit: int, lease_s: float, exclude: Sequence[int],

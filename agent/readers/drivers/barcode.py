@@ -17,7 +17,7 @@ from typing import TypeVar
 
 from agent.clock import SyncState, utcnow
 from agent.config import BarcodeConfig
-from agent.model import BarcodeRead
+from agent.model import BarcodeRead, barcode_read
 from agent.readers.codecs.barcode import BarcodeFramer, Scan
 from agent.readers.drivers.base import DriverBase, Power, SettingNotSupported
 from agent.readers.link import Link
@@ -97,10 +97,4 @@ async def scan_reads(
                 continue
         status.tag_frames += 1
         log.debug("reader %s: scan %s %r", name, scan.symbology or "-", scan.data)
-        yield BarcodeRead(
-            reader=name,
-            data=scan.data,
-            symbology=scan.symbology,
-            read_at=now(),
-            clock_synced=sync.synced(),
-        )
+        yield barcode_read(name, scan.data, scan.symbology, now(), sync.synced())
