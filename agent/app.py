@@ -11,6 +11,7 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from agent.config import AgentConfig
 from agent.fieldtools.runtime import Runtime
 from agent.fieldtools.server import serve as serve_field_tools
 from agent.pipeline import barcode_data
+from agent.pipeline.former import EventFormer
 from agent.pipeline.worker import Pipeline
 from agent.readers.status import ReaderStatus
 from agent.readers.tasks import ReaderTasks
@@ -88,6 +90,10 @@ class Agent:
         )
         # Every-read and barcode reads are committed as their events, in one transaction.
         ingest.direct = pipeline
+        # A busy scanner's events are formed in a process of their own (issue 12); off with
+        # EDGE_AGENT_FORMER=0 (the benchmark's comparison).
+        former = None if os.environ.get("EDGE_AGENT_FORMER") == "0" else EventFormer()
+        pipeline.former = former
         signing = cfg.uplink.signing_files
         signer = None if signing is None else load_signer(signing[0], signing[1],
                                                           password_file=signing[2])
@@ -134,6 +140,8 @@ class Agent:
                     tg.create_task(pipeline.run(), name="pipeline"),
                     tg.create_task(forwarder.run(), name="forwarder"),
                 ]
+                if former is not None:
+                    tg.create_task(former.run(), name="event-former")
                 tg.create_task(health.run(), name="uplink-health")
                 tg.create_task(health.run_status(), name="uplink-status")
                 tg.create_task(uplink.failback_probe(), name="uplink-failback")

@@ -27,12 +27,13 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from agent.buffer.api import Buffer, BufferFullError, OutEvent, StoredRead
+from agent.buffer.api import Buffer, BufferFullError, OutEvent, StoredRead, event_out
 from agent.clock import ClockSteps, steps_for
 from agent.config import AnyReaderConfig
 from agent.model import BarcodeRead, Read, TagRead
 from agent.pipeline.barcode_events import barcode_json
 from agent.pipeline.epcis import every_read_json, presence_event
+from agent.pipeline.former import BarcodeItem, EventFormer, form_barcode
 from agent.pipeline.mapping import ReaderPlan, plans_for
 from agent.pipeline.presence import STATE_PREFIX, PresenceEngine, Transition
 
@@ -47,6 +48,10 @@ STEP_INTERVAL_S = 0.1
 # At most this many committed reads wait in memory for the steps (more: the steps take them
 # from the file, as after a start).
 FRESH_MAX = 200_000
+
+
+# A scan's place in _read_events' answer while its event is formed by the former's process
+_APART: OutEvent = OutEvent(kind="event", payload="", created_at_s=0.0)
 
 
 class Pipeline:
@@ -98,6 +103,9 @@ class Pipeline:
         self._fresh_gen = ""  # the buffer generation _fresh belongs to
         self._folded_upto = 0  # the highest read id a committed step took
         self.reads_from_memory = 0  # for the tests and the benchmark
+        # Set by the app: a busy batch of direct scans has its events formed in a process of
+        # its own (issue 12: forming was a third of what held the GIL on a busy line).
+        self.former: EventFormer | None = None
 
     def plan(self, reader: str) -> ReaderPlan:
         """The reader's plan; a reader missing from the config gets the defaults (presence)."""
@@ -149,7 +157,8 @@ class Pipeline:
         return self._steps.correction(t)
 
     def events_for(self, stored: list[StoredRead], now: float) -> list[OutEvent]:
-        return self._read_events(stored, now) + self._transitions(now)
+        return self._read_events([s.id for s in stored], [s.read for s in stored],
+                                 now) + self._transitions(now)
 
     # -- reads whose events are formed before they are stored (ingest.DirectEvents) ----------
 
@@ -172,13 +181,36 @@ class Pipeline:
         is kept), never shut."""
         now = self._clock() if self._steps is None else self._steps.poll()
         self._before_build = (dict(self._last_scan), self.double_scans)
-        stored = [StoredRead(i, r) for i, r in zip(ids, reads, strict=True)]
+        if self.former is not None and self.former.wants(
+                sum(type(r) is BarcodeRead for r in reads)):
+            return await self._build_apart(self.former, ids, reads, now)
         out: list[OutEvent] = []
-        for i in range(0, len(stored), SLICE_READS):
+        for i in range(0, len(reads), SLICE_READS):
             if i:
                 await asyncio.sleep(0)
-            out += self._read_events(stored[i : i + SLICE_READS], now)
+            out += self._read_events(ids[i : i + SLICE_READS], reads[i : i + SLICE_READS], now)
         return out
+
+    async def _build_apart(self, former: EventFormer, ids: Sequence[int], reads: Sequence[Read],
+                           now: float) -> list[OutEvent]:
+        """:meth:`build` with the scans' events formed by the former's process: what is
+        decided about each read (its clock step, a double scan) is decided here, in one pass;
+        only the texts are computed there. If it does not answer, they are formed here."""
+        apart: list[BarcodeItem] = []
+        out = self._read_events(ids, reads, now, apart=apart)
+        if not apart:
+            return out
+        tz = self._timezone
+        mappings = {r: self.plan(r).mapping for r in {item[0] for item in apart}}
+        texts = await former.form(tz, mappings, apart)
+        if texts is None:
+            texts = []
+            for i in range(0, len(apart), SLICE_READS):
+                if i:
+                    await asyncio.sleep(0)
+                texts += [form_barcode(item, tz, mappings) for item in apart[i : i + SLICE_READS]]
+        formed = iter(texts)
+        return [event_out(next(formed), now) if e is _APART else e for e in out]
 
     def unbuild(self) -> None:
         """The last build's events were never stored (its batch is numbered again): forget
@@ -241,13 +273,17 @@ class Pipeline:
         for i in range(0, len(stored), SLICE_READS):
             if i:
                 await asyncio.sleep(0)
-            out += self._read_events(stored[i : i + SLICE_READS], now)
+            part = stored[i : i + SLICE_READS]
+            out += self._read_events([s.id for s in part], [s.read for s in part], now)
         return out + self._transitions(now)
 
     def _transitions(self, now: float) -> list[OutEvent]:
         return [self._event(self.transition_event(t), now) for t in self.presence.advance(now)]
 
-    def _read_events(self, stored: list[StoredRead], now: float) -> list[OutEvent]:
+    def _read_events(self, ids: Sequence[int], reads: Sequence[Read], now: float,
+                     apart: list[BarcodeItem] | None = None) -> list[OutEvent]:
+        """The events of these reads, in order. With ``apart``, a scan's event is left as
+        ``_APART`` and what forms it is appended there (:meth:`_build_apart`)."""
         out: list[OutEvent] = []
         gen = self._buffer.generation
         tz = self._timezone
@@ -255,8 +291,7 @@ class Pipeline:
         # No clock step yet (the usual case): no read's time needs a correction (issue 12:
         # asking per read was a tenth of forming a busy scanner's events)
         stepped = self._steps is not None and bool(self._steps.seq)
-        for s in stored:
-            read = s.read
+        for read_id, read in zip(ids, reads, strict=True):
             plan = plans.get(read.reader) or self.plan(read.reader)
             step_s = self._step_of(read.read_at.timestamp()) if stepped else 0.0
             if step_s and not (isinstance(read, TagRead) and plan.mode == "presence"):
@@ -265,19 +300,23 @@ class Pipeline:
                 if plan.mode == "presence":
                     self.presence.fold(read, step_s=step_s)
                 else:
-                    out.append(OutEvent(kind="event", created_at_s=now, payload=every_read_json(
+                    out.append(event_out(every_read_json(
                         read, timezone=tz, mapping=plan.mapping_for(read.antenna),
-                        source_id=f"{gen}:{s.id}", step_s=step_s)))
-            elif plan.double_scan_window_s <= 0 or self._barcode_accepted(
+                        source_id=f"{gen}:{read_id}", step_s=step_s), now))
+            elif plan.double_scan_window_s > 0 and not self._barcode_accepted(
                     read, plan.double_scan_window_s):
-                out.append(OutEvent(kind="event", created_at_s=now, payload=barcode_json(
-                    read, timezone=tz, mapping=plan.mapping, source_id=f"{gen}:{s.id}",
-                    step_s=step_s)))
-            else:
                 # Accounted for, never silent: counted (status/metrics) and logged.
                 self.double_scans += 1
                 log.info("reader %s: repeated scan of %r within %.1f s ignored (read %s:%d)",
-                         read.reader, read.data[:64], plan.double_scan_window_s, gen, s.id)
+                         read.reader, read.data[:64], plan.double_scan_window_s, gen, read_id)
+            elif apart is not None:
+                apart.append((read.reader, read.data, read.symbology, read.read_at,
+                              read.clock_synced, f"{gen}:{read_id}", step_s))
+                out.append(_APART)
+            else:
+                out.append(event_out(barcode_json(
+                    read, timezone=tz, mapping=plan.mapping, source_id=f"{gen}:{read_id}",
+                    step_s=step_s), now))
         return out
 
     def transition_event(self, t: Transition) -> dict[str, Any]:

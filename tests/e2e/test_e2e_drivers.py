@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
 import time
+import tty
 from pathlib import Path
 
 from readersim.barcode import DEFAULT_SCANS
@@ -88,3 +91,62 @@ def test_barcode_scans_become_epcis_events(tmp_path: Path, mosquitto: Mosquitto)
         {"epcClass": "https://id.gs1.org/01/09781492053743", "quantity": 1}]
     assert by_text["ABC-12345"]["epcList"] == []
     assert "Traceback" not in agent.log_text()
+
+
+def test_a_burst_of_scans_is_formed_by_the_former_and_nothing_is_lost(
+        tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """Issue 12: a busy line's batches of scans have their events formed in a child process
+    (agent/pipeline/former.py). 6,000 lines written into a pty as fast as it takes them: every
+    one arrives once, with dense read ids; the former was started; SIGTERM stops the agent
+    and its former cleanly."""
+    master, slave = os.openpty()
+    tty.setraw(slave)  # bytes as they are (no newline translation)
+    total = 6000
+    db = tmp_path / "buffer.db"
+    cfg = write_config(tmp_path / "agent.yaml", reader_port=os.ttyname(slave),
+                       broker=mosquitto, buffer=db,
+                       reader={"name": "line-scan", "driver": "barcode", "baudrate": 115200,
+                               "terminator": "LF"})
+    try:
+        with durable_collector(mosquitto, EVENTS_TOPIC, "e2e-former") as collector:
+            agent = AgentProcess(cfg, tmp_path / "agent.log")
+            try:
+                wait_until(lambda: "reader line-scan:" in agent.log_text(), 30,
+                           "the scanner's port open", diagnostics=agent.log_text)
+                time.sleep(0.5)
+                lines = b"".join(b"BURST%08d\n" % i for i in range(total))
+                for i in range(0, len(lines), 2048):
+                    os.write(master, lines[i : i + 2048])  # blocks while the pty is full
+
+                def texts() -> list[str]:
+                    return [r["tea:barcode"] for e in events_of(collector.messages)
+                            for r in e["tea:reads"]]
+
+                wait_until(lambda: len(set(texts())) >= total, 60, "every line's event",
+                           diagnostics=agent.log_text)
+                time.sleep(0.3)
+                got = texts()
+                assert sorted(set(got)) == [f"BURST{i:08d}" for i in range(total)]
+                ids = sorted(int(r["tea:readId"].rsplit(":", 1)[1])
+                             for e in events_of(collector.messages) for r in e["tea:reads"])
+                assert ids == list(range(ids[0], ids[0] + total))  # dense: none skipped
+                match = re.search(r"event former: process (\d+) ready", agent.log_text())
+                assert match, agent.log_text()
+                former_pid = int(match.group(1))
+                os.kill(former_pid, 0)  # alive while the agent runs
+            finally:
+                assert agent.stop() == 0, agent.log_text()
+    finally:
+        os.close(master)
+        os.close(slave)
+    log = agent.log_text()
+    assert "Traceback" not in log
+    assert "formed on the event loop (nothing lost)" not in log  # the former never failed
+    deadline = time.monotonic() + 5
+    while True:  # the former goes with the agent
+        try:
+            os.kill(former_pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "the former outlived the agent"
+        time.sleep(0.05)
