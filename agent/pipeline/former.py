@@ -38,7 +38,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from agent.model import BarcodeRead
+from agent.model import barcode_read
 from agent.pipeline.barcode_events import barcode_json
 from agent.pipeline.mapping import EventMapping
 
@@ -61,8 +61,7 @@ _BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); "
 def form_barcode(item: BarcodeItem, timezone: str, mappings: Mapping[str, EventMapping]) -> str:
     """The stored JSON text of one scan's event: what Pipeline forms on the event loop."""
     reader, data, symbology, read_at, clock_synced, source_id, step_s = item
-    read = BarcodeRead(reader=reader, data=data, symbology=symbology, read_at=read_at,
-                       clock_synced=clock_synced)
+    read = barcode_read(reader, data, symbology, read_at, clock_synced)
     return barcode_json(read, timezone=timezone, mapping=mappings[reader], source_id=source_id,
                         step_s=step_s)
 
