@@ -10,7 +10,8 @@ pure (:func:`form_barcode`: a scan in, a text out), so it can run in another int
   through a pipe, as pickled tuples (about 0.3 µs a scan to encode, against 10-20 µs to form).
 * Only batches of at least ``min_reads`` direct scans go there. A quiet line never starts the
   process (no memory spent, no round trip added to a lone scan's latency); the first busy
-  batch asks for it, and batches are formed on the event loop until it is ready.
+  batch asks for it, and batches are formed on the event loop until it is ready. After
+  ``idle_stop_s`` without a busy batch the process is stopped, and its memory freed.
 * The durability contract is unchanged: the ingest still commits a batch's reads, as their
   events, in one transaction; only where the text is computed moved. A batch the process did
   not answer (it died, hung past ``FORM_TIMEOUT_S``, or failed) is formed on the event loop
@@ -51,6 +52,7 @@ BarcodeItem = tuple[str, bytes, str | None, datetime, bool, str, float]
 FORMER_MIN_READS = 512  # a busy line only: below this the loop keeps up (and spends less CPU)
 FORM_TIMEOUT_S = 5.0  # a batch of 2,000 takes the child about 30 ms
 RESTART_S = 5.0
+IDLE_STOP_S = 60.0  # no busy batch for this long: the process is stopped (its ~37 MB freed)
 START_TIMEOUT_S = 30.0  # imports on a Pi's SD card, cold
 _HEAD = struct.Struct(">I")
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding agent/
@@ -70,12 +72,15 @@ class EventFormer:
     """The agent's side of the forming process; :meth:`run` is its task (the app's TaskGroup)."""
 
     def __init__(self, *, min_reads: int = FORMER_MIN_READS, restart_s: float = RESTART_S,
-                 form_timeout_s: float = FORM_TIMEOUT_S,
+                 form_timeout_s: float = FORM_TIMEOUT_S, idle_stop_s: float = IDLE_STOP_S,
                  argv: Sequence[str] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.min_reads = min_reads
         self._restart_s = restart_s
         self._form_timeout_s = form_timeout_s
+        self._idle_stop_s = idle_stop_s
+        self._used_at_s = 0.0  # the last batch's end (or the start), on ``clock``
+        self._busy = False  # a batch is in the process
         self._argv = list(argv) if argv is not None else [
             sys.executable, "-I", "-c", _BOOT, _PACKAGE_ROOT]
         self._clock = clock
@@ -114,17 +119,42 @@ class EventFormer:
                 await asyncio.sleep(self._restart_s)
                 continue
             try:
-                rc = await proc.wait()
+                rc = await self._watch(proc)
             finally:
                 self._ready = False
                 self._proc = None
                 if proc.returncode is None:  # cancelled: the agent stops
                     await _stop(proc)
             self._wanted.clear()
+            if rc is None:
+                log.info("event former: no busy batch for %g s; process %d stopped (the next "
+                         "busy batch starts it again)", self._idle_stop_s, proc.pid)
+                continue
             log.warning("event former: the process (pid %s) exited with %s; events are formed "
                         "on the event loop until it is back (in %.0f s, if a line is busy)",
                         proc.pid, rc, self._restart_s)
             await asyncio.sleep(self._restart_s)
+
+    async def _watch(self, proc: asyncio.subprocess.Process) -> int | None:
+        """Wait for the process to exit (its exit code), or stop it when no batch came for
+        ``idle_stop_s`` (None): a burst, or the drain after an outage (the writer busy, the
+        ingest's batches grow), must not keep its memory for the rest of the agent's life."""
+        while True:
+            left_s = self._idle_stop_s - (self._clock() - self._used_at_s)
+            try:
+                async with asyncio.timeout(max(0.0, left_s)):
+                    return await proc.wait()
+            except TimeoutError:
+                if self._busy or self._clock() - self._used_at_s < self._idle_stop_s:
+                    continue
+            self._ready = False  # no batch goes there from now on
+            if proc.stdin is not None:
+                proc.stdin.close()  # EOF: the process exits
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):
+                    await proc.wait()
+            _kill(proc)
+            return None
 
     async def _start(self) -> asyncio.subprocess.Process:
         proc = await asyncio.create_subprocess_exec(
@@ -138,6 +168,7 @@ class EventFormer:
             raise
         self._proc = proc
         self._ready = True
+        self._used_at_s = self._clock()
         self.pid = proc.pid
         self.starts += 1
         log.info("event former: process %d ready; busy batches of scans (%d or more) are "
@@ -152,6 +183,7 @@ class EventFormer:
         if proc is None or not self._ready or proc.stdin is None:
             return None
         body = pickle.dumps((timezone, dict(mappings), list(items)), protocol=5)
+        self._busy = True
         try:
             async with asyncio.timeout(self._form_timeout_s):
                 proc.stdin.writelines((_HEAD.pack(len(body)), body))
@@ -166,6 +198,9 @@ class EventFormer:
             # ingest's, which stores it as reads at drain().
             _kill(proc)
             raise
+        finally:
+            self._busy = False
+            self._used_at_s = self._clock()
         if not (isinstance(reply, tuple) and len(reply) == 2 and reply[0] == "ok"
                 and isinstance(reply[1], list) and len(reply[1]) == len(items)):
             detail = reply[1] if isinstance(reply, tuple) and len(reply) == 2 else reply

@@ -181,6 +181,34 @@ async def test_the_process_goes_with_the_agent() -> None:
     await gone(pid)
 
 
+async def test_a_process_with_no_busy_batch_for_a_while_is_stopped_and_comes_back(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A burst (or the drain after an outage) must not keep the process's memory for ever."""
+    f = EventFormer(min_reads=4, idle_stop_s=0.5)
+    task = asyncio.create_task(f.run(), name="event-former")
+    try:
+        with caplog.at_level(logging.INFO):
+            f.wants(4)
+            await ready(f)
+            pid = f.pid
+            assert pid is not None
+            for _ in range(4):  # batches keep it: 0.2 s apart, each under the idle time
+                assert await f.form("+00:00", MAPPINGS, items(5)) is not None
+                await asyncio.sleep(0.2)
+            assert f.ready
+            await gone(pid)
+            assert not f.ready
+            assert f"no busy batch for 0.5 s; process {pid} stopped" in caplog.text
+            assert "exited with" not in caplog.text  # not taken for a failure
+            assert await f.form("+00:00", MAPPINGS, items(5)) is None  # the loop forms them
+            await ready(f, starts=2)  # the next busy batch starts it again
+            assert await f.form("+00:00", MAPPINGS, items(5)) == [
+                form_barcode(i, "+00:00", MAPPINGS) for i in items(5)]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_bug_in_the_process_is_reported_and_its_batch_left_to_the_loop(
         former: EventFormer, caplog: pytest.LogCaptureFixture) -> None:
     former.wants(4)
