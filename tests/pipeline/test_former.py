@@ -11,6 +11,7 @@ as without it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -57,15 +58,21 @@ def items(n: int) -> list[BarcodeItem]:
     return out
 
 
-@pytest.fixture
-async def former() -> AsyncIterator[EventFormer]:
-    f = EventFormer(min_reads=4, restart_s=0.05)
+@contextlib.asynccontextmanager
+async def running(f: EventFormer) -> AsyncIterator[EventFormer]:
+    """``f.run()`` as the agent's TaskGroup runs it, cancelled at the end (the agent stops)."""
     task = asyncio.create_task(f.run(), name="event-former")
     try:
         yield f
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture
+async def former() -> AsyncIterator[EventFormer]:
+    async with running(EventFormer(min_reads=4, restart_s=0.05)) as f:
+        yield f
 
 
 async def ready(f: EventFormer, *, starts: int = 1) -> None:
@@ -105,14 +112,11 @@ async def test_the_process_forms_exactly_the_texts_of_the_event_loop(
 
 
 async def test_a_quiet_line_never_starts_the_process() -> None:
-    f = EventFormer()
-    assert not f.wants(f.min_reads - 1)
-    task = asyncio.create_task(f.run(), name="event-former")
-    await asyncio.sleep(0.2)
-    assert (f.starts, f.pid) == (0, None)
-    assert await f.form("+00:00", MAPPINGS, items(3)) is None  # not ready: the loop forms
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    async with running(EventFormer()) as f:
+        assert not f.wants(f.min_reads - 1)
+        await asyncio.sleep(0.2)
+        assert (f.starts, f.pid) == (0, None)
+        assert await f.form("+00:00", MAPPINGS, items(3)) is None  # not ready: the loop forms
 
 
 async def test_a_killed_process_leaves_its_batch_to_the_loop_and_comes_back(
@@ -136,9 +140,7 @@ async def test_a_killed_process_leaves_its_batch_to_the_loop_and_comes_back(
 
 async def test_a_hung_process_is_given_up_after_the_timeout(
         caplog: pytest.LogCaptureFixture) -> None:
-    f = EventFormer(min_reads=4, restart_s=0.05, form_timeout_s=0.3)
-    task = asyncio.create_task(f.run(), name="event-former")
-    try:
+    async with running(EventFormer(min_reads=4, restart_s=0.05, form_timeout_s=0.3)) as f:
         f.wants(4)
         await ready(f)
         assert f.pid is not None
@@ -148,9 +150,6 @@ async def test_a_hung_process_is_given_up_after_the_timeout(
         assert 0.25 < time.monotonic() - t0 < 5
         assert "no answer (TimeoutError())" in caplog.text
         assert not f.ready
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_cancel_in_the_middle_of_a_batch_stops_the_process(
@@ -170,23 +169,18 @@ async def test_a_cancel_in_the_middle_of_a_batch_stops_the_process(
 
 
 async def test_the_process_goes_with_the_agent() -> None:
-    f = EventFormer(min_reads=4)
-    task = asyncio.create_task(f.run(), name="event-former")
-    f.wants(4)
-    await ready(f)
-    pid = f.pid
-    assert pid is not None
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await gone(pid)
+    async with running(EventFormer(min_reads=4)) as f:
+        f.wants(4)
+        await ready(f)
+        pid = f.pid
+        assert pid is not None
+    await gone(pid)  # run() was cancelled: the agent stops
 
 
 async def test_a_process_with_no_busy_batch_for_a_while_is_stopped_and_comes_back(
         caplog: pytest.LogCaptureFixture) -> None:
     """A burst (or the drain after an outage) must not keep the process's memory for ever."""
-    f = EventFormer(min_reads=4, idle_stop_s=0.5)
-    task = asyncio.create_task(f.run(), name="event-former")
-    try:
+    async with running(EventFormer(min_reads=4, idle_stop_s=0.5)) as f:
         with caplog.at_level(logging.INFO):
             f.wants(4)
             await ready(f)
@@ -204,9 +198,6 @@ async def test_a_process_with_no_busy_batch_for_a_while_is_stopped_and_comes_bac
             await ready(f, starts=2)  # the next busy batch starts it again
             assert await f.form("+00:00", MAPPINGS, items(5)) == [
                 form_barcode(i, "+00:00", MAPPINGS) for i in items(5)]
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_bug_in_the_process_is_reported_and_its_batch_left_to_the_loop(
@@ -230,17 +221,12 @@ async def test_a_busy_batch_through_the_ingest_stores_the_same_events(tmp_path: 
     for use in (False, True):
         (tmp_path / str(use)).mkdir()
         buf, pipe, ingest = await setup(tmp_path / str(use))
-        f = EventFormer(min_reads=4)
-        task = asyncio.create_task(f.run(), name="event-former")
-        if use:
-            pipe.former = f
-            f.wants(4)
-            await ready(f)
-        try:
+        async with running(EventFormer(min_reads=4)) as f:
+            if use:
+                pipe.former = f
+                f.wants(4)
+                await ready(f)
             await put_all(ingest, reads)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
         events = await outbox(buf)
         for e in events:
             del e["eventID"]
