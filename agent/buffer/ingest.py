@@ -87,8 +87,7 @@ class Ingest:
             self.on_read(read)
         if not self._room.is_set():
             await self._room.wait()  # the reader pauses here: no read piles up in RAM
-        if self._queue.empty():
-            self._first_at_s = time.monotonic()
+        self._arriving()
         await self._queue.put(read)
 
     def put_nowait(self, read: Read) -> bool:
@@ -98,10 +97,15 @@ class Ingest:
             return False
         if self.on_read is not None:
             self.on_read(read)
-        if self._queue.empty():
-            self._first_at_s = time.monotonic()
+        self._arriving()
         self._queue.put_nowait(read)
         return True
+
+    def _arriving(self) -> None:
+        """A read is about to be queued: into an empty queue, it is the oldest waiting, and
+        the group-commit window counts from now."""
+        if self._queue.empty():
+            self._first_at_s = time.monotonic()
 
     @property
     def queued(self) -> int:

@@ -148,12 +148,7 @@ class EventFormer:
                 if self._busy or self._clock() - self._used_at_s < self._idle_stop_s:
                     continue
             self._ready = False  # no batch goes there from now on
-            if proc.stdin is not None:
-                proc.stdin.close()  # EOF: the process exits
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await proc.wait()
-            _kill(proc)
+            await _stop(proc, gently=True)
             return None
 
     async def _start(self) -> asyncio.subprocess.Process:
@@ -239,11 +234,17 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
             proc.kill()
 
 
-async def _stop(proc: asyncio.subprocess.Process) -> None:
-    _kill(proc)
+async def _stop(proc: asyncio.subprocess.Process, *, gently: bool = False) -> None:
+    """Stop the process and reap it. ``gently``: close its pipe (it exits at the EOF) and
+    kill it only if it is still there after 2 s."""
+    if gently and proc.stdin is not None:
+        proc.stdin.close()
+    else:
+        _kill(proc)
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(2.0):
             await proc.wait()
+    _kill(proc)
 
 
 def serve() -> None:
