@@ -133,7 +133,9 @@ async def test_a_killed_process_leaves_its_batch_to_the_loop_and_comes_back(
         former.wants(4)  # the next busy batch asks again
         await ready(former, starts=2)
     assert former.pid != first
-    assert "exited with -9" in caplog.text
+    # its death is logged (the code is -9, or 255 when the child watcher lost the race to
+    # reap it under load: which one is asyncio's business, not ours)
+    assert f"the process (pid {first}) exited with" in caplog.text
     assert await former.form("+00:00", MAPPINGS, items(10)) == [
         form_barcode(i, "+00:00", MAPPINGS) for i in items(10)]
 
@@ -192,10 +194,11 @@ async def test_a_process_with_no_busy_batch_for_a_while_is_stopped_and_comes_bac
             assert f.ready
             await gone(pid)
             assert not f.ready
-            assert f"no busy batch for 0.5 s; process {pid} stopped" in caplog.text
-            assert "exited with" not in caplog.text  # not taken for a failure
             assert await f.form("+00:00", MAPPINGS, items(5)) is None  # the loop forms them
             await ready(f, starts=2)  # the next busy batch starts it again
+            # (run() logged the stop before it started the next: not at once when pid went)
+            assert f"no busy batch for 0.5 s; process {pid} stopped" in caplog.text
+            assert "exited with" not in caplog.text  # not taken for a failure
             assert await f.form("+00:00", MAPPINGS, items(5)) == [
                 form_barcode(i, "+00:00", MAPPINGS) for i in items(5)]
 
