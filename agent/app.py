@@ -117,7 +117,7 @@ class Agent:
 
         field_tools = Runtime(cfg, readers.statuses, buffer, uplink, forwarder, ingest,
                               commands=commands, config_path=self.config_path,
-                              reader_commands=remote, restart=restart)
+                              reader_commands=remote, restart=restart, former=former)
         ingest.on_read = field_tools.tap.on_read
         pipeline.on_events = field_tools.tap.on_events
         log.info(

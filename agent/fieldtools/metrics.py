@@ -35,6 +35,12 @@ METRICS: list[tuple[str, str, str]] = [
     ("tap_dropped_total", "counter", "Live-view items dropped for slow viewers"),
     ("commands_total", "counter", "Remote commands by result (executed, refused, "
      "refusedUnanswered: over the refusal budget, badReplyTopics, handlerErrors)"),
+    ("former_running", "gauge", "1 while the event former's process is ready (a busy line)"),
+    ("former_starts_total", "counter", "Times the event former's process was started"),
+    ("former_batches_total", "counter", "Batches of scans whose events the former formed"),
+    ("former_events_total", "counter", "Events the former formed"),
+    ("former_failures_total", "counter", "Batches the former did not answer (formed on the "
+     "event loop instead: nothing lost)"),
     ("healthy", "gauge", "1 when /health answers 200"),
 ]
 
@@ -97,6 +103,11 @@ def render(snap: dict[str, Any]) -> str:
     synced = snap["clock"]["synchronised"]
     samples["clock_synchronised"].append(({}, synced))
     samples["tap_dropped_total"].append(({}, snap["tap"]["dropped"]))
+    former = snap.get("former")
+    if former is not None:  # None: EDGE_AGENT_FORMER=0
+        samples["former_running"].append(({}, former["running"]))
+        for key in ("starts", "batches", "events", "failures"):
+            samples[f"former_{key}_total"].append(({}, former[key]))
     samples["healthy"].append(({}, snap["health"]["ok"]))
 
     lines: list[str] = []

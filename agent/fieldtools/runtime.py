@@ -32,6 +32,12 @@ class IdentityView(Protocol):
     def as_dict(self) -> dict[str, Any]: ...
 
 
+class FormerView(Protocol):
+    """The event former (agent/pipeline/former.py): a busy line's events, formed apart."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
 class BufferView(Protocol):
     async def stats(self) -> BufferStats: ...
 
@@ -109,6 +115,7 @@ class Runtime:
     last_puback_s: float | None = None
     published_seen: int = 0
     identity: IdentityView | None = None  # certificate renewal over EST, when configured
+    former: FormerView | None = None  # None: off (EDGE_AGENT_FORMER=0)
 
     def tick(self) -> None:
         """Once a second (server task): rate samples and how long each reader has been down."""
@@ -201,6 +208,7 @@ class Runtime:
             },
             "commands": self.commands.stats() if self.commands is not None else None,
             "identity": self.identity.as_dict() if self.identity is not None else None,
+            "former": self.former.as_dict() if self.former is not None else None,
             "clock": {"synchronised": kernel_clock_synchronised()},
             "certificates": certificate_facts(cert_expiry(m, datetime.now(UTC)),
                                               m.cert_expiry_warn_days),

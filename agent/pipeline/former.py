@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from agent.model import barcode_read
 from agent.pipeline.barcode_events import barcode_json
@@ -96,6 +97,12 @@ class EventFormer:
     @property
     def ready(self) -> bool:
         return self._ready
+
+    def as_dict(self) -> dict[str, Any]:
+        """For ``edge-agent status`` and /metrics: ``running`` while a process is ready."""
+        return {"running": self._ready, "pid": self.pid if self._ready else None,
+                "starts": self.starts, "batches": self.batches, "events": self.events,
+                "failures": self.failures}
 
     def wants(self, reads: int) -> bool:
         """Should a batch of ``reads`` direct scans be formed there? False while the process

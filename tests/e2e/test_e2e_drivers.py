@@ -6,6 +6,7 @@ import os
 import re
 import time
 import tty
+import urllib.request
 from pathlib import Path
 
 from readersim.barcode import DEFAULT_SCANS
@@ -20,7 +21,7 @@ from tests.support.harness import (
     wait_until,
     write_config,
 )
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, free_port
 
 
 def test_chafon_reader_to_broker(tmp_path: Path, mosquitto: Mosquitto) -> None:
@@ -97,8 +98,8 @@ def test_a_burst_of_scans_is_formed_by_the_former_and_nothing_is_lost(
         tmp_path: Path, mosquitto: Mosquitto) -> None:
     """Issue 12: a busy line's batches of scans have their events formed in a child process
     (agent/pipeline/former.py). 6,000 lines written into a pty as fast as it takes them: every
-    one arrives once, with dense read ids; the former was started; SIGTERM stops the agent
-    and its former cleanly."""
+    one arrives once, with dense read ids; the former was started and /metrics says what it
+    did; SIGTERM stops the agent and its former cleanly."""
     master, slave = os.openpty()
     tty.setraw(slave)  # bytes as they are (no newline translation)
     total = 6000
@@ -106,7 +107,8 @@ def test_a_burst_of_scans_is_formed_by_the_former_and_nothing_is_lost(
     cfg = write_config(tmp_path / "agent.yaml", reader_port=os.ttyname(slave),
                        broker=mosquitto, buffer=db,
                        reader={"name": "line-scan", "driver": "barcode", "baudrate": 115200,
-                               "terminator": "LF"})
+                               "terminator": "LF"},
+                       extra={"http": {"listen": (http := f"127.0.0.1:{free_port()}")}})
     try:
         with durable_collector(mosquitto, EVENTS_TOPIC, "e2e-former") as collector:
             agent = AgentProcess(cfg, tmp_path / "agent.log")
@@ -114,9 +116,19 @@ def test_a_burst_of_scans_is_formed_by_the_former_and_nothing_is_lost(
                 wait_until(lambda: "reader line-scan:" in agent.log_text(), 30,
                            "the scanner's port open", diagnostics=agent.log_text)
                 time.sleep(0.5)
-                lines = b"".join(b"BURST%08d\n" % i for i in range(total))
-                for i in range(0, len(lines), 2048):
-                    os.write(master, lines[i : i + 2048])  # blocks while the pty is full
+
+                def burst(first: int, last: int) -> None:
+                    lines = b"".join(b"BURST%08d\n" % i for i in range(first, last))
+                    for i in range(0, len(lines), 2048):
+                        os.write(master, lines[i : i + 2048])  # blocks while the pty is full
+
+                # The first busy batches start the former (formed on the loop meanwhile);
+                # the second half arrives once it is ready and is formed there.
+                burst(0, total // 2)
+                wait_until(lambda: re.search(r"event former: process \d+ ready",
+                                             agent.log_text()) is not None, 30,
+                           "the former ready", diagnostics=agent.log_text)
+                burst(total // 2, total)
 
                 def texts() -> list[str]:
                     return [r["tea:barcode"] for e in events_of(collector.messages)
@@ -134,6 +146,15 @@ def test_a_burst_of_scans_is_formed_by_the_former_and_nothing_is_lost(
                 assert match, agent.log_text()
                 former_pid = int(match.group(1))
                 os.kill(former_pid, 0)  # alive while the agent runs
+                with urllib.request.urlopen(f"http://{http}/metrics", timeout=10) as resp:
+                    metrics = dict(line.rsplit(" ", 1) for line in resp.read().decode()
+                                   .splitlines() if line.startswith("edge_agent_former_"))
+                assert metrics["edge_agent_former_running"] == "1", metrics
+                assert metrics["edge_agent_former_starts_total"] == "1", metrics
+                assert int(metrics["edge_agent_former_batches_total"]) > 0, metrics
+                formed = int(metrics["edge_agent_former_events_total"])
+                assert 0 < formed <= total, metrics
+                assert metrics["edge_agent_former_failures_total"] == "0", metrics
             finally:
                 assert agent.stop() == 0, agent.log_text()
     finally:
