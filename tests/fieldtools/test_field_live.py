@@ -19,6 +19,7 @@ from tests.support.harness import (
     SimProcess,
     agent_cli,
     agent_status,
+    metric,
     wait_until,
     write_config,
 )
@@ -38,12 +39,6 @@ def _health_is(url: str, code: int) -> bool:
         return _http(url)[0] == code
     except urllib.error.URLError:  # not listening yet
         return False
-
-
-def _metric(text: str, name: str) -> float:
-    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    assert m, f"{name} not in metrics:\n{text}"
-    return float(m.group(1))
 
 
 def test_status_tail_metrics_health_against_a_running_agent(
@@ -106,13 +101,13 @@ def test_status_tail_metrics_health_against_a_running_agent(
         status, metrics = _http(f"http://{http}/metrics")
         assert status == 200
         assert "# TYPE edge_agent_reads_total counter" in metrics
-        assert _metric(metrics, 'edge_agent_reads_total{reader="r1"}') > 0
-        assert _metric(metrics, 'edge_agent_reader_up{reader="r1"}') == 1
-        assert _metric(metrics, f'edge_agent_uplink_connected{{broker="127.0.0.1:'
+        assert metric(metrics, 'edge_agent_reads_total{reader="r1"}') > 0
+        assert metric(metrics, 'edge_agent_reader_up{reader="r1"}') == 1
+        assert metric(metrics, f'edge_agent_uplink_connected{{broker="127.0.0.1:'
                                 f'{mosquitto.port}"}}') == 1
-        assert _metric(metrics, "edge_agent_uplink_published_total") > 0
-        assert _metric(metrics, "edge_agent_buffer_dead_letters") == 0
-        assert _metric(metrics, "edge_agent_healthy") == 1
+        assert metric(metrics, "edge_agent_uplink_published_total") > 0
+        assert metric(metrics, "edge_agent_buffer_dead_letters") == 0
+        assert metric(metrics, "edge_agent_healthy") == 1
         for name in ("decoder_frames_total", "decoder_bad_checksums_total",
                      "decoder_bytes_discarded_total", "buffer_reads_pending",
                      "buffer_events_pending", "buffer_oldest_event_age_seconds",
@@ -156,8 +151,8 @@ def test_health_503_with_reasons_and_json_logs(tmp_path: Path, mosquitto: Mosqui
         assert any(r.startswith("reader r1: reconnecting for") and "ttyGONE" in r
                    for r in doc["reasons"]), doc
         metrics = _http(f"http://{http}/metrics")[1]
-        assert _metric(metrics, "edge_agent_healthy") == 0
-        assert _metric(metrics, 'edge_agent_reader_up{reader="r1"}') == 0
+        assert metric(metrics, "edge_agent_healthy") == 0
+        assert metric(metrics, 'edge_agent_reader_up{reader="r1"}') == 0
         human = agent_cli("status", "--socket", str(sock))
         assert "health: UNHEALTHY" in human.stdout
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -112,6 +113,13 @@ def write_config(
 
 
 EVENTS_TOPIC = "trace/lab/gw-test/events"
+
+
+def metric(text: str, name: str) -> float:
+    """One sample's value from a /metrics text (``name`` with its labels, if any)."""
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert m, f"{name} not in metrics:\n{text}"
+    return float(m.group(1))
 
 
 def events_of(messages: Iterable[Received]) -> list[dict[str, Any]]:
