@@ -135,23 +135,34 @@ _ID: Final = operator.itemgetter(0)  # of a claimed row
 _PRIORITY: Final = operator.itemgetter(3)
 
 
+# Rows of a frozen document go with their document only (claim_frozen). The two candidate
+# sets are read each by its own index (schema V4), never by walking the rows in flight, which
+# come first in claim order: rows not on lease, and leases that ran out (or end later than any
+# lease granted could: the wall clock stepped back). Each is limited, then merged and ordered.
+# An expired lease (publish attempted, no ack in time) counts as an attempt.
+_CLAIM = (
+    "UPDATE outbox SET lease_until_s = :until, "
+    "attempts = attempts + (lease_until_s IS NOT NULL), "
+    "last_error = CASE WHEN lease_until_s IS NOT NULL "
+    "THEN 'lease expired before ack' ELSE last_error END "
+    "WHERE id IN (SELECT id FROM ("
+    "SELECT id, priority FROM (SELECT id, priority FROM outbox INDEXED BY outbox_fresh "
+    "WHERE lease_until_s IS NULL AND id NOT IN (SELECT row_id FROM document_rows) "
+    "ORDER BY priority DESC, id LIMIT :limit) "
+    "UNION ALL "
+    "SELECT id, priority FROM (SELECT id, priority FROM outbox INDEXED BY outbox_leased "
+    "WHERE (lease_until_s <= :now OR lease_until_s > :cap) "
+    "AND id NOT IN (SELECT row_id FROM document_rows) "
+    "ORDER BY priority DESC, id LIMIT :limit)"
+    ") ORDER BY priority DESC, id LIMIT :limit) "
+    "RETURNING id, kind, payload, priority, created_at_s, attempts")
+
+
 def claim(s: Store, limit: int, lease_s: float) -> list[Claimed]:
     now = s.clock()
     s.lease_max_s = max(lease_s, s.lease_max_s or 0.0)
-    # An expired lease (publish attempted, no ack in time) counts as an attempt. A lease ending
-    # later than any lease granted could (the wall clock stepped back) has expired too.
-    rows = s.conn.execute(
-        "UPDATE outbox SET lease_until_s = :until, "
-        "attempts = attempts + (lease_until_s IS NOT NULL), "
-        "last_error = CASE WHEN lease_until_s IS NOT NULL "
-        "THEN 'lease expired before ack' ELSE last_error END "
-        "WHERE id IN (SELECT id FROM outbox "
-        "WHERE (lease_until_s IS NULL OR lease_until_s <= :now OR lease_until_s > :cap) "
-        # rows of a frozen document go with their document only (claim_frozen)
-        "AND id NOT IN (SELECT row_id FROM document_rows) "
-        "ORDER BY priority DESC, id LIMIT :limit) "
-        "RETURNING id, kind, payload, priority, created_at_s, attempts",
-        {"until": now + lease_s, "now": now, "cap": s.lease_cap(now), "limit": limit}).fetchall()
+    rows = s.conn.execute(_CLAIM, {"until": now + lease_s, "now": now, "cap": s.lease_cap(now),
+                                   "limit": limit}).fetchall()
     rows.sort(key=_ID)  # RETURNING has no order: by priority (highest first), then id
     rows.sort(key=_PRIORITY, reverse=True)  # a stable sort, reversed or not
     return [claimed_row(r) for r in rows]

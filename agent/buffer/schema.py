@@ -128,7 +128,14 @@ CREATE TABLE document_rows (
 CREATE INDEX document_rows_document ON document_rows (document);
 """
 
-MIGRATIONS: list[str] = [_V1, _V2, _V3]
+# Rows not on lease, in claim order (issue 12): the claim's scan of ``outbox_order`` walked
+# past every row in flight (up to the window's 20 x 500 leased rows, the oldest, so first)
+# before it found one to claim, on every claim. Leases run out through ``outbox_leased``.
+_V4 = """
+CREATE INDEX outbox_fresh ON outbox (priority DESC, id) WHERE lease_until_s IS NULL;
+"""
+
+MIGRATIONS: list[str] = [_V1, _V2, _V3, _V4]
 """Step i (0-based) takes the schema from user_version i to i + 1."""
 
 SCHEMA_VERSION = len(MIGRATIONS)

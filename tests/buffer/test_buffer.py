@@ -240,6 +240,35 @@ async def test_claim_priority_first_then_oldest(tmp_path: Path) -> None:
         assert (st_.events_pending, st_.events_leased) == (4, 4)
 
 
+async def test_claim_merges_expired_leases_and_fresh_rows_past_those_in_flight(
+        tmp_path: Path) -> None:
+    """The claim reads fresh rows and run-out leases each by its own index (schema V4), so the
+    rows in flight ahead of them are never walked; the merged order is the one claim order."""
+    clock = FakeClock()
+    async with await SqliteBuffer.open(make_cfg(tmp_path), clock=clock) as buf:
+        await buf.commit_events([], [event(i) for i in range(6)])
+        short = await buf.claim(2, lease_s=5)  # ids 1, 2: their lease runs out first
+        long = await buf.claim(2, lease_s=60)  # ids 3, 4: in flight throughout
+        await buf.commit_events([], [event(9, priority=PRIORITY_STATUS, kind="status")])
+        clock.advance(6)
+        got = await buf.claim(10, lease_s=60)
+        assert [(c.kind, c.attempts) for c in got] == [
+            ("status", 0), ("event", 1), ("event", 1), ("event", 0), ("event", 0)]
+        assert [c.id for c in got[1:]] == [*(c.id for c in short), long[-1].id + 1,
+                                           long[-1].id + 2]
+        assert await buf.claim(10, lease_s=60) == []
+    from agent.buffer import ops
+
+    conn = sqlite3.connect(tmp_path / "buffer.db")
+    plan = " | ".join(r[3] for r in conn.execute(
+        "EXPLAIN QUERY PLAN " + ops._CLAIM,
+        {"until": 1.0, "now": 1.0, "cap": 2.0, "limit": 5}))
+    conn.close()
+    assert "INDEX outbox_fresh" in plan, plan
+    assert "INDEX outbox_leased" in plan, plan
+    assert "outbox_order" not in plan, plan
+
+
 async def test_ack_release_and_attempts(tmp_path: Path) -> None:
     clock = FakeClock()
     async with await SqliteBuffer.open(make_cfg(tmp_path), clock=clock) as buf:
