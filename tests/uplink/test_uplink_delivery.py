@@ -37,6 +37,7 @@ from agent.uplink.mqtt import (
     connect_packet,
 )
 from agent.uplink.mqtt.compat import held_count
+from agent.uplink.provenance import CHAIN_FIELDS_BYTES
 from tests.support.harness import durable_collector
 from tests.support.mosquitto import Mosquitto, Received
 
@@ -440,6 +441,30 @@ async def test_permanent_refusals_dead_letter_at_once(tmp_path: Path, code: int)
         await until(lambda: drained(r.buffer), 10)
         assert len(pub.sent) == 1
         assert r.forwarder.dead_lettered == 3
+
+
+async def test_a_batch_larger_than_a_document_is_packed_to_size_without_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A busy line's full batch (500 events of ~470 bytes) is larger than one document: it is
+    # packed into documents that fit, in order, each frozen once; halving it logged a warning
+    # per batch and built a document only to measure it.
+    caplog.set_level(logging.INFO, logger="agent.uplink.forwarder")
+    pub = ScriptedPublisher()
+    async with scripted(tmp_path, pub, batch_max_events=300, batch_max_bytes=8192) as r:
+        await fill(r.buffer, range(300))
+        await until(lambda: drained(r.buffer), 10)
+        assert r.forwarder.delivered_events == 300
+    docs = [json.loads(payload) for _topic, payload, _ct, _props in pub.sent]
+    assert all(len(payload) <= 8192 for _t, payload, _c, _p in pub.sent)
+    assert [d["tea:seq"] for d in docs] == list(range(1, len(docs) + 1))
+    ids = [e["eventID"] for d in docs for e in d["epcisBody"]["eventList"]]
+    assert ids == [f"ev-{n}" for n in range(300)]  # each once, in order
+    # Packed, not halved: no document but the last could have taken the next event (with
+    # the room kept for the chain fields, CHAIN_FIELDS_BYTES, which the real ones undercut).
+    for (_t, payload, _c, _p), nxt in zip(pub.sent, docs[1:], strict=False):
+        first = json.dumps(nxt["epcisBody"]["eventList"][0])
+        assert len(payload) + 1 + len(first) + CHAIN_FIELDS_BYTES > 8192
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 async def test_packet_too_large_splits_then_dead_letters_a_single_event(tmp_path: Path) -> None:
