@@ -64,7 +64,8 @@ class PahoCallbacks:
         raise NotImplementedError
 
     def _on_connected(self, session_present: bool, receive_max: int, max_packet: int | None,
-                      window: int, dropped: list[tuple[int, int]]) -> None:
+                      window: int, dropped: list[tuple[int, int]],
+                      subscribed: tuple[tuple[str, int], ...]) -> None:
         raise NotImplementedError
 
     def _on_disconnected(self, reason: str) -> None:
@@ -136,8 +137,10 @@ class PahoCallbacks:
         subs = self._subs_snapshot
         if subs:
             client.subscribe([(t, q) for t, q in subs])
+        # ``subs``: what this connect subscribed; one added on the loop before it hears of the
+        # connect is sent by _on_connected (it was neither in the snapshot nor sent then).
         self._post(self._on_connected, bool(flags.session_present), int(receive_max),
-                   int(max_packet) if max_packet else None, window, dropped)
+                   int(max_packet) if max_packet else None, window, dropped, subs)
 
     def _drop_oversize_held(self, client: paho.Client, limit: int) -> list[tuple[int, int]]:
         """Remove held messages that no longer fit a (lowered) Maximum Packet Size.

@@ -599,11 +599,22 @@ class MqttUplink(PahoCallbacks):
         max_packet: int | None,
         window: int,
         dropped: list[tuple[int, int]],
+        subscribed: tuple[tuple[str, int], ...] = (),
     ) -> None:
         if self._closing:
             return
         self._connects += 1
         self._connected = True
+        # A subscription added between paho's connect (which sent ``subscribed``) and now was
+        # not sent by either side: subscribe() saw no connection yet. Without this, a command
+        # topic subscribed at start-up could stay unsubscribed until the next reconnect.
+        sent = set(subscribed)
+        for topic, qos, _handler in self._subs:
+            if (topic, qos) not in sent:
+                rc, _mid = self._client.subscribe(topic, qos=qos)
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    self._log.warning("uplink: subscribe %r not sent now (%s); will retry on "
+                                      "connect", topic, paho.error_string(rc))
         self._fail_logged = False
         self._fail_seen.clear()
         self._receive_maximum = receive_max
