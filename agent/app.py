@@ -26,6 +26,7 @@ from agent.buffer.sqlite import SqliteBuffer
 from agent.config import AgentConfig
 from agent.fieldtools.runtime import Runtime
 from agent.fieldtools.server import serve as serve_field_tools
+from agent.osnames import name_thread
 from agent.pipeline import barcode_data
 from agent.pipeline.former import EventFormer
 from agent.pipeline.worker import Pipeline
@@ -120,6 +121,7 @@ class Agent:
                               reader_commands=remote, restart=restart, former=former)
         ingest.on_read = field_tools.tap.on_read
         pipeline.on_events = field_tools.tap.on_events
+        name_thread("edge-agent")  # the process too, also when run as `python -m agent`
         log.info(
             "edge-agent %s starting: gateway %s at %s, %d reader(s), buffer %s, broker %s:%d",
             __version__, cfg.gateway.id, cfg.gateway.site, len(cfg.readers), cfg.buffer.path,

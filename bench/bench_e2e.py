@@ -113,6 +113,25 @@ def agent_cpu_s(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_s(pid: int) -> dict[str, float]:
+    """utime + stime per thread name (agent/osnames.py names them) over the agent's family."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for p in family(pid):
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                name = Path(f"/proc/{p}/task/{tid}/comm").read_text().strip()
+                fields = Path(f"/proc/{p}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def agent_rss_mb(pid: int) -> float:
     """VmRSS of the agent and its children together."""
     rss_kb = 0
@@ -249,6 +268,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
             sent_at: dict[int, float] = {}
             progress = multiprocessing.get_context("fork").Value("q", -1, lock=False)
             cpu0, wall0 = agent_cpu_s(agent.pid), time.monotonic()
+            threads0 = thread_cpu_s(agent.pid)
             peak_rss = 0.0
             result: dict[str, Any] = {}
 
@@ -314,6 +334,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 time.sleep(0.2)
             drained = time.monotonic()
             cpu = agent_cpu_s(agent.pid) - (0.0 if killed else cpu0)
+            threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu_s(agent.pid).items()}
             result["done"] = True
             lat = sorted(sub.received[s] - sent_at[s] for s in sub.received if s in sent_at)
             agent_lost = 0
@@ -347,6 +368,8 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 "p99_ms": 1000 * lat[int(0.99 * (len(lat) - 1))] if lat else None,
                 "cpu_s": cpu, "cpu_ms_per_1000": cpu * 1e6 / max(1, delivered),
                 "cpu_share": cpu / max(1e-9, drained - wall0),
+                "thread_share": {k: v / max(1e-9, drained - wall0) for k, v in threads.items()
+                                 if v > 0},
                 "peak_rss_mb": peak_rss, "messages": sub.messages,
                 "first_event_after_broker_back_s": first_after,
                 "drain": drain,
@@ -394,6 +417,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['events_per_s']:6.0f}  {r['p50_ms'] or 0:7.1f}  {r['p99_ms'] or 0:7.1f}  "
               f"{r['cpu_ms_per_1000']:13.0f}  {100 * r['cpu_share']:4.0f}  "
               f"{r['peak_rss_mb']:6.1f}  {'' if fa is None else f'{fa:.2f}'}", flush=True)
+        if r["thread_share"] and not r["lost_at_kill_ms"]:
+            shares = sorted(r["thread_share"].items(), key=lambda kv: -kv[1])
+            print("        CPU by thread (% of a core; a thread the agent does not name counts "
+                  "as its process): " + ", ".join(f"{k} {100 * v:.1f}" for k, v in shares),
+                  flush=True)
         if r["drain"]:
             d = r["drain"]
             print(f"        backlog after the outage: {d['backlog']:.0f} events (its peak, "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
 from agent.buffer.api import BufferClosedError
+from agent.osnames import name_thread
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class WriterThread(Generic[S]):
     # ------------------------------------------------------------------ thread side
 
     def _main(self) -> None:
+        name_thread(self._thread.name)  # for top -H and py-spy (agent/osnames.py)
         batch: list[Request[S]] = []
         try:
             while True:

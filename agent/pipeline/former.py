@@ -263,6 +263,9 @@ def serve() -> None:
     # stops this one itself (or its pipe's EOF does), after the batch in hand.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from agent.osnames import name_thread
+
+    name_thread("event-former")  # the process, in ps and top (agent/osnames.py)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(levelname)s event former: %(name)s: %(message)s")
     # GS1 parsing (biip, 16 MB) is imported at the first GS1 scan, not here: a plain line

@@ -26,6 +26,7 @@ import serial
 import serial_asyncio_fast
 
 from agent.config import ConfigError, TlsConfig, read_secret_file
+from agent.osnames import name_thread
 
 log = logging.getLogger(__name__)
 
@@ -280,6 +281,7 @@ class _PortReader:
                     link.detached.set()
 
     def _run(self) -> None:
+        name_thread("serial-ports")  # for top -H and py-spy (agent/osnames.py)
         try:
             while True:
                 got: list[tuple[ThreadedSerialLink, bytes]] = []

@@ -247,6 +247,11 @@ def main(argv: list[str]) -> int:
     # and this process ends when the agent's end of the socket closes.
     _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
     _prefer_the_cpu()
+    try:  # "port-pump", not "python", in ps and top (as agent/osnames.py; stdlib only here)
+        with open("/proc/self/comm", "w", encoding="ascii") as f:
+            f.write("port-pump")
+    except OSError:
+        pass
     ctl = _socket.socket(fileno=int(argv[1]))
     return _Pump(ctl).run()
 

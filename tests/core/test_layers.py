@@ -3,7 +3,7 @@
 Run by ``make check`` (and so by ``make test``). Every import counts, including ones inside
 functions: a local import hides a loop, it does not remove it.
 
-    ground floor   config, model, clock, systemd (import only each other)
+    ground floor   config, model, clock, systemd, osnames (import only each other)
     I/O edges      readers, buffer            (ground floor)
     transform      pipeline                   (ground floor, readers, buffer)
     uplink         uplink                     (everything above, not fieldtools or the top)
@@ -20,7 +20,7 @@ import pytest
 
 AGENT = Path(__file__).resolve().parents[2] / "agent"
 
-GROUND = {"config", "model", "clock", "systemd"}
+GROUND = {"config", "model", "clock", "systemd", "osnames"}
 ALLOWED: dict[str, set[str]] = {
     **{g: GROUND for g in GROUND},
     "readers": GROUND,

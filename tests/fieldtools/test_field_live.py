@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from agent.osnames import thread_names
 from tests.support.harness import (
     AgentProcess,
     SimProcess,
@@ -68,6 +69,10 @@ def test_status_tail_metrics_health_against_a_running_agent(
         assert {"depth", "oldestEventAgeS", "sizeBytes", "dropped", "deadLetters",
                 "diskFull"} <= set(second["buffer"])
         assert second["clock"]["synchronised"] in (True, False, None)
+        # top -H, ps -L and py-spy show what each thread is (agent/osnames.py)
+        assert agent.proc is not None
+        shown = set(thread_names(agent.proc.pid).values())
+        assert {"edge-agent", "buffer-writer", "serial-ports", "mqtt-client"} <= shown, shown
 
         human = agent_cli("status", "--socket", str(sock))
         assert human.returncode == 0, human.stderr

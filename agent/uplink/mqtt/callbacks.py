@@ -18,6 +18,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent.config import MqttConfig
+from agent.osnames import name_thread
 from agent.uplink.mqtt.compat import PahoClient, drop_held_larger_than
 from agent.uplink.mqtt.packets import MQTT_DEFAULT_RECEIVE_MAXIMUM
 from agent.uplink.mqtt.types import InboundMessage, Will
@@ -123,6 +124,7 @@ class PahoCallbacks:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        name_thread("mqtt-client")  # paho's thread: for top -H and py-spy (agent/osnames.py)
         if reason_code.is_failure:
             self._post(self._on_connect_failed, f"refused by broker: {reason_code}")
             return
