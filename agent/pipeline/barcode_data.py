@@ -105,26 +105,26 @@ def plain_text(data: bytes | str, symbology: str | None = None) -> str | None:
     (:func:`interpret` gives ``BarcodeData(text=..., is_gs1=False)`` without asking biip),
     else None."""
     text = _text(data)
-    uri = _is_uri(text)
+    return text if _is_plain(text, symbology, _is_uri(text)) else None
+
+
+def _is_plain(text: str, symbology: str | None, uri: bool) -> bool:
     if not text.strip() or (symbology is not None and symbology not in GS1_SYMBOLOGIES
                             and not uri):
-        return text
-    if symbology is None and not uri and text.lstrip()[:1] not in _MAY_START_GS1:
-        # No identifier, not a URI, and not starting the way any GS1 form does (an AI digit,
-        # an HRI "(", a "]" identifier, FNC1): biip would only say "not GS1". It costs 10 % of
-        # the agent's CPU on a busy line (issue 12), so skip it.
-        return text
-    return None
+        return True
+    # No identifier, not a URI, and not starting the way any GS1 form does (an AI digit, an
+    # HRI "(", a "]" identifier, FNC1): biip would only say "not GS1". It costs 10 % of the
+    # agent's CPU on a busy line (issue 12), so skip it.
+    return symbology is None and not uri and text.lstrip()[:1] not in _MAY_START_GS1
 
 
 def interpret(data: bytes | str, symbology: str | None = None) -> BarcodeData:
     """Interpret one scan's data (without its AIM identifier) given the identifier, if any."""
-    plain = plain_text(data, symbology)
-    if plain is not None:
-        return BarcodeData(text=plain, symbology=symbology, is_gs1=False)
     text = _text(data)
-    expect_gs1 = symbology in GS1_SYMBOLOGIES
     uri = _is_uri(text)
+    if _is_plain(text, symbology, uri):
+        return BarcodeData(text=text, symbology=symbology, is_gs1=False)
+    expect_gs1 = symbology in GS1_SYMBOLOGIES
     # A URI in a non-GS1 symbology goes to biip without the identifier, so it tries Digital Link.
     value = text if uri and not expect_gs1 else (symbology or "") + text
     try:
