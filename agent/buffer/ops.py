@@ -168,7 +168,26 @@ def claim(s: Store, limit: int, lease_s: float) -> list[Claimed]:
     return [claimed_row(r) for r in rows]
 
 
-def ack(s: Store, ids: Sequence[int]) -> int:
+def ack(s: Store, ids: Sequence[int], document: int | None = None) -> int:
+    """Delete delivered rows; returns how many were there. ``document``: the frozen document
+    that carried exactly these rows (the usual case: one publish, one document), deleted with
+    them by its id in three statements, not by each row's id (issue 12: 0.3 ms instead of 2 ms
+    for 400 rows alone; 3 % of the CPU of a claim-freeze-ack loop); if its rows are not
+    these, the rows are deleted one by one as without it. A document left without rows (its
+    rows evicted before it was frozen) goes at the next ack by ids (status rows, alarms)."""
+    if document is not None and ids:
+        conn = s.conn
+        count, lo, hi = conn.execute(
+            "SELECT count(*), min(row_id), max(row_id) FROM document_rows WHERE document = ?",
+            (document,)).fetchone()
+        if count == len(ids) and lo == min(ids) and hi == max(ids):
+            before = _changes(s)
+            conn.execute("DELETE FROM outbox WHERE id IN "
+                         "(SELECT row_id FROM document_rows WHERE document = ?)", (document,))
+            n = _changes(s) - before
+            conn.execute("DELETE FROM document_rows WHERE document = ?", (document,))
+            conn.execute("DELETE FROM documents WHERE id = ?", (document,))
+            return n
     before = _changes(s)
     s.conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
     n = _changes(s) - before

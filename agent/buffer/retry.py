@@ -97,8 +97,9 @@ class RetryWhenFull:
         return await self._retry("claiming events",
                                  lambda: self._inner.claim(limit, lease_s=lease_s))
 
-    async def ack(self, ids: Sequence[int]) -> None:
-        await self._retry("deleting delivered events", lambda: self._inner.ack(ids))
+    async def ack(self, ids: Sequence[int], *, document: int | None = None) -> None:
+        await self._retry("deleting delivered events",
+                          lambda: self._inner.ack(ids, document=document))
 
     async def release(self, ids: Sequence[int], *, error: str | None = None) -> None:
         await self._retry("releasing events", lambda: self._inner.release(ids, error=error))

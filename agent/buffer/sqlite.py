@@ -219,11 +219,12 @@ class SqliteBuffer:
         expired leases make rows claimable again without any new event)."""
         await self._events_ready.wait()
 
-    async def ack(self, ids: Sequence[int]) -> None:
-        """The broker confirmed these: delete them (one transaction for the whole list)."""
+    async def ack(self, ids: Sequence[int], *, document: int | None = None) -> None:
+        """The broker confirmed these: delete them (one transaction for the whole list).
+        ``document``: the frozen document that carried them (deleted with them)."""
         idl = list(ids)
         if idl:
-            await self._call(lambda s: ops.ack(s, idl), "ack", len(idl))
+            await self._call(lambda s: ops.ack(s, idl, document), "ack", len(idl))
 
     async def release(self, ids: Sequence[int], *, error: str | None = None) -> None:
         """Publishing failed: make them available again, count the attempt, keep the error."""

@@ -573,7 +573,7 @@ class Forwarder:
             await self._split(rows, str(exc), frozen)
             return
         if result.ok:
-            await self._buffer.ack(ids)
+            await self._buffer.ack(ids, document=None if frozen is None else frozen.id)
             self._publish_ms.append((loop.time() - started) * 1000)
             self._event_ms.append(max(0.0, self._clock() - rows[0].created_at_s) * 1000)
             self._bucket.recover()

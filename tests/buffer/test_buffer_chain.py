@@ -110,6 +110,31 @@ async def test_a_document_whose_rows_vanished_is_forgotten_at_the_next_ack(
     assert ro_rows(cfg.path, "SELECT count(*) FROM documents") == [(0,)]
 
 
+async def test_an_ack_by_document_deletes_its_rows_and_it_and_only_when_they_match(
+    tmp_path: Path,
+) -> None:
+    """The forwarder acks a delivered document by its id with its rows (one statement for the
+    rows, issue 12); ids that are not exactly the document's rows go the row-by-row way."""
+    cfg = make_cfg(tmp_path)
+    async with await SqliteBuffer.open(cfg) as buf:
+        await buf.commit_events([], [event(i) for i in range(7)])
+        rows = await buf.claim(7, lease_s=60)
+        ids = [r.id for r in rows]
+        one = await buf.freeze(ids[:4], build)
+        two = await buf.freeze(ids[4:], build)
+        await buf.ack(ids[:4], document=one.id)
+        assert ro_rows(cfg.path, "SELECT id FROM documents") == [(two.id,)]
+        assert ro_rows(cfg.path, "SELECT id FROM outbox ORDER BY id") == [(i,) for i in ids[4:]]
+        await buf.ack(ids[4:6], document=two.id)  # not all of its rows: by the rows' ids
+        assert ro_rows(cfg.path, "SELECT id FROM outbox") == [(ids[6],)]
+        assert ro_rows(cfg.path, "SELECT row_id, document FROM document_rows") == [
+            (ids[6], two.id)]
+        await buf.ack(ids[6:], document=two.id)
+        assert (await buf.stats()).events_pending == 0
+    for table in ("documents", "document_rows", "outbox"):
+        assert ro_rows(cfg.path, f"SELECT count(*) FROM {table}") == [(0,)]
+
+
 async def test_rows_a_corrupt_file_could_not_give_back_are_declared_in_the_new_chain(
     tmp_path: Path,
 ) -> None:
