@@ -33,8 +33,22 @@ RUNS: list[tuple[str, list[str]]] = [
 ]
 
 
+def _code() -> str:
+    """Which agent the benchmarks run: this repository's, whatever PYTHONPATH said."""
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                                capture_output=True, text=True, timeout=10,
+                                check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{ROOT} at {commit or 'an unknown commit'}"
+
+
 def main() -> int:
+    # The agent run is always this checkout's: to measure another commit, run its own copy
+    # (`cd <worktree> && <venv>/bin/python -m bench ...`); PYTHONPATH does not choose it.
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "firmware-sim")]))
+    print(f"benchmarking the agent in {_code()}", flush=True)
     if sys.argv[1:2] == ["e2e"]:  # `python -m bench e2e [args]`: the whole path only
         return subprocess.run([sys.executable, "-m", "bench.bench_e2e", *sys.argv[2:]],
                               cwd=ROOT, env=env, check=False).returncode
