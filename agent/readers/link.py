@@ -328,6 +328,9 @@ class _PortReader:
             # its supervisor reconnects, and the new link gets a new thread.
             log.exception("serial port thread failed; its ports reconnect")
             links = [k.data for k in self._selector.get_map().values() if k.data is not None]
+            with self._lock:  # and links it was to add: their reads would wait forever
+                links += [link for op, link in self._commands
+                          if op in ("add", "resume") and link not in links]
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(
                     _deliver, [], [(link, OSError(errno.EIO, f"port thread failed: {exc!r}"))

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,6 +111,29 @@ async def test_one_thread_reads_many_ports_and_a_vanished_one_does_not_stop_the_
             os.close(master)
         for _, slave in ptys:
             os.close(slave)
+
+
+async def test_a_port_thread_failing_before_it_added_a_link_fails_that_link_too(
+    pty: tuple[int, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The thread's first select fails, before it applied the link's "add": that link was in no
+    # selector, so it was not failed and its read waited forever (seen once in the suite, when
+    # naming the thread made its start a little slower).
+    import selectors
+
+    class Broken(selectors.DefaultSelector):
+        def select(self, timeout: float | None = None) -> list[Any]:
+            raise ValueError("a bug in the port thread")
+
+    _master, port = pty
+    monkeypatch.setattr(selectors, "DefaultSelector", Broken)  # the port thread's selector
+    link = await SerialLink.open(port, 115200)
+    try:
+        with pytest.raises(LinkError, match="port thread failed"):
+            await asyncio.wait_for(link.read(), 5.0)
+    finally:
+        monkeypatch.undo()
+        await link.aclose()
 
 
 async def test_a_failing_port_thread_fails_its_links_and_the_next_link_gets_a_new_one(
