@@ -49,6 +49,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from agent.osnames import thread_names
 from bench.proc import family
 from tests.support.mosquitto import Mosquitto
 
@@ -118,13 +119,8 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
     for p in family(pid):
-        try:
-            tids = os.listdir(f"/proc/{p}/task")
-        except OSError:
-            continue
-        for tid in tids:
+        for tid, name in thread_names(p).items():
             try:
-                name = Path(f"/proc/{p}/task/{tid}/comm").read_text().strip()
                 fields = Path(f"/proc/{p}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue

@@ -444,40 +444,46 @@ class Forwarder:
             return gzip.compress(document, compresslevel=6, mtime=0)
         return document
 
-    def _pack(self, events: list[Claimed], created: datetime) -> list[list[Claimed]]:
-        """Consecutive runs of ``events`` whose uncompressed documents fit ``max_payload`` by
-        arithmetic: the document's head, the events' UTF-8 bytes and their commas, and room
-        for the chain fields. A busy line's full batch is larger than one document (500
-        barcode events of ~470 bytes: ~235 KB against 128 KiB): packing it up front costs no
-        document built only to be measured, and no warning per batch, which halving did. An
-        event too large for any document stays alone, for the one split path to name it."""
+    def _pack(self, events: list[Claimed], created: datetime,
+              ) -> list[tuple[list[Claimed], int]]:
+        """Consecutive runs of ``events`` whose uncompressed documents fit ``max_payload``, each
+        with its size by arithmetic: the document's head, the events' UTF-8 bytes and their
+        commas, and room for the chain fields. A busy line's full batch is larger than one
+        document (500 barcode events of ~470 bytes: ~235 KB against 128 KiB): packing it up
+        front costs no document built only to be measured, and no warning per batch, which
+        halving did. An event too large for any document stays alone, for the one split path
+        to name it."""
         limit = self.max_payload
-        size = base = len(build_document([], created)) + CHAIN_FIELDS_BYTES
-        groups: list[list[Claimed]] = [[]]
+        base = len(build_document([], created)) + CHAIN_FIELDS_BYTES
+        groups: list[tuple[list[Claimed], int]] = []
+        group: list[Claimed] = []
+        size = base
         for c in events:
             p = c.payload
             n = len(p) if p.isascii() else len(p.encode())
-            group = groups[-1]
             if group and size + 1 + n > limit:
-                groups.append([c])
-                size = base + n
-            else:
-                size += n + (1 if group else 0)
-                group.append(c)
+                groups.append((group, size))
+                group, size = [], base
+            size += n + (1 if group else 0)
+            group.append(c)
+        groups.append((group, size))
         return groups
 
     async def _send_events(self, events: list[Claimed]) -> None:
         """Split too large batches BEFORE freezing (by our arithmetic, with room for the chain
         fields), then freeze the document once and send its frozen bytes."""
         created = self._now()
-        if len(events) > 1 and self._cfg.compression != "gzip":
+        if self._cfg.compression == "gzip":
+            # The size is the compressed one: known only by compressing (halved if too large).
+            estimate = len(self._wire(build_document([c.payload for c in events], created)))
+            estimate += CHAIN_FIELDS_BYTES
+        else:
             groups = self._pack(events, created)
             if len(groups) > 1:
-                for group in groups:  # in order: each is frozen (its seq given) before the next
+                for group, _size in groups:  # in order: each is frozen (its seq) before the next
                     await self._send_events(group)
                 return
-        estimate = len(self._wire(build_document([c.payload for c in events], created)))
-        estimate += CHAIN_FIELDS_BYTES
+            estimate = groups[0][1]
         if estimate > self.max_payload:
             what = "a single event" if len(events) == 1 else f"{len(events)} events"
             await self._split(events, f"{what} of about {estimate} bytes exceeds the maximum "

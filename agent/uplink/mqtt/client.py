@@ -599,7 +599,7 @@ class MqttUplink(PahoCallbacks):
         max_packet: int | None,
         window: int,
         dropped: list[tuple[int, int]],
-        subscribed: tuple[tuple[str, int], ...] = (),
+        subscribed: tuple[tuple[str, int], ...],
     ) -> None:
         if self._closing:
             return
