@@ -11,7 +11,7 @@ subscriber that counts every line.
 * Each line carries its sequence number; the subscriber (persistent session, QoS 1) counts
   unique, duplicate and missing lines and the latency from the write to its arrival.
 * The agent's CPU (utime + stime from /proc) and peak RSS are sampled; CPU is reported per
-  1,000 events delivered.
+  1,000 events delivered, and the bytes it wrote to storage (/proc/PID/io) per event.
 * ``--broker-outage-s S``: stop the broker in the middle of the run and start it again after
   S seconds; reports the time from its return to the next event, and how fast the agent's
   backlog then drained: the outbox rows of its buffer (read-only, every 50 ms) at their peak
@@ -126,6 +126,21 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
                 continue
             out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return out
+
+
+def agent_write_bytes(pid: int) -> int:
+    """Bytes the agent and its children caused to be written to storage (/proc/PID/io
+    write_bytes: the buffer's WAL, its checkpoints and the logs), what wears an SD card."""
+    total = 0
+    for p in family(pid):
+        try:
+            text = Path(f"/proc/{p}/io").read_text()
+        except OSError:
+            continue
+        for ln in text.splitlines():
+            if ln.startswith("write_bytes:"):
+                total += int(ln.split()[1])
+    return total
 
 
 def agent_rss_mb(pid: int) -> float:
@@ -265,6 +280,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
             progress = multiprocessing.get_context("fork").Value("q", -1, lock=False)
             cpu0, wall0 = agent_cpu_s(agent.pid), time.monotonic()
             threads0 = thread_cpu_s(agent.pid)
+            written0 = agent_write_bytes(agent.pid)
             peak_rss = 0.0
             result: dict[str, Any] = {}
 
@@ -331,6 +347,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
             drained = time.monotonic()
             cpu = agent_cpu_s(agent.pid) - (0.0 if killed else cpu0)
             threads = {k: v - threads0.get(k, 0.0) for k, v in thread_cpu_s(agent.pid).items()}
+            disk_bytes = agent_write_bytes(agent.pid) - (0 if killed else written0)
             result["done"] = True
             lat = sorted(sub.received[s] - sent_at[s] for s in sub.received if s in sent_at)
             agent_lost = 0
@@ -367,6 +384,7 @@ def run_rate(rate: int, seconds: float, outage_s: float,
                 "thread_share": {k: v / max(1e-9, drained - wall0) for k, v in threads.items()
                                  if v > 0},
                 "peak_rss_mb": peak_rss, "messages": sub.messages,
+                "disk_bytes_per_event": disk_bytes / max(1, delivered),
                 "first_event_after_broker_back_s": first_after,
                 "drain": drain,
                 "lost_at_kill_ms": (1000 * agent_lost / rate) if killed else None,
@@ -418,6 +436,8 @@ def main(argv: list[str] | None = None) -> None:
             print("        CPU by thread (% of a core; a thread the agent does not name counts "
                   "as its process): " + ", ".join(f"{k} {100 * v:.1f}" for k, v in shares),
                   flush=True)
+            print(f"        written to storage: {r['disk_bytes_per_event'] / 1024:.2f} KiB per "
+                  "event (/proc write_bytes: WAL, checkpoints, logs)", flush=True)
         if r["drain"]:
             d = r["drain"]
             print(f"        backlog after the outage: {d['backlog']:.0f} events (its peak, "
