@@ -7,6 +7,7 @@ and each damaged-file case is made by hand on a file the buffer wrote.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from agent.buffer import ledger
+from agent.buffer import ledger, schema
 from agent.buffer.pages import PageImages, check_wal, decode_record
 from agent.buffer.salvage import payload_problem
 from agent.buffer.sqlite import SqliteBuffer
@@ -224,3 +225,29 @@ async def test_garbage_in_the_wal_is_detected_and_later_commits_salvaged(tmp_pat
     assert len(ids) >= 550, len(ids)  # the commits after the damaged frame are back
     assert max(ids) == 600
     assert all(r.read == tag(r.id - 1) for r in reads)
+
+
+async def test_delivered_rows_left_in_freed_pages_are_never_salvaged(tmp_path: Path) -> None:
+    """The writer deletes with ``secure_delete = FAST`` (issue 12: the zeros that Debian's
+    SQLite wrote over every freed page went through the WAL and to the disk again): a freed
+    page keeps its delivered rows until it is reused, and the page-by-page pass of salvage
+    skips the freelist, so none of them comes back as a duplicate."""
+    cfg = make_cfg(tmp_path, max_size=1 << 30)
+    async with await SqliteBuffer.open(cfg) as buf:
+        ids = await buf.put_events([event(j) for j in range(3000)])
+        await buf.ack(ids[:2000])  # delivered: whole leaf pages freed
+        await buf.commit_events([], [], {"k": "v"})
+    conn = sqlite3.connect(cfg.path, isolation_level=None)
+    try:
+        schema.configure(conn, "FULL")
+        assert conn.execute("PRAGMA secure_delete").fetchone()[0] == 2  # FAST
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    finally:
+        conn.close()
+    data = cfg.path.read_bytes()
+    assert free > 0
+    stale = {int(m) for m in re.findall(rb'"n": (\d+)}', data)} - set(range(2000, 3000))
+    assert stale  # delivered rows still in the file, on free pages (none with secure_delete 1)
+    images = PageImages(data, b"")
+    salvaged = {r.rowid for r in images.rows() if len(r.values) == 8}  # outbox rows
+    assert salvaged == set(ids[2000:])
