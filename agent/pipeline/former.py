@@ -50,7 +50,11 @@ log = logging.getLogger(__name__)
 # to be formed, its time already corrected for a clock step (step_s says by how much).
 BarcodeItem = tuple[str, bytes, str | None, datetime, bool, str, float]
 
-FORMER_MIN_READS = 512  # a busy line only: below this the loop keeps up (and spends less CPU)
+# A line the event loop cannot keep up with only: the ingest's batches reach this size when
+# the loop falls behind (its largest is 2,000). At 512, batches of a 20,000 lines/s line crossed
+# it, and the pickling both ways and the second interpreter cost 5-9 ms of CPU per 1,000
+# events and 42 MB, for no more events/s (issue 12, docs/benchmarks.md "2026-12-08, later").
+FORMER_MIN_READS = 1500
 FORM_TIMEOUT_S = 5.0  # a batch of 2,000 takes the child about 30 ms
 RESTART_S = 5.0
 IDLE_STOP_S = 60.0  # no busy batch for this long: the process is stopped (its ~37 MB freed)
