@@ -30,6 +30,8 @@ RUNS: list[tuple[str, list[str]]] = [
      ["-m", "bench.bench_e2e", "--rates", "1000,2000,3000,5000", "--seconds", "10"]),
     ("footprint: idle CPU and RSS with four connected readers",
      ["-m", "bench.bench_footprint", "--seconds", "30"]),
+    ("this machine against a published Raspberry Pi 4 run (N-body, pure Python)",
+     ["bench/nbody.py"]),
 ]
 
 

@@ -227,7 +227,7 @@ def configure(conn: Conn, synchronous: str, *, reserve_bytes: int = 0) -> None:
     # Debian and Raspberry Pi OS build SQLite with SECURE_DELETE on: every deleted row and
     # every freed page (a delivered document's 128 KiB of overflow pages) is overwritten with
     # zeros and the zeros go through the WAL to the disk again. FAST zeroes what shares a
-    # page already being written and no more (issue 12: ~19 % fewer bytes written, a tenth
-    # less of the SQL's CPU). Freed pages keep their old rows until reused: salvage skips
-    # the freelist (pages.py); a delivered event found there again would only be a duplicate.
+    # page already being written and no more (issue 12: a quarter fewer bytes written per
+    # event end to end, docs/buffer.md). Freed pages keep their old rows until reused: salvage
+    # skips the freelist (pages.py); a delivered event found there again is only a duplicate.
     conn.execute("PRAGMA secure_delete = FAST")
