@@ -245,6 +245,39 @@ async def test_disk_full_page_limit_keeps_running_and_resumes(
     assert caplog.text.count("disk space is back") == 1
 
 
+async def test_reads_come_back_after_a_full_disk_only_with_the_reserve_taken_again(
+    mounted_tmpfs: tuple[Path, list[str]]
+) -> None:
+    """The suite found a full disk that never drained: the reserve was taken again only at
+    the commit that ended the disk-full, after the first reads back had used the room it
+    needed, so it was not taken, and the next full disk had nothing to release. Now the
+    reserve is taken before the reads: a put that brings reads back leaves it in place."""
+    mnt, _ = mounted_tmpfs
+    reserve = 1024**2
+    remount(mnt, "size=4m")
+    cfg = make_cfg(mnt, path=mnt / "buffer.db", reserve_bytes=reserve)
+    reserve_file = mnt / "buffer.db.reserve"
+    async with await SqliteBuffer.open(cfg) as buf:
+        assert reserve_file.stat().st_size == reserve  # taken at open
+        for i in range(4000):
+            try:
+                await buf.put_reads([tag(50 * i + j) for j in range(50)])
+            except BufferDiskFullError:
+                break
+        assert (await buf.stats()).disk_full
+        assert not reserve_file.exists()  # released for draining
+        # Room comes back: a little more than the twice the reserve that reads need again.
+        st = os.statvfs(mnt)
+        used = (st.f_blocks - st.f_bfree) * st.f_frsize
+        remount(mnt, f"size={(used + 2 * reserve + 64 * 1024) // 1024}k")
+        # A put that stores more than the 64 KiB above that: taken after it, the reserve
+        # would not fit any more.
+        await buf.put_reads([tag(10**7 + j) for j in range(3000)])
+        assert not (await buf.stats()).disk_full
+        assert reserve_file.stat().st_size == reserve
+        assert len(await buf.take_reads(10**6)) > 3000
+
+
 async def test_real_full_filesystem(mounted_tmpfs: tuple[Path, list[str]]) -> None:
     mnt, _ = mounted_tmpfs
     cfg = make_cfg(mnt, path=mnt / "buffer.db")
