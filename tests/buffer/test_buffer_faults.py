@@ -266,7 +266,7 @@ async def test_reads_come_back_after_a_full_disk_only_with_the_reserve_taken_aga
                 break
         assert (await buf.stats()).disk_full
         assert not reserve_file.exists()  # released for draining
-        # Room comes back: a little more than the twice the reserve that reads need again.
+        # Room comes back: a little more than twice the reserve, what reads need again.
         st = os.statvfs(mnt)
         used = (st.f_blocks - st.f_bfree) * st.f_frsize
         remount(mnt, f"size={(used + 2 * reserve + 64 * 1024) // 1024}k")
