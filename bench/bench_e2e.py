@@ -128,33 +128,30 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
-def agent_write_bytes(pid: int) -> int:
-    """Bytes the agent and its children caused to be written to storage (/proc/PID/io
-    write_bytes: the buffer's WAL, its checkpoints and the logs), what wears an SD card."""
+def _family_sum(pid: int, file: str, key: str) -> int:
+    """The number after ``key`` in /proc/P/``file``, summed over the agent and its children
+    (one killed by --kill-at-s between two samples counts nothing)."""
     total = 0
     for p in family(pid):
         try:
-            text = Path(f"/proc/{p}/io").read_text()
+            text = Path(f"/proc/{p}/{file}").read_text()
         except OSError:
             continue
         for ln in text.splitlines():
-            if ln.startswith("write_bytes:"):
+            if ln.startswith(key):
                 total += int(ln.split()[1])
     return total
 
 
+def agent_write_bytes(pid: int) -> int:
+    """Bytes the agent and its children caused to be written to storage (/proc/PID/io
+    write_bytes: the buffer's WAL, its checkpoints and the logs), what wears an SD card."""
+    return _family_sum(pid, "io", "write_bytes:")
+
+
 def agent_rss_mb(pid: int) -> float:
     """VmRSS of the agent and its children together."""
-    rss_kb = 0
-    for p in family(pid):
-        try:
-            text = Path(f"/proc/{p}/status").read_text()
-        except OSError:  # killed (--kill-at-s) between two samples
-            continue
-        for ln in text.splitlines():
-            if ln.startswith("VmRSS:"):
-                rss_kb += int(ln.split()[1])
-    return rss_kb / 1024
+    return _family_sum(pid, "status", "VmRSS:") / 1024
 
 
 def queued(fd: int) -> int:

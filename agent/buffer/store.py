@@ -491,8 +491,9 @@ class Store:
     def reserve_path(self) -> Path:
         return self.path.with_name(self.path.name + ".reserve")
 
-    def _ensure_reserve(self) -> None:
-        """Hold ``reserve_bytes`` in a file beside the buffer while there is room for it.
+    def _ensure_reserve(self) -> bool:
+        """Hold ``reserve_bytes`` in a file beside the buffer while there is room for it; True
+        if it is held now (or none is configured).
 
         Without it a full disk deadlocks: deleting delivered rows, checkpointing the WAL and
         turning reads into events all need a little space themselves. Created only when twice
@@ -501,13 +502,13 @@ class Store:
         want = self.cfg.reserve_bytes
         target = self.reserve_path
         if want <= 0:
-            return
+            return True
         try:
             if target.exists() and target.stat().st_size >= want:
-                return
+                return True
             st = os.statvfs(self.path.parent)
             if st.f_bavail * st.f_frsize < 2 * want:
-                return
+                return False
             block = b"\0" * 65536
             with target.open("wb") as f:
                 left = want
@@ -519,15 +520,8 @@ class Store:
             with contextlib.suppress(OSError):
                 target.unlink()
             log.debug("buffer: no space reserve (%s)", exc)
-
-    def _reserve_held(self) -> bool:
-        want = self.cfg.reserve_bytes
-        if want <= 0:
-            return True  # none configured
-        try:
-            return self.reserve_path.stat().st_size >= want
-        except OSError:
             return False
+        return True
 
     def _release_reserve(self) -> None:
         try:
@@ -562,14 +556,12 @@ class Store:
         """
         if not self.disk_full:
             return
-        if self._room_to_spare():
-            # The reserve first, then the reads: taken after them (at the commit that ends the
-            # disk-full), it found less room than it needs once they were stored, was silently
-            # not taken, and the next full disk had nothing to release: claims, freezes, acks
-            # and checkpoints all waited for space for ever (the e2e disk-full test, once).
-            self._ensure_reserve()
-            if self._reserve_held():
-                return
+        # The reserve first, then the reads: taken after them (at the commit that ends the
+        # disk-full), it found less room than it needs once they were stored, was silently not
+        # taken, and the next full disk had nothing to release: claims, freezes, acks and
+        # checkpoints all waited for space for ever (the e2e disk-full test, once).
+        if self._room_to_spare() and self._ensure_reserve():
+            return
         raise Rejected(BufferDiskFullError(
             f"buffer file {self.path}: the disk is full; new reads wait until the delivered "
             f"backlog frees space (nothing of this call was stored; hold the data and retry)"))
